@@ -1,0 +1,14 @@
+//! snapwatch core: detects cloud snapshot abuse (ATT&CK T1578.001) as chains of events.
+//!
+//! raw record → [`parse`] → [`model::Fact`]s → [`engine`] (through the [`ports::StateStore`])
+//! → [`model::Finding`]s → [`render`] / [`ports::AlertSink`].
+//!
+//! This crate has no async runtime, cloud SDK or HTTP framework dependency.
+
+pub mod config;
+pub mod model;
+pub mod parse;
+pub mod ports;
+
+pub use config::Config;
+pub use model::*;

@@ -1,0 +1,367 @@
+//! Provider-neutral vocabulary: events, resources, facts and findings.
+//!
+//! Parsers turn raw cloud records into [`ParsedEvent`]s; the engine only ever sees these types.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cloud {
+    Aws,
+    Azure,
+    Gcp,
+}
+
+impl Cloud {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cloud::Aws => "aws",
+            Cloud::Azure => "azure",
+            Cloud::Gcp => "gcp",
+        }
+    }
+}
+
+impl fmt::Display for Cloud {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Ordered from least to most severe, so `>=` compares severities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "info" => Ok(Severity::Info),
+            "low" => Ok(Severity::Low),
+            "medium" => Ok(Severity::Medium),
+            "high" => Ok(Severity::High),
+            "critical" => Ok(Severity::Critical),
+            other => Err(format!(
+                "unknown severity {other:?} (expected info, low, medium, high or critical)"
+            )),
+        }
+    }
+}
+
+/// What one audit record says about who did what, when and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMeta {
+    /// Unique per record: CloudTrail `eventID`, Activity Log `eventDataId` (or
+    /// `correlationId`+`operationId`), GCP `insertId`. Redeliveries share it.
+    pub id: String,
+    /// API / operation / method name as the cloud logged it.
+    pub name: String,
+    pub time: DateTime<Utc>,
+    /// Principal: ARN, UPN / object id, or e-mail. `None` when the record does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
+    pub cloud: Cloud,
+    /// AWS account id / Azure subscription id / GCP project id where the record was logged.
+    pub account: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Set when the evidence shows a cloud service's own automation acted (AWS Backup, DLM,
+    /// GuardDuty malware scan, Auto Scaling…). Such facts still link chains but never trigger
+    /// a rule by themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automation: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResourceKind {
+    /// EBS snapshot, Azure snapshot, GCP snapshot.
+    Snapshot,
+    /// RDS DB snapshot or DB cluster snapshot.
+    DbSnapshot,
+    /// AMI, GCP image.
+    Image,
+    /// EBS volume, Azure managed disk, GCP disk.
+    Disk,
+    /// RDS DB instance or cluster.
+    Database,
+    /// EC2 instance, Azure VM, GCE instance.
+    Instance,
+    /// Azure NIC / AWS ENI: joins an instance to network groups.
+    NetworkInterface,
+    /// AWS security group, Azure NSG, GCP VPC network (firewall rules attach to it).
+    NetworkGroup,
+}
+
+impl ResourceKind {
+    /// Snapshot-like resources are the roots and anchors of chains.
+    pub fn is_snapshot_like(self) -> bool {
+        matches!(
+            self,
+            ResourceKind::Snapshot | ResourceKind::DbSnapshot | ResourceKind::Image
+        )
+    }
+}
+
+/// A resource reference. `id` must be unique within its cloud: EC2 ids, RDS ARNs, lower-cased
+/// Azure resource ids, GCP `projects/…` paths. Parsers are responsible for normalising.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Resource {
+    pub kind: ResourceKind,
+    pub id: String,
+}
+
+impl Resource {
+    pub fn new(kind: ResourceKind, id: impl Into<String>) -> Self {
+        Resource {
+            kind,
+            id: id.into(),
+        }
+    }
+}
+
+/// Who a snapshot was shared with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type", content = "with")]
+pub enum Audience {
+    /// `group: all`, RDS `all`, `allUsers`, `allAuthenticatedUsers`.
+    Public,
+    /// AWS account ids / Azure subscriptions / GCP projects.
+    Accounts(Vec<String>),
+    /// Named principals (GCP `user:`/`serviceAccount:`/`group:`/`domain:` members).
+    Principals(Vec<String>),
+}
+
+/// IP protocol of an ingress rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// `-1`, `all`, `*`: every protocol and so every port.
+    All,
+    Tcp,
+    Udp,
+    /// ICMP and anything else that has no ports.
+    Other,
+}
+
+/// Inclusive port range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortRange {
+    pub from: u16,
+    pub to: u16,
+}
+
+impl PortRange {
+    pub const ALL: PortRange = PortRange { from: 0, to: 65535 };
+    pub fn single(port: u16) -> Self {
+        PortRange {
+            from: port,
+            to: port,
+        }
+    }
+    pub fn contains(&self, port: u16) -> bool {
+        self.from <= port && port <= self.to
+    }
+    pub fn is_all(&self) -> bool {
+        self.from <= 1 && self.to == 65535
+    }
+}
+
+/// One normalized statement a record makes. Facts link resources by id; the engine stores each
+/// fact under every resource it names and walks those links to find chains.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "fact")]
+pub enum Fact {
+    /// A snapshot (or image, or DB snapshot) was taken, optionally of a known source
+    /// (volume, disk, instance, database). The source is context only, not a chain link:
+    /// a volume's daily snapshots are not one chain.
+    SnapshotCreated {
+        snapshot: Resource,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<Resource>,
+    },
+    /// A snapshot was made from another snapshot (`CopySnapshot`, `CopyDBSnapshot`, GCP
+    /// snapshot of a disk restored…): lineage `source → snapshot`.
+    SnapshotCopied {
+        snapshot: Resource,
+        source: Resource,
+    },
+    /// An image was registered over snapshots (`RegisterImage` with block device mappings).
+    ImageRegistered {
+        image: Resource,
+        snapshots: Vec<Resource>,
+    },
+    /// Sharing permission added.
+    SnapshotShared {
+        snapshot: Resource,
+        audience: Audience,
+    },
+    /// The snapshot's data was read out directly (SAS URL, EBS direct API, RDS export).
+    SnapshotExported { snapshot: Resource, method: String },
+    /// Victim-side evidence that another account used our snapshot.
+    UsedExternally { snapshot: Resource, account: String },
+    /// `resource` (disk, volume, database, or an instance whose boot disk was built from it)
+    /// was created from `snapshot`.
+    RestoredFrom {
+        resource: Resource,
+        snapshot: Resource,
+    },
+    /// An instance runs on a disk / volume (attach, VM storage profile).
+    Uses { instance: Resource, disk: Resource },
+    /// `member` (instance, NIC, database) belongs to network `group` (security group, NSG, VPC
+    /// network). `tags` are GCP network tags / service accounts used by firewall targeting.
+    NetworkMember {
+        member: Resource,
+        group: Resource,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tags: Vec<String>,
+    },
+    /// An inbound allow rule was added to `group`.
+    IngressOpened {
+        group: Resource,
+        protocol: Protocol,
+        ports: Vec<PortRange>,
+        /// CIDRs or service tags as logged (`0.0.0.0/0`, `::/0`, `Internet`, `*`).
+        sources: Vec<String>,
+        /// GCP target tags / service accounts; empty means every member of the group.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        target_tags: Vec<String>,
+        /// Rule name or id, for the report.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rule: Option<String>,
+    },
+}
+
+impl Fact {
+    /// Every resource this fact names that is a chain node (stored under, walked through).
+    pub fn linked_resources(&self) -> Vec<&Resource> {
+        match self {
+            Fact::SnapshotCreated { snapshot, .. } => vec![snapshot],
+            Fact::SnapshotCopied { snapshot, source } => vec![source, snapshot],
+            Fact::ImageRegistered { image, snapshots } => {
+                let mut v: Vec<&Resource> = snapshots.iter().collect();
+                v.push(image);
+                v
+            }
+            Fact::SnapshotShared { snapshot, .. }
+            | Fact::SnapshotExported { snapshot, .. }
+            | Fact::UsedExternally { snapshot, .. } => vec![snapshot],
+            Fact::RestoredFrom { resource, snapshot } => vec![snapshot, resource],
+            Fact::Uses { instance, disk } => vec![disk, instance],
+            Fact::NetworkMember { member, group, .. } => vec![member, group],
+            Fact::IngressOpened { group, .. } => vec![group],
+        }
+    }
+
+    /// Every resource the fact mentions, including context-only ones (for `resources`).
+    pub fn mentioned_resources(&self) -> Vec<&Resource> {
+        let mut v = self.linked_resources();
+        if let Fact::SnapshotCreated {
+            source: Some(source),
+            ..
+        } = self
+        {
+            v.push(source);
+        }
+        v
+    }
+
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Fact::SnapshotCreated { .. } => "snapshot_created",
+            Fact::SnapshotCopied { .. } => "snapshot_copied",
+            Fact::ImageRegistered { .. } => "image_registered",
+            Fact::SnapshotShared { .. } => "snapshot_shared",
+            Fact::SnapshotExported { .. } => "snapshot_exported",
+            Fact::UsedExternally { .. } => "used_externally",
+            Fact::RestoredFrom { .. } => "restored_from",
+            Fact::Uses { .. } => "uses",
+            Fact::NetworkMember { .. } => "network_member",
+            Fact::IngressOpened { .. } => "ingress_opened",
+        }
+    }
+}
+
+/// What a parser makes of one relevant, successful record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParsedEvent {
+    pub meta: EventMeta,
+    pub facts: Vec<Fact>,
+}
+
+/// A fact together with the event that stated it: the unit the engine stores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    pub event: EventMeta,
+    /// Position of the fact within its event: `(event.id, index)` is the fact's identity.
+    pub index: u32,
+    pub fact: Fact,
+}
+
+impl Observation {
+    /// Stable identity, used as the store key so redelivered events write nothing new.
+    pub fn key(&self) -> String {
+        format!("{}#{}", self.event.id, self.index)
+    }
+}
+
+/// One event of a finding's chain, as the finding JSON carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainEvent {
+    pub id: String,
+    pub name: String,
+    pub time: DateTime<Utc>,
+    pub actor: Option<String>,
+    pub source_ip: Option<String>,
+}
+
+/// The finding contract of DESIGN section 4. Field order is the JSON order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub id: String,
+    pub rule: String,
+    pub severity: Severity,
+    pub cloud: Cloud,
+    pub account: String,
+    pub region: Option<String>,
+    pub snapshot: String,
+    pub resources: Vec<String>,
+    pub actors: Vec<String>,
+    pub techniques: Vec<String>,
+    pub events: Vec<ChainEvent>,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub title: String,
+    pub summary: String,
+    /// What a responder should do next.
+    pub next_steps: Vec<String>,
+}

@@ -1,0 +1,1 @@
+//! AWS CloudTrail records (bare, in S3 log files, or as EventBridge `detail`).

@@ -1,0 +1,1 @@
+//! Azure Activity Log records (diagnostic settings, REST/portal export, Event Grid).

@@ -1,0 +1,1 @@
+//! Record format detection (filled in with the engine).

@@ -1,0 +1,1 @@
+//! GCP Cloud Audit Log entries (LogEntry, Eventarc CloudEvents).

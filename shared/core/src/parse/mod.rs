@@ -1,0 +1,109 @@
+//! Provider parsers: raw audit records → [`ParsedEvent`]s.
+//!
+//! Our own permissive serde types (unknown fields ignored, `Option` wherever a field can be
+//! missing). Each provider module exposes `parse_*` functions taking one record's bytes and the
+//! list of names it consumes. [`detect`] decides which provider a record belongs to.
+
+pub mod aws;
+pub mod azure;
+pub mod detect;
+pub mod gcp;
+
+use crate::model::ParsedEvent;
+use chrono::{DateTime, NaiveDateTime, Utc};
+
+/// What a parser made of one well-formed record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// A relevant, successful call: facts for the engine (possibly none, e.g. a share with
+    /// an empty account list).
+    Event(ParsedEvent),
+    /// Well-formed but not evidence: the reason says why (for counters and debug logs).
+    Skipped(Skip),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Skip {
+    /// Not an operation the chain consumes.
+    Irrelevant,
+    /// `errorCode`, Azure `Failed`, GCP non-zero status: failed calls never advance a chain.
+    Failed,
+    /// `DryRunOperation` and friends.
+    DryRun,
+    /// An intermediate record of a long-running operation (Azure `Started`/`Accepted`, GCP
+    /// `operation.last` without request) whose facts come from another record.
+    Intermediate,
+}
+
+impl Skip {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::Irrelevant => "irrelevant",
+            Skip::Failed => "failed",
+            Skip::DryRun => "dry_run",
+            Skip::Intermediate => "intermediate",
+        }
+    }
+}
+
+/// Why a record could not be used. Always reported with the record's location, never fatal.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("invalid JSON: {0}")]
+    InvalidJson(#[from] serde_json::Error),
+    #[error("unrecognised record format: {0}")]
+    UnknownFormat(String),
+    #[error("missing required field `{0}`")]
+    MissingField(&'static str),
+    #[error("invalid value for `{field}`: {reason}")]
+    InvalidField { field: &'static str, reason: String },
+}
+
+/// Parses the timestamps the clouds actually emit: RFC 3339 (`2024-04-02T15:13:06Z`,
+/// fractional seconds, offsets) and the space-separated form some exporters write
+/// (`2024-04-02 15:13:06.000000000`, taken as UTC).
+pub fn parse_time(field: &'static str, value: &str) -> Result<DateTime<Utc>, ParseError> {
+    let v = value.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.fZ",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(v, fmt) {
+            return Ok(t.and_utc());
+        }
+    }
+    Err(ParseError::InvalidField {
+        field,
+        reason: format!("not a timestamp: {value:?}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_time_shapes_clouds_emit() {
+        let want = "2024-04-02T15:13:06Z";
+        for raw in [
+            "2024-04-02T15:13:06Z",
+            "2024-04-02T15:13:06.000Z",
+            "2024-04-02 15:13:06.000000000",
+            "2024-04-02T15:13:06.0000000",
+            "2024-04-02T17:13:06+02:00",
+        ] {
+            assert_eq!(
+                parse_time("t", raw)
+                    .unwrap()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                want,
+                "{raw}"
+            );
+        }
+        assert!(parse_time("t", "yyyy-mm-ddThh:mm:ssZ").is_err());
+    }
+}
