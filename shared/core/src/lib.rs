@@ -6,6 +6,7 @@
 //! This crate has no async runtime, cloud SDK or HTTP framework dependency.
 
 pub mod config;
+pub mod memory;
 pub mod model;
 pub mod parse;
 pub mod ports;
