@@ -189,11 +189,32 @@ impl Config {
             })
             .map(|(_, rest)| rest)
             .unwrap_or(principal);
-        self.trust
-            .principals
-            .iter()
-            .any(|pattern| glob_match(pattern, bare) || glob_match(pattern, principal))
+        let role = assumed_role_arn(principal);
+        self.trust.principals.iter().any(|pattern| {
+            glob_match(pattern, bare)
+                || glob_match(pattern, principal)
+                || role.as_deref().is_some_and(|r| glob_match(pattern, r))
+        })
     }
+}
+
+/// CloudTrail names a role session `arn:aws:sts::ACCT:assumed-role/NAME/SESSION`, while people
+/// write trust patterns against the role, `arn:aws:iam::ACCT:role/NAME`: map the former to the latter.
+fn assumed_role_arn(principal: &str) -> Option<String> {
+    let rest = principal.strip_prefix("arn:")?;
+    let mut parts = rest.splitn(5, ':');
+    let (partition, service, _region, account, resource) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    if service != "sts" {
+        return None;
+    }
+    let role = resource.strip_prefix("assumed-role/")?.split('/').next()?;
+    Some(format!("arn:{partition}:iam::{account}:role/{role}"))
 }
 
 /// Glob match with `*` (any run, including `/` and `:`) and `?` (one character).
@@ -242,6 +263,17 @@ mod tests {
         assert!(glob_match("*@example.com", "alice@example.com"));
         assert!(!glob_match("*@example.com", "alice@example.com.evil.io"));
         assert!(glob_match("a?c", "abc"));
+    }
+
+    #[test]
+    fn assumed_role_sessions_match_role_patterns() {
+        let mut c = Config::default();
+        c.trust.principals = vec!["arn:aws:iam::*:role/backup-*".into()];
+        assert!(c.is_trusted_principal(
+            "arn:aws:sts::111122223333:assumed-role/backup-nightly/session-1"
+        ));
+        assert!(!c.is_trusted_principal("arn:aws:sts::111122223333:assumed-role/admin/backup-x"));
+        assert!(c.is_trusted_principal("arn:aws:iam::111122223333:role/backup-x"));
     }
 
     #[test]

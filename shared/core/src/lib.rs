@@ -6,10 +6,12 @@
 //! This crate has no async runtime, cloud SDK or HTTP framework dependency.
 
 pub mod config;
+pub mod engine;
 pub mod memory;
 pub mod model;
 pub mod parse;
 pub mod ports;
+pub mod rules;
 
 pub use config::Config;
 pub use model::*;
