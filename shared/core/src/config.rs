@@ -9,7 +9,7 @@ use serde::Deserialize;
 pub const DEFAULT_WINDOW_DAYS: u32 = 30;
 pub const DEFAULT_ADMIN_PORTS: [u16; 2] = [22, 3389];
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -70,16 +70,6 @@ impl Default for AlertConfig {
     fn default() -> Self {
         AlertConfig {
             min_severity: default_min_severity(),
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            trust: TrustConfig::default(),
-            chain: ChainConfig::default(),
-            alerts: AlertConfig::default(),
         }
     }
 }

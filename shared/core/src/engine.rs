@@ -340,7 +340,7 @@ impl<'s, S: StateStore> Graph<'s, S> {
                     observations.push(obs);
                 }
                 // Deterministic order whatever order the store returns.
-                observations.sort_by(|a, b| (a.event.time, a.key()).cmp(&(b.event.time, b.key())));
+                observations.sort_by_cached_key(|o| (o.event.time, o.key()));
                 observations.dedup_by(|a, b| a.key() == b.key());
                 self.nodes.insert(rf.resource, observations);
             }
@@ -556,18 +556,20 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
                         }
                     }
                 }
-                Fact::SnapshotExported { snapshot, method } if snapshot.id == anchor => {
-                    if o.event.automation.is_none() && !self.actor_trusted(o) {
-                        methods.insert(method.clone());
-                        exported.push(o);
-                    }
+                Fact::SnapshotExported { snapshot, method }
+                    if snapshot.id == anchor
+                        && o.event.automation.is_none()
+                        && !self.actor_trusted(o) =>
+                {
+                    methods.insert(method.clone());
+                    exported.push(o);
                 }
-                Fact::UsedExternally { snapshot, account } if snapshot.id == anchor => {
-                    // Never suppressed as automation: the other account's use is the signal.
-                    if !self.config.is_trusted_account(own, account) {
-                        used_by.insert(account.clone());
-                        used.push(o);
-                    }
+                // Never suppressed as automation: the other account's use is the signal.
+                Fact::UsedExternally { snapshot, account }
+                    if snapshot.id == anchor && !self.config.is_trusted_account(own, account) =>
+                {
+                    used_by.insert(account.clone());
+                    used.push(o);
                 }
                 _ => {}
             }
@@ -871,7 +873,7 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
             .chain(hit.context.iter())
             .copied()
             .collect();
-        all.sort_by(|a, b| (a.event.time, a.key()).cmp(&(b.event.time, b.key())));
+        all.sort_by_cached_key(|o| (o.event.time, o.key()));
         all.dedup_by(|a, b| a.key() == b.key());
         let mut events: Vec<ChainEvent> = Vec::new();
         for o in &all {

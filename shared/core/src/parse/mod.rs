@@ -13,6 +13,9 @@ use crate::model::ParsedEvent;
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 /// What a parser made of one well-formed record.
+// `Event` is large and `Skipped` tiny, but each value is moved once per record: boxing would
+// add an allocation on the hot path for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
     /// A relevant, successful call: facts for the engine (possibly none, e.g. a share with
