@@ -1,0 +1,39 @@
+# The commands a person types. `make demo` runs the detector on the bundled demo logs;
+# `make test` runs every check CI runs.
+
+CARGO ?= cargo
+BENCH_RECORDS ?= 1000000
+BENCH_DIR ?= bench-data
+
+.PHONY: demo test fmt fmt-check lint check-core-deps unit bench clean
+
+demo:
+	$(CARGO) run -q -p snapwatch-cli -- scan tests/demo
+
+test: fmt-check lint check-core-deps unit
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# The core must stay free of async runtimes, cloud SDKs and HTTP frameworks.
+check-core-deps:
+	@leaks=$$($(CARGO) tree -p snapwatch-core -e normal --prefix none | \
+		grep -E '^(tokio|aws-|lambda_|azure|hyper|axum|reqwest|google-|gcloud|firestore|actix|warp|tonic) ' | sort -u); \
+	if [ -n "$$leaks" ]; then echo "snapwatch-core depends on forbidden crates:"; echo "$$leaks"; exit 1; fi; \
+	echo "check-core-deps: snapwatch-core has no runtime, SDK or HTTP framework dependency"
+
+unit:
+	$(CARGO) nextest run --workspace --no-fail-fast
+
+bench:
+	BENCH_RECORDS=$(BENCH_RECORDS) BENCH_DIR=$(BENCH_DIR) bash tests/bench/run.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf $(BENCH_DIR)

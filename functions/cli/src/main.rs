@@ -1,0 +1,124 @@
+//! `snapwatch`: run the snapwatch detector over exported CloudTrail, Azure Activity Log and GCP
+//! audit log files. `main` parses arguments and configuration once; `scan` does the work.
+
+mod input;
+mod scan;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use snapwatch_core::rules::Rule;
+use snapwatch_core::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "snapwatch", version, about = "Detect cloud snapshot abuse chains (ATT&CK T1578.001) in audit logs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Scan log files, directories or stdin (`-`) and print the findings.
+    Scan(ScanArgs),
+    /// List the rules with their severity and ATT&CK techniques.
+    Rules,
+}
+
+#[derive(clap::Args)]
+struct ScanArgs {
+    /// How findings are printed on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    format: OutputFormat,
+    /// TOML configuration (trusted accounts and principals, chain window, admin ports).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Keep chain state in this embedded database so consecutive scans link up.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// Files, directories (walked) or `-` for stdin. `.gz` files are decompressed.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Jsonl,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SNAPWATCH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Rules => {
+            print_rules();
+            ExitCode::SUCCESS
+        }
+        Command::Scan(args) => match run_scan(args) {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("snapwatch: error: {err:#}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn run_scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
+    let config = match &args.config {
+        Some(path) => load_config(path)?,
+        None => Config::default(),
+    };
+    for path in &args.paths {
+        input::check_readable(path)?;
+    }
+    let options = scan::Options {
+        format: args.format,
+        paths: args.paths,
+    };
+    let report = match &args.state {
+        Some(path) => {
+            let store = snapwatch_sqlite::SqliteStore::open(path)
+                .with_context(|| format!("cannot open state file {}", path.display()))?;
+            scan::run(store, config, &options)?
+        }
+        None => scan::run(snapwatch_core::memory::MemoryStore::new(), config, &options)?,
+    };
+    Ok(if report.unreadable_paths > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let config: Config = toml::from_str(&text)
+        .with_context(|| format!("invalid config file {}", path.display()))?;
+    config
+        .validate()
+        .with_context(|| format!("invalid config file {}", path.display()))?;
+    Ok(config)
+}
+
+fn print_rules() {
+    println!("{:<28} {:<9} {:<22} DESCRIPTION", "RULE", "SEVERITY", "TECHNIQUES");
+    for rule in Rule::ALL {
+        println!(
+            "{:<28} {:<9} {:<22} {}",
+            rule.id(),
+            rule.severity().as_str(),
+            rule.techniques().join(","),
+            rule.description()
+        );
+    }
+}

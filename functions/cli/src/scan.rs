@@ -1,0 +1,201 @@
+//! `snapwatch scan`: every record through the parsers into the detector, then the findings out.
+//!
+//! Exported logs are evaluated as one batch: all facts are stored first and every touched chain
+//! is evaluated once at the end, against the newest event time seen (old logs are judged by their
+//! own clock, not today's), so the output does not depend on file or record order.
+
+use crate::input::{self, UnitHandler};
+use crate::OutputFormat;
+use chrono::{DateTime, Utc};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use snapwatch_core::engine::{Delivery, Detector};
+use snapwatch_core::parse::detect::{for_each_record, RecordOutcome};
+use snapwatch_core::parse::Parsed;
+use snapwatch_core::ports::{AlertSink, SinkError, StateStore};
+use snapwatch_core::{render, Config, Finding};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufWriter, Stdout, Write};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+pub struct Options {
+    pub format: OutputFormat,
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub records: u64,
+    pub events: u64,
+    pub facts: u64,
+    pub skipped: BTreeMap<&'static str, u64>,
+    pub rejected: u64,
+    pub findings: usize,
+    pub printed: usize,
+    pub below_threshold: usize,
+    pub already_reported: usize,
+    pub unreadable_paths: usize,
+}
+
+/// Prints findings on stdout, one per line (jsonl) or as text blocks.
+struct StdoutSink {
+    format: OutputFormat,
+    out: Mutex<BufWriter<Stdout>>,
+}
+
+impl AlertSink for StdoutSink {
+    fn name(&self) -> &'static str {
+        "stdout"
+    }
+
+    async fn send(&self, finding: &Finding) -> Result<(), SinkError> {
+        let rendered = match self.format {
+            OutputFormat::Jsonl => render::finding_json(finding),
+            OutputFormat::Text => render::text(finding),
+        };
+        let mut out = self.out.lock().map_err(|_| SinkError::Permanent {
+            sink: "stdout",
+            message: "stdout lock poisoned".into(),
+        })?;
+        writeln!(out, "{rendered}").map_err(|e| SinkError::Permanent {
+            sink: "stdout",
+            message: e.to_string(),
+        })
+    }
+}
+
+struct Scanner<'d, S> {
+    detector: &'d Detector<S>,
+    report: Report,
+    touched: BTreeSet<String>,
+    newest: Option<DateTime<Utc>>,
+    store_error: Option<snapwatch_core::engine::EngineError>,
+    progress: ProgressBar,
+}
+
+impl<S: StateStore> Scanner<'_, S> {
+    fn record(&mut self, outcome: RecordOutcome<'_>, source: &str, unit: &str, line: usize) {
+        self.report.records += 1;
+        if self.report.records % 16_384 == 0 {
+            self.progress.set_message(format!(
+                "{} records, {} chain events",
+                self.report.records, self.report.events
+            ));
+        }
+        match outcome.result {
+            Ok(Parsed::Skipped(skip)) => *self.report.skipped.entry(skip.as_str()).or_default() += 1,
+            Ok(Parsed::Event(event)) => {
+                self.report.events += 1;
+                self.report.facts += event.facts.len() as u64;
+                self.newest = Some(self.newest.map_or(event.meta.time, |t| t.max(event.meta.time)));
+                if self.store_error.is_some() {
+                    return;
+                }
+                match pollster::block_on(self.detector.ingest(&event)) {
+                    Ok(ingested) => self.touched.extend(ingested.touched),
+                    Err(e) => self.store_error = Some(e),
+                }
+            }
+            Err(reason) => {
+                // Records inside a container start later than the container's first line.
+                let record_line = line + line_offset(unit, outcome.raw);
+                self.reject(source, record_line, reason.to_string());
+            }
+        }
+    }
+
+    fn reject(&mut self, source: &str, line: usize, reason: String) {
+        self.report.rejected += 1;
+        self.progress.suspend(|| eprintln!("snapwatch: rejected {source}:{line}: {reason}"));
+    }
+}
+
+impl<S: StateStore> UnitHandler for Scanner<'_, S> {
+    fn unit(&mut self, text: &str, source: &str, line: usize) {
+        let mut outcomes = Vec::new();
+        for_each_record(text, &mut |o| outcomes.push(o));
+        for outcome in outcomes {
+            self.record(outcome, source, text, line);
+        }
+    }
+
+    fn reject(&mut self, source: &str, line: usize, reason: String) {
+        Scanner::reject(self, source, line, reason);
+    }
+}
+
+fn line_offset(whole: &str, part: &str) -> usize {
+    let offset = (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize);
+    whole
+        .as_bytes()
+        .get(..offset)
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+        .unwrap_or(0)
+}
+
+pub fn run<S: StateStore>(store: S, config: Config, options: &Options) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let detector = Detector::new(store, config);
+    let progress = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let mut scanner = Scanner {
+        detector: &detector,
+        report: Report::default(),
+        touched: BTreeSet::new(),
+        newest: None,
+        store_error: None,
+        progress,
+    };
+    for path in &options.paths {
+        for (name, error) in input::read_path(path, &mut scanner) {
+            scanner.report.unreadable_paths += 1;
+            scanner
+                .progress
+                .suspend(|| eprintln!("snapwatch: error: cannot read {name}: {error}"));
+        }
+    }
+    scanner.progress.finish_and_clear();
+    if let Some(e) = scanner.store_error.take() {
+        return Err(anyhow::Error::new(e).context("chain state store failed"));
+    }
+    let mut report = std::mem::take(&mut scanner.report);
+    let touched: Vec<String> = std::mem::take(&mut scanner.touched).into_iter().collect();
+    let now = scanner.newest.unwrap_or_else(Utc::now);
+    let findings = pollster::block_on(detector.evaluate(&touched, now))?;
+    let sink = StdoutSink {
+        format: options.format,
+        out: Mutex::new(BufWriter::new(std::io::stdout())),
+    };
+    let delivery: Delivery = pollster::block_on(detector.deliver(&findings, &sink, now))?;
+    if let Ok(mut out) = sink.out.lock() {
+        // A closed stdout (`| head`) is not worth an error after the findings were produced.
+        let _ = out.flush();
+    }
+    report.findings = findings.len();
+    report.printed = delivery.sent.len();
+    report.below_threshold = delivery.below_threshold;
+    report.already_reported = delivery.already_sent + delivery.held_by_other;
+    summarize(&report, started.elapsed().as_secs_f64());
+    Ok(report)
+}
+
+fn summarize(r: &Report, secs: f64) {
+    let rate = if secs > 0.0 { r.records as f64 / secs } else { 0.0 };
+    let skipped: Vec<String> = r.skipped.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    eprintln!(
+        "snapwatch: {} records in {secs:.2}s ({rate:.0}/s); chain events {} ({} facts); skipped {}; rejected {}",
+        r.records,
+        r.events,
+        r.facts,
+        if skipped.is_empty() { "0".to_string() } else { skipped.join(", ") },
+        r.rejected,
+    );
+    eprintln!(
+        "snapwatch: findings {} (printed {}, below min_severity {}, already reported in state {})",
+        r.findings, r.printed, r.below_threshold, r.already_reported
+    );
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# `make bench`: throughput and peak memory of `snapwatch scan` on a generated CloudTrail mix,
+# next to the time serde_json needs merely to parse the same bytes, at two input sizes so that
+# flat memory can be seen.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+records=${BENCH_RECORDS:-1000000}
+dir=${BENCH_DIR:-bench-data}
+mkdir -p "$dir"
+command -v /usr/bin/time >/dev/null || { echo "bench: /usr/bin/time is missing (apt-get install time)"; exit 1; }
+
+cargo build -q --release -p snapwatch-cli --bin snapwatch --example gen_cloudtrail --example parse_baseline
+bin=target/release
+for n in $((records / 4)) "$records"; do
+  file="$dir/cloudtrail-$n.jsonl"
+  [ -f "$file" ] || "$bin/examples/gen_cloudtrail" "$n" "$file"
+  size=$(stat -c %s "$file")
+  echo "== $n records, $((size / 1000000)) MB"
+  base=$("$bin/examples/parse_baseline" "$file")
+  echo "serde_json parse only (IgnoredAny): $base"
+  /usr/bin/time -f "%e %M" -o "$dir/time.txt" "$bin/snapwatch" scan --format jsonl "$file" >"$dir/findings.jsonl" 2>"$dir/scan.log"
+  read -r secs peak_kb <"$dir/time.txt"
+  base_secs=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<<"$base")
+  findings=$(wc -l <"$dir/findings.jsonl")
+  python3 - "$n" "$secs" "$peak_kb" "$base_secs" "$findings" "$size" <<'PY'
+import sys
+n, secs, peak_kb, base, findings, size = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+print(f"snapwatch scan: {secs:.2f} s, {n/secs:,.0f} records/s, {size/1e6/secs:.0f} MB/s, peak RSS {peak_kb/1024:.1f} MiB, "
+      f"{findings} findings, {secs/base:.2f}x the parse-only time")
+PY
+  tail -n 2 "$dir/scan.log"
+done
