@@ -10,6 +10,7 @@ pub mod memory;
 pub mod model;
 pub mod parse;
 pub mod ports;
+pub mod render;
 
 pub use config::Config;
 pub use model::*;
