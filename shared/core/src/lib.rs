@@ -11,6 +11,7 @@ pub mod memory;
 pub mod model;
 pub mod parse;
 pub mod ports;
+pub mod render;
 pub mod rules;
 
 pub use config::Config;
