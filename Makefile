@@ -5,7 +5,7 @@ CARGO ?= cargo
 BENCH_RECORDS ?= 1000000
 BENCH_DIR ?= bench-data
 
-.PHONY: demo test fmt fmt-check lint check-core-deps unit bench clean
+.PHONY: demo test fmt fmt-check lint check-core-deps unit bench clean tools
 
 demo:
 	$(CARGO) run -q -p snapwatch-cli -- scan tests/demo
@@ -37,3 +37,24 @@ bench:
 clean:
 	$(CARGO) clean
 	rm -rf $(BENCH_DIR)
+
+# Local servers and tools the tests use, installed into .tools/ (ignored by git).
+TOOLS := .tools
+.PHONY: tools
+tools: $(TOOLS)/venv/.done $(TOOLS)/checkov/.done $(TOOLS)/node/.done
+
+$(TOOLS)/venv/.done:
+	python3 -m venv $(TOOLS)/venv
+	$(TOOLS)/venv/bin/pip install -q --disable-pip-version-check 'moto[server]==5.*' 'cargo-lambda' 'python-hcl2' 'boto3'
+	touch $@
+
+# checkov gets its own venv: it and python-hcl2 overwrite each other's `hcl2` package.
+$(TOOLS)/checkov/.done:
+	python3 -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/pip install -q --disable-pip-version-check checkov
+	touch $@
+
+$(TOOLS)/node/.done:
+	mkdir -p $(TOOLS)/node
+	cd $(TOOLS)/node && npm install --silent --no-audit --no-fund dynalite azurite@3.35
+	touch $@

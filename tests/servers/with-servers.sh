@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Runs a command with the local servers the adapter tests talk to, then stops them.
+#
+#   tests/servers/with-servers.sh cargo nextest run --workspace
+#
+# Starts (on free loopback ports) and exports:
+#   SNAPWATCH_MOTO_ENDPOINT        moto server (DynamoDB, SNS, SQS, EventBridge, IAM, STS, EC2, RDS…)
+#   SNAPWATCH_DYNALITE_ENDPOINT    dynalite (a second, strict DynamoDB implementation)
+#   SNAPWATCH_AZURITE_TABLE_ENDPOINT  Azurite Table Storage (account devstoreaccount1)
+#   FIRESTORE_EMULATOR_HOST        the Firestore emulator (only if gcloud is installed; otherwise
+#                                  SNAPWATCH_FIRESTORE_UNAVAILABLE explains why, and the Firestore
+#                                  tests say so loudly)
+# Tools come from .tools/ (`make tools`). Logs go to target/servers/*.log.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+tools=${SNAPWATCH_TOOLS:-$root/.tools}
+logs=$root/target/servers
+mkdir -p "$logs"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT INT TERM
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_for() { # name url-or-hostport seconds
+  local name=$1 probe=$2 limit=$3 i
+  for ((i = 0; i < limit * 10; i++)); do
+    if [[ $probe == http* ]]; then
+      curl -s -o /dev/null "$probe" && return 0
+    else
+      (exec 3<>"/dev/tcp/${probe%:*}/${probe#*:}") 2>/dev/null && return 0
+    fi
+    sleep 0.1
+  done
+  echo "with-servers: $name did not become ready within ${limit}s; log:" >&2
+  tail -n 30 "$logs/$name.log" >&2 || true
+  exit 1
+}
+
+need() {
+  [ -e "$1" ] || { echo "with-servers: $1 is missing: run 'make tools' first" >&2; exit 1; }
+}
+
+need "$tools/venv/bin/moto_server"
+port=$(free_port)
+MOTO_EC2_LOAD_DEFAULT_AMIS=false "$tools/venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$logs/moto.log" 2>&1 &
+pids+=($!)
+export SNAPWATCH_MOTO_ENDPOINT="http://127.0.0.1:$port"
+
+need "$tools/node/node_modules/dynalite/cli.js"
+port=$(free_port)
+node "$tools/node/node_modules/dynalite/cli.js" --host 127.0.0.1 --port "$port" --createTableMs 0 >"$logs/dynalite.log" 2>&1 &
+pids+=($!)
+export SNAPWATCH_DYNALITE_ENDPOINT="http://127.0.0.1:$port"
+
+need "$tools/node/node_modules/azurite/dist/src/table/main.js"
+port=$(free_port)
+node "$tools/node/node_modules/azurite/dist/src/table/main.js" --tableHost 127.0.0.1 --tablePort "$port" \
+  --inMemoryPersistence --disableTelemetry --skipApiVersionCheck --loose >"$logs/azurite.log" 2>&1 &
+pids+=($!)
+export SNAPWATCH_AZURITE_TABLE_ENDPOINT="http://127.0.0.1:$port/devstoreaccount1"
+
+if command -v gcloud >/dev/null 2>&1; then
+  port=$(free_port)
+  gcloud emulators firestore start --host-port="127.0.0.1:$port" --quiet >"$logs/firestore.log" 2>&1 &
+  pids+=($!)
+  export FIRESTORE_EMULATOR_HOST="127.0.0.1:$port"
+else
+  export SNAPWATCH_FIRESTORE_UNAVAILABLE="gcloud (with the Firestore emulator) is not installed on this machine"
+  echo "with-servers: WARNING: $SNAPWATCH_FIRESTORE_UNAVAILABLE; Firestore tests will report it" >&2
+fi
+
+wait_for moto "$SNAPWATCH_MOTO_ENDPOINT/moto-api/" 60
+wait_for dynalite "127.0.0.1:${SNAPWATCH_DYNALITE_ENDPOINT##*:}" 30
+wait_for azurite "127.0.0.1:$(sed 's#.*:\([0-9]*\)/.*#\1#' <<<"$SNAPWATCH_AZURITE_TABLE_ENDPOINT")" 60
+if [ -n "${FIRESTORE_EMULATOR_HOST:-}" ]; then
+  wait_for firestore "http://$FIRESTORE_EMULATOR_HOST/" 90
+fi
+echo "with-servers: moto $SNAPWATCH_MOTO_ENDPOINT, dynalite $SNAPWATCH_DYNALITE_ENDPOINT, azurite $SNAPWATCH_AZURITE_TABLE_ENDPOINT, firestore ${FIRESTORE_EMULATOR_HOST:-none}" >&2
+set +e
+"$@"
+status=$?
+exit $status
