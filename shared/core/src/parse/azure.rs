@@ -1,1 +1,0 @@
-//! Azure Activity Log records (diagnostic settings, REST/portal export, Event Grid).
