@@ -111,7 +111,7 @@ impl Operation {
 /// One Activity Log record in any of the three shapes (see the module docs).
 ///
 /// Irrelevant operations are answered with `Skipped(Irrelevant)` before claims and bodies
-/// are decoded; Started/Accepted records with `Skipped(Intermediate)`, failed or cancelled
+/// are decoded; Started records with `Skipped(Intermediate)`, failed or cancelled
 /// ones with `Skipped(Failed)`.
 pub fn parse_record(raw: &str) -> Result<Parsed, ParseError> {
     let record = Envelope::read(raw)?;
@@ -124,10 +124,11 @@ pub fn parse_record(raw: &str) -> Result<Parsed, ParseError> {
         .ok_or(ParseError::MissingField(record.fields.result))?;
     match Outcome::of(result, record.fields.result)? {
         Outcome::Succeeded => {}
-        // A long-running operation logs Started (often with the requestbody), then
-        // Accepted, then Succeeded or Failed. Even when an early record is the only one that
-        // carries a body it is not evidence yet: the call may still fail, and facts stated
-        // now could never be withdrawn. Only the Succeeded record advances the chain.
+        // A long-running operation logs Started (BeginRequest), then Accepted (EndRequest,
+        // HTTP 202), then Succeeded or Failed. Accepted counts as evidence: ARM has
+        // authorized and validated the call, and real exports show it is often the only
+        // record that carries the responseBody (the final Succeeded record has none), so
+        // skipping it would lose the snapshot → disk link. Started is only intermediate.
         Outcome::InProgress => return Ok(Parsed::Skipped(Skip::Intermediate)),
         Outcome::Failed => return Ok(Parsed::Skipped(Skip::Failed)),
     }
@@ -208,8 +209,8 @@ impl Outcome {
     fn of(result: &str, field: &'static str) -> Result<Outcome, ParseError> {
         let normalized = result.trim().trim_end_matches('.').to_ascii_lowercase();
         match normalized.as_str() {
-            "succeeded" | "success" => Ok(Outcome::Succeeded),
-            "started" | "start" | "accepted" | "accept" => Ok(Outcome::InProgress),
+            "succeeded" | "success" | "accepted" | "accept" => Ok(Outcome::Succeeded),
+            "started" | "start" => Ok(Outcome::InProgress),
             // A cancelled operation did not happen either.
             "failed" | "failure" | "canceled" | "cancelled" | "cancel" => Ok(Outcome::Failed),
             _ => Err(ParseError::InvalidField {
