@@ -1,1 +1,0 @@
-//! GCP Cloud Audit Log entries (LogEntry, Eventarc CloudEvents).

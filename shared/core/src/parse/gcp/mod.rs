@@ -1,0 +1,299 @@
+//! GCP Cloud Audit Log entries (LogEntry, Eventarc CloudEvents).
+//!
+//! A `LogEntry` whose `protoPayload` is an `AuditLog` becomes one [`ParsedEvent`]: the record's
+//! who / when / where as [`EventMeta`], and the facts its method states. Compute Engine logs
+//! the same method under each API version (`v1.compute.snapshots.insert`,
+//! `beta.compute.snapshots.insert`), so methods are matched by suffix.
+
+mod facts;
+mod record;
+mod resource_path;
+#[cfg(test)]
+mod tests;
+
+use super::{parse_time, ParseError, Parsed, Skip};
+use crate::model::{Cloud, EventMeta, ParsedEvent};
+use record::{AuditLog, CloudEvent, LogEntry, Operation};
+use resource_path::{Location, ResourcePath, Scope};
+use serde_json::Value;
+
+/// Method-name suffixes the chain consumes, e.g. "compute.snapshots.insert" (matched after the
+/// version prefix: "v1.compute…", "beta.compute…", "alpha.compute…").
+pub const CONSUMED_METHODS: &[&str] = &[
+    "compute.snapshots.insert",
+    "compute.disks.createSnapshot",
+    "compute.snapshots.setIamPolicy",
+    "compute.images.setIamPolicy",
+    "compute.disks.setIamPolicy",
+    "compute.disks.insert",
+    "compute.images.insert",
+    "compute.instances.insert",
+    "compute.instances.attachDisk",
+    "compute.firewalls.insert",
+    "compute.firewalls.patch",
+    "compute.firewalls.update",
+];
+
+/// The API versions whose method names Eventarc triggers list; `alpha` is left out because
+/// only allow-listed projects can call it.
+const TRIGGER_VERSIONS: [&str; 2] = ["v1", "beta"];
+
+/// The CloudEvent `type` Eventarc gives Cloud Audit Log entries.
+pub const AUDIT_LOG_WRITTEN: &str = "google.cloud.audit.log.v1.written";
+
+/// What the [`EventMeta::automation`] of a Google-managed service agent's records says.
+pub const SERVICE_AGENT_AUTOMATION: &str = "gcp-service-agent";
+
+/// True when `method_name` (e.g. "beta.compute.instances.insert") ends with a consumed suffix.
+pub fn is_consumed(method_name: &str) -> bool {
+    CONSUMED_METHODS
+        .iter()
+        .any(|suffix| method_suffix_matches(method_name, suffix))
+}
+
+/// The consumed suffix `method_name` ends with.
+fn consumed_suffix(method_name: &str) -> Option<&'static str> {
+    CONSUMED_METHODS
+        .iter()
+        .copied()
+        .find(|suffix| method_suffix_matches(method_name, suffix))
+}
+
+/// `suffix` matches whole dot-separated parts only: "v1.compute.disks.insert" ends with
+/// "compute.disks.insert", "v1.compute.regionDisks.insert" does not.
+fn method_suffix_matches(method_name: &str, suffix: &str) -> bool {
+    match method_name.strip_suffix(suffix) {
+        Some(prefix) => prefix.is_empty() || prefix.ends_with('.'),
+        None => false,
+    }
+}
+
+/// The full method names Eventarc triggers must filter on (v1 and beta variants of each suffix).
+pub fn trigger_method_names() -> Vec<String> {
+    CONSUMED_METHODS
+        .iter()
+        .flat_map(|suffix| {
+            TRIGGER_VERSIONS
+                .iter()
+                .map(move |version| format!("{version}.{suffix}"))
+        })
+        .collect()
+}
+
+/// One LogEntry whose protoPayload is an AuditLog.
+pub fn parse_entry(raw: &str) -> Result<Parsed, ParseError> {
+    let value: Value = serde_json::from_str(raw)?;
+    parse_entry_value(value)
+}
+
+/// An Eventarc CloudEvent in structured mode (`specversion`, `type`
+/// "google.cloud.audit.log.v1.written", `id`, `source`, `time`, `data` = the LogEntry).
+pub fn parse_cloudevent(raw: &str) -> Result<Parsed, ParseError> {
+    let value: Value = serde_json::from_str(raw)?;
+    if !value.is_object() {
+        return Err(ParseError::UnknownFormat(
+            "a CloudEvent must be a JSON object".to_string(),
+        ));
+    }
+    let event: CloudEvent = serde_json::from_value(value)?;
+    if event.specversion.is_none() {
+        return Err(ParseError::MissingField("specversion"));
+    }
+    let event_type = event.event_type.ok_or(ParseError::MissingField("type"))?;
+    if event_type != AUDIT_LOG_WRITTEN {
+        return Ok(Parsed::Skipped(Skip::Irrelevant));
+    }
+    match event.data {
+        None | Some(Value::Null) => Err(ParseError::MissingField("data")),
+        // Some senders put the JSON payload in a string.
+        Some(Value::String(text)) => parse_entry(&text),
+        Some(entry) => parse_entry_value(entry),
+    }
+}
+
+fn parse_entry_value(value: Value) -> Result<Parsed, ParseError> {
+    if !value.is_object() {
+        return Err(ParseError::UnknownFormat(
+            "a LogEntry must be a JSON object".to_string(),
+        ));
+    }
+    let entry: LogEntry = serde_json::from_value(value)?;
+    parse_log_entry(&entry)
+}
+
+fn parse_log_entry(entry: &LogEntry) -> Result<Parsed, ParseError> {
+    let payload = entry.proto_payload.as_ref().ok_or_else(|| {
+        ParseError::UnknownFormat("no `protoPayload`: not a Cloud Audit Log entry".to_string())
+    })?;
+    let name =
+        logged_method_name(payload).ok_or(ParseError::MissingField("protoPayload.methodName"))?;
+    let Some(method) = consumed_suffix(&name).and_then(facts::Method::from_suffix) else {
+        return Ok(Parsed::Skipped(Skip::Irrelevant));
+    };
+    if has_failed(payload) {
+        return Ok(Parsed::Skipped(Skip::Failed));
+    }
+    if entry.operation.as_ref().is_some_and(is_intermediate) {
+        return Ok(Parsed::Skipped(Skip::Intermediate));
+    }
+    let meta = event_meta(entry, payload, name)?;
+    let subject = payload.resource_name.as_deref().and_then(|name| {
+        let project_only = Scope {
+            project: &meta.account,
+            zone: None,
+        };
+        ResourcePath::parse(name, project_only)
+    });
+    // A relative reference in the request lives where the record's subject lives.
+    let zone = subject
+        .as_ref()
+        .and_then(|path| match &path.location {
+            Location::Zone(zone) => Some(zone.as_str()),
+            _ => None,
+        })
+        .or(resource_label(entry, |labels| labels.zone.as_deref()));
+    let record = facts::Record {
+        method,
+        scope: Scope {
+            project: &meta.account,
+            zone,
+        },
+        actor: meta.actor.as_deref(),
+        payload,
+    };
+    let facts = facts::facts(&record)?;
+    Ok(Parsed::Event(ParsedEvent { meta, facts }))
+}
+
+/// `methodName`, or — in abridged samples that drop it — the method named by the request's
+/// `@type` ("type.googleapis.com/compute.snapshots.setIamPolicy").
+fn logged_method_name(payload: &AuditLog) -> Option<String> {
+    if let Some(name) = non_empty(payload.method_name.as_deref()) {
+        return Some(name.to_string());
+    }
+    let request_type = payload.request.as_ref()?.get("@type")?.as_str()?;
+    let method = request_type
+        .rsplit_once('/')
+        .map_or(request_type, |(_, method)| method);
+    non_empty(Some(method)).map(str::to_string)
+}
+
+/// A non-zero `status.code`, or an `error` in the response: failed calls never advance a chain.
+fn has_failed(payload: &AuditLog) -> bool {
+    let status_code = payload
+        .status
+        .as_ref()
+        .and_then(|status| status.get("code"))
+        .and_then(|code| match code {
+            Value::Number(number) => number.as_i64(),
+            Value::String(text) => text.trim().parse().ok(),
+            _ => None,
+        });
+    let response_error = payload
+        .response
+        .as_ref()
+        .and_then(|response| response.get("error"))
+        .is_some_and(|error| !error.is_null());
+    status_code.is_some_and(|code| code != 0) || response_error
+}
+
+/// The closing record of a long-running operation: only the `first` record carries the request.
+fn is_intermediate(operation: &Operation) -> bool {
+    operation.last == Some(true) && operation.first != Some(true)
+}
+
+fn event_meta(entry: &LogEntry, payload: &AuditLog, name: String) -> Result<EventMeta, ParseError> {
+    let id = non_empty(entry.insert_id.as_deref()).ok_or(ParseError::MissingField("insertId"))?;
+    let raw_time =
+        non_empty(entry.timestamp.as_deref()).ok_or(ParseError::MissingField("timestamp"))?;
+    let time = parse_time("timestamp", raw_time)?;
+    let authentication = payload.authentication_info.as_ref();
+    let actor = non_empty(authentication.and_then(|info| info.principal_email.as_deref()))
+        .or_else(|| non_empty(authentication.and_then(|info| info.principal_subject.as_deref())))
+        .map(str::to_string);
+    let source_ip = non_empty(
+        payload
+            .request_metadata
+            .as_ref()
+            .and_then(|metadata| metadata.caller_ip.as_deref()),
+    )
+    .map(str::to_string);
+    let account = project_of(entry, payload)
+        .ok_or(ParseError::MissingField("resource.labels.project_id"))?
+        .to_string();
+    let region = resource_label(entry, |labels| labels.zone.as_deref())
+        .or(resource_label(entry, |labels| labels.region.as_deref()))
+        .or_else(|| {
+            let locations = payload.resource_location.as_ref()?;
+            non_empty(locations.current_locations.first().map(String::as_str))
+        })
+        .map(str::to_string);
+    let automation = actor
+        .as_deref()
+        .filter(|principal| is_google_service_agent(principal))
+        .map(|_| SERVICE_AGENT_AUTOMATION.to_string());
+    Ok(EventMeta {
+        id: id.to_string(),
+        name,
+        time,
+        actor,
+        source_ip,
+        cloud: Cloud::Gcp,
+        account,
+        region,
+        automation,
+    })
+}
+
+fn resource_label<'a>(
+    entry: &'a LogEntry,
+    label: impl Fn(&'a record::ResourceLabels) -> Option<&'a str>,
+) -> Option<&'a str> {
+    let labels = entry.resource.as_ref()?.labels.as_ref()?;
+    non_empty(label(labels))
+}
+
+/// The project the record was logged in: the monitored resource's label, else the one in
+/// `logName` (`projects/<p>/logs/…`), else the one in `resourceName`.
+fn project_of<'a>(entry: &'a LogEntry, payload: &'a AuditLog) -> Option<&'a str> {
+    resource_label(entry, |labels| labels.project_id.as_deref())
+        .or_else(|| project_in_path(entry.log_name.as_deref()?))
+        .or_else(|| project_in_path(payload.resource_name.as_deref()?))
+}
+
+fn project_in_path(path: &str) -> Option<&str> {
+    let rest = path.trim().strip_prefix("projects/")?;
+    non_empty(rest.split('/').next())
+}
+
+/// Google-managed service agents act for Google services (GKE creating its firewall rules,
+/// Deployment Manager creating instances…). Recognised by the principal only, never by the
+/// resource names it touches, which anyone can choose.
+fn is_google_service_agent(principal: &str) -> bool {
+    let principal = principal.trim().to_ascii_lowercase();
+    let principal = principal
+        .strip_prefix("serviceaccount:")
+        .unwrap_or(&principal);
+    if !principal.ends_with("gserviceaccount.com") {
+        return false;
+    }
+    let Some((local, domain)) = principal.split_once('@') else {
+        return false;
+    };
+    let agent_domain = [
+        "container-engine-robot.",
+        "compute-system.",
+        "cloudservices.",
+    ]
+    .iter()
+    .any(|prefix| domain.starts_with(prefix));
+    // `service-<project number>@gcp-sa-….iam.gserviceaccount.com` and friends.
+    let numbered_agent = local
+        .strip_prefix("service-")
+        .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
+    agent_domain || numbered_agent
+}
+
+fn non_empty(value: Option<&str>) -> Option<&str> {
+    value.map(str::trim).filter(|text| !text.is_empty())
+}
