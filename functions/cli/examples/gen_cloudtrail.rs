@@ -31,14 +31,27 @@ impl Rng {
     }
     fn uuid(&mut self) -> String {
         let h = self.hex(32);
-        format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
     }
 }
 
 const ACCOUNT: &str = "111122223333";
 
 fn identity(rng: &mut Rng) -> Value {
-    let roles = ["app-backend", "ci-deployer", "data-pipeline", "ops-admin", "lambda-exec"];
+    let roles = [
+        "app-backend",
+        "ci-deployer",
+        "data-pipeline",
+        "ops-admin",
+        "lambda-exec",
+    ];
     let role = roles[rng.below(roles.len() as u64) as usize];
     json!({
         "type": "AssumedRole",
@@ -53,7 +66,15 @@ fn identity(rng: &mut Rng) -> Value {
     })
 }
 
-fn record(rng: &mut Rng, i: u64, source: &str, name: &str, user: Value, req: Value, resp: Value) -> Value {
+fn record(
+    rng: &mut Rng,
+    i: u64,
+    source: &str,
+    name: &str,
+    user: Value,
+    req: Value,
+    resp: Value,
+) -> Value {
     let secs = i / 20;
     let time = format!(
         "2026-05-{:02}T{:02}:{:02}:{:02}Z",
@@ -86,35 +107,97 @@ fn record(rng: &mut Rng, i: u64, source: &str, name: &str, user: Value, req: Val
 
 fn unrelated(rng: &mut Rng, i: u64) -> Value {
     let user = identity(rng);
-    match rng.below(8) {
-        0 => record(rng, i, "ec2.amazonaws.com", "DescribeInstances", user, json!({"instancesSet": {}, "filterSet": {"items": [{"name": "tag:team", "valueSet": {"items": [{"value": "payments"}]}}]}}), Value::Null),
-        1 => record(rng, i, "sts.amazonaws.com", "AssumeRole", user, json!({"roleArn": format!("arn:aws:iam::{ACCOUNT}:role/worker"), "roleSessionName": rng.hex(12), "durationSeconds": 3600}), json!({"credentials": {"accessKeyId": format!("ASIA{}", rng.hex(16)), "expiration": "May 1, 2026, 11:00:00 AM", "sessionToken": rng.hex(64)}, "assumedRoleUser": {"assumedRoleId": rng.hex(20), "arn": "arn:aws:sts::111122223333:assumed-role/worker/x"}})),
-        2 => record(rng, i, "s3.amazonaws.com", "GetObject", user, json!({"bucketName": "app-assets", "Host": "app-assets.s3.us-east-1.amazonaws.com", "key": format!("static/{}/bundle.js", rng.hex(8))}), Value::Null),
-        3 => record(rng, i, "kms.amazonaws.com", "Decrypt", user, json!({"encryptionAlgorithm": "SYMMETRIC_DEFAULT", "encryptionContext": {"aws:lambda:FunctionArn": format!("arn:aws:lambda:us-east-1:{ACCOUNT}:function:fn-{}", rng.hex(4))}}), Value::Null),
-        4 => record(rng, i, "ec2.amazonaws.com", "DescribeSnapshots", user, json!({"snapshotSet": {}, "ownersSet": {"items": [{"owner": "self"}]}, "maxResults": 1000}), Value::Null),
-        5 => record(rng, i, "logs.amazonaws.com", "CreateLogStream", user, json!({"logGroupName": "/aws/lambda/fn", "logStreamName": format!("2026/05/01/[$LATEST]{}", rng.hex(32))}), Value::Null),
-        6 => record(rng, i, "s3.amazonaws.com", "PutObject", user, json!({"bucketName": "data-lake-raw", "key": format!("events/dt=2026-05-01/{}.parquet", rng.uuid()), "x-amz-server-side-encryption": "aws:kms"}), Value::Null),
-        _ => record(rng, i, "ec2.amazonaws.com", "DescribeSecurityGroups", user, json!({"securityGroupSet": {}, "securityGroupIdSet": {}, "filterSet": {}}), Value::Null),
-    }
+    let (source, name, req, resp) = match rng.below(8) {
+        0 => (
+            "ec2.amazonaws.com",
+            "DescribeInstances",
+            json!({"instancesSet": {}, "filterSet": {"items": [{"name": "tag:team", "valueSet": {"items": [{"value": "payments"}]}}]}}),
+            Value::Null,
+        ),
+        1 => {
+            let session = rng.hex(12);
+            let key = rng.hex(16);
+            let token = rng.hex(64);
+            let role_id = rng.hex(20);
+            (
+                "sts.amazonaws.com",
+                "AssumeRole",
+                json!({"roleArn": format!("arn:aws:iam::{ACCOUNT}:role/worker"), "roleSessionName": session, "durationSeconds": 3600}),
+                json!({"credentials": {"accessKeyId": format!("ASIA{key}"), "expiration": "May 1, 2026, 11:00:00 AM", "sessionToken": token}, "assumedRoleUser": {"assumedRoleId": role_id, "arn": "arn:aws:sts::111122223333:assumed-role/worker/x"}}),
+            )
+        }
+        2 => (
+            "s3.amazonaws.com",
+            "GetObject",
+            json!({"bucketName": "app-assets", "Host": "app-assets.s3.us-east-1.amazonaws.com", "key": format!("static/{}/bundle.js", rng.hex(8))}),
+            Value::Null,
+        ),
+        3 => (
+            "kms.amazonaws.com",
+            "Decrypt",
+            json!({"encryptionAlgorithm": "SYMMETRIC_DEFAULT", "encryptionContext": {"aws:lambda:FunctionArn": format!("arn:aws:lambda:us-east-1:{ACCOUNT}:function:fn-{}", rng.hex(4))}}),
+            Value::Null,
+        ),
+        4 => (
+            "ec2.amazonaws.com",
+            "DescribeSnapshots",
+            json!({"snapshotSet": {}, "ownersSet": {"items": [{"owner": "self"}]}, "maxResults": 1000}),
+            Value::Null,
+        ),
+        5 => (
+            "logs.amazonaws.com",
+            "CreateLogStream",
+            json!({"logGroupName": "/aws/lambda/fn", "logStreamName": format!("2026/05/01/[$LATEST]{}", rng.hex(32))}),
+            Value::Null,
+        ),
+        6 => (
+            "s3.amazonaws.com",
+            "PutObject",
+            json!({"bucketName": "data-lake-raw", "key": format!("events/dt=2026-05-01/{}.parquet", rng.uuid()), "x-amz-server-side-encryption": "aws:kms"}),
+            Value::Null,
+        ),
+        _ => (
+            "ec2.amazonaws.com",
+            "DescribeSecurityGroups",
+            json!({"securityGroupSet": {}, "securityGroupIdSet": {}, "filterSet": {}}),
+            Value::Null,
+        ),
+    };
+    record(rng, i, source, name, user, req, resp)
 }
 
 /// Benign consumed events: routine snapshots and launches.
 fn benign(rng: &mut Rng, i: u64) -> Value {
     let user = identity(rng);
-    let snap = format!("snap-{}", rng.hex(17));
-    match rng.below(3) {
-        0 => record(rng, i, "ec2.amazonaws.com", "CreateSnapshot", user, json!({"volumeId": format!("vol-{}", rng.hex(17)), "description": "nightly"}), json!({"snapshotId": snap, "status": "pending", "volumeSize": 100})),
+    let (name, req, resp) = match rng.below(3) {
+        0 => {
+            let volume = format!("vol-{}", rng.hex(17));
+            let snap = format!("snap-{}", rng.hex(17));
+            (
+                "CreateSnapshot",
+                json!({"volumeId": volume, "description": "nightly"}),
+                json!({"snapshotId": snap, "status": "pending", "volumeSize": 100}),
+            )
+        }
         1 => {
             let instance = format!("i-{}", rng.hex(17));
             let group = format!("sg-{}", rng.hex(17));
-            record(rng, i, "ec2.amazonaws.com", "RunInstances", user,
+            (
+                "RunInstances",
                 json!({"instancesSet": {"items": [{"imageId": "ami-0abcdef1234567890", "minCount": 1, "maxCount": 1}]}, "groupSet": {"items": [{"groupId": group}]}, "instanceType": "m6i.large"}),
-                json!({"instancesSet": {"items": [{"instanceId": instance, "imageId": "ami-0abcdef1234567890", "groupSet": {"items": [{"groupId": group}]}}]}}))
+                json!({"instancesSet": {"items": [{"instanceId": instance, "imageId": "ami-0abcdef1234567890", "groupSet": {"items": [{"groupId": group}]}}]}}),
+            )
         }
-        _ => record(rng, i, "ec2.amazonaws.com", "AuthorizeSecurityGroupIngress", user,
-            json!({"groupId": format!("sg-{}", rng.hex(17)), "ipPermissions": {"items": [{"ipProtocol": "tcp", "fromPort": 443, "toPort": 443, "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}]}}),
-            json!({"_return": true})),
-    }
+        _ => {
+            let group = format!("sg-{}", rng.hex(17));
+            (
+                "AuthorizeSecurityGroupIngress",
+                json!({"groupId": group, "ipPermissions": {"items": [{"ipProtocol": "tcp", "fromPort": 443, "toPort": 443, "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}]}}),
+                json!({"_return": true}),
+            )
+        }
+    };
+    record(rng, i, "ec2.amazonaws.com", name, user, req, resp)
 }
 
 /// One complete attack chain: snapshot, external share, restore into an instance, SSH opened.
@@ -122,15 +205,46 @@ fn attack(rng: &mut Rng, i: u64) -> Vec<Value> {
     let snap = format!("snap-{}", rng.hex(17));
     let instance = format!("i-{}", rng.hex(17));
     let group = format!("sg-{}", rng.hex(17));
+    let volume = format!("vol-{}", rng.hex(17));
     let creator = identity(rng);
     let mallory = json!({"type": "IAMUser", "principalId": "AIDAMALLORY", "arn": format!("arn:aws:iam::{ACCOUNT}:user/mallory-{}", rng.hex(4)), "accountId": ACCOUNT, "userName": "mallory"});
     vec![
-        record(rng, i, "ec2.amazonaws.com", "CreateSnapshot", creator, json!({"volumeId": format!("vol-{}", rng.hex(17))}), json!({"snapshotId": snap, "status": "pending"})),
-        record(rng, i + 1, "ec2.amazonaws.com", "ModifySnapshotAttribute", mallory.clone(), json!({"snapshotId": snap, "createVolumePermission": {"add": {"items": [{"userId": "999988887777"}]}}, "attributeType": "CREATE_VOLUME_PERMISSION"}), json!({"_return": true})),
-        record(rng, i + 2, "ec2.amazonaws.com", "RunInstances", mallory.clone(),
+        record(
+            rng,
+            i,
+            "ec2.amazonaws.com",
+            "CreateSnapshot",
+            creator,
+            json!({"volumeId": volume}),
+            json!({"snapshotId": snap, "status": "pending"}),
+        ),
+        record(
+            rng,
+            i + 1,
+            "ec2.amazonaws.com",
+            "ModifySnapshotAttribute",
+            mallory.clone(),
+            json!({"snapshotId": snap, "createVolumePermission": {"add": {"items": [{"userId": "999988887777"}]}}, "attributeType": "CREATE_VOLUME_PERMISSION"}),
+            json!({"_return": true}),
+        ),
+        record(
+            rng,
+            i + 2,
+            "ec2.amazonaws.com",
+            "RunInstances",
+            mallory.clone(),
             json!({"instancesSet": {"items": [{"imageId": "ami-0abcdef1234567890", "minCount": 1, "maxCount": 1}]}, "groupSet": {"items": [{"groupId": group}]}, "blockDeviceMapping": {"items": [{"deviceName": "/dev/sdf", "ebs": {"snapshotId": snap}}]}}),
-            json!({"instancesSet": {"items": [{"instanceId": instance, "groupSet": {"items": [{"groupId": group}]}}]}})),
-        record(rng, i + 3, "ec2.amazonaws.com", "AuthorizeSecurityGroupIngress", mallory, json!({"groupId": group, "ipPermissions": {"items": [{"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}]}}), json!({"_return": true})),
+            json!({"instancesSet": {"items": [{"instanceId": instance, "groupSet": {"items": [{"groupId": group}]}}]}}),
+        ),
+        record(
+            rng,
+            i + 3,
+            "ec2.amazonaws.com",
+            "AuthorizeSecurityGroupIngress",
+            mallory,
+            json!({"groupId": group, "ipPermissions": {"items": [{"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}]}}),
+            json!({"_return": true}),
+        ),
     ]
 }
 
@@ -154,7 +268,19 @@ fn main() -> anyhow::Result<()> {
             vec![unrelated(&mut rng, written)]
         };
         for r in batch {
-            if r["eventName"].as_str().is_some_and(|n| !matches!(n, "DescribeInstances" | "AssumeRole" | "GetObject" | "Decrypt" | "DescribeSnapshots" | "CreateLogStream" | "PutObject" | "DescribeSecurityGroups")) {
+            if r["eventName"].as_str().is_some_and(|n| {
+                !matches!(
+                    n,
+                    "DescribeInstances"
+                        | "AssumeRole"
+                        | "GetObject"
+                        | "Decrypt"
+                        | "DescribeSnapshots"
+                        | "CreateLogStream"
+                        | "PutObject"
+                        | "DescribeSecurityGroups"
+                )
+            }) {
                 consumed += 1;
             }
             serde_json::to_writer(&mut w, &r)?;

@@ -6,7 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
-    let path = std::env::args().nth(1).ok_or_else(|| anyhow::anyhow!("usage: parse_baseline <file>"))?;
+    let path = std::env::args()
+        .nth(1)
+        .ok_or_else(|| anyhow::anyhow!("usage: parse_baseline <file>"))?;
     let started = Instant::now();
     let mut reader = BufReader::with_capacity(256 * 1024, std::fs::File::open(&path)?);
     let mut line = Vec::with_capacity(4096);
@@ -26,6 +28,10 @@ fn main() -> anyhow::Result<()> {
         records += 1;
     }
     let secs = started.elapsed().as_secs_f64();
-    println!("records={records} bytes={bytes} seconds={secs:.3} records_per_sec={:.0} mb_per_sec={:.1}", records as f64 / secs, bytes as f64 / 1e6 / secs);
+    println!(
+        "records={records} bytes={bytes} seconds={secs:.3} records_per_sec={:.0} mb_per_sec={:.1}",
+        records as f64 / secs,
+        bytes as f64 / 1e6 / secs
+    );
     Ok(())
 }

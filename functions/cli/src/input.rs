@@ -26,11 +26,13 @@ pub fn check_readable(path: &Path) -> anyhow::Result<()> {
     if path.as_os_str() == "-" {
         return Ok(());
     }
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     if meta.is_file() {
         File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     } else if meta.is_dir() {
-        std::fs::read_dir(path).with_context(|| format!("cannot read directory {}", path.display()))?;
+        std::fs::read_dir(path)
+            .with_context(|| format!("cannot read directory {}", path.display()))?;
     }
     Ok(())
 }
@@ -66,7 +68,8 @@ fn collect_files(
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_dir() => match std::fs::read_dir(path) {
             Ok(entries) => {
-                let mut children: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+                let mut children: Vec<_> =
+                    entries.filter_map(Result::ok).map(|e| e.path()).collect();
                 // Sorted so that repeated scans report in the same order.
                 children.sort();
                 for child in children {
@@ -105,8 +108,18 @@ fn read_stream(source: &str, raw: impl Read, handler: &mut impl UnitHandler) -> 
     }
 }
 
-fn read_decoded(source: &str, reader: impl BufRead, handler: &mut impl UnitHandler) -> io::Result<()> {
-    let mut reader = BufReader::with_capacity(READ_BUFFER, Counting { inner: reader, bytes: 0 });
+fn read_decoded(
+    source: &str,
+    reader: impl BufRead,
+    handler: &mut impl UnitHandler,
+) -> io::Result<()> {
+    let mut reader = BufReader::with_capacity(
+        READ_BUFFER,
+        Counting {
+            inner: reader,
+            bytes: 0,
+        },
+    );
     let mut line_no = 1usize;
     // Skip leading blank space, counting lines, to see how the input starts.
     let first = loop {
@@ -236,7 +249,10 @@ fn read_documents(source: &str, text: &str, base_line: usize, handler: &mut impl
                 handler.reject(
                     source,
                     base_line + e.line().saturating_sub(1),
-                    format!("invalid JSON (column {}), rest of this input skipped: {e}", e.column()),
+                    format!(
+                        "invalid JSON (column {}), rest of this input skipped: {e}",
+                        e.column()
+                    ),
                 );
                 return;
             }
@@ -282,8 +298,18 @@ mod tests {
     #[test]
     fn json_lines_with_a_bad_line_keep_the_others() {
         let c = read(b"{\"a\":1}\n\n{\"b\":\n{\"c\":3}\r\n");
-        assert_eq!(c.units, vec![("{\"a\":1}".into(), 1), ("{\"b\":".into(), 3), ("{\"c\":3}".into(), 4)]);
-        assert!(c.rejects.is_empty(), "bad lines are rejected later, by the record parser");
+        assert_eq!(
+            c.units,
+            vec![
+                ("{\"a\":1}".into(), 1),
+                ("{\"b\":".into(), 3),
+                ("{\"c\":3}".into(), 4)
+            ]
+        );
+        assert!(
+            c.rejects.is_empty(),
+            "bad lines are rejected later, by the record parser"
+        );
     }
 
     #[test]

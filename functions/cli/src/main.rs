@@ -12,7 +12,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "snapwatch", version, about = "Detect cloud snapshot abuse chains (ATT&CK T1578.001) in audit logs")]
+#[command(
+    name = "snapwatch",
+    version,
+    about = "Detect cloud snapshot abuse chains (ATT&CK T1578.001) in audit logs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -102,8 +106,8 @@ fn run_scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
 fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    let config: Config = toml::from_str(&text)
-        .with_context(|| format!("invalid config file {}", path.display()))?;
+    let config: Config =
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?;
     config
         .validate()
         .with_context(|| format!("invalid config file {}", path.display()))?;
@@ -111,7 +115,10 @@ fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
 }
 
 fn print_rules() {
-    println!("{:<28} {:<9} {:<22} DESCRIPTION", "RULE", "SEVERITY", "TECHNIQUES");
+    println!(
+        "{:<28} {:<9} {:<22} DESCRIPTION",
+        "RULE", "SEVERITY", "TECHNIQUES"
+    );
     for rule in Rule::ALL {
         println!(
             "{:<28} {:<9} {:<22} {}",

@@ -84,11 +84,16 @@ impl<S: StateStore> Scanner<'_, S> {
             ));
         }
         match outcome.result {
-            Ok(Parsed::Skipped(skip)) => *self.report.skipped.entry(skip.as_str()).or_default() += 1,
+            Ok(Parsed::Skipped(skip)) => {
+                *self.report.skipped.entry(skip.as_str()).or_default() += 1
+            }
             Ok(Parsed::Event(event)) => {
                 self.report.events += 1;
                 self.report.facts += event.facts.len() as u64;
-                self.newest = Some(self.newest.map_or(event.meta.time, |t| t.max(event.meta.time)));
+                self.newest = Some(
+                    self.newest
+                        .map_or(event.meta.time, |t| t.max(event.meta.time)),
+                );
                 if self.store_error.is_some() {
                     return;
                 }
@@ -107,7 +112,8 @@ impl<S: StateStore> Scanner<'_, S> {
 
     fn reject(&mut self, source: &str, line: usize, reason: String) {
         self.report.rejected += 1;
-        self.progress.suspend(|| eprintln!("snapwatch: rejected {source}:{line}: {reason}"));
+        self.progress
+            .suspend(|| eprintln!("snapwatch: rejected {source}:{line}: {reason}"));
     }
 }
 
@@ -184,7 +190,11 @@ pub fn run<S: StateStore>(store: S, config: Config, options: &Options) -> anyhow
 }
 
 fn summarize(r: &Report, secs: f64) {
-    let rate = if secs > 0.0 { r.records as f64 / secs } else { 0.0 };
+    let rate = if secs > 0.0 {
+        r.records as f64 / secs
+    } else {
+        0.0
+    };
     let skipped: Vec<String> = r.skipped.iter().map(|(k, v)| format!("{k} {v}")).collect();
     eprintln!(
         "snapwatch: {} records in {secs:.2}s ({rate:.0}/s); chain events {} ({} facts); skipped {}; rejected {}",
