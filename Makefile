@@ -45,7 +45,7 @@ tools: $(TOOLS)/venv/.done $(TOOLS)/checkov/.done $(TOOLS)/node/.done
 
 $(TOOLS)/venv/.done:
 	python3 -m venv $(TOOLS)/venv
-	$(TOOLS)/venv/bin/pip install -q --disable-pip-version-check 'moto[server]==5.*' 'cargo-lambda' 'python-hcl2' 'boto3'
+	$(TOOLS)/venv/bin/pip install -q --disable-pip-version-check 'moto[server]==5.*' 'cargo-lambda' 'python-hcl2' 'boto3' 'pytest'
 	touch $@
 
 # checkov gets its own venv: it and python-hcl2 overwrite each other's `hcl2` package.
@@ -58,3 +58,6 @@ $(TOOLS)/node/.done:
 	mkdir -p $(TOOLS)/node
 	cd $(TOOLS)/node && npm install --silent --no-audit --no-fund dynalite azurite@3.35
 	touch $@
+
+# Per-cloud targets (package-aws, …) live beside the modules they build.
+-include mk/*.mk
