@@ -475,7 +475,13 @@ fn automation(
         Some("aws-backup")
     } else if called_by("dlm.amazonaws.com") || has_role(DLM_ROLES) || evidence.dlm_tag {
         Some("dlm")
-    } else if has_role(GUARDDUTY_MALWARE_ROLES) || evidence.guardduty_scan_tag {
+    } else if has_role(GUARDDUTY_MALWARE_ROLES)
+        // Anyone may tag a snapshot `GuardDutyScanId`: the tag counts only together with the
+        // GuardDuty service as caller, or an attacker could hide a snapshot behind it.
+        || (evidence.guardduty_scan_tag
+            && (called_by("malware-protection.guardduty.amazonaws.com")
+                || called_by("guardduty.amazonaws.com")))
+    {
         Some("guardduty-malware-protection")
     } else if called_by("autoscaling.amazonaws.com") || has_role(AUTOSCALING_ROLES) {
         Some("autoscaling")

@@ -193,7 +193,10 @@ fn route<'a>(probe: Probe<'a>) -> Result<Route<'a>, ParseError> {
     }
     if probe.event_version.is_some() || probe.event_source.is_some() {
         if let Some(name) = probe.event_name.0.as_deref() {
-            return Ok(Route::Record(RecordFormat::CloudTrail, aws::is_consumed(name)));
+            return Ok(Route::Record(
+                RecordFormat::CloudTrail,
+                aws::is_consumed(name),
+            ));
         }
     }
     let _ = probe.specversion;
@@ -292,7 +295,10 @@ mod tests {
         let eb = r#"{"version":"0","detail-type":"AWS API Call via CloudTrail","source":"aws.s3","detail":{"eventName":"GetObject"}}"#;
         assert_eq!(formats(eb), vec![Some(RecordFormat::EventBridge)]);
         let native = r#"{"version":"0","detail-type":"EBS Snapshot Notification","source":"aws.ec2","detail":{"event":"createSnapshot"}}"#;
-        assert!(matches!(parse_all(native)[0].1, Ok(Parsed::Skipped(Skip::Irrelevant))));
+        assert!(matches!(
+            parse_all(native)[0].1,
+            Ok(Parsed::Skipped(Skip::Irrelevant))
+        ));
 
         let file = format!(r#"{{"Records":[{ct},{ct}]}}"#);
         assert_eq!(formats(&file), vec![Some(RecordFormat::CloudTrail); 2]);
@@ -319,7 +325,8 @@ mod tests {
         let out = parse_all(r#"{"hello":"world"}"#);
         assert!(matches!(out[0].1, Err(ParseError::UnknownFormat(_))));
         // One bad element of a container does not hide the good ones.
-        let out = parse_all(r#"{"Records":[{"nope":1},{"eventVersion":"1","eventName":"ListBuckets"}]}"#);
+        let out =
+            parse_all(r#"{"Records":[{"nope":1},{"eventVersion":"1","eventName":"ListBuckets"}]}"#);
         assert_eq!(out.len(), 2);
         assert!(out[0].1.is_err());
         assert!(matches!(out[1].1, Ok(Parsed::Skipped(Skip::Irrelevant))));

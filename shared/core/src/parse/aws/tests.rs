@@ -1147,8 +1147,20 @@ fn automation_is_labelled_by_each_kind_of_evidence() {
             Some("guardduty-malware-protection"),
         ),
         (
-            "guardduty scan tag",
+            "guardduty scan tag set by a user is not evidence",
             snapshot_call(user_identity(), ip, &["GuardDutyScanId"]),
+            None,
+        ),
+        (
+            "guardduty scan tag with guardduty as caller",
+            snapshot_call(
+                role_identity(
+                    "SomeRole",
+                    Some("malware-protection.guardduty.amazonaws.com"),
+                ),
+                ip,
+                &["GuardDutyScanId"],
+            ),
             Some("guardduty-malware-protection"),
         ),
         (
