@@ -1,0 +1,286 @@
+//! The invocation: decode the EventBridge event → run the core → deliver → encode the outcome.
+
+use crate::dead_letter::{DeadLetter, DeadLetterError, Rejected};
+use crate::dynamo::{DynamoSession, DynamoStore};
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use snapwatch_core::engine::{Detector, EngineError};
+use snapwatch_core::memory::MemoryStore;
+use snapwatch_core::parse::{aws, Parsed};
+use snapwatch_core::ports::{
+    AlertSink, Claim, Clock, ResourceFacts, SinkError, StateStore, StoreError,
+};
+use snapwatch_core::{Config, Finding};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tracing::Instrument;
+
+#[derive(serde::Deserialize)]
+struct IdOnly {
+    id: Option<String>,
+}
+
+/// A store that hands out a view per invocation (DynamoDB remembers its own writes in it).
+pub trait SessionStore: Send + Sync {
+    type Session<'a>: StateStore
+    where
+        Self: 'a;
+    fn session(&self) -> Self::Session<'_>;
+}
+
+impl SessionStore for DynamoStore {
+    type Session<'a> = DynamoSession<'a>;
+    fn session(&self) -> DynamoSession<'_> {
+        DynamoStore::session(self)
+    }
+}
+
+impl SessionStore for MemoryStore {
+    type Session<'a> = Borrowed<'a, MemoryStore>;
+    fn session(&self) -> Borrowed<'_, MemoryStore> {
+        Borrowed(self)
+    }
+}
+
+/// A borrowed store used as the detector's store.
+pub struct Borrowed<'a, S>(pub &'a S);
+
+impl<S: StateStore> StateStore for Borrowed<'_, S> {
+    async fn add_facts(&self, batch: &[ResourceFacts]) -> Result<usize, StoreError> {
+        self.0.add_facts(batch).await
+    }
+    async fn load_facts(
+        &self,
+        resources: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ResourceFacts>, StoreError> {
+        self.0.load_facts(resources, now).await
+    }
+    async fn claim_alert(
+        &self,
+        finding_id: &str,
+        now: DateTime<Utc>,
+        lease_secs: i64,
+        expires_at: i64,
+    ) -> Result<Claim, StoreError> {
+        self.0
+            .claim_alert(finding_id, now, lease_secs, expires_at)
+            .await
+    }
+    async fn mark_alert_sent(&self, finding_id: &str) -> Result<(), StoreError> {
+        self.0.mark_alert_sent(finding_id).await
+    }
+    async fn release_alert(&self, finding_id: &str) -> Result<(), StoreError> {
+        self.0.release_alert(finding_id).await
+    }
+}
+
+/// What the handler did with one event; the function's response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    pub status: Status,
+    /// The CloudTrail `eventID` when parsed, else the EventBridge `id` when readable.
+    pub event_id: Option<String>,
+    /// Why it was skipped or rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Ids of the findings the event's chains currently yield.
+    pub findings: Vec<String>,
+    /// Finding ids delivered by this invocation, per sink.
+    pub sent: BTreeMap<&'static str, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Processed,
+    Skipped,
+    DeadLettered,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The chain state could not be read or written.
+    #[error("chain state: {0}")]
+    Engine(#[from] EngineError),
+    /// At least one finding could not be delivered and its claim was released: retry the event.
+    #[error(
+        "alert delivery failed transiently for {pending} finding(s); the event must be retried"
+    )]
+    SinkUnavailable {
+        pending: usize,
+        #[source]
+        first: SinkError,
+    },
+    /// A malformed event could not be kept in the dead-letter queue.
+    #[error("cannot keep a rejected event: {0}")]
+    DeadLetter(#[from] DeadLetterError),
+}
+
+impl HandlerError {
+    /// Stable Lambda `errorType` values: alarms and the on-failure destination key on them.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            HandlerError::Engine(e) if e.is_retryable() => "StoreUnavailable",
+            HandlerError::Engine(_) => "StoreFailed",
+            HandlerError::SinkUnavailable { .. } => "SinkUnavailable",
+            HandlerError::DeadLetter(e) if e.is_retryable() => "DeadLetterUnavailable",
+            HandlerError::DeadLetter(_) => "DeadLetterFailed",
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            HandlerError::Engine(e) => e.is_retryable(),
+            HandlerError::SinkUnavailable { .. } => true,
+            HandlerError::DeadLetter(e) => e.is_retryable(),
+        }
+    }
+}
+
+impl From<HandlerError> for lambda_runtime::Diagnostic {
+    fn from(err: HandlerError) -> Self {
+        // The message carries the whole source chain; the SDK errors never hold secrets.
+        let mut message = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        lambda_runtime::Diagnostic {
+            error_type: err.error_type().to_string(),
+            error_message: message,
+        }
+    }
+}
+
+/// Everything an invocation needs, built once by `main` (or by a test).
+pub struct App<St, Dl, Sn, Sl> {
+    pub store: St,
+    pub config: Config,
+    pub dead_letter: Dl,
+    pub sns: Option<Sn>,
+    pub slack: Option<Sl>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl<St, Dl, Sn, Sl> App<St, Dl, Sn, Sl>
+where
+    St: SessionStore,
+    Dl: DeadLetter,
+    Sn: AlertSink,
+    Sl: AlertSink,
+{
+    /// Handles one raw EventBridge event.
+    pub async fn handle(&self, raw: &str) -> Result<Outcome, HandlerError> {
+        let span = tracing::info_span!(
+            "event",
+            event_id = tracing::field::Empty,
+            outcome = tracing::field::Empty
+        );
+        self.handle_inner(raw, &span).instrument(span.clone()).await
+    }
+
+    async fn handle_inner(&self, raw: &str, span: &tracing::Span) -> Result<Outcome, HandlerError> {
+        let envelope = serde_json::from_str::<EventBridgeEvent<Box<RawValue>>>(raw);
+        // The id is worth logging even when the rest of the envelope is broken.
+        let envelope_id = match &envelope {
+            Ok(e) => e.id.clone(),
+            Err(_) => serde_json::from_str::<IdOnly>(raw).ok().and_then(|e| e.id),
+        };
+        let parsed = match &envelope {
+            Err(e) => Err(format!("not an EventBridge event: {e}")),
+            Ok(_) => aws::parse_eventbridge(raw).map_err(|e| e.to_string()),
+        };
+        let event = match parsed {
+            Err(reason) => {
+                span.record("event_id", envelope_id.as_deref().unwrap_or("unknown"));
+                span.record("outcome", "dead_lettered");
+                tracing::warn!(reason = %reason, "event cannot be parsed; keeping it in the dead-letter queue");
+                self.dead_letter
+                    .keep(&Rejected {
+                        event_id: envelope_id.clone(),
+                        reason: reason.clone(),
+                        raw: raw.to_string(),
+                    })
+                    .await?;
+                return Ok(Outcome {
+                    status: Status::DeadLettered,
+                    event_id: envelope_id,
+                    reason: Some(reason),
+                    findings: Vec::new(),
+                    sent: BTreeMap::new(),
+                });
+            }
+            Ok(Parsed::Skipped(skip)) => {
+                span.record("event_id", envelope_id.as_deref().unwrap_or("unknown"));
+                span.record("outcome", "skipped");
+                tracing::info!(reason = skip.as_str(), "event is not chain evidence");
+                return Ok(Outcome {
+                    status: Status::Skipped,
+                    event_id: envelope_id,
+                    reason: Some(skip.as_str().to_string()),
+                    findings: Vec::new(),
+                    sent: BTreeMap::new(),
+                });
+            }
+            Ok(Parsed::Event(event)) => event,
+        };
+        span.record("event_id", event.meta.id.as_str());
+
+        let detector = Detector::new(self.store.session(), self.config.clone());
+        let now = self.clock.now();
+        let findings = detector.process(&event, now).await?;
+        let mut sent = BTreeMap::new();
+        let mut retry: Vec<SinkError> = Vec::new();
+        if let Some(sns) = &self.sns {
+            deliver(&detector, &findings, sns, now, &mut sent, &mut retry).await?;
+        }
+        if let Some(slack) = &self.slack {
+            deliver(&detector, &findings, slack, now, &mut sent, &mut retry).await?;
+        }
+        let finding_ids: Vec<String> = findings.iter().map(|f| f.id.clone()).collect();
+        tracing::info!(
+            event_name = %event.meta.name,
+            facts = event.facts.len(),
+            findings = ?finding_ids,
+            sent = ?sent,
+            "event processed"
+        );
+        let pending = retry.len();
+        if let Some(first) = retry.into_iter().next() {
+            span.record("outcome", "retry");
+            return Err(HandlerError::SinkUnavailable { pending, first });
+        }
+        span.record("outcome", "processed");
+        Ok(Outcome {
+            status: Status::Processed,
+            event_id: Some(event.meta.id),
+            reason: None,
+            findings: finding_ids,
+            sent,
+        })
+    }
+}
+
+async fn deliver<S: StateStore, K: AlertSink>(
+    detector: &Detector<S>,
+    findings: &[Finding],
+    sink: &K,
+    now: DateTime<Utc>,
+    sent: &mut BTreeMap<&'static str, Vec<String>>,
+    retry: &mut Vec<SinkError>,
+) -> Result<(), HandlerError> {
+    let delivery = detector.deliver(findings, sink, now).await?;
+    for (finding, err) in &delivery.rejected {
+        tracing::error!(finding = %finding, sink = sink.name(), error = %err, "alert permanently rejected");
+    }
+    if !delivery.sent.is_empty() {
+        sent.insert(sink.name(), delivery.sent);
+    }
+    retry.extend(delivery.retry.into_iter().map(|(_, err)| err));
+    Ok(())
+}

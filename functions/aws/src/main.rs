@@ -1,0 +1,107 @@
+//! Lambda entry point: initialisation only (settings, SDK clients, the Slack secret, tracing);
+//! every invocation runs `App::handle`.
+
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use serde_json::value::RawValue;
+use snapwatch_aws::clients;
+use snapwatch_aws::dead_letter::SqsDeadLetter;
+use snapwatch_aws::dynamo::DynamoStore;
+use snapwatch_aws::handler::{App, Outcome};
+use snapwatch_aws::settings::{Settings, SlackWebhookSource};
+use snapwatch_aws::sns::SnsSink;
+use snapwatch_core::ports::SystemClock;
+use snapwatch_slack::{RetryPolicy, SlackSink, WebhookUrl};
+use std::sync::Arc;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_current_span(true)
+        .without_time() // CloudWatch stamps every line already.
+        .init();
+
+    let settings = Settings::from_lookup(|name| std::env::var(name).ok())?;
+    let sdk = clients::sdk_config().await;
+    let slack = match &settings.slack_webhook {
+        None => None,
+        Some(source) => Some(slack_sink(&sdk, source).await?),
+    };
+    let app = App {
+        store: DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &settings.table_name),
+        config: settings.detector.clone(),
+        dead_letter: SqsDeadLetter::new(
+            aws_sdk_sqs::Client::new(&sdk),
+            &settings.dead_letter_queue_url,
+        ),
+        sns: settings
+            .sns_topic_arn
+            .as_ref()
+            .map(|arn| SnsSink::new(aws_sdk_sns::Client::new(&sdk), arn)),
+        slack,
+        clock: Arc::new(SystemClock),
+    };
+    tracing::info!(
+        table = %settings.table_name,
+        sns = settings.sns_topic_arn.is_some(),
+        slack = settings.slack_webhook.is_some(),
+        "snapwatch-aws initialised"
+    );
+    let app = &app;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<Box<RawValue>>| async move {
+            let _request =
+                tracing::info_span!("invocation", request_id = %event.context.request_id).entered();
+            app.handle(event.payload.get())
+                .await
+                .map_err(Diagnostic::from)
+                .map(|outcome: Outcome| outcome)
+        },
+    ))
+    .await
+}
+
+/// Reads the webhook URL once at start: from Secrets Manager in deployments.
+async fn slack_sink(
+    sdk: &aws_config::SdkConfig,
+    source: &SlackWebhookSource,
+) -> Result<SlackSink, lambda_runtime::Error> {
+    let url = match source {
+        SlackWebhookSource::Plaintext(url) => url.clone(),
+        SlackWebhookSource::Secret(secret_id) => {
+            let secret = aws_sdk_secretsmanager::Client::new(sdk)
+                .get_secret_value()
+                .secret_id(secret_id)
+                .send()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "cannot read the Slack webhook secret {secret_id}: {}",
+                        aws_smithy_types::error::display::DisplayErrorContext(&e)
+                    )
+                })?;
+            let value = secret.secret_string().ok_or_else(|| {
+                format!("the Slack webhook secret {secret_id} has no string value")
+            })?;
+            webhook_from_secret(value)
+        }
+    };
+    let webhook = WebhookUrl::parse(&url)?;
+    Ok(SlackSink::new(webhook, RetryPolicy::default())?)
+}
+
+/// The secret holds the URL itself, or JSON with a `url` / `webhook_url` field.
+fn webhook_from_secret(value: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(value)
+        .ok()
+        .and_then(|json| {
+            ["url", "webhook_url"]
+                .iter()
+                .find_map(|k| json.get(k).and_then(|v| v.as_str()).map(str::to_owned))
+        })
+        .unwrap_or_else(|| value.trim().to_string())
+}

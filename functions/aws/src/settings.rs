@@ -1,0 +1,205 @@
+//! The function's typed configuration, parsed once at start from environment variables.
+
+use snapwatch_core::config::ConfigError;
+use snapwatch_core::Config;
+
+/// Environment variable names (the Terraform module sets them).
+pub mod env {
+    pub const TABLE_NAME: &str = "SNAPWATCH_TABLE_NAME";
+    pub const SNS_TOPIC_ARN: &str = "SNAPWATCH_SNS_TOPIC_ARN";
+    pub const SLACK_WEBHOOK_SECRET_ARN: &str = "SNAPWATCH_SLACK_WEBHOOK_SECRET_ARN";
+    pub const SLACK_WEBHOOK_URL: &str = "SNAPWATCH_SLACK_WEBHOOK_URL";
+    pub const ALLOW_PLAINTEXT_WEBHOOK: &str = "SNAPWATCH_ALLOW_PLAINTEXT_WEBHOOK";
+    pub const DEAD_LETTER_QUEUE_URL: &str = "SNAPWATCH_DEAD_LETTER_QUEUE_URL";
+}
+
+/// Where the Slack webhook URL comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SlackWebhookSource {
+    /// A Secrets Manager secret (ARN or name) whose value is the URL, or JSON `{"url": …}`.
+    Secret(String),
+    /// The URL itself; local tests only (needs `SNAPWATCH_ALLOW_PLAINTEXT_WEBHOOK=true`).
+    Plaintext(String),
+}
+
+impl std::fmt::Debug for SlackWebhookSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SlackWebhookSource::Secret(arn) => f.debug_tuple("Secret").field(arn).finish(),
+            // The URL is the credential: never print it.
+            SlackWebhookSource::Plaintext(_) => f.write_str("Plaintext(…)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub detector: Config,
+    pub table_name: String,
+    pub sns_topic_arn: Option<String>,
+    pub slack_webhook: Option<SlackWebhookSource>,
+    /// Where events that cannot be parsed are kept.
+    pub dead_letter_queue_url: String,
+}
+
+impl Settings {
+    /// Reads every setting through `lookup` (normally `std::env::var(..).ok()`); the error names
+    /// the variable at fault.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let required = |name: &str| {
+            get(name).ok_or_else(|| ConfigError {
+                name: name.into(),
+                value: String::new(),
+                reason: "required".into(),
+            })
+        };
+        let detector = Config::from_lookup(&lookup)?;
+        let table_name = required(env::TABLE_NAME)?;
+        let dead_letter_queue_url = required(env::DEAD_LETTER_QUEUE_URL)?;
+        let sns_topic_arn = get(env::SNS_TOPIC_ARN);
+        let allow_plaintext = match get(env::ALLOW_PLAINTEXT_WEBHOOK).as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(ConfigError {
+                    name: env::ALLOW_PLAINTEXT_WEBHOOK.into(),
+                    value: other.into(),
+                    reason: "expected true or false".into(),
+                })
+            }
+        };
+        let slack_webhook = match (get(env::SLACK_WEBHOOK_SECRET_ARN), get(env::SLACK_WEBHOOK_URL)) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError {
+                    name: env::SLACK_WEBHOOK_URL.into(),
+                    value: "(hidden)".into(),
+                    reason: format!("set either {} or this, not both", env::SLACK_WEBHOOK_SECRET_ARN),
+                })
+            }
+            (Some(arn), None) => Some(SlackWebhookSource::Secret(arn)),
+            (None, Some(url)) if allow_plaintext => Some(SlackWebhookSource::Plaintext(url)),
+            (None, Some(_)) => {
+                return Err(ConfigError {
+                    name: env::SLACK_WEBHOOK_URL.into(),
+                    value: "(hidden)".into(),
+                    reason: format!(
+                        "a plaintext webhook URL is for local tests only (set {}=true); deployments reference a secret with {}",
+                        env::ALLOW_PLAINTEXT_WEBHOOK,
+                        env::SLACK_WEBHOOK_SECRET_ARN
+                    ),
+                })
+            }
+            (None, None) => None,
+        };
+        if sns_topic_arn.is_none() && slack_webhook.is_none() {
+            return Err(ConfigError {
+                name: env::SNS_TOPIC_ARN.into(),
+                value: String::new(),
+                reason: format!(
+                    "no alert destination: set {} and/or {}",
+                    env::SNS_TOPIC_ARN,
+                    env::SLACK_WEBHOOK_SECRET_ARN
+                ),
+            });
+        }
+        Ok(Settings {
+            detector,
+            table_name,
+            sns_topic_arn,
+            slack_webhook,
+            dead_letter_queue_url,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let vars: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| vars.get(k).cloned())
+    }
+
+    const BASE: [(&str, &str); 2] = [
+        (env::TABLE_NAME, "snapwatch"),
+        (
+            env::DEAD_LETTER_QUEUE_URL,
+            "http://127.0.0.1:1/123456789012/dlq",
+        ),
+    ];
+
+    #[test]
+    fn reads_a_complete_configuration() {
+        let mut vars = BASE.to_vec();
+        vars.push((
+            env::SNS_TOPIC_ARN,
+            "arn:aws:sns:us-east-1:123456789012:alerts",
+        ));
+        vars.push((
+            env::SLACK_WEBHOOK_SECRET_ARN,
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:slack",
+        ));
+        vars.push(("SNAPWATCH_WINDOW_DAYS", "7"));
+        let s = settings(&vars).expect("valid settings");
+        assert_eq!(s.table_name, "snapwatch");
+        assert_eq!(
+            s.sns_topic_arn.as_deref(),
+            Some("arn:aws:sns:us-east-1:123456789012:alerts")
+        );
+        assert_eq!(
+            s.slack_webhook,
+            Some(SlackWebhookSource::Secret(
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:slack".into()
+            ))
+        );
+        assert_eq!(s.detector.chain.window_days, 7);
+    }
+
+    #[test]
+    fn each_missing_or_bad_variable_is_named() {
+        let mut no_sink = BASE.to_vec();
+        assert_eq!(settings(&no_sink).unwrap_err().name, env::SNS_TOPIC_ARN);
+        no_sink.push((
+            env::SLACK_WEBHOOK_URL,
+            "https://hooks.slack.com/services/T/B/X",
+        ));
+        let err = settings(&no_sink).unwrap_err();
+        assert_eq!(err.name, env::SLACK_WEBHOOK_URL);
+        assert!(
+            !err.to_string().contains("hooks.slack.com"),
+            "the URL must not leak: {err}"
+        );
+        no_sink.push((env::ALLOW_PLAINTEXT_WEBHOOK, "true"));
+        assert!(matches!(
+            settings(&no_sink).unwrap().slack_webhook,
+            Some(SlackWebhookSource::Plaintext(_))
+        ));
+        let missing_table = [
+            (env::DEAD_LETTER_QUEUE_URL, "x"),
+            (env::SNS_TOPIC_ARN, "arn"),
+        ];
+        assert_eq!(settings(&missing_table).unwrap_err().name, env::TABLE_NAME);
+        let missing_dlq = [(env::TABLE_NAME, "t"), (env::SNS_TOPIC_ARN, "arn")];
+        assert_eq!(
+            settings(&missing_dlq).unwrap_err().name,
+            env::DEAD_LETTER_QUEUE_URL
+        );
+        let mut bad_window = BASE.to_vec();
+        bad_window.push((env::SNS_TOPIC_ARN, "arn"));
+        bad_window.push(("SNAPWATCH_WINDOW_DAYS", "soon"));
+        assert_eq!(
+            settings(&bad_window).unwrap_err().name,
+            "SNAPWATCH_WINDOW_DAYS"
+        );
+    }
+}

@@ -1,0 +1,97 @@
+//! SNS [`AlertSink`]: the finding JSON as the message, the core's subject, and the message
+//! attributes `rule`, `severity`, `cloud` that subscription filter policies match on.
+
+use aws_sdk_sns::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sns::types::MessageAttributeValue;
+use aws_sdk_sns::Client;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use snapwatch_core::ports::{AlertSink, SinkError};
+use snapwatch_core::{render, Finding};
+
+const SINK: &str = "sns";
+
+/// Codes after which the same publish may succeed later.
+const RETRYABLE_CODES: &[&str] = &[
+    "Throttled",
+    "ThrottlingException",
+    "ThrottledException",
+    "InternalError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "KMSThrottling",
+    "KMSThrottlingException",
+];
+
+#[derive(Debug, Clone)]
+pub struct SnsSink {
+    client: Client,
+    topic_arn: String,
+}
+
+impl SnsSink {
+    pub fn new(client: Client, topic_arn: impl Into<String>) -> Self {
+        SnsSink {
+            client,
+            topic_arn: topic_arn.into(),
+        }
+    }
+}
+
+impl AlertSink for SnsSink {
+    fn name(&self) -> &'static str {
+        SINK
+    }
+
+    async fn send(&self, finding: &Finding) -> Result<(), SinkError> {
+        let mut publish = self
+            .client
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .subject(render::sns_subject(finding))
+            .message(render::sns_message(finding));
+        for (name, value) in render::sns_attributes(finding) {
+            let attribute = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .map_err(|e| SinkError::Permanent {
+                    sink: SINK,
+                    message: format!("message attribute {name}: {e}"),
+                })?;
+            publish = publish.message_attributes(name, attribute);
+        }
+        publish.send().await.map(|_| ()).map_err(classify)
+    }
+}
+
+fn classify<E>(err: SdkError<E, HttpResponse>) -> SinkError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let message = format!(
+        "SNS Publish failed: {}",
+        aws_smithy_types::error::display::DisplayErrorContext(&err)
+    );
+    let retryable = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => {
+            err.code().is_some_and(|c| RETRYABLE_CODES.contains(&c))
+                || service.raw().status().is_server_error()
+        }
+        _ => false,
+    };
+    if retryable {
+        SinkError::Retryable {
+            sink: SINK,
+            message,
+            retry_after_secs: None,
+        }
+    } else {
+        SinkError::Permanent {
+            sink: SINK,
+            message,
+        }
+    }
+}

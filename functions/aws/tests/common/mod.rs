@@ -1,0 +1,263 @@
+//! Helpers shared by the snapwatch-aws tests: fixtures in EventBridge envelopes, recording sinks,
+//! a Slack-like webhook receiver, and SDK clients pointed at the local servers.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Router;
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use snapwatch_aws::dead_letter::{DeadLetter, DeadLetterError, Rejected};
+use snapwatch_core::ports::{AlertSink, SinkError};
+use snapwatch_core::Finding;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/aws")
+}
+
+/// A fixture file's text (a bare CloudTrail record, or already an EventBridge envelope).
+pub fn fixture(name: &str) -> String {
+    let path = fixtures_dir().join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// Every fixture file name, sorted.
+pub fn fixture_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(fixtures_dir())
+        .expect("tests/fixtures/aws exists")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Wraps a bare CloudTrail record in the EventBridge envelope EventBridge delivers it in
+/// (records that already are envelopes are returned as they are).
+pub fn envelope(record_text: &str) -> String {
+    let record: serde_json::Value = serde_json::from_str(record_text).expect("fixture is JSON");
+    if record.get("detail").is_some() {
+        return record_text.to_string();
+    }
+    let source = record["eventSource"]
+        .as_str()
+        .and_then(|s| s.strip_suffix(".amazonaws.com"))
+        .map_or_else(|| "aws.ec2".to_string(), |s| format!("aws.{s}"));
+    let detail_type = if record["eventType"] == "AwsServiceEvent" {
+        "AWS Service Event via CloudTrail"
+    } else {
+        "AWS API Call via CloudTrail"
+    };
+    serde_json::json!({
+        "version": "0",
+        "id": format!("eb-{}", record["eventID"].as_str().unwrap_or("none")),
+        "detail-type": detail_type,
+        "source": source,
+        "account": record["recipientAccountId"],
+        "time": record["eventTime"],
+        "region": record["awsRegion"],
+        "resources": [],
+        "detail": record,
+    })
+    .to_string()
+}
+
+/// The same envelope with the CloudTrail `eventTime` (and envelope `time`) moved to `time`,
+/// and optionally a new `eventID`: lets a stream of fixtures happen "now" for a real clock.
+pub fn retimed(envelope_text: &str, time: DateTime<Utc>, event_id: Option<&str>) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(envelope_text).expect("envelope is JSON");
+    let stamp = time.to_rfc3339_opts(SecondsFormat::Secs, true);
+    v["time"] = stamp.clone().into();
+    v["detail"]["eventTime"] = stamp.into();
+    if let Some(id) = event_id {
+        v["detail"]["eventID"] = id.into();
+        v["id"] = format!("eb-{id}").into();
+    }
+    v.to_string()
+}
+
+/// The attack chain of the fixtures, in order: snapshot made, made public, restored into an
+/// instance, its security group opened to the internet on SSH.
+pub const CHAIN: [&str; 4] = [
+    "create_snapshot.json",
+    "modify_snapshot_attribute_group_all.json",
+    "run_instances.json",
+    "authorize_security_group_ingress_rule_set.json",
+];
+
+/// The attack chain on one instance: the fixtures' `RunInstances` launches two, so its second
+/// instance is dropped here; the public share is left out. Yields exactly one critical finding,
+/// `chain.exposed-restore` (and `snapshot.restored-by-other`, medium).
+pub fn single_instance_chain() -> Vec<String> {
+    let mut run: serde_json::Value = serde_json::from_str(&fixture("run_instances.json")).unwrap();
+    run["requestParameters"]["instancesSet"]["items"][0]["minCount"] = 1.into();
+    run["requestParameters"]["instancesSet"]["items"][0]["maxCount"] = 1.into();
+    run["responseElements"]["instancesSet"]["items"]
+        .as_array_mut()
+        .expect("instances")
+        .truncate(1);
+    vec![
+        envelope(&fixture("create_snapshot.json")),
+        envelope(&run.to_string()),
+        envelope(&fixture("authorize_security_group_ingress_rule_set.json")),
+    ]
+}
+
+/// A clock shortly after the fixtures' events, so their facts are inside the window.
+pub fn fixture_now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 3, 10, 12, 0, 0)
+        .single()
+        .expect("valid instant")
+}
+
+/// Records what it was asked to send; can fail the first `fail_first` sends transiently.
+#[derive(Clone)]
+pub struct RecordingSink {
+    pub name: &'static str,
+    pub sent: Arc<Mutex<Vec<Finding>>>,
+    pub fail_first: Arc<AtomicU64>,
+}
+
+impl RecordingSink {
+    pub fn new(name: &'static str) -> Self {
+        RecordingSink {
+            name,
+            sent: Arc::default(),
+            fail_first: Arc::new(AtomicU64::new(0)),
+        }
+    }
+    pub fn rules(&self) -> Vec<String> {
+        let mut rules: Vec<String> = self
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|f| f.rule.clone())
+            .collect();
+        rules.sort();
+        rules
+    }
+}
+
+impl AlertSink for RecordingSink {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    async fn send(&self, finding: &Finding) -> Result<(), SinkError> {
+        let left = self.fail_first.load(Ordering::SeqCst);
+        if left > 0 {
+            self.fail_first.store(left - 1, Ordering::SeqCst);
+            return Err(SinkError::Retryable {
+                sink: self.name,
+                message: "test sink is down".into(),
+                retry_after_secs: None,
+            });
+        }
+        self.sent.lock().unwrap().push(finding.clone());
+        Ok(())
+    }
+}
+
+/// Keeps rejected events in memory.
+#[derive(Clone, Default)]
+pub struct RecordingDeadLetter {
+    pub kept: Arc<Mutex<Vec<Rejected>>>,
+}
+
+impl DeadLetter for RecordingDeadLetter {
+    async fn keep(&self, rejected: &Rejected) -> Result<(), DeadLetterError> {
+        self.kept.lock().unwrap().push(rejected.clone());
+        Ok(())
+    }
+}
+
+/// A local receiver that behaves like a Slack incoming webhook: records every request body
+/// and answers the scripted statuses first, then 200.
+#[derive(Clone, Default)]
+pub struct SlackReceiver {
+    pub script: Arc<Mutex<VecDeque<u16>>>,
+    pub bodies: Arc<Mutex<Vec<(u16, serde_json::Value)>>>,
+}
+
+impl SlackReceiver {
+    /// Starts it on a free loopback port; returns it and its webhook URL.
+    pub async fn start(script: Vec<u16>) -> (SlackReceiver, String) {
+        let rx = SlackReceiver::default();
+        rx.script.lock().unwrap().extend(script);
+        let app = Router::new()
+            .route("/services/T000/B000/XXXX", post(hook))
+            .with_state(rx.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (rx, format!("http://{addr}/services/T000/B000/XXXX"))
+    }
+
+    /// Bodies answered with 200.
+    pub fn delivered(&self) -> Vec<serde_json::Value> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(status, _)| *status == 200)
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+
+    pub fn requests(&self) -> usize {
+        self.bodies.lock().unwrap().len()
+    }
+}
+
+async fn hook(State(rx): State<SlackReceiver>, body: String) -> (StatusCode, &'static str) {
+    let status = rx.script.lock().unwrap().pop_front().unwrap_or(200);
+    let value = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+    rx.bodies.lock().unwrap().push((status, value));
+    (
+        StatusCode::from_u16(status).unwrap(),
+        if status == 200 { "ok" } else { "server_error" },
+    )
+}
+
+/// The endpoint a server test needs; fails (never skips) when the wrapper did not start it.
+pub fn server_endpoint(variable: &str) -> String {
+    std::env::var(variable).unwrap_or_else(|_| {
+        panic!("{variable} is not set: run under tests/servers/with-servers.sh (make test does)")
+    })
+}
+
+/// A name unique to this test process and call, for tables and queues on shared servers.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// SDK config for a local server (fake credentials, us-east-1).
+pub async fn local_sdk(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "snapwatch-tests",
+        ))
+        .endpoint_url(endpoint)
+        .http_client(snapwatch_aws::clients::http_client())
+        .load()
+        .await
+}

@@ -1,0 +1,385 @@
+//! Tests against real local servers (moto, dynalite) started by tests/servers/with-servers.sh:
+//! the store conformance suite, and whole chains through the handler ending in SNS (read back
+//! through an SQS subscription) and in a local Slack-like receiver.
+
+mod common;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use common::*;
+use snapwatch_aws::clients::RequestCounter;
+use snapwatch_aws::dead_letter::SqsDeadLetter;
+use snapwatch_aws::dynamo::DynamoStore;
+use snapwatch_aws::handler::{App, HandlerError, Status};
+use snapwatch_aws::sns::SnsSink;
+use snapwatch_core::memory::MemoryStore;
+use snapwatch_core::ports::{FixedClock, StateStore};
+use snapwatch_core::{Config, Severity};
+use snapwatch_slack::{RetryPolicy, SlackSink, WebhookUrl};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const MOTO: &str = "SNAPWATCH_MOTO_ENDPOINT";
+const DYNALITE: &str = "SNAPWATCH_DYNALITE_ENDPOINT";
+
+async fn new_store(endpoint_variable: &str, counter: Option<&RequestCounter>) -> DynamoStore {
+    let sdk = local_sdk(&server_endpoint(endpoint_variable)).await;
+    let mut config = aws_sdk_dynamodb::config::Builder::from(&sdk);
+    if let Some(counter) = counter {
+        config = config.interceptor(counter.clone());
+    }
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::from_conf(config.build()),
+        unique_name("snapwatch"),
+    );
+    store.create_table().await.expect("create the table");
+    store
+}
+
+#[tokio::test]
+async fn the_store_passes_the_conformance_suite_on_moto() {
+    let store = new_store(MOTO, None).await;
+    snapwatch_testkit::run_conformance(&store, "direct").await;
+    // The per-invocation view answers reads of its own writes from memory: it must conform too.
+    snapwatch_testkit::run_conformance(&store.session(), "session").await;
+}
+
+#[tokio::test]
+async fn the_store_passes_the_conformance_suite_on_dynalite() {
+    let store = new_store(DYNALITE, None).await;
+    snapwatch_testkit::run_conformance(&store, "direct").await;
+    snapwatch_testkit::run_conformance(&store.session(), "session").await;
+}
+
+/// A deployment against moto: table, topic with an SQS subscription, dead-letter queue, and a
+/// Slack receiver.
+struct Deployment {
+    app: App<DynamoStore, SqsDeadLetter, SnsSink, SlackSink>,
+    sqs: aws_sdk_sqs::Client,
+    alerts_queue: String,
+    dead_letter_queue: String,
+    slack: SlackReceiver,
+}
+
+async fn deploy(slack_script: Vec<u16>) -> Deployment {
+    let sdk = local_sdk(&server_endpoint(MOTO)).await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let sns = aws_sdk_sns::Client::new(&sdk);
+    let make_queue = |name: String| {
+        let sqs = sqs.clone();
+        async move {
+            sqs.create_queue()
+                .queue_name(name)
+                .send()
+                .await
+                .expect("create queue")
+                .queue_url
+                .expect("queue url")
+        }
+    };
+    let alerts_queue = make_queue(unique_name("alerts")).await;
+    let dead_letter_queue = make_queue(unique_name("dlq")).await;
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&alerts_queue)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .expect("queue arn");
+    let topic_arn = sns
+        .create_topic()
+        .name(unique_name("findings"))
+        .send()
+        .await
+        .expect("create topic")
+        .topic_arn
+        .expect("topic arn");
+    sns.subscribe()
+        .topic_arn(&topic_arn)
+        .protocol("sqs")
+        .endpoint(queue_arn)
+        .send()
+        .await
+        .expect("subscribe the queue");
+
+    let (slack, webhook) = SlackReceiver::start(slack_script).await;
+    let policy = RetryPolicy {
+        attempts: 3,
+        max_wait: Duration::from_secs(2),
+        backoff: Duration::from_millis(10),
+        timeout: Duration::from_secs(5),
+    };
+    // Only critical findings are sent, so the single-instance chain yields exactly one alert;
+    // `snapshot.restored-by-other` (medium) is recorded, not sent.
+    let mut config = Config::default();
+    config.alerts.min_severity = Severity::Critical;
+    let store = new_store(MOTO, None).await;
+    let app = App {
+        store,
+        config,
+        dead_letter: SqsDeadLetter::new(sqs.clone(), &dead_letter_queue),
+        sns: Some(SnsSink::new(sns, topic_arn)),
+        slack: Some(SlackSink::new(WebhookUrl::parse(&webhook).unwrap(), policy).unwrap()),
+        clock: Arc::new(FixedClock(fixture_now())),
+    };
+    Deployment {
+        app,
+        sqs,
+        alerts_queue,
+        dead_letter_queue,
+        slack,
+    }
+}
+
+/// Everything waiting in a queue (moto delivers SNS → SQS synchronously).
+async fn drain(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    let mut all = Vec::new();
+    loop {
+        let batch = sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .expect("receive")
+            .messages
+            .unwrap_or_default();
+        if batch.is_empty() {
+            return all;
+        }
+        for m in &batch {
+            if let Some(handle) = m.receipt_handle() {
+                sqs.delete_message()
+                    .queue_url(queue)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+        all.extend(batch);
+    }
+}
+
+/// The SNS notifications in the alerts queue, as JSON envelopes.
+async fn notifications(d: &Deployment) -> Vec<serde_json::Value> {
+    drain(&d.sqs, &d.alerts_queue)
+        .await
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap_or("null")).expect("SNS envelope JSON"))
+        .collect()
+}
+
+fn slack_text(body: &serde_json::Value) -> String {
+    body.to_string()
+}
+
+#[tokio::test]
+async fn a_chain_ends_in_one_sns_message_and_one_slack_post_even_when_delivered_three_times() {
+    let d = deploy(vec![]).await;
+    for round in 0..3 {
+        for raw in single_instance_chain() {
+            let outcome = d.app.handle(&raw).await.expect("handled");
+            assert_eq!(outcome.status, Status::Processed, "round {round}");
+        }
+    }
+    let messages = notifications(&d).await;
+    assert_eq!(messages.len(), 1, "one SNS message: {messages:#?}");
+    let note = &messages[0];
+    let finding: serde_json::Value =
+        serde_json::from_str(note["Message"].as_str().expect("Message")).expect("finding JSON");
+    assert_eq!(finding["rule"], "chain.exposed-restore");
+    assert_eq!(finding["severity"], "critical");
+    assert_eq!(finding["snapshot"], "snap-0f1e2d3c4b5a69788");
+    let subject = note["Subject"].as_str().expect("Subject");
+    assert!(
+        subject.starts_with("[CRITICAL] snapwatch chain.exposed-restore aws"),
+        "{subject}"
+    );
+    let attributes = &note["MessageAttributes"];
+    assert_eq!(attributes["rule"]["Value"], "chain.exposed-restore");
+    assert_eq!(attributes["severity"]["Value"], "critical");
+    assert_eq!(attributes["cloud"]["Value"], "aws");
+
+    let posts = d.slack.delivered();
+    assert_eq!(posts.len(), 1, "one Slack post");
+    assert_eq!(d.slack.requests(), 1, "no Slack retries were needed");
+    let id = finding["id"].as_str().expect("finding id");
+    assert!(
+        slack_text(&posts[0]).contains(id),
+        "the Slack post names finding {id}"
+    );
+}
+
+#[tokio::test]
+async fn eight_concurrent_handlers_on_one_chain_alert_once_and_lose_no_fact() {
+    let d = Arc::new(deploy(vec![]).await);
+    let events = single_instance_chain();
+    let mut tasks = Vec::new();
+    for task in 0..8 {
+        let d = d.clone();
+        let mut order = events.clone();
+        order.rotate_left(task % events.len());
+        if task % 2 == 1 {
+            order.reverse();
+        }
+        tasks.push(tokio::spawn(async move {
+            for raw in order {
+                // A transient loss of the claim race is fine; errors are not.
+                d.app.handle(&raw).await.expect("handled");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task finished");
+    }
+    assert_eq!(notifications(&d).await.len(), 1, "exactly one SNS message");
+    assert_eq!(d.slack.delivered().len(), 1, "exactly one Slack post");
+
+    // No lost fact: the table holds exactly what a sequential in-memory run stores.
+    let reference = MemoryStore::new();
+    let detector = snapwatch_core::engine::Detector::new(reference, Config::default());
+    let mut resources = BTreeSet::new();
+    for raw in &events {
+        let snapwatch_core::parse::Parsed::Event(ev) =
+            snapwatch_core::parse::aws::parse_eventbridge(raw).expect("parses")
+        else {
+            panic!("fixture is relevant");
+        };
+        resources.extend(detector.ingest(&ev).await.expect("ingest").touched);
+    }
+    let resources: Vec<String> = resources.into_iter().collect();
+    let keys = |loaded: Vec<snapwatch_core::ports::ResourceFacts>| {
+        loaded
+            .into_iter()
+            .map(|rf| {
+                let keys: BTreeSet<String> = rf.facts.into_iter().map(|f| f.key).collect();
+                (rf.resource, keys)
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
+    let want = keys(
+        detector
+            .store()
+            .load_facts(&resources, fixture_now())
+            .await
+            .unwrap(),
+    );
+    let got = keys(
+        d.app
+            .store
+            .load_facts(&resources, fixture_now())
+            .await
+            .unwrap(),
+    );
+    assert!(!want.is_empty());
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn slack_down_then_up_gives_one_alert_and_sns_is_not_resent() {
+    // Three 500s exhaust the sink's in-invocation retries; the platform retry then succeeds.
+    let d = deploy(vec![500, 500, 500]).await;
+    let chain = single_instance_chain();
+    let (raw, first) = chain.split_last().expect("chain");
+    for earlier in first {
+        d.app.handle(earlier).await.expect("handled");
+    }
+    let err = d.app.handle(raw).await.expect_err("Slack is down");
+    assert!(
+        matches!(err, HandlerError::SinkUnavailable { .. }),
+        "{err:?}"
+    );
+    assert_eq!(d.slack.delivered().len(), 0);
+    let outcome = d.app.handle(raw).await.expect("the retry succeeds");
+    assert_eq!(
+        outcome.sent.keys().copied().collect::<Vec<_>>(),
+        vec!["slack"]
+    );
+    assert_eq!(d.slack.delivered().len(), 1, "one Slack alert");
+    assert_eq!(d.slack.requests(), 4, "three failures, one success");
+    assert_eq!(
+        notifications(&d).await.len(),
+        1,
+        "SNS sent once, not again on the retry"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_event_is_kept_in_the_dead_letter_queue_and_acknowledged() {
+    let d = deploy(vec![]).await;
+    let raw = r#"{"version":"0","id":"eb-broken","detail-type":"AWS API Call via CloudTrail","source":"aws.ec2","detail":{"eventName":"CreateSnapshot","eventSource":"ec2.amazonaws.com","eventTime":"yesterday","recipientAccountId":"111122223333"}}"#;
+    let outcome = d.app.handle(raw).await.expect("acknowledged");
+    assert_eq!(outcome.status, Status::DeadLettered);
+    let kept = drain(&d.sqs, &d.dead_letter_queue).await;
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].body(), Some(raw));
+    let attributes = kept[0].message_attributes().expect("attributes");
+    assert_eq!(attributes["event_id"].string_value(), Some("eb-broken"));
+    let reason = attributes["reason"].string_value().unwrap_or_default();
+    assert!(reason.contains("eventTime"), "{reason}");
+    assert!(notifications(&d).await.is_empty());
+}
+
+/// DynamoDB requests per relevant event over the fixture stream (every fixture the core turns
+/// into facts, in file order, then the attack chain), and warm per-event latency.
+#[tokio::test]
+async fn dynamodb_requests_per_relevant_event() {
+    for (variable, server) in [(MOTO, "moto"), (DYNALITE, "dynalite")] {
+        let counter = RequestCounter::new();
+        let store = new_store(variable, Some(&counter)).await;
+        counter.reset();
+        let app = App {
+            store,
+            config: Config::default(),
+            dead_letter: RecordingDeadLetter::default(),
+            sns: Some(RecordingSink::new("sns")),
+            slack: Some(RecordingSink::new("slack")),
+            clock: Arc::new(FixedClock(fixture_now())),
+        };
+        let mut stream: Vec<String> = fixture_names()
+            .iter()
+            .filter(|n| !CHAIN.contains(&n.as_str()))
+            .map(|n| envelope(&fixture(n)))
+            .collect();
+        stream.extend(CHAIN.iter().map(|n| envelope(&fixture(n))));
+        let mut relevant = 0u64;
+        let mut latencies = Vec::new();
+        for raw in &stream {
+            let started = Instant::now();
+            let outcome = app.handle(raw).await.expect("handled");
+            if outcome.status == Status::Processed {
+                relevant += 1;
+                latencies.push(started.elapsed());
+            }
+        }
+        let total = counter.total();
+        let average = total as f64 / relevant as f64;
+        latencies.sort();
+        let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
+        eprintln!(
+            "FIGURE {server}: {relevant} relevant events, {total} DynamoDB requests ({:?}), {average:.2} per event; latency p50 {:?} p99 {:?}",
+            counter.by_operation(),
+            pct(0.5),
+            pct(0.99)
+        );
+        assert!(
+            app.sns
+                .as_ref()
+                .unwrap()
+                .rules()
+                .contains(&"chain.exposed-restore".to_string()),
+            "{server}: the stream ends with the attack chain, which must alert"
+        );
+        assert!(relevant > 30, "the stream holds the relevant fixtures");
+        assert!(
+            average <= 3.0,
+            "{server}: {average:.2} DynamoDB requests per relevant event"
+        );
+    }
+}
