@@ -57,6 +57,23 @@ const UNPROCESSED_ROUNDS: u32 = 8;
 pub struct DynamoStore {
     client: Client,
     table: Arc<str>,
+    /// Claims known to be delivered, with their expiry. "Sent" is final until the claim expires,
+    /// so a warm function answers `AlreadySent` for re-evaluated chains without a request.
+    sent: Arc<Mutex<HashMap<String, i64>>>,
+    /// Claims this process won and has not marked sent yet, with their expiry.
+    won: Arc<Mutex<HashMap<String, i64>>>,
+}
+
+/// Bound on the remembered claims; past it the memory is simply cleared.
+const REMEMBERED_CLAIMS: usize = 10_000;
+
+fn remember(map: &Mutex<HashMap<String, i64>>, id: &str, expires_at: i64) {
+    if let Ok(mut m) = map.lock() {
+        if m.len() >= REMEMBERED_CLAIMS {
+            m.clear();
+        }
+        m.insert(id.to_string(), expires_at);
+    }
 }
 
 impl DynamoStore {
@@ -64,6 +81,8 @@ impl DynamoStore {
         DynamoStore {
             client,
             table: Arc::from(table.into()),
+            sent: Arc::default(),
+            won: Arc::default(),
         }
     }
 
@@ -328,6 +347,15 @@ impl StateStore for DynamoStore {
         expires_at: i64,
     ) -> Result<Claim, StoreError> {
         let now = now.timestamp();
+        let known_sent = self
+            .sent
+            .lock()
+            .ok()
+            .and_then(|m| m.get(finding_id).copied())
+            .is_some_and(|expiry| now < expiry);
+        if known_sent {
+            return Ok(Claim::AlreadySent);
+        }
         let result = self
             .client
             .update_item()
@@ -346,22 +374,47 @@ impl StateStore for DynamoStore {
                 ":stale",
                 AttributeValue::N(now.saturating_sub(lease_secs).to_string()),
             )
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
             .send()
             .await;
         match result {
-            Ok(_) => Ok(Claim::Won),
+            Ok(_) => {
+                remember(&self.won, finding_id, expires_at);
+                Ok(Claim::Won)
+            }
             Err(err) if is_condition_failure(&err) => {
-                // Lost: someone holds or delivered it. Tell which (losing is the rare path).
-                let sent = self
-                    .read_claim(finding_id)
-                    .await?
-                    .and_then(|item| item.get("sent").cloned())
+                // Lost: someone holds or delivered it. The failure carries the item where the
+                // server supports it; otherwise (dynalite) one read tells which.
+                let returned = match &err {
+                    SdkError::ServiceError(service) => match service.err() {
+                        aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(e) => e.item.clone(),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let item = match returned {
+                    Some(item) => Some(item),
+                    None => self.read_claim(finding_id).await?,
+                };
+                let sent = item
+                    .as_ref()
+                    .and_then(|i| i.get("sent"))
                     .is_some_and(|v| matches!(v, AttributeValue::Bool(true)));
-                Ok(if sent {
-                    Claim::AlreadySent
+                if sent {
+                    let expiry = item
+                        .as_ref()
+                        .and_then(|i| i.get(EXPIRES_AT))
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|n| n.parse::<i64>().ok());
+                    if let Some(expiry) = expiry {
+                        remember(&self.sent, finding_id, expiry);
+                    }
+                    Ok(Claim::AlreadySent)
                 } else {
-                    Claim::HeldByOther
-                })
+                    Ok(Claim::HeldByOther)
+                }
             }
             Err(err) => Err(classify("UpdateItem (claim)", err)),
         }
@@ -379,7 +432,13 @@ impl StateStore for DynamoStore {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                let expiry = self.won.lock().ok().and_then(|mut m| m.remove(finding_id));
+                if let Some(expiry) = expiry {
+                    remember(&self.sent, finding_id, expiry);
+                }
+                Ok(())
+            }
             Err(err) if is_condition_failure(&err) => Err(StoreError::permanent(format!(
                 "mark_alert_sent: no claim for {finding_id}"
             ))),
@@ -398,6 +457,9 @@ impl StateStore for DynamoStore {
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .send()
             .await;
+        if let Ok(mut won) = self.won.lock() {
+            won.remove(finding_id);
+        }
         match result {
             Ok(_) => Ok(()),
             Err(err) if is_condition_failure(&err) => Ok(()),

@@ -11,10 +11,14 @@ use snapwatch_aws::settings::{Settings, SlackWebhookSource};
 use snapwatch_aws::sns::SnsSink;
 use snapwatch_core::ports::SystemClock;
 use snapwatch_slack::{RetryPolicy, SlackSink, WebhookUrl};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
+    let started = Instant::now();
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(
@@ -49,17 +53,27 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         table = %settings.table_name,
         sns = settings.sns_topic_arn.is_some(),
         slack = settings.slack_webhook.is_some(),
+        init_ms = started.elapsed().as_secs_f64() * 1000.0,
         "snapwatch-aws initialised"
     );
     let app = &app;
+    // The init-time figure: process start to the first event handled.
+    let first_handled = &AtomicBool::new(false);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<Box<RawValue>>| async move {
-            let _request =
-                tracing::info_span!("invocation", request_id = %event.context.request_id).entered();
-            app.handle(event.payload.get())
+            let span = tracing::info_span!("invocation", request_id = %event.context.request_id);
+            let result = app
+                .handle(event.payload.get())
+                .instrument(span)
                 .await
-                .map_err(Diagnostic::from)
-                .map(|outcome: Outcome| outcome)
+                .map_err(Diagnostic::from);
+            if !first_handled.swap(true, Ordering::Relaxed) {
+                tracing::info!(
+                    since_start_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "first event handled"
+                );
+            }
+            result.map(|outcome: Outcome| outcome)
         },
     ))
     .await

@@ -326,8 +326,8 @@ async fn a_malformed_event_is_kept_in_the_dead_letter_queue_and_acknowledged() {
     assert!(notifications(&d).await.is_empty());
 }
 
-/// DynamoDB requests per relevant event over the fixture stream (every fixture the core turns
-/// into facts, in file order, then the attack chain), and warm per-event latency.
+/// DynamoDB requests per relevant event over the fixture stream (every fixture, in event-time
+/// order as EventBridge delivers them, then the attack chain), and warm per-event latency.
 #[tokio::test]
 async fn dynamodb_requests_per_relevant_event() {
     for (variable, server) in [(MOTO, "moto"), (DYNALITE, "dynalite")] {
@@ -347,6 +347,13 @@ async fn dynamodb_requests_per_relevant_event() {
             .filter(|n| !CHAIN.contains(&n.as_str()))
             .map(|n| envelope(&fixture(n)))
             .collect();
+        stream.sort_by_key(|raw| {
+            let v: serde_json::Value = serde_json::from_str(raw).unwrap_or_default();
+            v["detail"]["eventTime"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        });
         stream.extend(CHAIN.iter().map(|n| envelope(&fixture(n))));
         let mut relevant = 0u64;
         let mut latencies = Vec::new();
@@ -359,11 +366,30 @@ async fn dynamodb_requests_per_relevant_event() {
             }
         }
         let total = counter.total();
+        // What the engine asks the store to write: one item update per resource an event touches.
+        let touched: usize = stream
+            .iter()
+            .filter_map(
+                |raw| match snapwatch_core::parse::aws::parse_eventbridge(raw) {
+                    Ok(snapwatch_core::parse::Parsed::Event(ev)) => Some(
+                        ev.facts
+                            .iter()
+                            .flat_map(|f| f.linked_resources())
+                            .map(|r| r.id.clone())
+                            .collect::<BTreeSet<_>>()
+                            .len(),
+                    ),
+                    _ => None,
+                },
+            )
+            .sum();
+        let alerts = app.sns.as_ref().unwrap().sent.lock().unwrap().len()
+            + app.slack.as_ref().unwrap().sent.lock().unwrap().len();
         let average = total as f64 / relevant as f64;
         latencies.sort();
         let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
         eprintln!(
-            "FIGURE {server}: {relevant} relevant events, {total} DynamoDB requests ({:?}), {average:.2} per event; latency p50 {:?} p99 {:?}",
+            "FIGURE {server}: {relevant} relevant events, {total} DynamoDB requests ({:?}), {average:.2} per event; {touched} resources touched, {alerts} alerts sent; latency p50 {:?} p99 {:?}",
             counter.by_operation(),
             pct(0.5),
             pct(0.99)

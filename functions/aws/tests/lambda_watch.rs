@@ -1,0 +1,318 @@
+//! The real Lambda runtime: `cargo lambda watch` serves the Lambda Runtime API and the
+//! invocations URL, and runs the `snapwatch-aws` binary this test run already built
+//! (`--only-lambda-apis` + the binary started here with the `AWS_LAMBDA_*` variables watch asks
+//! for), its environment pointing at moto. Why not let watch `cargo run` it: its build
+//! environment differs from the test build's, so ring, rustls and everything above them compile
+//! a second time (4 minutes on 2 cores). Events are POSTed to the invocations URL and the
+//! function's responses checked; the test also reports the init figure the function logs
+//! (process start → first event handled).
+
+mod common;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use chrono::{Duration as ChronoDuration, Utc};
+use common::*;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MOTO: &str = "SNAPWATCH_MOTO_ENDPOINT";
+const FUNCTION: &str = "snapwatch-aws";
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `cargo lambda watch` and the function process, both stopped (by their ids) on drop.
+struct Watch {
+    child: Child,
+    function: Option<Child>,
+    log: PathBuf,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(function) = &mut self.function {
+            let _ = function.kill();
+            let _ = function.wait();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Watch {
+    fn log_text(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut text);
+        }
+        text
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+#[tokio::test]
+async fn the_function_runs_under_cargo_lambda_watch() {
+    let moto = server_endpoint(MOTO);
+    let cargo_lambda = workspace_root().join(".tools/venv/bin/cargo-lambda");
+    assert!(
+        cargo_lambda.exists(),
+        "{} is missing: run `make tools` first",
+        cargo_lambda.display()
+    );
+
+    // The deployment's resources on moto.
+    let sdk = local_sdk(&moto).await;
+    let table = unique_name("snapwatch-watch");
+    snapwatch_aws::dynamo::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &table)
+        .create_table()
+        .await
+        .expect("table");
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let sns = aws_sdk_sns::Client::new(&sdk);
+    let alerts = sqs
+        .create_queue()
+        .queue_name(unique_name("watch-alerts"))
+        .send()
+        .await
+        .expect("queue")
+        .queue_url
+        .expect("url");
+    let dlq = sqs
+        .create_queue()
+        .queue_name(unique_name("watch-dlq"))
+        .send()
+        .await
+        .expect("queue")
+        .queue_url
+        .expect("url");
+    let alerts_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&alerts)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("attributes")
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .expect("arn");
+    let topic = sns
+        .create_topic()
+        .name(unique_name("watch-findings"))
+        .send()
+        .await
+        .expect("topic")
+        .topic_arn
+        .expect("arn");
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(alerts_arn)
+        .send()
+        .await
+        .expect("subscribe");
+    let (slack, webhook) = SlackReceiver::start(vec![]).await;
+
+    let port = free_port();
+    let log = workspace_root().join(format!("target/servers/cargo-lambda-watch-{port}.log"));
+    std::fs::create_dir_all(log.parent().expect("log dir")).expect("log dir");
+    let log_file = std::fs::File::create(&log).expect("log file");
+    let mut command = Command::new(&cargo_lambda);
+    command
+        .args([
+            "lambda",
+            "watch",
+            "--only-lambda-apis",
+            "--invoke-address",
+            "127.0.0.1",
+        ])
+        .args(["--invoke-port", &port.to_string(), "-p", FUNCTION])
+        .current_dir(workspace_root())
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("log"))
+        .stderr(log_file);
+    let mut watch = Watch {
+        child: command.spawn().expect("start cargo lambda watch"),
+        function: None,
+        log,
+    };
+    let env = [
+        // What `cargo lambda watch --only-lambda-apis` tells the function to use.
+        (
+            "AWS_LAMBDA_RUNTIME_API",
+            format!("http://127.0.0.1:{port}/.rt"),
+        ),
+        ("AWS_LAMBDA_FUNCTION_NAME", "_".to_string()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "1".to_string()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".to_string()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_ENDPOINT_URL", moto.clone()),
+        ("SNAPWATCH_TABLE_NAME", table.clone()),
+        ("SNAPWATCH_SNS_TOPIC_ARN", topic.clone()),
+        ("SNAPWATCH_DEAD_LETTER_QUEUE_URL", dlq.clone()),
+        ("SNAPWATCH_SLACK_WEBHOOK_URL", webhook.clone()),
+        ("SNAPWATCH_ALLOW_PLAINTEXT_WEBHOOK", "true".to_string()),
+        ("SNAPWATCH_MIN_SEVERITY", "critical".to_string()),
+    ];
+
+    let url = format!("http://127.0.0.1:{port}/2015-03-31/functions/_/invocations");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .expect("client");
+    // The port answers before the function is up; the first invocation waits for it.
+    let now = Utc::now();
+    let chain: Vec<String> = single_instance_chain()
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| retimed(raw, now - ChronoDuration::minutes(10 - i as i64), None))
+        .collect();
+    let invoke = |body: String| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(300);
+            loop {
+                match client.post(&url).body(body.clone()).send().await {
+                    Ok(r) => {
+                        let status = r.status();
+                        let text = r.text().await.unwrap_or_default();
+                        return (status.as_u16(), text);
+                    }
+                    Err(_) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(200)).await
+                    }
+                    Err(e) => panic!("cannot invoke the function: {e}"),
+                }
+            }
+        }
+    };
+
+    // The first invocation is queued before the function starts, so the function's
+    // "first event handled" time is process start → init → first event handled.
+    let first_invocation = tokio::spawn(invoke(chain[0].clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log_handle = || {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&watch.log)
+            .expect("log")
+    };
+    let mut function = Command::new(env!("CARGO_BIN_EXE_snapwatch-aws"));
+    function
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(log_handle())
+        .stderr(log_handle());
+    watch.function = Some(function.spawn().expect("start the function"));
+
+    let mut outcomes = Vec::new();
+    let (status, text) = first_invocation.await.expect("first invocation");
+    assert_eq!(
+        status,
+        200,
+        "invocation failed: {text}\nlog:\n{}",
+        watch.log_text()
+    );
+    outcomes.push(serde_json::from_str::<serde_json::Value>(&text).expect("outcome JSON"));
+    for raw in &chain[1..] {
+        let (status, text) = invoke(raw.clone()).await;
+        assert_eq!(
+            status,
+            200,
+            "invocation failed: {text}\nlog:\n{}",
+            watch.log_text()
+        );
+        outcomes.push(serde_json::from_str::<serde_json::Value>(&text).expect("outcome JSON"));
+    }
+    for o in &outcomes {
+        assert_eq!(o["status"], "processed", "{o}");
+    }
+    let last = outcomes.last().expect("outcomes");
+    assert_eq!(
+        last["findings"].as_array().map(Vec::len),
+        Some(1),
+        "the exposed restore: {last}"
+    );
+    let sent_sns = last["sent"]["sns"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        sent_sns.len(),
+        1,
+        "the critical finding went to SNS: {last}"
+    );
+    assert_eq!(last["sent"]["slack"], last["sent"]["sns"]);
+
+    let (status, text) =
+        invoke("{\"id\":\"eb-garbage\",\"detail-type\":\"AWS API Call via CloudTrail\"}".into())
+            .await;
+    assert_eq!(status, 200, "a malformed event is acknowledged: {text}");
+    let rejected: serde_json::Value = serde_json::from_str(&text).expect("outcome JSON");
+    assert_eq!(rejected["status"], "dead_lettered");
+
+    // Warm latency through the runtime emulator: redeliveries of the chain's last event.
+    let mut warm = Vec::new();
+    for _ in 0..30 {
+        let started = Instant::now();
+        let (status, _) = invoke(chain[2].clone()).await;
+        assert_eq!(status, 200);
+        warm.push(started.elapsed());
+    }
+    warm.sort();
+
+    let messages = sqs
+        .receive_message()
+        .queue_url(&alerts)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .expect("receive")
+        .messages
+        .unwrap_or_default();
+    assert_eq!(messages.len(), 1, "one SNS message");
+    assert_eq!(slack.delivered().len(), 1, "one Slack post");
+    let kept = sqs
+        .receive_message()
+        .queue_url(&dlq)
+        .send()
+        .await
+        .expect("receive")
+        .messages
+        .unwrap_or_default();
+    assert_eq!(
+        kept.len(),
+        1,
+        "the malformed event is in the dead-letter queue"
+    );
+
+    let log = watch.log_text();
+    let figure = |marker: &str, field: &str| {
+        log.lines().filter(|l| l.contains(marker)).find_map(|l| {
+            serde_json::from_str::<serde_json::Value>(l.trim())
+                .ok()?
+                .get("fields")?
+                .get(field)?
+                .as_f64()
+        })
+    };
+    let init = figure("snapwatch-aws initialised", "init_ms");
+    let first = figure("first event handled", "since_start_ms");
+    eprintln!(
+        "FIGURE cargo lambda watch (debug build, moto): init {init:?} ms, process start to first event handled {first:?} ms; warm invoke through the emulator p50 {:?} p99 {:?}",
+        warm[warm.len() / 2],
+        warm[warm.len() - 1]
+    );
+    assert!(
+        first.is_some(),
+        "the function logs its start-to-first-event time:\n{log}"
+    );
+}

@@ -1,0 +1,17 @@
+# AWS Lambda function (functions/aws). `make package-aws` builds the deployment zip the Terraform
+# module uploads: target/lambda/snapwatch-aws/bootstrap.zip (arm64, provided.al2023).
+# cargo-lambda and zig come from the venv (`make tools`).
+AWS_LAMBDA_ARCH ?= --arm64
+AWS_LAMBDA_PROFILE ?= release
+CARGO_LAMBDA := PATH="$(CURDIR)/$(TOOLS)/venv/bin:$$PATH" $(TOOLS)/venv/bin/cargo-lambda lambda
+
+.PHONY: package-aws test-fn-aws
+
+package-aws:
+	$(CARGO_LAMBDA) build --profile $(AWS_LAMBDA_PROFILE) $(AWS_LAMBDA_ARCH) --output-format zip -p snapwatch-aws
+	@ls -l target/lambda/snapwatch-aws/bootstrap.zip
+
+# The function's own tests: handler tests without network, the store conformance suite and whole
+# chains against moto + dynalite, and the real Lambda runtime under `cargo lambda watch`.
+test-fn-aws:
+	tests/servers/with-servers.sh $(CARGO) nextest run -p snapwatch-aws --no-fail-fast
