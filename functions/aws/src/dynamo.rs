@@ -90,6 +90,11 @@ impl DynamoStore {
         &self.table
     }
 
+    /// The DynamoDB client, e.g. for inspecting the table in tests.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// A view for one invocation: same table, plus memory of what this invocation's writes
     /// returned (see the module docs). Cheap; make one per event.
     pub fn session(&self) -> DynamoSession<'_> {

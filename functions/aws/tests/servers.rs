@@ -394,14 +394,16 @@ async fn dynamodb_requests_per_relevant_event() {
                 }
             }
         }
+        let (items, bytes, largest) = fact_item_sizes(&app.store).await;
         let alerts = app.sns.as_ref().unwrap().sent.lock().unwrap().len()
             + app.slack.as_ref().unwrap().sent.lock().unwrap().len();
         let average = total as f64 / relevant as f64;
         latencies.sort();
         let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
         eprintln!(
-            "FIGURE {server}: {relevant} relevant events, {total} DynamoDB requests ({:?}), {average:.2} per event; {touched} resource writes ({late} late), {alerts} alerts sent; latency p50 {:?} p99 {:?}",
+            "FIGURE {server}: {relevant} relevant events, {total} DynamoDB requests ({:?}), {average:.2} per event; {touched} resource writes ({late} late), {alerts} alerts sent; {items} fact items, average {} B, largest {largest} B; latency p50 {:?} p99 {:?}",
             counter.by_operation(),
+            bytes / items.max(1),
             pct(0.5),
             pct(0.99)
         );
@@ -431,5 +433,49 @@ async fn dynamodb_requests_per_relevant_event() {
             by_operation.get("BatchGetItem").copied().unwrap_or(0) <= relevant,
             "{server}: at most one batch read per event"
         );
+    }
+}
+
+/// Fact items in the table and their sizes as DynamoDB bills them (attribute names + values),
+/// the input of the write-unit estimate in the README.
+async fn fact_item_sizes(store: &DynamoStore) -> (usize, usize, usize) {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    fn size(v: &AttributeValue) -> usize {
+        match v {
+            AttributeValue::S(s) | AttributeValue::N(s) => s.len(),
+            AttributeValue::Ss(set) => set.iter().map(String::len).sum(),
+            AttributeValue::M(m) => 3 + m.iter().map(|(k, v)| k.len() + 1 + size(v)).sum::<usize>(),
+            _ => 1,
+        }
+    }
+    let mut items = 0;
+    let mut total = 0;
+    let mut largest = 0;
+    let mut start = None;
+    loop {
+        let page = store
+            .client()
+            .scan()
+            .table_name(store.table())
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scan");
+        for item in page.items() {
+            let is_fact = item
+                .get("pk")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|pk| pk.starts_with("res#"));
+            if is_fact {
+                let bytes: usize = item.iter().map(|(k, v)| k.len() + size(v)).sum();
+                items += 1;
+                total += bytes;
+                largest = largest.max(bytes);
+            }
+        }
+        start = page.last_evaluated_key().cloned();
+        if start.is_none() {
+            return (items, total, largest);
+        }
     }
 }
