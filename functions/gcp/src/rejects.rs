@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use snapwatch_core::ports::StoreError;
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// One event the service could not use, with why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,10 +25,10 @@ pub trait RejectStore: Send + Sync {
         -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// In-process rejects, for tests.
-#[derive(Debug, Default)]
+/// In-process rejects, for tests. Clones share what was kept.
+#[derive(Debug, Default, Clone)]
 pub struct MemoryRejects {
-    kept: Mutex<Vec<RejectedEvent>>,
+    kept: Arc<Mutex<Vec<RejectedEvent>>>,
 }
 
 impl MemoryRejects {

@@ -24,6 +24,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use snapwatch_core::ports::{Claim, ResourceFacts, StateStore, StoreError, StoredFact};
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Optimistic writes retried this often under contention before the caller is told to retry.
@@ -58,10 +59,11 @@ impl Default for Collections {
     }
 }
 
-/// Chain state in Firestore.
-#[derive(Debug)]
+/// Chain state in Firestore. Clones share one HTTP client and token cache, so the service can
+/// hand one to the detector and one to the reject path.
+#[derive(Debug, Clone)]
 pub struct FirestoreStore {
-    client: FirestoreClient,
+    client: Arc<FirestoreClient>,
     collections: Collections,
 }
 
@@ -70,7 +72,7 @@ impl FirestoreStore {
         let client = FirestoreClient::new(target)
             .map_err(|e| StoreError::permanent_from("cannot build the Firestore client", e))?;
         Ok(FirestoreStore {
-            client,
+            client: Arc::new(client),
             collections,
         })
     }
