@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::json;
+use serde_json::{json, Value};
 use snapwatch_core::engine::{Detector, EngineError};
 use snapwatch_core::parse::gcp::{parse_cloudevent, parse_entry, AUDIT_LOG_WRITTEN};
 use snapwatch_core::parse::{ParseError, Parsed};
@@ -21,6 +21,8 @@ use std::sync::Arc;
 /// Structured-mode CloudEvents carry the whole event, attributes included, in the body.
 const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
 const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
+/// What the aggregated-sink trigger delivers: a Pub/Sub message whose data is a LogEntry.
+const PUBSUB_MESSAGE_PUBLISHED: &str = "google.cloud.pubsub.topic.v1.messagePublished";
 
 /// Everything a request needs, built once in `main`.
 pub struct Service<S, R, K> {
@@ -258,7 +260,7 @@ fn decode(headers: &HeaderMap, body: &[u8]) -> Decoded {
             .unwrap_or_default();
         return Decoded {
             event_id,
-            parsed: text.and_then(parse_cloudevent),
+            parsed: text.and_then(parse_structured),
         };
     }
     let event_id = header_text(headers, "ce-id")
@@ -283,10 +285,44 @@ fn decode(headers: &HeaderMap, body: &[u8]) -> Decoded {
         )),
         (Some(_), None) => Err(ParseError::MissingField("ce-type")),
         (Some(_), Some(_)) if event_id.is_empty() => Err(ParseError::MissingField("ce-id")),
+        (Some(_), Some(PUBSUB_MESSAGE_PUBLISHED)) => text.and_then(|t| {
+            let push: Value = serde_json::from_str(t)?;
+            parse_entry(&pubsub_log_entry(&push)?)
+        }),
         (Some(_), Some(kind)) if kind != AUDIT_LOG_WRITTEN => {
             Ok(Parsed::Skipped(snapwatch_core::parse::Skip::Irrelevant))
         }
         (Some(_), Some(_)) => text.and_then(parse_entry),
     };
     Decoded { event_id, parsed }
+}
+
+/// A structured CloudEvent: an audit-log event, or a Pub/Sub message from the aggregated sink.
+fn parse_structured(text: &str) -> Result<Parsed, ParseError> {
+    let event: Value = serde_json::from_str(text)?;
+    if event.get("type").and_then(Value::as_str) == Some(PUBSUB_MESSAGE_PUBLISHED) {
+        let data = event.get("data").ok_or(ParseError::MissingField("data"))?;
+        return parse_entry(&pubsub_log_entry(data)?);
+    }
+    parse_cloudevent(text)
+}
+
+/// The LogEntry JSON inside a Pub/Sub push body `{"message": {"data": base64}, "subscription"}`.
+fn pubsub_log_entry(push: &Value) -> Result<String, ParseError> {
+    use base64::Engine as _;
+    let encoded = push
+        .get("message")
+        .and_then(|m| m.get("data"))
+        .and_then(Value::as_str)
+        .ok_or(ParseError::MissingField("message.data"))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|e| ParseError::InvalidField {
+            field: "message.data",
+            reason: format!("not base64: {e}"),
+        })?;
+    String::from_utf8(bytes).map_err(|e| ParseError::InvalidField {
+        field: "message.data",
+        reason: format!("not UTF-8: {e}"),
+    })
 }

@@ -303,7 +303,7 @@ async fn other_event_types_are_acknowledged_and_skipped() {
     let mut request = binary(&common::fixture("snapshots_insert_v1.json"));
     request.headers_mut().insert(
         "ce-type",
-        "google.cloud.pubsub.topic.v1.messagePublished"
+        "google.cloud.storage.object.v1.finalized"
             .parse()
             .expect("header"),
     );
@@ -434,4 +434,80 @@ async fn slack_rate_limit_asks_for_redelivery_and_the_retry_sends_once() {
         "{body}"
     );
     assert_eq!(h.slack.sent().len(), 1);
+}
+
+/// The aggregated sink's trigger: Pub/Sub messages whose data is the LogEntry, base64-encoded.
+#[tokio::test]
+async fn aggregated_sink_messages_are_unwrapped_in_both_modes() {
+    use base64::Engine as _;
+    let h = harness();
+    let encode =
+        |name: &str| base64::engine::general_purpose::STANDARD.encode(common::fixture(name));
+    let push = |name: &str| {
+        json!({
+            "message": { "data": encode(name), "messageId": "1234567890", "publishTime": "2024-04-12T20:06:31Z" },
+            "subscription": "projects/acme-sec/subscriptions/eventarc-global-snapwatch-aggregated-sub-001"
+        })
+    };
+    let binary_message = |name: &str| {
+        Request::post("/")
+            .header("content-type", "application/json")
+            .header("ce-specversion", "1.0")
+            .header("ce-id", format!("msg-{name}"))
+            .header(
+                "ce-source",
+                "//pubsub.googleapis.com/projects/acme-sec/topics/snapwatch-audit-logs",
+            )
+            .header("ce-type", "google.cloud.pubsub.topic.v1.messagePublished")
+            .body(Body::from(push(name).to_string()))
+            .expect("request")
+    };
+    let structured_message = |name: &str| {
+        let event = json!({
+            "specversion": "1.0", "id": format!("msg-{name}"),
+            "source": "//pubsub.googleapis.com/projects/acme-sec/topics/snapwatch-audit-logs",
+            "type": "google.cloud.pubsub.topic.v1.messagePublished",
+            "data": push(name),
+        });
+        Request::post("/")
+            .header("content-type", "application/cloudevents+json")
+            .body(Body::from(event.to_string()))
+            .expect("request")
+    };
+    let (status, body) = h
+        .post(binary_message("firewalls_insert_no_source_ranges.json"))
+        .await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (StatusCode::OK, Some("processed")),
+        "{body}"
+    );
+    let (status, body) = h
+        .post(structured_message("instances_insert_beta_restore.json"))
+        .await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (StatusCode::OK, Some("processed")),
+        "{body}"
+    );
+    let (status, body) = h.post(binary_message("snapshots_insert_v1.json")).await;
+    assert_eq!(
+        (status, body["sent"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{body}"
+    );
+    assert_eq!(h.slack.sent().len(), 1);
+
+    let mut garbage = binary_message("snapshots_insert_v1.json");
+    *garbage.body_mut() = Body::from(r#"{"message":{"data":"%%%not base64"}}"#);
+    let (status, body) = h.post(garbage).await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (StatusCode::OK, Some("rejected"))
+    );
+    assert!(
+        h.rejects.kept()[0].reason.contains("not base64"),
+        "{:?}",
+        h.rejects.kept()
+    );
 }
