@@ -296,3 +296,32 @@ fn rules_lists_every_rule_with_severity_and_techniques() {
         );
     }
 }
+
+#[test]
+fn consumed_lists_what_the_cloud_triggers_must_deliver() {
+    let out = snapwatch(&["consumed", "aws"]);
+    let events: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["eventName"].as_str().unwrap())
+        .collect();
+    for name in [
+        "CreateSnapshot",
+        "ModifySnapshotAttribute",
+        "RunInstances",
+        "AuthorizeSecurityGroupIngress",
+        "SharedSnapshotCopyInitiated",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    let gcp: Vec<String> = serde_json::from_slice(&snapwatch(&["consumed", "gcp"]).stdout).unwrap();
+    assert!(
+        gcp.contains(&"v1.compute.firewalls.insert".to_string())
+            && gcp.contains(&"beta.compute.instances.insert".to_string())
+    );
+    let azure: Vec<String> =
+        serde_json::from_slice(&snapwatch(&["consumed", "azure"]).stdout).unwrap();
+    assert!(azure.contains(&"microsoft.compute/snapshots/write".to_string()));
+}
