@@ -48,6 +48,14 @@ async fn main() -> anyhow::Result<()> {
         auth,
     )
     .context("SNAPWATCH_TABLE_NAME")?;
+    if settings.table_key.is_some() {
+        // Local use (Azurite, a dev account): nothing else creates the table. In Azure the
+        // identity may only touch rows of the table Terraform made.
+        table
+            .create_table()
+            .await
+            .context("creating the state table (SNAPWATCH_TABLE_NAME)")?;
+    }
     let webhook =
         WebhookUrl::parse(&settings.slack_webhook_url).context("SNAPWATCH_SLACK_WEBHOOK_URL")?;
     let sink = SlackSink::new(webhook, RetryPolicy::default()).context("Slack sink")?;
