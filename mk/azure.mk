@@ -2,19 +2,24 @@
 
 AZURE_PACKAGE := target/azure/package
 AZURE_ZIP := target/azure/snapwatch-azure.zip
-PYTHON ?= .tools/venv/bin/python
-CHECKOV ?= .tools/checkov/bin/checkov
+AZURE_PYTHON ?= $(TOOLS)/venv/bin/python
+AZURE_CHECKOV ?= $(TOOLS)/checkov/bin/checkov
 
 .PHONY: package-azure test-azure test-infra-azure
 
 # Deployable folder and zip: host.json, one folder per function with its function.json, and the
-# handler binary at the root (host.json's defaultExecutablePath).
+# handler binary at the root (host.json's defaultExecutablePath). cargo-lambda's zig linker pins
+# the glibc floor at 2.28 so the binary runs on every current Functions Linux image (a plain
+# `cargo build` here would need the build machine's glibc, 2.34+).
+AZURE_GLIBC_TARGET := x86_64-unknown-linux-gnu.2.28
+
 package-azure:
-	$(CARGO) build --release -p snapwatch-azure --bin snapwatch-azure
+	PATH="$(CURDIR)/$(TOOLS)/venv/bin:$$PATH" $(CARGO) lambda build --release -p snapwatch-azure \
+		--bin snapwatch-azure --target $(AZURE_GLIBC_TARGET) --lambda-dir target/azure/build
 	rm -rf $(AZURE_PACKAGE) $(AZURE_ZIP)
 	mkdir -p $(AZURE_PACKAGE)
 	cp -R functions/azure/app/. $(AZURE_PACKAGE)/
-	cp target/release/snapwatch-azure $(AZURE_PACKAGE)/snapwatch-azure
+	cp target/azure/build/snapwatch-azure/bootstrap $(AZURE_PACKAGE)/snapwatch-azure
 	chmod 755 $(AZURE_PACKAGE)/snapwatch-azure
 	cd $(AZURE_PACKAGE) && zip -q -r -X ../snapwatch-azure.zip .
 	@ls -l $(AZURE_PACKAGE)/snapwatch-azure $(AZURE_ZIP)
@@ -25,5 +30,5 @@ test-azure:
 
 test-infra-azure:
 	terraform fmt -check -recursive infra/azure
-	$(CHECKOV) -d infra/azure --framework terraform --skip-download --compact --quiet
-	$(PYTHON) -m pytest -q tests/infra/test_azure.py
+	$(AZURE_CHECKOV) -d infra/azure --framework terraform --skip-download --compact --quiet
+	$(AZURE_PYTHON) -m pytest -q tests/infra/test_azure.py

@@ -467,6 +467,13 @@ async fn deliver_with_retry<S, R, K>(
         match state.detector.deliver(&pending, &state.sink, now).await {
             Ok(delivery) => {
                 outcome.sent += delivery.sent.len();
+                for sent in &delivery.sent {
+                    let rule = pending
+                        .iter()
+                        .find(|f| &f.id == sent)
+                        .map(|f| f.rule.as_str());
+                    tracing::info!(finding = %sent, rule = rule.unwrap_or("-"), sink = state.sink.name(), "alert sent");
+                }
                 for (finding, error) in &delivery.rejected {
                     tracing::error!(finding = %finding, error = %error, "alert permanently rejected by the sink");
                 }
