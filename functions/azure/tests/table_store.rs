@@ -57,6 +57,42 @@ async fn passes_the_conformance_suite_against_azurite() {
     snapwatch_testkit::run_conformance(&store, "azure-again").await;
 }
 
+/// More facts under one resource than one query page holds (1,000 entities): the store must follow
+/// the continuation headers, and return each fact once.
+#[tokio::test]
+async fn loads_a_resource_whose_facts_span_several_query_pages() {
+    use snapwatch_core::ports::{ResourceFacts, StoredFact};
+    let store = fresh_store("paging").await;
+    let resource = "/subscriptions/s/resourcegroups/rg/providers/microsoft.network/networksecuritygroups/default-nsg".to_owned();
+    let expires_at = 4_070_908_800 + 86_400;
+    let facts: Vec<StoredFact> = (0..1_205)
+        .map(|i| StoredFact {
+            key: format!("evt-{i}#0"),
+            expires_at,
+            body: format!("fact {i}"),
+        })
+        .collect();
+    let added = store
+        .add_facts(&[ResourceFacts {
+            resource: resource.clone(),
+            facts: facts.clone(),
+        }])
+        .await
+        .expect("add");
+    assert_eq!(added, facts.len());
+    let now = Utc.with_ymd_and_hms(2099, 1, 1, 0, 0, 0).unwrap();
+    let loaded = store
+        .load_facts(std::slice::from_ref(&resource), now)
+        .await
+        .expect("load");
+    assert_eq!(loaded.len(), 1);
+    let mut keys: Vec<String> = loaded[0].facts.iter().map(|f| f.key.clone()).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), facts.len(), "every fact once, across pages");
+    assert_eq!(loaded[0].facts.len(), facts.len());
+}
+
 #[tokio::test]
 async fn creating_an_existing_table_is_not_an_error() {
     let store = fresh_store("create").await;
