@@ -13,6 +13,12 @@ terraform {
   }
 }
 
+variable "name_prefix" {
+  description = "Prefix of every resource name."
+  type        = string
+  default     = "snapwatch"
+}
+
 variable "region" {
   description = "Region to deploy to."
   type        = string
@@ -50,6 +56,7 @@ provider "aws" {
 module "snapwatch" {
   source = "../.."
 
+  name_prefix                = var.name_prefix
   lambda_zip_path            = coalesce(var.lambda_zip_path, "${path.module}/../../../../target/lambda/snapwatch-aws/bootstrap.zip")
   slack_webhook_secret_arn   = var.slack_webhook_secret_arn
   trusted_accounts           = var.trusted_accounts
@@ -79,6 +86,26 @@ output "table_name" {
 output "rule_name" {
   description = "EventBridge rule."
   value       = module.snapwatch.rule_name
+}
+
+output "kms_key_arn" {
+  description = "Key encrypting the table, topic, queue and logs."
+  value       = module.snapwatch.kms_key_arn
+}
+
+output "dead_letter_queue_arn" {
+  description = "ARN of the dead-letter queue."
+  value       = module.snapwatch.dead_letter_queue_arn
+}
+
+output "rule_arn" {
+  description = "ARN of the EventBridge rule."
+  value       = module.snapwatch.rule_arn
+}
+
+output "role_arn" {
+  description = "Execution role of the detector."
+  value       = module.snapwatch.role_arn
 }
 
 output "event_pattern" {
