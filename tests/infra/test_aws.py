@@ -321,10 +321,14 @@ def boto_client(service: str):
 
 @pytest.fixture(scope="module")
 def deployed(infra_copy: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The single-account example applied to moto (and destroyed after the module's tests)."""
+    """The single-account example applied to moto (and destroyed after the module's tests).
+
+    A forwarder (organization mode) rides along in the same apply: FORWARDER_TEST_ROOT.
+    """
     endpoint = moto_endpoint()
     workdir = infra_copy / "aws" / "examples" / "single-account"
     (workdir / "moto_override.tf").write_text(moto_override(endpoint))
+    (workdir / "test_forwarder.tf").write_text(FORWARDER_TEST_ROOT)
     # Moto stores the function but never runs it: any zip with a bootstrap will do.
     bundle = tmp_path_factory.mktemp("lambda") / "bootstrap.zip"
     with zipfile.ZipFile(bundle, "w") as archive:
@@ -347,6 +351,7 @@ def deployed(infra_copy: Path, tmp_path_factory: pytest.TempPathFactory):
     # After destroy nothing of this deployment may be left behind.
     assert prefix + "-state" not in boto_client("dynamodb").list_tables()["TableNames"]
     assert not [rule for rule in boto_client("events").list_rules(NamePrefix=prefix)["Rules"]]
+    assert not [bus for bus in boto_client("events").list_event_buses(NamePrefix=prefix)["EventBuses"]]
 
 
 def test_table_is_on_demand_with_ttl_pitr_and_kms(deployed: dict) -> None:
@@ -586,3 +591,81 @@ def test_corpus_records_the_core_consumes_match_the_deployed_rule(deployed_patte
     matched = deployed_pattern.matches([event for _, event, _ in labelled])
     disagreements = [name for (name, _, expected), got in zip(labelled, matched) if got != expected]
     assert not disagreements, disagreements
+
+
+# ---- organization mode: a member account's forwarder, applied against moto -----------------
+
+
+# Applied together with the single-account example (see `deployed`), so its creation overlaps the
+# provider's SQS waits instead of adding a second apply and destroy.
+FORWARDER_TEST_ROOT = """
+# Written by tests/infra/test_aws.py: a member account's forwarder (organization mode) to a
+# central bus, applied in the same run as the detector.
+resource "aws_cloudwatch_event_bus" "test_central" {
+  name = "${var.name_prefix}-central"
+}
+
+module "test_forwarder_role" {
+  source                = "../../modules/forwarder-role"
+  name_prefix           = var.name_prefix
+  central_event_bus_arn = aws_cloudwatch_event_bus.test_central.arn
+}
+
+module "test_forwarder" {
+  source                = "../../modules/forwarder"
+  name_prefix           = var.name_prefix
+  central_event_bus_arn = aws_cloudwatch_event_bus.test_central.arn
+  forwarding_role_arn   = module.test_forwarder_role.role_arn
+}
+
+output "test_forwarder" {
+  value = {
+    central_bus_arn = aws_cloudwatch_event_bus.test_central.arn
+    role_arn        = module.test_forwarder_role.role_arn
+    rule_arn        = module.test_forwarder.rule_arn
+    rule_name       = "${var.name_prefix}-forward-consumed-events"
+  }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def forwarder(deployed: dict) -> dict:
+    """modules/forwarder-role + modules/forwarder, as applied to moto with the detector.
+
+    Routing is not exercised (moto would invoke the detector's Lambda on the shared default
+    bus); the tests check the rule, its target and the role instead.
+    """
+    return deployed["test_forwarder"]
+
+
+def test_forwarder_sends_the_same_events_to_the_central_bus(forwarder: dict) -> None:
+    events = boto_client("events")
+    rule = events.describe_rule(Name=forwarder["rule_name"])
+    assert rule["Arn"] == forwarder["rule_arn"]
+    assert rule.get("EventBusName", "default") == "default"
+    pattern = json.loads(rule["EventPattern"])
+    assert pattern_pairs(pattern) == core_consumed_events()
+    assert pattern["detail"]["errorCode"] == [{"exists": False}]
+    (target,) = events.list_targets_by_rule(Rule=forwarder["rule_name"])["Targets"]
+    assert target["Arn"] == forwarder["central_bus_arn"]
+    assert target["RoleArn"] == forwarder["role_arn"]
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
+
+
+def test_forwarder_role_may_only_put_events_on_the_central_bus(forwarder: dict) -> None:
+    iam = boto_client("iam")
+    role_name = forwarder["role_arn"].rsplit("/", 1)[1]
+    role = iam.get_role(RoleName=role_name)["Role"]
+    trust = role["AssumeRolePolicyDocument"]
+    trust = json.loads(trust) if isinstance(trust, str) else trust
+    (assume,) = trust["Statement"]
+    assert assume["Principal"] == {"Service": "events.amazonaws.com"}
+    assert assume["Condition"] == {"StringEquals": {"aws:SourceAccount": MOTO_ACCOUNT}}
+    (policy_name,) = iam.list_role_policies(RoleName=role_name)["PolicyNames"]
+    document = iam.get_role_policy(RoleName=role_name, PolicyName=policy_name)["PolicyDocument"]
+    document = json.loads(document) if isinstance(document, str) else document
+    (statement,) = document["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert statement["Action"] == "events:PutEvents"
+    assert statement["Resource"] == forwarder["central_bus_arn"]
