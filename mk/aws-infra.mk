@@ -1,5 +1,5 @@
 # Terraform module infra/aws: formatting, validation, checkov and an apply against moto.
-# `make test-infra-aws` runs all of it under the local servers (tests/infra/test_aws.py, ~2.5 min).
+# `make test-infra-aws` runs all of it under the local servers (tests/infra/test_aws.py, ~2 min).
 
 AWS_INFRA_PYTEST ?= .tools/venv/bin/python -m pytest
 
