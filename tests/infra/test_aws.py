@@ -11,6 +11,7 @@ A missing terraform, mirror or moto endpoint fails the tests with the reason: ne
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -26,7 +27,6 @@ REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
 MODULE = INFRA / "aws"
 CLI_CONFIG = INFRA / "terraform.rc"
-CORE_AWS_PARSER = REPO / "shared" / "core" / "src" / "parse" / "aws.rs"
 FIXTURES = REPO / "tests" / "fixtures" / "aws"
 # Public samples beside the repository (never copied into it); optional.
 CORPUS = REPO.parent / "shared" / "corpus" / "aws"
@@ -122,23 +122,25 @@ def example_dirs() -> list[Path]:
 # ---- what the core consumes -----------------------------------------------------------------
 
 
-def core_consumed_events() -> set[tuple[str, str]]:
-    """(eventSource, eventName) pairs from the core's `consumed_events!` table (shared/core/src/parse/aws.rs).
+@functools.lru_cache(maxsize=1)
+def core_consumed_events() -> frozenset[tuple[str, str]]:
+    """(eventSource, eventName) pairs the core consumes, as `snapwatch consumed aws` prints them.
 
-    Read from the Rust source until the CLI can print them; the parse is strict so a changed
-    layout fails here instead of yielding an empty list.
+    `make test` builds the workspace before the infra tests, so this run is incremental; a cold
+    build on two cores takes minutes, hence the long timeout.
     """
-    source = CORE_AWS_PARSER.read_text()
-    invocation = re.search(r"^consumed_events!\s*\{(.*?)^\}", source, re.MULTILINE | re.DOTALL)
-    assert invocation, f"no `consumed_events! {{ … }}` invocation in {CORE_AWS_PARSER}"
-    body = re.sub(r"//[^\n]*", "", invocation.group(1))
-    groups = re.findall(r'"([a-z0-9.-]+)"\s*=>\s*\[([^\]]*)\]', body)
-    assert groups, f"no `\"source\" => [names]` groups in the consumed_events! table of {CORE_AWS_PARSER}"
-    pairs: set[tuple[str, str]] = set()
-    for event_source, names in groups:
-        listed = [name.strip() for name in names.split(",") if name.strip()]
-        assert listed and all(re.fullmatch(r"[A-Za-z]+", name) for name in listed), (event_source, names)
-        pairs.update((event_source, name) for name in listed)
+    cargo = os.environ.get("CARGO", "cargo")
+    result = subprocess.run(
+        [cargo, "run", "-q", "-p", "snapwatch-cli", "--", "consumed", "aws"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == 0, f"snapwatch consumed aws failed:\n{result.stderr}"
+    listed = json.loads(result.stdout)
+    pairs = frozenset((entry["eventSource"], entry["eventName"]) for entry in listed)
+    assert len(pairs) == len(listed) and pairs, f"unexpected `snapwatch consumed aws` output: {result.stdout}"
     return pairs
 
 

@@ -1,8 +1,8 @@
 # The EventBridge pattern for the CloudTrail calls the snapwatch core consumes. One list, used by
 # the detector's rule and by every regional forwarder, so the two can never disagree.
 #
-# Keep `consumed` equal to `CONSUMED_EVENTS` in shared/core/src/parse/aws.rs: tests/infra/test_aws.py
-# fails when they differ.
+# Keep `consumed` equal to `CONSUMED_EVENTS` in shared/core/src/parse/aws.rs (`snapwatch consumed
+# aws` prints it): tests/infra/test_aws.py fails when they differ.
 
 terraform {
   required_version = ">= 1.5"
