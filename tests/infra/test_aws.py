@@ -18,6 +18,8 @@ import re
 import shutil
 import subprocess
 import uuid
+
+from conftest import snapwatch_consumed
 import zipfile
 from pathlib import Path
 
@@ -126,21 +128,11 @@ def example_dirs() -> list[Path]:
 def core_consumed_events() -> frozenset[tuple[str, str]]:
     """(eventSource, eventName) pairs the core consumes, as `snapwatch consumed aws` prints them.
 
-    `make test` builds the workspace before the infra tests, so this run is incremental; a cold
-    build on two cores takes minutes, hence the long timeout.
+    `make test` builds the workspace (and so the CLI) before the infra tests.
     """
-    cargo = os.environ.get("CARGO", "cargo")
-    result = subprocess.run(
-        [cargo, "run", "-q", "-p", "snapwatch-cli", "--", "consumed", "aws"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert result.returncode == 0, f"snapwatch consumed aws failed:\n{result.stderr}"
-    listed = json.loads(result.stdout)
+    listed = snapwatch_consumed("aws")
     pairs = frozenset((entry["eventSource"], entry["eventName"]) for entry in listed)
-    assert len(pairs) == len(listed) and pairs, f"unexpected `snapwatch consumed aws` output: {result.stdout}"
+    assert len(pairs) == len(listed) and pairs, f"unexpected `snapwatch consumed aws` output: {listed}"
     return pairs
 
 

@@ -10,6 +10,8 @@ Run: .tools/venv/bin/python -m pytest tests/infra/test_azure.py
 
 import json
 import re
+
+from conftest import snapwatch_consumed
 from pathlib import Path
 
 import hcl2
@@ -145,10 +147,8 @@ def test_event_grid_delivers_consumed_operations_to_the_resource_events_function
     assert (APP / module["locals"]["event_grid_function"] / "function.json").is_file()
 
     # The filter lets through exactly the operations the core parser consumes.
-    core = (ROOT / "shared/core/src/parse/azure/mod.rs").read_text()
-    listed = core.split("pub const CONSUMED_OPERATIONS")[1].split("];")[0]
-    consumed = set(re.findall(r'"([a-z./]+)"', listed))
-    assert consumed, "CONSUMED_OPERATIONS not found in the core"
+    consumed = set(snapwatch_consumed("azure"))
+    assert consumed, "snapwatch consumed azure listed nothing"
     filtered = one_block(subscription, "advanced_filter")
     string_in = one_block(filtered, "string_in")
     assert string_in["key"] == "data.operationName"

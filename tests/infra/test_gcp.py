@@ -7,6 +7,8 @@ ignores only costs invocations.
 
 import os
 import re
+
+from conftest import snapwatch_consumed
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,7 +18,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "infra" / "gcp"
-CORE_GCP = ROOT / "shared" / "core" / "src" / "parse" / "gcp" / "mod.rs"
 
 
 def normalize(value):
@@ -64,15 +65,10 @@ def unquote(value):
 
 
 def core_trigger_methods():
-    """What snapwatch_core::parse::gcp::trigger_method_names() returns, read from its source."""
-    source = CORE_GCP.read_text()
-    consumed = re.search(r"CONSUMED_METHODS: &\[&str\] = &\[(.*?)\];", source, re.S)
-    versions = re.search(r"TRIGGER_VERSIONS: \[&str; \d+\] = \[(.*?)\];", source, re.S)
-    assert consumed and versions, f"cannot find the method lists in {CORE_GCP}"
-    suffixes = re.findall(r'"([^"]+)"', consumed.group(1))
-    prefixes = re.findall(r'"([^"]+)"', versions.group(1))
-    assert suffixes and prefixes
-    return {f"{version}.{suffix}" for suffix in suffixes for version in prefixes}
+    """What snapwatch_core::parse::gcp::trigger_method_names() returns, via `snapwatch consumed gcp`."""
+    methods = set(snapwatch_consumed("gcp"))
+    assert methods
+    return methods
 
 
 def criteria(trigger):
