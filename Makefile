@@ -5,12 +5,15 @@ CARGO ?= cargo
 BENCH_RECORDS ?= 1000000
 BENCH_DIR ?= bench-data
 
-.PHONY: demo test fmt fmt-check lint check-core-deps unit bench clean tools
+# cargo-nextest when installed (CI has it), plain cargo test otherwise.
+TEST_RUNNER := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo "nextest run --no-fail-fast" || echo "test --no-fail-fast")
+
+.PHONY: demo test fmt fmt-check lint check-core-deps unit test-infra bench clean tools
 
 demo:
 	$(CARGO) run -q -p snapwatch-cli -- scan tests/demo
 
-test: fmt-check lint check-core-deps unit
+test: tools fmt-check lint check-core-deps unit test-infra
 
 fmt:
 	$(CARGO) fmt --all
@@ -28,8 +31,19 @@ check-core-deps:
 	if [ -n "$$leaks" ]; then echo "snapwatch-core depends on forbidden crates:"; echo "$$leaks"; exit 1; fi; \
 	echo "check-core-deps: snapwatch-core has no runtime, SDK or HTTP framework dependency"
 
+# Adapter tests talk to real local servers; the wrapper starts and stops them.
 unit:
-	$(CARGO) nextest run --workspace --no-fail-fast
+	tests/servers/with-servers.sh $(CARGO) $(TEST_RUNNER) --workspace
+
+# Terraform fmt and checkov over every module, then the structural tests and (AWS) the apply
+# against moto in tests/infra.
+test-infra:
+	terraform fmt -check -recursive infra
+	@for module in infra/*/; do \
+		echo "checkov $$module"; \
+		$(TOOLS)/checkov/bin/checkov -d $$module --framework terraform --skip-download --compact --quiet || exit 1; \
+	done
+	tests/servers/with-servers.sh $(TOOLS)/venv/bin/python -m pytest -q tests/infra
 
 bench:
 	BENCH_RECORDS=$(BENCH_RECORDS) BENCH_DIR=$(BENCH_DIR) bash tests/bench/run.sh

@@ -261,7 +261,7 @@ fn read_documents(source: &str, text: &str, base_line: usize, handler: &mut impl
 }
 
 /// Lines between the start of `doc` and `part`, a slice of it.
-fn line_offset(doc: &str, part: &str) -> usize {
+pub fn line_offset(doc: &str, part: &str) -> usize {
     let offset = (part.as_ptr() as usize).saturating_sub(doc.as_ptr() as usize);
     doc.as_bytes()
         .get(..offset)

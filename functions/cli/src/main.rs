@@ -28,6 +28,19 @@ enum Command {
     Scan(ScanArgs),
     /// List the rules with their severity and ATT&CK techniques.
     Rules,
+    /// Print, as JSON, the operations the detector consumes for one cloud: what the EventBridge
+    /// rule, Event Grid subscription and Eventarc triggers must deliver.
+    Consumed {
+        #[arg(value_enum)]
+        cloud: CloudArg,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CloudArg {
+    Aws,
+    Azure,
+    Gcp,
 }
 
 #[derive(clap::Args)]
@@ -64,6 +77,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Rules => {
             print_rules();
+            ExitCode::SUCCESS
+        }
+        Command::Consumed { cloud } => {
+            println!("{}", consumed(cloud));
             ExitCode::SUCCESS
         }
         Command::Scan(args) => match run_scan(args) {
@@ -112,6 +129,18 @@ fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
         .validate()
         .with_context(|| format!("invalid config file {}", path.display()))?;
     Ok(config)
+}
+
+fn consumed(cloud: CloudArg) -> serde_json::Value {
+    use snapwatch_core::parse::{aws, azure, gcp};
+    match cloud {
+        CloudArg::Aws => aws::CONSUMED_EVENTS
+            .iter()
+            .map(|(source, name)| serde_json::json!({"eventSource": source, "eventName": name}))
+            .collect(),
+        CloudArg::Azure => serde_json::json!(azure::CONSUMED_OPERATIONS),
+        CloudArg::Gcp => serde_json::json!(gcp::trigger_method_names()),
+    }
 }
 
 fn print_rules() {

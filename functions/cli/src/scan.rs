@@ -104,7 +104,7 @@ impl<S: StateStore> Scanner<'_, S> {
             }
             Err(reason) => {
                 // Records inside a container start later than the container's first line.
-                let record_line = line + line_offset(unit, outcome.raw);
+                let record_line = line + input::line_offset(unit, outcome.raw);
                 self.reject(source, record_line, reason.to_string());
             }
         }
@@ -131,13 +131,26 @@ impl<S: StateStore> UnitHandler for Scanner<'_, S> {
     }
 }
 
-fn line_offset(whole: &str, part: &str) -> usize {
-    let offset = (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize);
-    whole
-        .as_bytes()
-        .get(..offset)
-        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
-        .unwrap_or(0)
+/// Resources evaluated per engine call at the end of a scan: bounds the facts held decoded at
+/// once, so peak memory follows the stored state rather than doubling it.
+const EVALUATION_CHUNK: usize = 2_000;
+
+/// Evaluation is a pure function of the stored state, so chunks can be evaluated separately; a
+/// chain reached from two chunks yields the identical finding twice and is kept once.
+fn evaluate_in_chunks<S: StateStore>(
+    detector: &Detector<S>,
+    touched: &[String],
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<Finding>> {
+    let mut by_id: BTreeMap<String, Finding> = BTreeMap::new();
+    for chunk in touched.chunks(EVALUATION_CHUNK) {
+        for finding in pollster::block_on(detector.evaluate(chunk, now))? {
+            by_id.insert(finding.id.clone(), finding);
+        }
+    }
+    let mut findings: Vec<Finding> = by_id.into_values().collect();
+    findings.sort_by(|a, b| (a.first_seen, &a.rule, &a.id).cmp(&(b.first_seen, &b.rule, &b.id)));
+    Ok(findings)
 }
 
 pub fn run<S: StateStore>(store: S, config: Config, options: &Options) -> anyhow::Result<Report> {
@@ -171,7 +184,7 @@ pub fn run<S: StateStore>(store: S, config: Config, options: &Options) -> anyhow
     let mut report = std::mem::take(&mut scanner.report);
     let touched: Vec<String> = std::mem::take(&mut scanner.touched).into_iter().collect();
     let now = scanner.newest.unwrap_or_else(Utc::now);
-    let findings = pollster::block_on(detector.evaluate(&touched, now))?;
+    let findings = evaluate_in_chunks(&detector, &touched, now)?;
     let sink = StdoutSink {
         format: options.format,
         out: Mutex::new(BufWriter::new(std::io::stdout())),

@@ -1,0 +1,544 @@
+//! The custom handler: the Functions host POSTs each invocation to `/<FunctionName>` as
+//! `{"Data": {<binding>: …}, "Metadata": {…}}` and expects `{"Outputs", "Logs", "ReturnValue"}`.
+//!
+//! Two functions (one `function.json` each):
+//! - [`EVENT_HUB_FUNCTION`]: the Activity Log diagnostic setting's Event Hub, a batch of
+//!   messages each holding `{"records": [...]}`. The Event Hubs trigger checkpoints even when
+//!   the function fails, so a failed invocation would lose the batch: transient failures are
+//!   retried inside the invocation within a bound, and whatever still fails is kept in the
+//!   `rejects` blob output (with malformed records) for replay. The answer is a success.
+//! - [`EVENT_GRID_FUNCTION`]: one Event Grid resource event. Event Grid redelivers on failure
+//!   (and dead-letters in the end), so a transient failure that outlasts the bound answers 500;
+//!   a malformed event is kept in `rejects` and answered 200 (a retry could never succeed).
+//!
+//! Decode → core → encode; nothing else happens here.
+
+use crate::arm::{self, ResourceReader};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use snapwatch_core::engine::{Detector, EngineError};
+use snapwatch_core::parse::detect::{for_each_record, RecordFormat};
+use snapwatch_core::parse::Parsed;
+use snapwatch_core::ports::{AlertSink, Clock, StateStore};
+use snapwatch_core::{render, Finding, ParsedEvent};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument;
+
+/// Function (folder) names: the host calls `/<name>`.
+pub const EVENT_HUB_FUNCTION: &str = "ActivityLog";
+pub const EVENT_GRID_FUNCTION: &str = "ResourceEvents";
+/// Binding names in the `function.json` files.
+pub const EVENT_HUB_BINDING: &str = "messages";
+pub const EVENT_GRID_BINDING: &str = "event";
+pub const REJECTS_BINDING: &str = "rejects";
+
+/// How hard one invocation tries before it gives up on a transient failure.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryBudget {
+    /// Attempts per record and per delivery round, the first included.
+    pub attempts: u32,
+    /// Pause after the first failure; doubled after each further one.
+    pub backoff: Duration,
+}
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        RetryBudget {
+            attempts: 4,
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+impl RetryBudget {
+    fn pause(&self, failed_attempts: u32) -> Duration {
+        self.backoff
+            .saturating_mul(2u32.saturating_pow(failed_attempts.saturating_sub(1)))
+    }
+}
+
+/// What every invocation shares: the detector over its store, the ARM reader, the alert sink.
+pub struct AppState<S, R, K> {
+    pub detector: Detector<S>,
+    pub reader: R,
+    pub sink: K,
+    pub clock: Arc<dyn Clock>,
+    pub retry: RetryBudget,
+}
+
+/// The router the Functions host talks to. Testable with `oneshot`, no port needed.
+pub fn app<S, R, K>(state: Arc<AppState<S, R, K>>) -> Router
+where
+    S: StateStore + 'static,
+    R: ResourceReader + 'static,
+    K: AlertSink + 'static,
+{
+    Router::new()
+        .route(
+            &format!("/{EVENT_HUB_FUNCTION}"),
+            post(event_hub::<S, R, K>),
+        )
+        .route(
+            &format!("/{EVENT_GRID_FUNCTION}"),
+            post(event_grid::<S, R, K>),
+        )
+        .with_state(state)
+}
+
+/// The host's invocation request.
+#[derive(Debug, Deserialize)]
+struct Invocation {
+    #[serde(rename = "Data", default)]
+    data: Map<String, Value>,
+    #[serde(rename = "Metadata", default)]
+    metadata: Map<String, Value>,
+}
+
+/// The answer the host expects.
+#[derive(Debug, Serialize)]
+pub struct InvocationResult {
+    #[serde(rename = "Outputs")]
+    pub outputs: Map<String, Value>,
+    #[serde(rename = "Logs")]
+    pub logs: Vec<String>,
+    #[serde(rename = "ReturnValue")]
+    pub return_value: Value,
+}
+
+/// A record kept for replay instead of being dropped: one JSON line in the rejects blob.
+#[derive(Debug, Serialize)]
+struct Reject {
+    /// `invalid` (will never parse), `transient` (failed within the retry bound), `permanent`
+    /// (store or lookup refused), `undelivered` (a finding whose alert could not be sent).
+    kind: &'static str,
+    reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<String>,
+    /// The record as received (or the finding JSON for `undelivered`).
+    record: String,
+}
+
+/// What one invocation did, for the host's log and the answer.
+#[derive(Debug, Default)]
+struct Outcome {
+    records: usize,
+    events: usize,
+    skipped: BTreeMap<&'static str, usize>,
+    findings: BTreeMap<String, Finding>,
+    sent: usize,
+    rejects: Vec<Reject>,
+    /// A transient failure outlasted the retry bound (Event Grid answers 500 for it).
+    gave_up_on_transient: bool,
+}
+
+async fn event_hub<S, R, K>(State(state): State<Arc<AppState<S, R, K>>>, body: Bytes) -> Response
+where
+    S: StateStore + 'static,
+    R: ResourceReader + 'static,
+    K: AlertSink + 'static,
+{
+    invoke(&state, EVENT_HUB_FUNCTION, EVENT_HUB_BINDING, &body, false).await
+}
+
+async fn event_grid<S, R, K>(State(state): State<Arc<AppState<S, R, K>>>, body: Bytes) -> Response
+where
+    S: StateStore + 'static,
+    R: ResourceReader + 'static,
+    K: AlertSink + 'static,
+{
+    invoke(&state, EVENT_GRID_FUNCTION, EVENT_GRID_BINDING, &body, true).await
+}
+
+async fn invoke<S, R, K>(
+    state: &AppState<S, R, K>,
+    function: &'static str,
+    binding: &'static str,
+    body: &[u8],
+    fail_on_transient: bool,
+) -> Response
+where
+    S: StateStore,
+    R: ResourceReader,
+    K: AlertSink,
+{
+    let invocation: Invocation = match serde_json::from_slice(body) {
+        Ok(invocation) => invocation,
+        Err(e) => {
+            tracing::error!(function, error = %e, "invocation request is not the host's JSON");
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("invocation request is not {{\"Data\", \"Metadata\"}} JSON: {e}"),
+            )
+                .into_response();
+        }
+    };
+    let invocation_id = invocation_id(&invocation.metadata);
+    let span = tracing::info_span!("invocation", function, invocation_id = %invocation_id);
+    let units = match invocation.data.get(binding) {
+        Some(value) => message_units(value),
+        None => {
+            tracing::error!(function, binding, "invocation carries no trigger data");
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("invocation Data has no `{binding}` binding"),
+            )
+                .into_response();
+        }
+    };
+    let outcome = process(state, &units).instrument(span.clone()).await;
+    let _entered = span.enter();
+    let summary = format!(
+        "records={} events={} skipped={} findings={} sent={} rejected={}",
+        outcome.records,
+        outcome.events,
+        outcome.skipped.values().sum::<usize>(),
+        outcome.findings.len(),
+        outcome.sent,
+        outcome.rejects.len()
+    );
+    tracing::info!(
+        records = outcome.records,
+        events = outcome.events,
+        findings = outcome.findings.len(),
+        sent = outcome.sent,
+        rejected = outcome.rejects.len(),
+        "invocation done"
+    );
+    let mut logs = vec![summary];
+    logs.extend(outcome.rejects.iter().map(|r| {
+        format!(
+            "rejected ({}) {}: {}",
+            r.kind,
+            r.event_id.as_deref().unwrap_or("-"),
+            r.reason
+        )
+    }));
+    if fail_on_transient && outcome.gave_up_on_transient {
+        // Event Grid retries the delivery; what was stored stays stored and claims were
+        // released, so the retry finishes the job without alerting twice.
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(InvocationResult {
+                outputs: Map::new(),
+                logs,
+                return_value: Value::Null,
+            }),
+        )
+            .into_response();
+    }
+    let mut outputs = Map::new();
+    if !outcome.rejects.is_empty() {
+        let lines: Vec<String> = outcome
+            .rejects
+            .iter()
+            .filter_map(|r| serde_json::to_string(r).ok())
+            .collect();
+        outputs.insert(
+            REJECTS_BINDING.into(),
+            Value::String(lines.join("\n") + "\n"),
+        );
+    }
+    Json(InvocationResult {
+        outputs,
+        logs,
+        return_value: Value::Null,
+    })
+    .into_response()
+}
+
+/// The host's invocation id (`Metadata.sys.…`, or what the trigger sent), for log correlation.
+fn invocation_id(metadata: &Map<String, Value>) -> String {
+    let sys = metadata.get("sys").and_then(Value::as_object);
+    sys.and_then(|s| s.get("RandGuid"))
+        .or_else(|| metadata.get("InvocationId"))
+        .and_then(Value::as_str)
+        .unwrap_or("-")
+        .to_owned()
+}
+
+/// The trigger data as JSON texts, one per message. The host hands Event Hubs batches over as
+/// an array of message bodies (strings, or objects when it decoded them) and sometimes as a
+/// JSON-encoded string of that array; an Event Grid event as an object or a string.
+fn message_units(value: &Value) -> Vec<String> {
+    match value {
+        Value::Null => Vec::new(),
+        Value::Array(items) => items
+            .iter()
+            .flat_map(|item| match item {
+                Value::String(text) => vec![text.clone()],
+                Value::Array(_) => message_units(item),
+                other => vec![other.to_string()],
+            })
+            .collect(),
+        Value::String(text) => match serde_json::from_str::<Value>(text) {
+            Ok(inner @ Value::Array(_)) => message_units(&inner),
+            _ => vec![text.clone()],
+        },
+        other => vec![other.to_string()],
+    }
+}
+
+async fn process<S, R, K>(state: &AppState<S, R, K>, units: &[String]) -> Outcome
+where
+    S: StateStore,
+    R: ResourceReader,
+    K: AlertSink,
+{
+    let now = state.clock.now();
+    let mut outcome = Outcome::default();
+    for unit in units {
+        // Decoding is synchronous; gather first, then do the I/O per record.
+        let mut records: Vec<(String, Result<ParsedEvent, Reject>)> = Vec::new();
+        for_each_record(unit, &mut |record| {
+            outcome.records += 1;
+            let raw = record.raw.to_owned();
+            match (record.format, record.result) {
+                (Some(RecordFormat::AzureActivity), Ok(Parsed::Event(event))) => {
+                    records.push((raw, Ok(event)))
+                }
+                (Some(RecordFormat::AzureActivity), Ok(Parsed::Skipped(skip))) => {
+                    *outcome.skipped.entry(skip.as_str()).or_default() += 1;
+                }
+                (Some(RecordFormat::AzureActivity), Err(e)) | (None, Err(e)) => records.push((
+                    raw.clone(),
+                    Err(Reject {
+                        kind: "invalid",
+                        reason: e.to_string(),
+                        event_id: None,
+                        record: raw,
+                    }),
+                )),
+                (Some(other), _) => records.push((
+                    raw.clone(),
+                    Err(Reject {
+                        kind: "invalid",
+                        reason: format!("a {other:?} record, not an Azure Activity Log record"),
+                        event_id: None,
+                        record: raw,
+                    }),
+                )),
+                // The core never answers without a format unless it failed; nothing to keep.
+                (None, Ok(_)) => {}
+            }
+        });
+        for (raw, parsed) in records {
+            let event = match parsed {
+                Ok(event) => event,
+                Err(reject) => {
+                    tracing::warn!(reason = %reject.reason, "malformed record kept in rejects");
+                    outcome.rejects.push(reject);
+                    continue;
+                }
+            };
+            outcome.events += 1;
+            match ingest_with_retry(state, &raw, &event, now).await {
+                Ok(findings) => {
+                    for finding in findings {
+                        // A later evaluation of the same chain knows at least as much.
+                        outcome.findings.insert(finding.id.clone(), finding);
+                    }
+                }
+                Err(failure) => {
+                    tracing::error!(event_id = %event.meta.id, kind = failure.kind, reason = %failure.reason, "record kept in rejects");
+                    outcome.gave_up_on_transient |= failure.kind == "transient";
+                    outcome.rejects.push(Reject {
+                        kind: failure.kind,
+                        reason: failure.reason,
+                        event_id: Some(event.meta.id.clone()),
+                        record: raw,
+                    });
+                }
+            }
+        }
+    }
+    deliver_with_retry(state, &mut outcome, now).await;
+    outcome
+}
+
+struct Failure {
+    kind: &'static str,
+    reason: String,
+}
+
+/// Enriches (ARM) and processes one event, retrying transient failures within the budget.
+async fn ingest_with_retry<S, R, K>(
+    state: &AppState<S, R, K>,
+    raw: &str,
+    event: &ParsedEvent,
+    now: DateTime<Utc>,
+) -> Result<Vec<Finding>, Failure>
+where
+    S: StateStore,
+    R: ResourceReader,
+    K: AlertSink,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = async {
+            let enriched = arm::enrich(&state.reader, raw, event.clone())
+                .await
+                .map_err(StepError::Lookup)?;
+            state
+                .detector
+                .process(&enriched, now)
+                .await
+                .map_err(StepError::Engine)
+        }
+        .await;
+        match result {
+            Ok(findings) => return Ok(findings),
+            Err(e) if e.is_retryable() && attempt < state.retry.attempts => {
+                tracing::warn!(event_id = %event.meta.id, attempt, error = %e, "transient failure; retrying");
+                tokio::time::sleep(state.retry.pause(attempt)).await;
+            }
+            Err(e) => {
+                return Err(Failure {
+                    kind: if e.is_retryable() {
+                        "transient"
+                    } else {
+                        "permanent"
+                    },
+                    reason: error_chain(&e),
+                })
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Lookup(arm::LookupError),
+    #[error(transparent)]
+    Engine(EngineError),
+}
+
+impl StepError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            StepError::Lookup(e) => e.is_retryable(),
+            StepError::Engine(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// The error and its sources on one line: rejects and logs keep the cause.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Delivers the invocation's findings, retrying transient sink and store failures within the
+/// budget; what still fails becomes an `undelivered` reject (its claim was released, so a
+/// replay or the chain's next event alerts it).
+async fn deliver_with_retry<S, R, K>(
+    state: &AppState<S, R, K>,
+    outcome: &mut Outcome,
+    now: DateTime<Utc>,
+) where
+    S: StateStore,
+    R: ResourceReader,
+    K: AlertSink,
+{
+    let mut pending: Vec<Finding> = outcome.findings.values().cloned().collect();
+    let mut attempt = 0;
+    let mut last_error = String::new();
+    while !pending.is_empty() && attempt < state.retry.attempts {
+        attempt += 1;
+        if attempt > 1 {
+            tokio::time::sleep(state.retry.pause(attempt - 1)).await;
+        }
+        match state.detector.deliver(&pending, &state.sink, now).await {
+            Ok(delivery) => {
+                outcome.sent += delivery.sent.len();
+                for sent in &delivery.sent {
+                    let rule = pending
+                        .iter()
+                        .find(|f| &f.id == sent)
+                        .map(|f| f.rule.as_str());
+                    tracing::info!(finding = %sent, rule = rule.unwrap_or("-"), sink = state.sink.name(), "alert sent");
+                }
+                for (finding, error) in &delivery.rejected {
+                    tracing::error!(finding = %finding, error = %error, "alert permanently rejected by the sink");
+                }
+                let retry: Vec<&String> = delivery.retry.iter().map(|(id, _)| id).collect();
+                if let Some((_, error)) = delivery.retry.first() {
+                    last_error = error.to_string();
+                }
+                pending.retain(|f| retry.contains(&&f.id));
+            }
+            Err(e) if e.is_retryable() => {
+                last_error = error_chain(&e);
+                tracing::warn!(attempt, error = %last_error, "delivery failed transiently");
+            }
+            Err(e) => {
+                last_error = error_chain(&e);
+                break;
+            }
+        }
+    }
+    for finding in pending {
+        tracing::error!(finding = %finding.id, rule = %finding.rule, error = %last_error, "alert not delivered; kept in rejects");
+        outcome.gave_up_on_transient = true;
+        outcome.rejects.push(Reject {
+            kind: "undelivered",
+            reason: last_error.clone(),
+            event_id: None,
+            record: render::finding_json(&finding),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_every_form_the_host_hands_messages_in() {
+        let record = r#"{"records":[{"a":1}]}"#;
+        assert_eq!(
+            message_units(&json!([record, record])),
+            vec![record, record]
+        );
+        let encoded = serde_json::to_string(&json!([record])).unwrap();
+        assert_eq!(message_units(&Value::String(encoded)), vec![record]);
+        assert_eq!(
+            message_units(&json!({"records": [{"a": 1}]})),
+            vec![r#"{"records":[{"a":1}]}"#]
+        );
+        assert_eq!(message_units(&json!([{"id": "e"}])), vec![r#"{"id":"e"}"#]);
+        assert_eq!(
+            message_units(&Value::String("{broken".into())),
+            vec!["{broken"]
+        );
+        assert!(message_units(&Value::Null).is_empty());
+    }
+
+    #[test]
+    fn backoff_doubles_and_never_overflows() {
+        let budget = RetryBudget {
+            attempts: 4,
+            backoff: Duration::from_millis(100),
+        };
+        assert_eq!(budget.pause(1), Duration::from_millis(100));
+        assert_eq!(budget.pause(3), Duration::from_millis(400));
+        assert!(budget.pause(u32::MAX) >= Duration::from_millis(100));
+    }
+}

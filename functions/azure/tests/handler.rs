@@ -1,0 +1,443 @@
+//! The custom handler as the Functions host drives it: invocation JSON POSTed to
+//! `/<FunctionName>` through `oneshot` (no port), fixtures in the real Activity Log and Event Grid
+//! shapes, an in-memory store (or a failing one), a recording sink and an in-memory ARM reader.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use chrono::{TimeZone, Utc};
+use serde_json::{json, Value};
+use snapwatch_azure::arm::{LookupError, ResourceReader};
+use snapwatch_azure::handler::{
+    app, AppState, RetryBudget, EVENT_GRID_FUNCTION, EVENT_HUB_FUNCTION,
+};
+use snapwatch_core::engine::Detector;
+use snapwatch_core::memory::MemoryStore;
+use snapwatch_core::ports::{
+    AlertSink, Claim, FixedClock, ResourceFacts, SinkError, StateStore, StoreError,
+};
+use snapwatch_core::{Config, Finding};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tower::ServiceExt;
+
+const BATCH_A: &str = include_str!("../../../tests/fixtures/azure/functions/chain_batch_a.json");
+const BATCH_B: &str = include_str!("../../../tests/fixtures/azure/functions/chain_batch_b.json");
+const GRID_CHAIN: &str =
+    include_str!("../../../tests/fixtures/azure/functions/eventgrid_chain.json");
+const ARM_RESOURCES: &str =
+    include_str!("../../../tests/fixtures/azure/functions/arm_resources.json");
+
+const SUB: &str =
+    "/subscriptions/6d1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b/resourcegroups/ops-rg/providers";
+
+fn id(path: &str) -> String {
+    format!("{SUB}/{path}")
+}
+
+#[derive(Clone, Default)]
+struct RecordingSink {
+    sent: Arc<Mutex<Vec<Finding>>>,
+}
+
+impl RecordingSink {
+    fn sent(&self) -> Vec<Finding> {
+        self.sent.lock().expect("lock").clone()
+    }
+}
+
+impl AlertSink for RecordingSink {
+    fn name(&self) -> &'static str {
+        "recording"
+    }
+    async fn send(&self, finding: &Finding) -> Result<(), SinkError> {
+        self.sent.lock().expect("lock").push(finding.clone());
+        Ok(())
+    }
+}
+
+/// ARM as a map of lower-cased resource id → body; counts reads.
+#[derive(Clone, Default)]
+struct FakeArm {
+    resources: HashMap<String, Value>,
+    reads: Arc<AtomicUsize>,
+}
+
+impl FakeArm {
+    fn from_fixture() -> Self {
+        let map: HashMap<String, Value> = serde_json::from_str(ARM_RESOURCES).expect("fixture");
+        FakeArm {
+            resources: map
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect(),
+            reads: Arc::default(),
+        }
+    }
+}
+
+impl ResourceReader for FakeArm {
+    async fn read(&self, resource_id: &str) -> Result<Option<Value>, LookupError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        Ok(self
+            .resources
+            .get(&resource_id.to_ascii_lowercase())
+            .cloned())
+    }
+}
+
+/// A store whose `add_facts` fails transiently the first `failures` times (`usize::MAX`: always).
+struct FlakyStore {
+    inner: MemoryStore,
+    failures: usize,
+    calls: AtomicUsize,
+}
+
+impl FlakyStore {
+    fn new(failures: usize) -> Self {
+        FlakyStore {
+            inner: MemoryStore::new(),
+            failures,
+            calls: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl StateStore for FlakyStore {
+    async fn add_facts(&self, batch: &[ResourceFacts]) -> Result<usize, StoreError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) < self.failures {
+            return Err(StoreError::unavailable("throttled (test)"));
+        }
+        self.inner.add_facts(batch).await
+    }
+    async fn load_facts(
+        &self,
+        resources: &[String],
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Vec<ResourceFacts>, StoreError> {
+        self.inner.load_facts(resources, now).await
+    }
+    async fn claim_alert(
+        &self,
+        finding_id: &str,
+        now: chrono::DateTime<Utc>,
+        lease_secs: i64,
+        expires_at: i64,
+    ) -> Result<Claim, StoreError> {
+        self.inner
+            .claim_alert(finding_id, now, lease_secs, expires_at)
+            .await
+    }
+    async fn mark_alert_sent(&self, finding_id: &str) -> Result<(), StoreError> {
+        self.inner.mark_alert_sent(finding_id).await
+    }
+    async fn release_alert(&self, finding_id: &str) -> Result<(), StoreError> {
+        self.inner.release_alert(finding_id).await
+    }
+}
+
+struct Harness<S: StateStore + 'static> {
+    state: Arc<AppState<S, FakeArm, RecordingSink>>,
+    sink: RecordingSink,
+    arm: FakeArm,
+}
+
+fn harness<S: StateStore + 'static>(store: S) -> Harness<S> {
+    let sink = RecordingSink::default();
+    let arm = FakeArm::from_fixture();
+    let state = Arc::new(AppState {
+        detector: Detector::new(store, Config::default()),
+        reader: arm.clone(),
+        sink: sink.clone(),
+        clock: Arc::new(FixedClock(
+            Utc.with_ymd_and_hms(2024, 4, 15, 12, 0, 0).unwrap(),
+        )),
+        retry: RetryBudget {
+            attempts: 3,
+            backoff: Duration::from_millis(1),
+        },
+    });
+    Harness { state, sink, arm }
+}
+
+impl<S: StateStore + 'static> Harness<S> {
+    async fn invoke(&self, function: &str, data: Value) -> (StatusCode, Value) {
+        let request = Request::post(format!("/{function}"))
+            .header("content-type", "application/json")
+            .body(Body::from(
+                json!({"Data": data, "Metadata": {"sys": {"MethodName": function, "RandGuid": "4f1c2d3e-test"}}})
+                    .to_string(),
+            ))
+            .expect("request");
+        let response = app(self.state.clone())
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, body)
+    }
+
+    /// One Event Hubs batch: each message body is a `{"records": [...]}` document, as a string.
+    async fn event_hub(&self, messages: &[&str]) -> (StatusCode, Value) {
+        self.invoke(EVENT_HUB_FUNCTION, json!({ "messages": messages }))
+            .await
+    }
+
+    async fn event_grid(&self, event: &Value) -> (StatusCode, Value) {
+        self.invoke(EVENT_GRID_FUNCTION, json!({ "event": event }))
+            .await
+    }
+}
+
+fn summary(body: &Value) -> &str {
+    body["Logs"][0].as_str().unwrap_or_default()
+}
+
+fn rejects(body: &Value) -> Vec<Value> {
+    body["Outputs"]["rejects"]
+        .as_str()
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("reject line is JSON"))
+        .collect()
+}
+
+fn assert_exposed_restore(finding: &Finding) {
+    assert_eq!(finding.rule, "chain.exposed-restore");
+    assert_eq!(finding.cloud.as_str(), "azure");
+    assert_eq!(finding.account, "6d1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b");
+    assert_eq!(
+        finding.snapshot,
+        id("microsoft.compute/snapshots/billing-db-snap")
+    );
+    for resource in [
+        "microsoft.compute/snapshots/billing-db-snap",
+        "microsoft.compute/disks/billing-db-restored",
+        "microsoft.compute/virtualmachines/exfil-vm",
+        "microsoft.network/networkinterfaces/exfil-vm-nic",
+        "microsoft.network/networksecuritygroups/exfil-vm-nsg",
+    ] {
+        assert!(
+            finding.resources.contains(&id(resource)),
+            "{resource} missing from {:?}",
+            finding.resources
+        );
+    }
+    assert_eq!(
+        finding.actors,
+        vec!["m.ortiz@contoso-ops.onmicrosoft.com".to_owned()]
+    );
+}
+
+#[tokio::test]
+async fn event_hub_chain_out_of_order_across_two_invocations_alerts_once() {
+    let h = harness(MemoryStore::new());
+
+    // The later half of the chain arrives first: nothing to alert yet.
+    let (status, body) = h.event_hub(&[BATCH_A]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Five records: the rule, the VM's Start (intermediate) and Success, the NIC, a listKeys.
+    assert_eq!(
+        summary(&body),
+        "records=5 events=3 skipped=2 findings=0 sent=0 rejected=0"
+    );
+    assert!(
+        body["Outputs"].as_object().is_some_and(|o| o.is_empty()),
+        "{body}"
+    );
+    assert!(h.sink.sent().is_empty());
+
+    // The snapshot and the restored disk (earlier in time) complete the chain.
+    let (status, body) = h.event_hub(&[BATCH_B]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        summary(&body),
+        "records=2 events=2 skipped=0 findings=1 sent=1 rejected=0"
+    );
+    let sent = h.sink.sent();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_exposed_restore(&sent[0]);
+    let names: Vec<&str> = sent[0].events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        names,
+        vec![
+            "Microsoft.Compute/snapshots/write",
+            "MICROSOFT.COMPUTE/DISKS/WRITE",
+            "microsoft.network/networkInterfaces/write",
+            "Microsoft.Compute/virtualMachines/write",
+            "MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/SECURITYRULES/WRITE",
+        ],
+        "every record of the chain, in event-time order, the Start record not among them"
+    );
+
+    // Event Hubs delivers at least once: both batches again, in one invocation, alert nothing.
+    let (status, body) = h.event_hub(&[BATCH_B, BATCH_A]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        summary(&body),
+        "records=7 events=5 skipped=2 findings=1 sent=0 rejected=0"
+    );
+    assert_eq!(h.sink.sent().len(), 1);
+    // Every record carried its body: ARM was never asked.
+    assert_eq!(h.arm.reads.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn start_and_success_of_one_operation_count_once() {
+    let h = harness(MemoryStore::new());
+    let batch: Value = serde_json::from_str(BATCH_A).expect("fixture");
+    let vm_records: Vec<Value> = batch["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter(|r| r["operationName"] == "Microsoft.Compute/virtualMachines/write")
+        .cloned()
+        .collect();
+    assert_eq!(vm_records.len(), 2);
+    assert_eq!(vm_records[0]["resultType"], "Start");
+    assert_eq!(vm_records[1]["resultType"], "Success");
+    let message = json!({ "records": vm_records }).to_string();
+    let (_, body) = h.event_hub(&[&message]).await;
+    assert_eq!(
+        summary(&body),
+        "records=2 events=1 skipped=1 findings=0 sent=0 rejected=0"
+    );
+    // Uses(vm, disk) and NetworkMember(vm, nic), each kept under both of its resources.
+    assert_eq!(h.state.detector.store().fact_count(), 4);
+}
+
+#[tokio::test]
+async fn event_grid_chain_reads_bodies_from_arm_and_alerts_once() {
+    let h = harness(MemoryStore::new());
+    let events: Vec<Value> = serde_json::from_str(GRID_CHAIN).expect("fixture");
+    assert_eq!(events.len(), 5);
+    for (i, event) in events.iter().enumerate() {
+        let (status, body) = h.event_grid(event).await;
+        assert_eq!(status, StatusCode::OK, "event {i}: {body}");
+        let expected_sent = usize::from(i == events.len() - 1);
+        assert_eq!(h.sink.sent().len(), expected_sent, "after event {i}");
+    }
+    let sent = h.sink.sent();
+    assert_exposed_restore(&sent[0]);
+    assert_eq!(sent[0].events.len(), 5);
+    // The rule, VM, NIC and disk events carry no body; the snapshot needs none.
+    assert_eq!(h.arm.reads.load(Ordering::SeqCst), 4);
+
+    // Event Grid redelivers: nothing new is sent.
+    for event in &events {
+        let (status, _) = h.event_grid(event).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!(h.sink.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn malformed_records_are_kept_as_rejects_and_the_rest_is_processed() {
+    let h = harness(MemoryStore::new());
+    let good_and_bad = json!({"records": [
+        {"resourceId": "/subscriptions/6d1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b/resourceGroups/Ops-RG/providers/Microsoft.Compute/snapshots/s1",
+         "operationName": "MICROSOFT.COMPUTE/SNAPSHOTS/WRITE", "resultType": "Success",
+         "correlationId": "11111111-2222-4333-8444-555555555555"},
+        {"time": "2024-04-15T10:00:00Z",
+         "resourceId": "/subscriptions/6d1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b/resourceGroups/Ops-RG/providers/Microsoft.Compute/snapshots/s2",
+         "operationName": "MICROSOFT.COMPUTE/SNAPSHOTS/WRITE", "resultType": "Success",
+         "correlationId": "66666666-7777-4888-9999-000000000000"}
+    ]})
+    .to_string();
+    let aws = r#"{"eventVersion":"1.08","eventSource":"ec2.amazonaws.com","eventName":"CreateSnapshot","eventTime":"2024-04-15T10:00:00Z","eventID":"e-1","recipientAccountId":"111122223333","awsRegion":"us-east-1","requestParameters":{"volumeId":"vol-1"},"responseElements":{"snapshotId":"snap-1"}}"#;
+    let (status, body) = h.event_hub(&["{\"records\": [", &good_and_bad, aws]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        summary(&body),
+        "records=4 events=1 skipped=0 findings=0 sent=0 rejected=3"
+    );
+    let rejects = rejects(&body);
+    assert_eq!(rejects.len(), 3);
+    assert!(
+        rejects.iter().all(|r| r["kind"] == "invalid"),
+        "{rejects:#?}"
+    );
+    assert!(rejects[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("invalid JSON"));
+    assert_eq!(
+        rejects[1]["reason"], "missing required field `time`",
+        "{rejects:#?}"
+    );
+    assert!(rejects[1]["record"]
+        .as_str()
+        .unwrap()
+        .contains("snapshots/s1"));
+    assert!(rejects[2]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("CloudTrail"));
+    // The good record went in: its snapshot fact is stored.
+    assert_eq!(h.state.detector.store().fact_count(), 1);
+}
+
+#[tokio::test]
+async fn transient_store_failures_are_retried_inside_the_invocation() {
+    let h = harness(FlakyStore::new(2));
+    let (status, body) = h.event_hub(&[BATCH_B, BATCH_A]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        summary(&body),
+        "records=7 events=5 skipped=2 findings=1 sent=1 rejected=0"
+    );
+    assert_eq!(h.sink.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn event_hub_keeps_what_still_fails_and_answers_success() {
+    let h = harness(FlakyStore::new(usize::MAX));
+    let (status, body) = h.event_hub(&[BATCH_B]).await;
+    // Event Hubs checkpoints anyway: the batch survives in the rejects output instead.
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let rejects = rejects(&body);
+    assert_eq!(rejects.len(), 2, "{rejects:#?}");
+    for reject in &rejects {
+        assert_eq!(reject["kind"], "transient");
+        assert!(reject["reason"]
+            .as_str()
+            .unwrap()
+            .contains("throttled (test)"));
+        assert!(reject["event_id"].as_str().is_some());
+    }
+    assert!(rejects[0]["record"]
+        .as_str()
+        .unwrap()
+        .contains("DISKS/WRITE"));
+    // Three attempts per record.
+    assert_eq!(h.state.detector.store().calls.load(Ordering::SeqCst), 6);
+}
+
+#[tokio::test]
+async fn event_grid_answers_failure_so_event_grid_redelivers() {
+    let h = harness(FlakyStore::new(usize::MAX));
+    let events: Vec<Value> = serde_json::from_str(GRID_CHAIN).expect("fixture");
+    let (status, body) = h.event_grid(&events[4]).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+}
+
+#[tokio::test]
+async fn a_request_that_is_not_an_invocation_is_refused() {
+    let h = harness(MemoryStore::new());
+    let request = Request::post(format!("/{EVENT_HUB_FUNCTION}"))
+        .body(Body::from("not json"))
+        .expect("request");
+    let response = app(h.state.clone())
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let (status, _) = h.invoke(EVENT_HUB_FUNCTION, json!({"other": []})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

@@ -1,0 +1,10 @@
+//! snapwatch on Google Cloud Run: Eventarc delivers Cloud Audit Log entries as CloudEvents, the
+//! core detector links them into chains kept in Firestore, and findings go to Slack.
+//!
+//! [`service::app`] builds the HTTP router (testable without a port); [`firestore`] is the
+//! state store; [`settings`] the typed environment configuration `main` reads once.
+
+pub mod firestore;
+pub mod rejects;
+pub mod service;
+pub mod settings;

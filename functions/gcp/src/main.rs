@@ -1,0 +1,70 @@
+//! Cloud Run entry point: init only (settings, clients, JSON tracing), then serve the router.
+
+use anyhow::Context;
+use snapwatch_core::engine::Detector;
+use snapwatch_core::ports::SystemClock;
+use snapwatch_gcp::firestore::FirestoreStore;
+use snapwatch_gcp::service::{app, Service};
+use snapwatch_gcp::settings::Settings;
+use snapwatch_slack::{RetryPolicy, SlackSink, WebhookUrl};
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+
+    let settings = Settings::from_lookup(|name| std::env::var(name).ok())?;
+    let store = FirestoreStore::new(settings.firestore.clone(), settings.collections.clone())
+        .context("Firestore client")?;
+    let slack = match &settings.slack_webhook_url {
+        Some(url) => Some(
+            SlackSink::new(
+                WebhookUrl::parse(&url.0).context("SNAPWATCH_SLACK_WEBHOOK_URL")?,
+                RetryPolicy::default(),
+            )
+            .context("Slack client")?,
+        ),
+        None => {
+            tracing::warn!("SNAPWATCH_SLACK_WEBHOOK_URL is not set: findings are only logged");
+            None
+        }
+    };
+    let service = Arc::new(Service {
+        rejects: store.clone(),
+        detector: Detector::new(store, settings.detector.clone()),
+        slack,
+        clock: Box::new(SystemClock),
+    });
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", settings.port))
+        .await
+        .with_context(|| format!("cannot listen on port {}", settings.port))?;
+    tracing::info!(port = settings.port, project = %settings.firestore.project, "snapwatch-gcp listening");
+    axum::serve(listener, app(service))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("HTTP server")?;
+    Ok(())
+}
+
+/// Cloud Run sends SIGTERM before stopping an instance: finish in-flight requests.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+}

@@ -1,0 +1,114 @@
+# snapwatch in one account and one region: the rule watches this region's default bus.
+# Apply it in each region you use (CopySnapshot is logged in the destination region), or use
+# the organization example to run one detector for every region and account.
+
+terraform {
+  required_version = ">= 1.5"
+
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.40, < 6.0"
+    }
+  }
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name."
+  type        = string
+  default     = "snapwatch"
+}
+
+variable "region" {
+  description = "Region to deploy to."
+  type        = string
+  default     = "us-east-1"
+}
+
+variable "lambda_zip_path" {
+  description = "Deployment zip; null uses the one `make package-aws` builds in this repository."
+  type        = string
+  default     = null
+}
+
+variable "slack_webhook_secret_arn" {
+  description = "Existing Secrets Manager secret holding the Slack webhook URL (null: SNS only)."
+  type        = string
+  default     = null
+}
+
+variable "trusted_accounts" {
+  description = "Other account ids that are ours."
+  type        = list(string)
+  default     = []
+}
+
+variable "enable_deletion_protection" {
+  description = "Deletion protection on the state table."
+  type        = bool
+  default     = true
+}
+
+provider "aws" {
+  region = var.region
+}
+
+module "snapwatch" {
+  source = "../.."
+
+  name_prefix                = var.name_prefix
+  lambda_zip_path            = coalesce(var.lambda_zip_path, "${path.module}/../../../../target/lambda/snapwatch-aws/bootstrap.zip")
+  slack_webhook_secret_arn   = var.slack_webhook_secret_arn
+  trusted_accounts           = var.trusted_accounts
+  enable_deletion_protection = var.enable_deletion_protection
+}
+
+output "alerts_topic_arn" {
+  description = "Subscribe to the findings here."
+  value       = module.snapwatch.alerts_topic_arn
+}
+
+output "dead_letter_queue_url" {
+  description = "Events that could not be parsed or delivered."
+  value       = module.snapwatch.dead_letter_queue_url
+}
+
+output "function_name" {
+  description = "Detector Lambda."
+  value       = module.snapwatch.function_name
+}
+
+output "table_name" {
+  description = "Chain-state table."
+  value       = module.snapwatch.table_name
+}
+
+output "rule_name" {
+  description = "EventBridge rule."
+  value       = module.snapwatch.rule_name
+}
+
+output "kms_key_arn" {
+  description = "Key encrypting the table, topic, queue and logs."
+  value       = module.snapwatch.kms_key_arn
+}
+
+output "dead_letter_queue_arn" {
+  description = "ARN of the dead-letter queue."
+  value       = module.snapwatch.dead_letter_queue_arn
+}
+
+output "rule_arn" {
+  description = "ARN of the EventBridge rule."
+  value       = module.snapwatch.rule_arn
+}
+
+output "role_arn" {
+  description = "Execution role of the detector."
+  value       = module.snapwatch.role_arn
+}
+
+output "event_pattern" {
+  description = "The rule's event pattern."
+  value       = module.snapwatch.event_pattern
+}

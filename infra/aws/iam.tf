@@ -1,0 +1,110 @@
+# The function may touch only its own table, topic, queue, key, log group and Slack secret.
+data "aws_iam_policy_document" "assume_lambda" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "detector" {
+  name                 = "${var.name_prefix}-detector"
+  assume_role_policy   = data.aws_iam_policy_document.assume_lambda.json
+  max_session_duration = 3600
+  tags                 = local.tags
+}
+
+data "aws_iam_policy_document" "detector" {
+  statement {
+    sid = "ChainState"
+    # No Scan: the store reads by key. Transactions are authorised through these actions.
+    actions = [
+      "dynamodb:GetItem",
+      "dynamodb:BatchGetItem",
+      "dynamodb:Query",
+      "dynamodb:PutItem",
+      "dynamodb:UpdateItem",
+      "dynamodb:DeleteItem",
+      "dynamodb:BatchWriteItem",
+      "dynamodb:ConditionCheckItem",
+    ]
+    resources = [aws_dynamodb_table.state.arn]
+  }
+
+  statement {
+    sid       = "Alerts"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.alerts.arn]
+  }
+
+  statement {
+    sid       = "DeadLetters"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.dead_letters.arn]
+  }
+
+  statement {
+    sid       = "EncryptedResources"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [local.kms_key_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values = [
+        "dynamodb.${local.region}.amazonaws.com",
+        "sns.${local.region}.amazonaws.com",
+        "sqs.${local.region}.amazonaws.com",
+        "lambda.${local.region}.amazonaws.com",
+      ]
+    }
+  }
+
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.detector.arn}:*"]
+  }
+
+  statement {
+    #checkov:skip=CKV_AWS_356:X-Ray's PutTraceSegments and PutTelemetryRecords support no resource-level permissions.
+    sid       = "Tracing"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"]
+  }
+
+  dynamic "statement" {
+    for_each = local.slack_enabled ? [1] : []
+    content {
+      sid       = "SlackWebhookSecret"
+      actions   = local.slack_secret_in_ssm ? ["ssm:GetParameter"] : ["secretsmanager:GetSecretValue"]
+      resources = [var.slack_webhook_secret_arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.slack_enabled && var.slack_webhook_secret_kms_key_arn != null ? [1] : []
+    content {
+      sid       = "SlackWebhookSecretKey"
+      actions   = ["kms:Decrypt"]
+      resources = [var.slack_webhook_secret_kms_key_arn]
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["${local.slack_secret_service}.${local.region}.amazonaws.com"]
+      }
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "detector" {
+  name   = "${var.name_prefix}-detector"
+  role   = aws_iam_role.detector.id
+  policy = data.aws_iam_policy_document.detector.json
+}

@@ -1,0 +1,69 @@
+output "function_name" {
+  description = "Name of the detector Lambda."
+  value       = aws_lambda_function.detector.function_name
+}
+
+output "function_arn" {
+  description = "ARN of the detector Lambda."
+  value       = aws_lambda_function.detector.arn
+}
+
+output "role_arn" {
+  description = "Execution role of the detector Lambda."
+  value       = aws_iam_role.detector.arn
+}
+
+output "table_name" {
+  description = "DynamoDB table holding chain state."
+  value       = aws_dynamodb_table.state.name
+}
+
+output "table_arn" {
+  description = "ARN of the chain-state table."
+  value       = aws_dynamodb_table.state.arn
+}
+
+output "alerts_topic_arn" {
+  description = "SNS topic the findings are published to; subscribe here (filter on the rule, severity, cloud attributes)."
+  value       = aws_sns_topic.alerts.arn
+}
+
+output "dead_letter_queue_url" {
+  description = "SQS queue keeping events that could not be parsed or delivered."
+  value       = aws_sqs_queue.dead_letters.url
+}
+
+output "dead_letter_queue_arn" {
+  description = "ARN of the dead-letter queue."
+  value       = aws_sqs_queue.dead_letters.arn
+}
+
+output "rule_name" {
+  description = "EventBridge rule matching the consumed CloudTrail calls."
+  value       = aws_cloudwatch_event_rule.consumed.name
+}
+
+output "rule_arn" {
+  description = "ARN of the EventBridge rule."
+  value       = aws_cloudwatch_event_rule.consumed.arn
+}
+
+output "event_pattern" {
+  description = "The rule's event pattern (JSON)."
+  value       = module.event_pattern.event_pattern
+}
+
+output "event_bus_name" {
+  description = "Bus the rule listens on: `default`, or the central bus in organization mode."
+  value       = local.event_bus_name
+}
+
+output "central_event_bus_arn" {
+  description = "Organization mode: ARN of the central bus that member accounts forward to (null otherwise)."
+  value       = local.organization_mode ? aws_cloudwatch_event_bus.central[0].arn : null
+}
+
+output "kms_key_arn" {
+  description = "KMS key encrypting the table, topic, queue, logs and environment."
+  value       = local.kms_key_arn
+}

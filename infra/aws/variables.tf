@@ -1,0 +1,153 @@
+variable "name_prefix" {
+  description = "Prefix of every resource name (function, table, topic, queue, rule)."
+  type        = string
+  default     = "snapwatch"
+
+  validation {
+    condition     = can(regex("^[a-zA-Z0-9-_]{1,40}$", var.name_prefix))
+    error_message = "name_prefix: 1-40 characters of letters, digits, '-' and '_'."
+  }
+}
+
+variable "lambda_zip_path" {
+  description = "Path of the deployment zip built by `make package-aws` (target/lambda/snapwatch-aws/bootstrap.zip)."
+  type        = string
+}
+
+variable "lambda_architecture" {
+  description = "CPU architecture of the Lambda: arm64 (cheaper per GB-second) or x86_64. Must match the zip."
+  type        = string
+  default     = "arm64"
+
+  validation {
+    condition     = contains(["arm64", "x86_64"], var.lambda_architecture)
+    error_message = "lambda_architecture must be \"arm64\" or \"x86_64\"."
+  }
+}
+
+variable "lambda_memory_mb" {
+  description = "Lambda memory in MB (CPU scales with it)."
+  type        = number
+  default     = 128
+}
+
+variable "lambda_timeout_seconds" {
+  description = "Lambda timeout: covers the store round trips and a Slack post with one Retry-After wait."
+  type        = number
+  default     = 30
+}
+
+variable "reserved_concurrency" {
+  description = "Reserved concurrent executions: caps the function's cost and its write rate on the table. -1 leaves it unreserved (needed in accounts whose concurrency quota is below 110)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.reserved_concurrency == -1 || var.reserved_concurrency >= 1
+    error_message = "reserved_concurrency must be -1 (unreserved) or at least 1."
+  }
+}
+
+variable "maximum_event_age_seconds" {
+  description = "How long EventBridge and Lambda keep retrying one event before it goes to the dead-letter queue."
+  type        = number
+  default     = 21600
+}
+
+variable "slack_webhook_secret_arn" {
+  description = "ARN of an existing Secrets Manager secret (or SSM SecureString parameter) holding the Slack incoming-webhook URL. Null disables Slack. The URL itself never appears in Terraform or in the function's environment."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.slack_webhook_secret_arn == null || can(regex("^arn:aws[a-z-]*:(secretsmanager:[^:]+:[0-9]{12}:secret:|ssm:[^:]+:[0-9]{12}:parameter/).+", var.slack_webhook_secret_arn))
+    error_message = "slack_webhook_secret_arn must be a Secrets Manager secret ARN or an SSM parameter ARN."
+  }
+}
+
+variable "slack_webhook_secret_kms_key_arn" {
+  description = "KMS key that encrypts the Slack secret, when it is a customer managed key (the function gets kms:Decrypt on it, through Secrets Manager / SSM only)."
+  type        = string
+  default     = null
+}
+
+variable "kms_key_arn" {
+  description = "Customer managed KMS key for the table, topic, queue, logs and environment. Null creates one (with rotation). A key you bring must allow logs.<region>.amazonaws.com and events.amazonaws.com to use it."
+  type        = string
+  default     = null
+}
+
+variable "log_retention_days" {
+  description = "Retention of the function's log group."
+  type        = number
+  default     = 365
+}
+
+variable "log_level" {
+  description = "RUST_LOG filter of the function."
+  type        = string
+  default     = "info"
+}
+
+variable "trusted_accounts" {
+  description = "Account ids that are ours (shares with them are not alerted). The account owning a resource is always trusted."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for account in var.trusted_accounts : can(regex("^[0-9]{12}$", account))])
+    error_message = "trusted_accounts must be 12-digit AWS account ids."
+  }
+}
+
+variable "trusted_principals" {
+  description = "Glob patterns of principals whose actions are trusted (e.g. arn:aws:iam::*:role/backup-*)."
+  type        = list(string)
+  default     = []
+}
+
+variable "window_days" {
+  description = "How long facts link up into a chain (and stay in the table, through TTL)."
+  type        = number
+  default     = 30
+}
+
+variable "admin_ports" {
+  description = "Ports whose opening to the internet completes the exposed-restore chain (all ports always count)."
+  type        = list(number)
+  default     = [22, 3389]
+}
+
+variable "min_severity" {
+  description = "Findings below this severity are recorded but not sent: info, low, medium, high or critical."
+  type        = string
+  default     = "medium"
+
+  validation {
+    condition     = contains(["info", "low", "medium", "high", "critical"], var.min_severity)
+    error_message = "min_severity must be one of info, low, medium, high, critical."
+  }
+}
+
+variable "organization_id" {
+  description = "Organization mode: the AWS Organizations id (o-…) whose accounts forward their events to a central event bus created here, where the detector's rule runs. Null: the rule watches this account's default bus in this region."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.organization_id == null || can(regex("^o-[a-z0-9]{10,32}$", var.organization_id))
+    error_message = "organization_id must look like o-abc123def4."
+  }
+}
+
+variable "enable_deletion_protection" {
+  description = "Deletion protection on the state table. Keep it on in production; tests turn it off to destroy."
+  type        = bool
+  default     = true
+}
+
+variable "tags" {
+  description = "Tags added to every resource."
+  type        = map(string)
+  default     = {}
+}

@@ -1,0 +1,60 @@
+resource "azurerm_service_plan" "this" {
+  #checkov:skip=CKV_AZURE_212:Instance count is elastic on the consumption plan; a minimum of three is a Premium-plan cost choice.
+  #checkov:skip=CKV_AZURE_225:Zone redundancy is not available on the consumption plan.
+  name                = "snapwatch-${var.name_suffix}"
+  resource_group_name = azurerm_resource_group.this.name
+  location            = azurerm_resource_group.this.location
+  os_type             = "Linux"
+  sku_name            = var.function_plan_sku
+  tags                = local.tags
+}
+
+# The custom handler (functions/azure): `make package-azure` builds the zip to deploy here.
+resource "azurerm_linux_function_app" "this" {
+  #checkov:skip=CKV_AZURE_221:Event Grid delivers to the function over its public endpoint (with the function's system key); the app serves no other HTTP route.
+  name                        = "snapwatch-${var.name_suffix}"
+  resource_group_name         = azurerm_resource_group.this.name
+  location                    = azurerm_resource_group.this.location
+  service_plan_id             = azurerm_service_plan.this.id
+  storage_account_name        = azurerm_storage_account.this.name
+  storage_account_access_key  = azurerm_storage_account.this.primary_access_key
+  https_only                  = true
+  functions_extension_version = "~4"
+  tags                        = local.tags
+
+  identity {
+    type = "SystemAssigned"
+  }
+
+  site_config {
+    minimum_tls_version = "1.2"
+    ftps_state          = "Disabled"
+    http2_enabled       = true
+
+    application_stack {
+      use_custom_runtime = true
+    }
+  }
+
+  app_settings = {
+    FUNCTIONS_WORKER_RUNTIME = "custom"
+
+    # Chain state: the table, reached with the managed identity (no key in the settings).
+    SNAPWATCH_TABLE_ENDPOINT = azurerm_storage_account.this.primary_table_endpoint
+    SNAPWATCH_TABLE_NAME     = azurerm_storage_table.state.name
+
+    # The ActivityLog function's trigger (identity-based connection "SNAPWATCH_EVENTHUB").
+    SNAPWATCH_EVENTHUB__fullyQualifiedNamespace = "${azurerm_eventhub_namespace.this.name}.servicebus.windows.net"
+    SNAPWATCH_EVENTHUB_NAME                     = azurerm_eventhub.activity_log.name
+    SNAPWATCH_EVENTHUB_CONSUMER_GROUP           = azurerm_eventhub_consumer_group.snapwatch.name
+
+    # Resolved by the platform with the system identity before the handler starts.
+    SNAPWATCH_SLACK_WEBHOOK_URL = "@Microsoft.KeyVault(SecretUri=${azurerm_key_vault_secret.slack_webhook.versionless_id})"
+
+    SNAPWATCH_TRUSTED_ACCOUNTS   = join(",", concat([local.subscription_id], var.trusted_subscriptions))
+    SNAPWATCH_TRUSTED_PRINCIPALS = join(",", var.trusted_principals)
+    SNAPWATCH_WINDOW_DAYS        = tostring(var.window_days)
+    SNAPWATCH_ADMIN_PORTS        = join(",", [for port in var.admin_ports : tostring(port)])
+    SNAPWATCH_MIN_SEVERITY       = var.min_severity
+  }
+}

@@ -1,0 +1,49 @@
+output "resource_group_name" {
+  description = "The module's resource group."
+  value       = azurerm_resource_group.this.name
+}
+
+output "function_app_name" {
+  description = "Deploy the `make package-azure` zip here (az functionapp deployment source config-zip)."
+  value       = azurerm_linux_function_app.this.name
+}
+
+output "function_principal_id" {
+  description = "Object id of the function's system-assigned identity."
+  value       = azurerm_linux_function_app.this.identity[0].principal_id
+}
+
+output "storage_account_name" {
+  description = "Account holding the state table and the rejects container."
+  value       = azurerm_storage_account.this.name
+}
+
+output "state_table_name" {
+  description = "Table holding chain facts and alert claims."
+  value       = azurerm_storage_table.state.name
+}
+
+output "rejects_container" {
+  description = "Blob container where records and findings that could not be processed are kept."
+  value       = azurerm_storage_container.rejects.name
+}
+
+output "eventhub_namespace" {
+  description = "Event Hubs namespace receiving the Activity Log."
+  value       = azurerm_eventhub_namespace.this.name
+}
+
+output "eventhub_name" {
+  description = "Hub the Activity Log diagnostic setting streams to."
+  value       = azurerm_eventhub.activity_log.name
+}
+
+output "key_vault_uri" {
+  description = "Vault holding the Slack webhook secret."
+  value       = azurerm_key_vault.this.vault_uri
+}
+
+output "slack_secret_name" {
+  description = "Set the webhook URL here if it was not passed as a variable."
+  value       = azurerm_key_vault_secret.slack_webhook.name
+}

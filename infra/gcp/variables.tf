@@ -1,0 +1,113 @@
+variable "project_id" {
+  description = "The project to watch; the service, its state and its triggers live here."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the Cloud Run service."
+  type        = string
+  default     = "europe-west1"
+}
+
+variable "image" {
+  description = "Container image of snapwatch-gcp (built from functions/gcp/Dockerfile), ideally pinned by digest."
+  type        = string
+}
+
+variable "service_name" {
+  description = "Name of the Cloud Run service and prefix of the other resources."
+  type        = string
+  default     = "snapwatch"
+}
+
+variable "concurrency" {
+  description = "Requests one instance handles at once. Each request is mostly waiting on Firestore, so a few dozen is cheap."
+  type        = number
+  default     = 40
+}
+
+variable "max_instances" {
+  description = "Upper bound on instances, which also bounds the Firestore write rate."
+  type        = number
+  default     = 5
+}
+
+variable "firestore_database" {
+  description = "Firestore database id created for snapwatch (a dedicated one, so the project's (default) database is left alone)."
+  type        = string
+  default     = "snapwatch"
+}
+
+variable "firestore_location" {
+  description = "Firestore location id (e.g. eur3, nam5, europe-west1)."
+  type        = string
+  default     = "eur3"
+}
+
+variable "collection_prefix" {
+  description = "Prefix of the facts, alerts and rejects collections."
+  type        = string
+  default     = "snapwatch_"
+}
+
+variable "trusted_accounts" {
+  description = "Projects that are ours (sharing with them is not an alert)."
+  type        = list(string)
+  default     = []
+}
+
+variable "trusted_principals" {
+  description = "Glob patterns of trusted principals, e.g. \"*@example.com\"."
+  type        = list(string)
+  default     = []
+}
+
+variable "window_days" {
+  description = "How long facts link into chains (and stay in Firestore before TTL deletion)."
+  type        = number
+  default     = 30
+}
+
+variable "min_severity" {
+  description = "Findings below this severity are logged but not sent to Slack."
+  type        = string
+  default     = "medium"
+  validation {
+    condition     = contains(["info", "low", "medium", "high", "critical"], var.min_severity)
+    error_message = "min_severity must be one of info, low, medium, high, critical."
+  }
+}
+
+variable "slack_secret_id" {
+  description = "Secret Manager secret id holding the Slack webhook URL. The module creates the secret; add its value with `gcloud secrets versions add`."
+  type        = string
+  default     = "snapwatch-slack-webhook"
+}
+
+variable "kms_key_name" {
+  description = "Optional Cloud KMS key for the Slack secret's replicas (customer-managed encryption). Null: Google-managed keys."
+  type        = string
+  default     = null
+}
+
+variable "manage_compute_audit_config" {
+  description = "Whether this module owns the project's audit-log configuration for compute.googleapis.com (authoritative for that service)."
+  type        = bool
+  default     = true
+}
+
+variable "aggregated_sink_parent" {
+  description = "Optional \"organizations/123\" or \"folders/456\": an aggregated log sink forwards the compute audit entries of every project below it to this service through Pub/Sub. Null: watch this project only."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.aggregated_sink_parent == null || can(regex("^(organizations|folders)/[0-9]+$", var.aggregated_sink_parent))
+    error_message = "aggregated_sink_parent must look like organizations/123 or folders/456."
+  }
+}
+
+variable "labels" {
+  description = "Labels put on every resource that takes them."
+  type        = map(string)
+  default     = {}
+}

@@ -1,0 +1,34 @@
+# Azure: the custom handler package and the infrastructure checks. Included by the Makefile.
+
+AZURE_PACKAGE := target/azure/package
+AZURE_ZIP := target/azure/snapwatch-azure.zip
+AZURE_PYTHON ?= $(TOOLS)/venv/bin/python
+AZURE_CHECKOV ?= $(TOOLS)/checkov/bin/checkov
+
+.PHONY: package-azure test-azure test-infra-azure
+
+# Deployable folder and zip: host.json, one folder per function with its function.json, and the
+# handler binary at the root (host.json's defaultExecutablePath). cargo-lambda's zig linker pins
+# the glibc floor at 2.28 so the binary runs on every current Functions Linux image (a plain
+# `cargo build` here would need the build machine's glibc, 2.34+).
+AZURE_GLIBC_TARGET := x86_64-unknown-linux-gnu.2.28
+
+package-azure:
+	PATH="$(CURDIR)/$(TOOLS)/venv/bin:$$PATH" $(CARGO) lambda build --release -p snapwatch-azure \
+		--bin snapwatch-azure --target $(AZURE_GLIBC_TARGET) --lambda-dir target/azure/build
+	rm -rf $(AZURE_PACKAGE) $(AZURE_ZIP)
+	mkdir -p $(AZURE_PACKAGE)
+	cp -R functions/azure/app/. $(AZURE_PACKAGE)/
+	cp target/azure/build/snapwatch-azure/bootstrap $(AZURE_PACKAGE)/snapwatch-azure
+	chmod 755 $(AZURE_PACKAGE)/snapwatch-azure
+	cd $(AZURE_PACKAGE) && zip -q -r -X ../snapwatch-azure.zip .
+	@ls -l $(AZURE_PACKAGE)/snapwatch-azure $(AZURE_ZIP)
+
+# The Rust tests of the Azure crate, with Azurite started for the Table Storage ones.
+test-azure:
+	tests/servers/with-servers.sh $(CARGO) nextest run -p snapwatch-azure --no-fail-fast
+
+test-infra-azure:
+	terraform fmt -check -recursive infra/azure
+	$(AZURE_CHECKOV) -d infra/azure --framework terraform --skip-download --compact --quiet
+	$(AZURE_PYTHON) -m pytest -q tests/infra/test_azure.py

@@ -1,0 +1,665 @@
+"""Tests of the Terraform module infra/aws.
+
+Run under the local servers (moto), as `make test-infra-aws` does:
+
+    tests/servers/with-servers.sh .tools/venv/bin/python -m pytest tests/infra/test_aws.py -q
+
+Terraform runs in a temporary copy of infra/ (so no .terraform/ or state lands in the
+repository), with providers from the machine's filesystem mirror through infra/terraform.rc.
+A missing terraform, mirror or moto endpoint fails the tests with the reason: never a silent pass.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import uuid
+
+from conftest import snapwatch_consumed
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+INFRA = REPO / "infra"
+MODULE = INFRA / "aws"
+CLI_CONFIG = INFRA / "terraform.rc"
+FIXTURES = REPO / "tests" / "fixtures" / "aws"
+# Public samples beside the repository (never copied into it); optional.
+CORPUS = REPO.parent / "shared" / "corpus" / "aws"
+
+MOTO_VARIABLE = "SNAPWATCH_MOTO_ENDPOINT"
+REGION = "us-east-1"
+MOTO_ACCOUNT = "123456789012"
+SLACK_SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:{MOTO_ACCOUNT}:secret:snapwatch/slack-webhook-AbCdEf"
+
+DETAIL_TYPE_API_CALL = "AWS API Call via CloudTrail"
+DETAIL_TYPE_SERVICE_EVENT = "AWS Service Event via CloudTrail"
+
+# Every service the module creates something in (or reads from): the provider must send all
+# of them to moto, never to AWS.
+MOTO_SERVICES = ["dynamodb", "events", "iam", "kms", "lambda", "logs", "secretsmanager", "sns", "sqs", "ssm", "sts"]
+
+
+# ---- tools ----------------------------------------------------------------------------------
+
+
+def terraform_binary() -> str:
+    found = shutil.which("terraform")
+    if found is None:
+        pytest.fail("terraform is not installed (Terraform 1.11 expected on PATH): the infra/aws tests cannot run")
+    return found
+
+
+def mirror_path() -> Path:
+    text = CLI_CONFIG.read_text()
+    match = re.search(r'path\s*=\s*"([^"]+)"', text)
+    if match is None:
+        pytest.fail(f"{CLI_CONFIG} names no filesystem_mirror path")
+    mirror = Path(match.group(1))
+    if not (mirror / "registry.terraform.io" / "hashicorp" / "aws").is_dir():
+        pytest.fail(f"the AWS provider mirror {mirror}/registry.terraform.io/hashicorp/aws is missing: terraform init cannot run offline")
+    return mirror
+
+
+def moto_endpoint() -> str:
+    endpoint = os.environ.get(MOTO_VARIABLE)
+    if not endpoint:
+        pytest.fail(f"{MOTO_VARIABLE} is not set: run under tests/servers/with-servers.sh (make test does)")
+    if not re.match(r"^http://127\.0\.0\.1:\d+/?$", endpoint):
+        pytest.fail(f"{MOTO_VARIABLE}={endpoint!r}: only a loopback moto endpoint is allowed")
+    return endpoint.rstrip("/")
+
+
+def terraform_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        TF_CLI_CONFIG_FILE=str(CLI_CONFIG),
+        TF_IN_AUTOMATION="1",
+        TF_INPUT="0",
+        CHECKPOINT_DISABLE="1",
+        # Fake credentials: the provider must never find real ones on this machine.
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_SESSION_TOKEN="testing",
+        AWS_DEFAULT_REGION=REGION,
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    env.pop("AWS_PROFILE", None)
+    return env
+
+
+def terraform(cwd: Path, *args: str, timeout: int = 300) -> str:
+    result = subprocess.run(
+        [terraform_binary(), *args, "-no-color"],
+        cwd=cwd,
+        env=terraform_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"terraform {' '.join(args)} in {cwd} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def infra_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of infra/ (examples refer to the module by relative path)."""
+    mirror_path()
+    root = tmp_path_factory.mktemp("infra") / "infra"
+    shutil.copytree(INFRA, root, ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", ".terraform.lock.hcl"))
+    return root
+
+
+def example_dirs() -> list[Path]:
+    return sorted({path.parent for path in (MODULE / "examples").rglob("*.tf")})
+
+
+# ---- what the core consumes -----------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def core_consumed_events() -> frozenset[tuple[str, str]]:
+    """(eventSource, eventName) pairs the core consumes, as `snapwatch consumed aws` prints them.
+
+    `make test` builds the workspace (and so the CLI) before the infra tests.
+    """
+    listed = snapwatch_consumed("aws")
+    pairs = frozenset((entry["eventSource"], entry["eventName"]) for entry in listed)
+    assert len(pairs) == len(listed) and pairs, f"unexpected `snapwatch consumed aws` output: {listed}"
+    return pairs
+
+
+def pattern_pairs(pattern: dict) -> set[tuple[str, str]]:
+    """(eventSource, eventName) pairs an event pattern of this module admits."""
+    pairs: set[tuple[str, str]] = set()
+    for branch in pattern["detail"]["$or"]:
+        for event_source in branch["eventSource"]:
+            pairs.update((event_source, name) for name in branch["eventName"])
+    return pairs
+
+
+def event_bridge_source(event_source: str) -> str:
+    return "aws." + event_source.split(".", 1)[0]
+
+
+def core_treats_as_relevant(record: dict, consumed: set[tuple[str, str]]) -> bool:
+    """The core's own test (parse/aws.rs `parse_record`): a consumed name, its service, no errorCode."""
+    name = record.get("eventName")
+    event_source = record.get("eventSource")
+    error_code = record.get("errorCode")
+    if not isinstance(name, str) or not isinstance(event_source, str):
+        return False
+    if isinstance(error_code, str) and error_code.strip():
+        return False
+    return (event_source.strip(), name.strip()) in consumed
+
+
+def envelope(record: dict) -> dict:
+    """The EventBridge event CloudTrail delivers for a bare record."""
+    service_event = record.get("eventType") == "AwsServiceEvent"
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": DETAIL_TYPE_SERVICE_EVENT if service_event else DETAIL_TYPE_API_CALL,
+        "source": event_bridge_source(record["eventSource"]),
+        "account": record.get("recipientAccountId", MOTO_ACCOUNT),
+        "time": record.get("eventTime", "2025-01-01T00:00:00Z"),
+        "region": record.get("awsRegion", REGION),
+        "resources": [],
+        "detail": record,
+    }
+
+
+def as_event(document: dict) -> dict | None:
+    """An EventBridge event for a fixture/corpus document, or None if it is no CloudTrail record."""
+    if "detail-type" in document:
+        detail = document.get("detail")
+        return document if isinstance(detail, dict) and "eventName" in detail else None
+    if "eventName" in document and "eventSource" in document:
+        return envelope(document)
+    return None
+
+
+def load_documents(path: Path) -> list[dict]:
+    """The JSON objects of a file: one object, an array, {"Records": [...]}, or JSON lines."""
+    text = path.read_text()
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError:
+        parsed = [json.loads(line) for line in text.splitlines() if line.strip()]
+    items = parsed if isinstance(parsed, list) else [parsed]
+    documents: list[dict] = []
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("Records"), list):
+            documents.extend(record for record in item["Records"] if isinstance(record, dict))
+        elif isinstance(item, dict):
+            documents.append(item)
+    return documents
+
+
+# ---- static checks (no server) --------------------------------------------------------------
+
+
+def test_terraform_fmt() -> None:
+    terraform(REPO, "fmt", "-check", "-recursive", "-diff", str(MODULE))
+
+
+@pytest.mark.parametrize("example", example_dirs(), ids=lambda path: str(path.relative_to(MODULE / "examples")))
+def test_example_inits_and_validates(infra_copy: Path, example: Path) -> None:
+    workdir = infra_copy / example.relative_to(INFRA)
+    terraform(workdir, "init", "-backend=false", "-input=false")
+    output = terraform(workdir, "validate")
+    assert "Success! The configuration is valid." in output
+
+
+def test_every_region_forwards_in_the_member_example() -> None:
+    """CopySnapshot is logged in the destination region: a region without a forwarder is blind."""
+    default_regions = {
+        "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "sa-east-1",
+        "eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1", "eu-north-1",
+        "ap-south-1", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-southeast-1", "ap-southeast-2",
+    }  # fmt: skip
+    member = (MODULE / "examples" / "organization" / "member" / "main.tf").read_text()
+    providers = dict(re.findall(r'alias\s*=\s*"([a-z0-9_]+)"\s*\n\s*region\s*=\s*"([a-z0-9-]+)"', member))
+    assert set(providers.values()) == default_regions
+    forwarded = set(re.findall(r"providers\s*=\s*\{\s*aws\s*=\s*aws\.([a-z0-9_]+)\s*\}", member))
+    assert forwarded == set(providers), "every regional provider needs its forwarder module"
+
+
+def test_pattern_module_lists_exactly_what_the_core_consumes(infra_copy: Path) -> None:
+    workdir = infra_copy / "aws" / "modules" / "event-pattern"
+    terraform(workdir, "init", "-backend=false", "-input=false")
+    result = subprocess.run(
+        [terraform_binary(), "console", "-no-color"],
+        cwd=workdir,
+        env=terraform_env(),
+        input="jsonencode(local.pattern)\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    pattern = json.loads(json.loads(result.stdout))
+    core = core_consumed_events()
+    assert pattern_pairs(pattern) == core
+    assert sorted(pattern["source"]) == sorted({event_bridge_source(source) for source, _ in core})
+    assert sorted(pattern["detail-type"]) == [DETAIL_TYPE_API_CALL, DETAIL_TYPE_SERVICE_EVENT]
+    assert pattern["detail"]["errorCode"] == [{"exists": False}]
+
+
+def test_checkov_passes_or_explains_every_skip() -> None:
+    checkov = REPO / ".tools" / "checkov" / "bin" / "checkov"
+    if not checkov.exists():
+        pytest.fail(f"{checkov} is missing: run `make tools`")
+    result = subprocess.run(
+        [str(checkov), "-d", str(MODULE), "--framework", "terraform", "--skip-download", "--compact", "--quiet", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.stdout.strip(), f"checkov printed nothing (exit {result.returncode}):\n{result.stderr}"
+    reports = json.loads(result.stdout)
+    reports = reports if isinstance(reports, list) else [reports]
+    failed = [
+        f"{check['check_id']} {check['resource']} ({check['file_path']}): {check['check_name']}"
+        for report in reports
+        for check in report.get("results", {}).get("failed_checks", [])
+    ]
+    assert not failed, "checkov failed checks:\n" + "\n".join(failed)
+    for report in reports:
+        for check in report.get("results", {}).get("skipped_checks", []):
+            reason = (check.get("check_result") or {}).get("suppress_comment") or ""
+            assert len(reason) > 20, f"{check['check_id']} on {check['resource']} is skipped without a reason"
+    assert result.returncode == 0, result.stderr
+
+
+# ---- applied against moto -------------------------------------------------------------------
+
+
+def moto_override(endpoint: str) -> str:
+    endpoints = "\n".join(f'    {service} = "{endpoint}"' for service in MOTO_SERVICES)
+    return f"""# Written by tests/infra/test_aws.py: every AWS call goes to the local moto server.
+provider "aws" {{
+  access_key                  = "testing"
+  secret_key                  = "testing"
+  skip_credentials_validation = true
+  skip_requesting_account_id  = true
+  skip_metadata_api_check     = true
+  skip_region_validation      = true
+
+  endpoints {{
+{endpoints}
+  }}
+}}
+"""
+
+
+def boto_client(service: str):
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=moto_endpoint(),
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+@pytest.fixture(scope="module")
+def deployed(infra_copy: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The single-account example applied to moto (and destroyed after the module's tests).
+
+    A forwarder (organization mode) rides along in the same apply: FORWARDER_TEST_ROOT.
+    """
+    endpoint = moto_endpoint()
+    workdir = infra_copy / "aws" / "examples" / "single-account"
+    (workdir / "moto_override.tf").write_text(moto_override(endpoint))
+    (workdir / "test_forwarder.tf").write_text(FORWARDER_TEST_ROOT)
+    # Moto stores the function but never runs it: any zip with a bootstrap will do.
+    bundle = tmp_path_factory.mktemp("lambda") / "bootstrap.zip"
+    with zipfile.ZipFile(bundle, "w") as archive:
+        archive.writestr("bootstrap", "#!/bin/sh\nexit 1\n")
+    prefix = f"sw{uuid.uuid4().hex[:8]}"
+    variables = [
+        f"-var=name_prefix={prefix}",
+        f"-var=lambda_zip_path={bundle}",
+        f"-var=slack_webhook_secret_arn={SLACK_SECRET_ARN}",
+        "-var=enable_deletion_protection=false",
+        f"-var=region={REGION}",
+    ]
+    terraform(workdir, "init", "-backend=false", "-input=false")
+    try:
+        terraform(workdir, "apply", "-auto-approve", "-input=false", *variables, timeout=600)
+        outputs = {name: value["value"] for name, value in json.loads(terraform(workdir, "output", "-json")).items()}
+        yield outputs
+    finally:
+        terraform(workdir, "destroy", "-auto-approve", "-input=false", "-refresh=false", *variables, timeout=600)
+    # After destroy nothing of this deployment may be left behind.
+    assert prefix + "-state" not in boto_client("dynamodb").list_tables()["TableNames"]
+    assert not [rule for rule in boto_client("events").list_rules(NamePrefix=prefix)["Rules"]]
+    assert not [bus for bus in boto_client("events").list_event_buses(NamePrefix=prefix)["EventBuses"]]
+
+
+def test_table_is_on_demand_with_ttl_pitr_and_kms(deployed: dict) -> None:
+    dynamodb = boto_client("dynamodb")
+    table = dynamodb.describe_table(TableName=deployed["table_name"])["Table"]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert {(key["AttributeName"], key["KeyType"]) for key in table["KeySchema"]} == {("pk", "HASH"), ("sk", "RANGE")}
+    assert table["SSEDescription"]["Status"] == "ENABLED"
+    assert table["SSEDescription"]["SSEType"] == "KMS"
+    assert table["SSEDescription"]["KMSMasterKeyArn"] == deployed["kms_key_arn"]
+    ttl = dynamodb.describe_time_to_live(TableName=deployed["table_name"])["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
+    backups = dynamodb.describe_continuous_backups(TableName=deployed["table_name"])["ContinuousBackupsDescription"]
+    assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+
+
+def test_topic_is_encrypted_with_the_key(deployed: dict) -> None:
+    attributes = boto_client("sns").get_topic_attributes(TopicArn=deployed["alerts_topic_arn"])["Attributes"]
+    assert attributes["KmsMasterKeyId"] == deployed["kms_key_arn"]
+
+
+def test_dead_letter_queue_is_encrypted_and_open_only_to_the_rule(deployed: dict) -> None:
+    sqs = boto_client("sqs")
+    attributes = sqs.get_queue_attributes(QueueUrl=deployed["dead_letter_queue_url"], AttributeNames=["All"])["Attributes"]
+    assert attributes["QueueArn"] == deployed["dead_letter_queue_arn"]
+    assert attributes["KmsMasterKeyId"] == deployed["kms_key_arn"]
+    assert attributes["MessageRetentionPeriod"] == "1209600"
+    statements = json.loads(attributes["Policy"])["Statement"]
+    allows = [statement for statement in statements if statement["Effect"] == "Allow"]
+    assert len(allows) == 1
+    assert allows[0]["Principal"] == {"Service": "events.amazonaws.com"}
+    assert allows[0]["Action"] == "sqs:SendMessage"
+    assert allows[0]["Condition"] == {"ArnEquals": {"aws:SourceArn": deployed["rule_arn"]}}
+
+
+def test_rule_pattern_lists_exactly_what_the_core_consumes(deployed: dict) -> None:
+    rule = boto_client("events").describe_rule(Name=deployed["rule_name"])
+    assert rule["State"] == "ENABLED"
+    pattern = json.loads(rule["EventPattern"])
+    core = core_consumed_events()
+    assert pattern_pairs(pattern) == core
+    # Each branch pairs names with their own service only.
+    for branch in pattern["detail"]["$or"]:
+        (event_source,) = branch["eventSource"]
+        assert {(event_source, name) for name in branch["eventName"]} <= core
+    assert sorted(pattern["source"]) == ["aws.ebs", "aws.ec2", "aws.rds"]
+    assert sorted(pattern["detail-type"]) == [DETAIL_TYPE_API_CALL, DETAIL_TYPE_SERVICE_EVENT]
+    assert pattern["detail"]["errorCode"] == [{"exists": False}]
+
+
+def test_rule_targets_the_function_with_retries_and_dead_letters(deployed: dict) -> None:
+    targets = boto_client("events").list_targets_by_rule(Rule=deployed["rule_name"])["Targets"]
+    assert len(targets) == 1
+    (target,) = targets
+    function = boto_client("lambda").get_function_configuration(FunctionName=deployed["function_name"])
+    assert target["Arn"] == function["FunctionArn"]
+    assert target["DeadLetterConfig"] == {"Arn": deployed["dead_letter_queue_arn"]}
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 21600}
+
+
+def test_function_runtime_tracing_concurrency_and_environment(deployed: dict) -> None:
+    lambda_client = boto_client("lambda")
+    function = lambda_client.get_function_configuration(FunctionName=deployed["function_name"])
+    assert function["Runtime"] == "provided.al2023"
+    assert function["Handler"] == "bootstrap"
+    assert function["Architectures"] == ["arm64"]
+    assert function["TracingConfig"] == {"Mode": "Active"}
+    assert function["Role"] == deployed["role_arn"]
+    environment = function["Environment"]["Variables"]
+    assert environment["SNAPWATCH_TABLE_NAME"] == deployed["table_name"]
+    assert environment["SNAPWATCH_SNS_TOPIC_ARN"] == deployed["alerts_topic_arn"]
+    assert environment["SNAPWATCH_DEAD_LETTER_QUEUE_URL"] == deployed["dead_letter_queue_url"]
+    assert environment["SNAPWATCH_SLACK_WEBHOOK_SECRET_ARN"] == SLACK_SECRET_ARN
+    assert environment["SNAPWATCH_WINDOW_DAYS"] == "30"
+    assert environment["SNAPWATCH_ADMIN_PORTS"] == "22,3389"
+    assert environment["SNAPWATCH_MIN_SEVERITY"] == "medium"
+    assert not [value for value in environment.values() if "hooks.slack.com" in value], "a webhook URL in plain env"
+    concurrency = lambda_client.get_function_concurrency(FunctionName=deployed["function_name"])
+    assert concurrency["ReservedConcurrentExecutions"] == 10
+    invoke_config = lambda_client.get_function_event_invoke_config(FunctionName=deployed["function_name"])
+    assert invoke_config["MaximumRetryAttempts"] == 2
+    assert invoke_config["DestinationConfig"]["OnFailure"]["Destination"] == deployed["dead_letter_queue_arn"]
+    log_groups = boto_client("logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{deployed['function_name']}")
+    (log_group,) = log_groups["logGroups"]
+    assert log_group["retentionInDays"] == 365
+    assert log_group["kmsKeyId"] == deployed["kms_key_arn"]
+
+
+def test_function_role_reaches_only_its_own_resources(deployed: dict) -> None:
+    iam = boto_client("iam")
+    role_name = deployed["role_arn"].rsplit("/", 1)[1]
+    (policy_name,) = iam.list_role_policies(RoleName=role_name)["PolicyNames"]
+    assert iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"] == []
+    document = iam.get_role_policy(RoleName=role_name, PolicyName=policy_name)["PolicyDocument"]
+    document = json.loads(document) if isinstance(document, str) else document
+    table_arn = boto_client("dynamodb").describe_table(TableName=deployed["table_name"])["Table"]["TableArn"]
+    log_group_arn = f"arn:aws:logs:{REGION}:{MOTO_ACCOUNT}:log-group:/aws/lambda/{deployed['function_name']}:*"
+    expected = {
+        "ChainState": [table_arn],
+        "Alerts": [deployed["alerts_topic_arn"]],
+        "DeadLetters": [deployed["dead_letter_queue_arn"]],
+        "EncryptedResources": [deployed["kms_key_arn"]],
+        "Logs": [log_group_arn],
+        "Tracing": ["*"],
+        "SlackWebhookSecret": [SLACK_SECRET_ARN],
+    }
+    by_sid = {statement["Sid"]: statement for statement in document["Statement"]}
+    assert set(by_sid) == set(expected)
+    for sid, statement in by_sid.items():
+        assert statement["Effect"] == "Allow"
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        assert resources == expected[sid], sid
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert not [action for action in actions if "*" in action], f"{sid}: wildcard action"
+    tracing_actions = by_sid["Tracing"]["Action"]
+    assert sorted(tracing_actions) == ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
+    assert by_sid["SlackWebhookSecret"]["Action"] in ("secretsmanager:GetSecretValue", ["secretsmanager:GetSecretValue"])
+    dynamodb_actions = set(by_sid["ChainState"]["Action"])
+    assert "dynamodb:Scan" not in dynamodb_actions and {"dynamodb:UpdateItem", "dynamodb:PutItem"} <= dynamodb_actions
+
+
+class PatternRouter:
+    """Which events the deployed rule's pattern lets through, decided by moto's EventBridge.
+
+    moto 5.2 does not implement TestEventPattern (it answers with an empty body), so the
+    deployed pattern is copied verbatim onto a rule of a private bus whose target is an SQS
+    queue; an event matched if it arrives in the queue. moto routes during PutEvents.
+    """
+
+    def __init__(self, pattern: str) -> None:
+        self.events = boto_client("events")
+        self.sqs = boto_client("sqs")
+        suffix = uuid.uuid4().hex[:8]
+        self.bus = f"snapwatch-pattern-test-{suffix}"
+        self.rule = f"snapwatch-pattern-test-{suffix}"
+        self.queue_url = self.sqs.create_queue(QueueName=f"snapwatch-pattern-test-{suffix}")["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.events.create_event_bus(Name=self.bus)
+        self.events.put_rule(Name=self.rule, EventBusName=self.bus, EventPattern=pattern)
+        self.events.put_targets(Rule=self.rule, EventBusName=self.bus, Targets=[{"Id": "queue", "Arn": queue_arn}])
+
+    def matches(self, events: list[dict]) -> list[bool]:
+        sent: list[str] = []
+        for start in range(0, len(events), 10):  # PutEvents takes at most 10 entries
+            entries = [
+                {
+                    "EventBusName": self.bus,
+                    "Source": event["source"],
+                    "DetailType": event["detail-type"],
+                    "Detail": json.dumps(event["detail"]),
+                    "Resources": event.get("resources", []),
+                }
+                for event in events[start : start + 10]
+            ]
+            response = self.events.put_events(Entries=entries)
+            assert response["FailedEntryCount"] == 0, response["Entries"]
+            sent.extend(entry["EventId"] for entry in response["Entries"])
+        delivered: set[str] = set()
+        while True:
+            messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not messages:
+                break
+            for message in messages:
+                delivered.add(json.loads(message["Body"])["id"])
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        assert delivered <= set(sent), "the test queue received events this test did not send"
+        return [event_id in delivered for event_id in sent]
+
+    def close(self) -> None:
+        self.events.remove_targets(Rule=self.rule, EventBusName=self.bus, Ids=["queue"])
+        self.events.delete_rule(Name=self.rule, EventBusName=self.bus)
+        self.events.delete_event_bus(Name=self.bus)
+        self.sqs.delete_queue(QueueUrl=self.queue_url)
+
+
+@pytest.fixture(scope="module")
+def deployed_pattern(deployed: dict):
+    pattern = boto_client("events").describe_rule(Name=deployed["rule_name"])["EventPattern"]
+    router = PatternRouter(pattern)
+    yield router
+    router.close()
+
+
+def test_every_relevant_fixture_matches_the_deployed_rule(deployed_pattern: PatternRouter) -> None:
+    consumed = core_consumed_events()
+    fixtures = sorted(FIXTURES.glob("*.json"))
+    assert fixtures, f"no AWS fixtures under {FIXTURES}"
+    labelled: list[tuple[str, dict, bool]] = []
+    for path in fixtures:
+        for document in load_documents(path):
+            event = as_event(document)
+            assert event is not None, f"{path.name}: not a CloudTrail record or EventBridge envelope"
+            labelled.append((path.name, event, core_treats_as_relevant(event["detail"], consumed)))
+    matched = deployed_pattern.matches([event for _, event, _ in labelled])
+    disagreements = [
+        f"{name}: the core {'consumes' if expected else 'ignores'} it, the rule {'matches' if got else 'does not'}"
+        for (name, _, expected), got in zip(labelled, matched)
+        if got != expected
+    ]
+    assert not disagreements, "\n".join(disagreements)
+    relevant = sum(expected for _, _, expected in labelled)
+    # The fixtures hold both kinds: otherwise this test proves half of what it claims.
+    assert relevant >= 30 and len(labelled) - relevant >= 2, (relevant, len(labelled))
+
+
+def test_rule_ignores_lookalikes(deployed_pattern: PatternRouter) -> None:
+    base = json.loads((FIXTURES / "create_snapshot.json").read_text())
+    lookalikes = {
+        # Storage Gateway has its own CreateSnapshot.
+        "other service, same name": dict(base, eventSource="storagegateway.amazonaws.com"),
+        # A consumed name under the wrong consumed service.
+        "rds name from ec2": dict(base, eventName="CreateDBSnapshot"),
+        "read-only call": dict(base, eventName="DescribeSnapshots"),
+        "failed call": dict(base, errorCode="Client.UnauthorizedOperation", errorMessage="denied"),
+    }
+    events = {label: envelope(record) for label, record in lookalikes.items()}
+    events["not a CloudTrail event"] = dict(envelope(base), **{"detail-type": "EBS Snapshot Notification"})
+    events["the original"] = envelope(base)
+    matched = dict(zip(events, deployed_pattern.matches(list(events.values()))))
+    assert matched == {label: label == "the original" for label in events}
+
+
+def test_corpus_records_the_core_consumes_match_the_deployed_rule(deployed_pattern: PatternRouter) -> None:
+    if not CORPUS.is_dir():
+        pytest.skip(f"no public sample corpus at {CORPUS}")
+    consumed = core_consumed_events()
+    labelled: list[tuple[str, dict, bool]] = []
+    for path in sorted(CORPUS.iterdir()):
+        if path.suffix not in (".json", ".jsonl"):
+            continue
+        for document in load_documents(path):
+            event = as_event(document)
+            if event is None:
+                continue  # EBS notifications, scrubbed records without eventSource, other shapes
+            labelled.append((path.name, event, core_treats_as_relevant(event["detail"], consumed)))
+    assert labelled, f"no CloudTrail records found in {CORPUS}"
+    matched = deployed_pattern.matches([event for _, event, _ in labelled])
+    disagreements = [name for (name, _, expected), got in zip(labelled, matched) if got != expected]
+    assert not disagreements, disagreements
+
+
+# ---- organization mode: a member account's forwarder, applied against moto -----------------
+
+
+# Applied together with the single-account example (see `deployed`), so its creation overlaps the
+# provider's SQS waits instead of adding a second apply and destroy.
+FORWARDER_TEST_ROOT = """
+# Written by tests/infra/test_aws.py: a member account's forwarder (organization mode) to a
+# central bus, applied in the same run as the detector.
+resource "aws_cloudwatch_event_bus" "test_central" {
+  name = "${var.name_prefix}-central"
+}
+
+module "test_forwarder_role" {
+  source                = "../../modules/forwarder-role"
+  name_prefix           = var.name_prefix
+  central_event_bus_arn = aws_cloudwatch_event_bus.test_central.arn
+}
+
+module "test_forwarder" {
+  source                = "../../modules/forwarder"
+  name_prefix           = var.name_prefix
+  central_event_bus_arn = aws_cloudwatch_event_bus.test_central.arn
+  forwarding_role_arn   = module.test_forwarder_role.role_arn
+}
+
+output "test_forwarder" {
+  value = {
+    central_bus_arn = aws_cloudwatch_event_bus.test_central.arn
+    role_arn        = module.test_forwarder_role.role_arn
+    rule_arn        = module.test_forwarder.rule_arn
+    rule_name       = "${var.name_prefix}-forward-consumed-events"
+  }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def forwarder(deployed: dict) -> dict:
+    """modules/forwarder-role + modules/forwarder, as applied to moto with the detector.
+
+    Routing is not exercised (moto would invoke the detector's Lambda on the shared default
+    bus); the tests check the rule, its target and the role instead.
+    """
+    return deployed["test_forwarder"]
+
+
+def test_forwarder_sends_the_same_events_to_the_central_bus(forwarder: dict) -> None:
+    events = boto_client("events")
+    rule = events.describe_rule(Name=forwarder["rule_name"])
+    assert rule["Arn"] == forwarder["rule_arn"]
+    assert rule.get("EventBusName", "default") == "default"
+    pattern = json.loads(rule["EventPattern"])
+    assert pattern_pairs(pattern) == core_consumed_events()
+    assert pattern["detail"]["errorCode"] == [{"exists": False}]
+    (target,) = events.list_targets_by_rule(Rule=forwarder["rule_name"])["Targets"]
+    assert target["Arn"] == forwarder["central_bus_arn"]
+    assert target["RoleArn"] == forwarder["role_arn"]
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
+
+
+def test_forwarder_role_may_only_put_events_on_the_central_bus(forwarder: dict) -> None:
+    iam = boto_client("iam")
+    role_name = forwarder["role_arn"].rsplit("/", 1)[1]
+    role = iam.get_role(RoleName=role_name)["Role"]
+    trust = role["AssumeRolePolicyDocument"]
+    trust = json.loads(trust) if isinstance(trust, str) else trust
+    (assume,) = trust["Statement"]
+    assert assume["Principal"] == {"Service": "events.amazonaws.com"}
+    assert assume["Condition"] == {"StringEquals": {"aws:SourceAccount": MOTO_ACCOUNT}}
+    (policy_name,) = iam.list_role_policies(RoleName=role_name)["PolicyNames"]
+    document = iam.get_role_policy(RoleName=role_name, PolicyName=policy_name)["PolicyDocument"]
+    document = json.loads(document) if isinstance(document, str) else document
+    (statement,) = document["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert statement["Action"] == "events:PutEvents"
+    assert statement["Resource"] == forwarder["central_bus_arn"]

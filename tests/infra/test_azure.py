@@ -1,0 +1,243 @@
+"""Structural checks of infra/azure: the pieces the detector depends on are wired to each other.
+
+`terraform validate` cannot run here (no azurerm provider offline), so these tests read the HCL
+with python-hcl2 and check the references themselves: the Activity Log diagnostic setting streams
+to the hub the function listens on, the app settings name what the Rust handler reads and what
+the function.json bindings expect, and the identity's roles are exactly the narrow ones.
+
+Run: .tools/venv/bin/python -m pytest tests/infra/test_azure.py
+"""
+
+import json
+import re
+
+from conftest import snapwatch_consumed
+from pathlib import Path
+
+import hcl2
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULE = ROOT / "infra" / "azure"
+APP = ROOT / "functions" / "azure" / "app"
+FUNCTION_APP = "${azurerm_linux_function_app.this.identity[0].principal_id}"
+
+
+def unquote(value):
+    """python-hcl2 keeps the quotes of string literals and block labels; drop them."""
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def normalize(value):
+    if isinstance(value, dict):
+        return {
+            unquote(k): normalize(v)
+            for k, v in value.items()
+            if k not in ("__is_block__", "__comments__")
+        }
+    if isinstance(value, list):
+        return [normalize(v) for v in value]
+    return unquote(value)
+
+
+@pytest.fixture(scope="module")
+def module():
+    """{"resource": {type: {name: body}}, "locals": {...}, "variable": {...}, "output": {...}}."""
+    merged = {"resource": {}, "data": {}, "locals": {}, "variable": {}, "output": {}}
+    for path in sorted(MODULE.glob("*.tf")):
+        with path.open() as handle:
+            parsed = normalize(hcl2.load(handle))
+        for block in parsed.get("resource", []):
+            for kind, named in block.items():
+                for name, body in named.items():
+                    assert name not in merged["resource"].setdefault(kind, {}), (kind, name)
+                    merged["resource"][kind][name] = body
+        for block in parsed.get("data", []):
+            for kind, named in block.items():
+                merged["data"].setdefault(kind, {}).update(named)
+        for block in parsed.get("locals", []):
+            merged["locals"].update(block)
+        for block in parsed.get("variable", []):
+            merged["variable"].update(block)
+        for block in parsed.get("output", []):
+            merged["output"].update(block)
+    return merged
+
+
+def resource(module, kind, name):
+    assert kind in module["resource"], f"no {kind} in infra/azure"
+    assert name in module["resource"][kind], f"no {kind}.{name} in infra/azure"
+    return module["resource"][kind][name]
+
+
+def one_block(body, key):
+    blocks = body.get(key)
+    assert isinstance(blocks, list) and len(blocks) == 1, f"expected one `{key}` block"
+    return blocks[0]
+
+
+def app_settings(module):
+    return resource(module, "azurerm_linux_function_app", "this")["app_settings"]
+
+
+def function_json(name):
+    return json.loads((APP / name / "function.json").read_text())
+
+
+def binding(function, kind):
+    found = [b for b in function["bindings"] if b["type"] == kind]
+    assert len(found) == 1, f"expected one {kind} binding"
+    return found[0]
+
+
+def test_diagnostic_setting_streams_the_subscription_activity_log_to_the_hub(module):
+    setting = resource(module, "azurerm_monitor_diagnostic_setting", "activity_log")
+    assert setting["target_resource_id"] == "${local.subscription_scope}"
+    assert module["locals"]["subscription_scope"] == "/subscriptions/${local.subscription_id}"
+    assert setting["eventhub_name"] == "${azurerm_eventhub.activity_log.name}"
+    assert setting["eventhub_authorization_rule_id"] == (
+        "${azurerm_eventhub_namespace_authorization_rule.activity_log_export.id}"
+    )
+    categories = [log["category"] for log in setting["enabled_log"]]
+    assert "Administrative" in categories
+
+    rule = resource(module, "azurerm_eventhub_namespace_authorization_rule", "activity_log_export")
+    hub = resource(module, "azurerm_eventhub", "activity_log")
+    # The rule and the hub live in the same namespace.
+    assert rule["namespace_name"] == hub["namespace_name"] == "${azurerm_eventhub_namespace.this.name}"
+    # Azure Monitor needs Manage, Send and Listen on the rule it streams with.
+    assert rule["listen"] is True and rule["send"] is True and rule["manage"] is True
+
+
+def test_the_activity_log_function_listens_on_that_hub(module):
+    settings = app_settings(module)
+    trigger = binding(function_json("ActivityLog"), "eventHubTrigger")
+    assert trigger["cardinality"] == "many"
+    assert trigger["name"] == "messages"  # handler::EVENT_HUB_BINDING
+
+    hub_setting = trigger["eventHubName"].strip("%")
+    assert settings[hub_setting] == "${azurerm_eventhub.activity_log.name}"
+    group_setting = trigger["consumerGroup"].strip("%")
+    assert settings[group_setting] == "${azurerm_eventhub_consumer_group.snapwatch.name}"
+    group = resource(module, "azurerm_eventhub_consumer_group", "snapwatch")
+    assert group["eventhub_name"] == "${azurerm_eventhub.activity_log.name}"
+    # Identity-based connection: `<connection>__fullyQualifiedNamespace`, no connection string.
+    connection = trigger["connection"]
+    assert settings[f"{connection}__fullyQualifiedNamespace"] == (
+        "${azurerm_eventhub_namespace.this.name}.servicebus.windows.net"
+    )
+    assert connection not in settings, "no Event Hubs connection string in the app settings"
+
+
+def test_event_grid_delivers_consumed_operations_to_the_resource_events_function(module):
+    trigger = binding(function_json("ResourceEvents"), "eventGridTrigger")
+    assert trigger["name"] == "event"  # handler::EVENT_GRID_BINDING
+    topic = resource(module, "azurerm_eventgrid_system_topic", "subscription")
+    assert topic["source_resource_id"] == "${local.subscription_scope}"
+    assert topic["topic_type"] == "Microsoft.Resources.Subscriptions"
+
+    subscription = resource(module, "azurerm_eventgrid_system_topic_event_subscription", "resource_events")
+    assert subscription["system_topic"] == "${azurerm_eventgrid_system_topic.subscription.name}"
+    endpoint = one_block(subscription, "azure_function_endpoint")
+    assert endpoint["function_id"] == (
+        "${azurerm_linux_function_app.this.id}/functions/${local.event_grid_function}"
+    )
+    assert (APP / module["locals"]["event_grid_function"] / "function.json").is_file()
+
+    # The filter lets through exactly the operations the core parser consumes.
+    consumed = set(snapwatch_consumed("azure"))
+    assert consumed, "snapwatch consumed azure listed nothing"
+    filtered = one_block(subscription, "advanced_filter")
+    string_in = one_block(filtered, "string_in")
+    assert string_in["key"] == "data.operationName"
+    assert string_in["values"] == "${local.consumed_operations}"
+    assert {op.lower() for op in module["locals"]["consumed_operations"]} == consumed
+
+    dead_letter = one_block(subscription, "storage_blob_dead_letter_destination")
+    assert dead_letter["storage_account_id"] == "${azurerm_storage_account.this.id}"
+
+
+def test_app_settings_give_the_handler_what_it_reads(module):
+    settings = app_settings(module)
+    assert settings["FUNCTIONS_WORKER_RUNTIME"] == "custom"
+    assert settings["SNAPWATCH_TABLE_ENDPOINT"] == "${azurerm_storage_account.this.primary_table_endpoint}"
+    assert settings["SNAPWATCH_TABLE_NAME"] == "${azurerm_storage_table.state.name}"
+    assert "SNAPWATCH_TABLE_KEY" not in settings, "the table is reached with the identity, not a key"
+    # The secret is referenced, never inlined.
+    assert settings["SNAPWATCH_SLACK_WEBHOOK_URL"] == (
+        "@Microsoft.KeyVault(SecretUri=${azurerm_key_vault_secret.slack_webhook.versionless_id})"
+    )
+    secret = resource(module, "azurerm_key_vault_secret", "slack_webhook")
+    assert secret["key_vault_id"] == "${azurerm_key_vault.this.id}"
+
+    # Every setting the Rust handler requires (and the host does not provide) is set.
+    source = (ROOT / "functions/azure/src/settings.rs").read_text()
+    names = dict(re.findall(r'pub const ([A-Z_]+): &str = "([A-Z_]+)";', source))
+    required = set(re.findall(r"required\(env::([A-Z_]+)\)", source))
+    host_provided = {"IDENTITY_ENDPOINT", "IDENTITY_HEADER"}
+    for constant in required:
+        name = names[constant]
+        assert name in settings or name in host_provided, f"{name} is required by the handler"
+    # Detector settings use the core's names.
+    core_config = (ROOT / "shared/core/src/config.rs").read_text()
+    for name in [k for k in settings if k.startswith("SNAPWATCH_") and k not in names.values()]:
+        if name.startswith("SNAPWATCH_EVENTHUB"):
+            continue  # read by the Functions host for the trigger, not by the handler
+        assert f'"{name}"' in core_config, f"{name} is read by neither the handler nor the core"
+
+    app = resource(module, "azurerm_linux_function_app", "this")
+    assert one_block(app, "identity")["type"] == "SystemAssigned"
+    stack = one_block(one_block(app, "site_config"), "application_stack")
+    assert stack["use_custom_runtime"] is True
+    assert app["https_only"] is True
+
+
+def test_the_function_identity_holds_only_the_narrow_roles(module):
+    assignments = module["resource"]["azurerm_role_assignment"]
+    granted = {
+        (body["role_definition_name"], body["scope"])
+        for body in assignments.values()
+        if body["principal_id"] == FUNCTION_APP
+    }
+    assert granted == {
+        ("Reader", "${local.subscription_scope}"),
+        ("Storage Table Data Contributor", "${azurerm_storage_table.state.resource_manager_id}"),
+        ("Azure Event Hubs Data Receiver", "${azurerm_eventhub.activity_log.id}"),
+        ("Key Vault Secrets User", "${azurerm_key_vault_secret.slack_webhook.resource_versionless_id}"),
+    }
+    # The table the role covers is the one the handler is pointed at.
+    table = resource(module, "azurerm_storage_table", "state")
+    assert table["storage_account_name"] == "${azurerm_storage_account.this.name}"
+    vault = resource(module, "azurerm_key_vault", "this")
+    assert vault["enable_rbac_authorization"] is True
+
+
+def test_storage_is_private_and_modern(module):
+    account = resource(module, "azurerm_storage_account", "this")
+    assert account["min_tls_version"] == "TLS1_2"
+    assert account["allow_nested_items_to_be_public"] is False
+    assert account["https_traffic_only_enabled"] is True
+    for name in ("rejects", "dead_letters"):
+        container = resource(module, "azurerm_storage_container", name)
+        assert container["container_access_type"] == "private"
+    # The function.json rejects bindings write into the rejects container.
+    rejects = resource(module, "azurerm_storage_container", "rejects")["name"]
+    for function in ("ActivityLog", "ResourceEvents"):
+        out = binding(function_json(function), "blob")
+        assert out["name"] == "rejects"
+        assert out["path"].split("/")[0] == rejects
+    namespace = resource(module, "azurerm_eventhub_namespace", "this")
+    assert namespace["minimum_tls_version"] == "1.2"
+
+
+def test_the_module_documents_its_interface(module):
+    for name, variable in module["variable"].items():
+        assert variable.get("description"), f"variable {name} has no description"
+    for name, output in module["output"].items():
+        assert output.get("description"), f"output {name} has no description"
+    assert module["variable"]["slack_webhook_url"]["sensitive"] is True
+    readme = (MODULE / "README.md").read_text()
+    assert "terraform validate" in readme
+    assert (MODULE / "examples" / "basic" / "main.tf").is_file()
