@@ -81,6 +81,15 @@ impl Settings {
                     reason: format!("set either {} or this, not both", env::SLACK_WEBHOOK_SECRET_ARN),
                 })
             }
+            // Only Secrets Manager is read: one more SDK client (SSM) would cost binary size and
+            // cold-start time for a second way to do the same thing.
+            (Some(arn), None) if arn.starts_with("arn:") && arn.contains(":ssm:") => {
+                return Err(ConfigError {
+                    name: env::SLACK_WEBHOOK_SECRET_ARN.into(),
+                    value: arn,
+                    reason: "SSM parameters are not supported; store the webhook URL in a Secrets Manager secret".into(),
+                })
+            }
             (Some(arn), None) => Some(SlackWebhookSource::Secret(arn)),
             (None, Some(url)) if allow_plaintext => Some(SlackWebhookSource::Plaintext(url)),
             (None, Some(_)) => {
@@ -194,6 +203,14 @@ mod tests {
             settings(&missing_dlq).unwrap_err().name,
             env::DEAD_LETTER_QUEUE_URL
         );
+        let mut ssm = BASE.to_vec();
+        ssm.push((
+            env::SLACK_WEBHOOK_SECRET_ARN,
+            "arn:aws:ssm:us-east-1:123456789012:parameter/slack",
+        ));
+        let err = settings(&ssm).unwrap_err();
+        assert_eq!(err.name, env::SLACK_WEBHOOK_SECRET_ARN);
+        assert!(err.reason.contains("Secrets Manager"), "{err}");
         let mut bad_window = BASE.to_vec();
         bad_window.push((env::SNS_TOPIC_ARN, "arn"));
         bad_window.push(("SNAPWATCH_WINDOW_DAYS", "soon"));
