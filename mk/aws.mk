@@ -2,7 +2,7 @@
 # module uploads: target/lambda/snapwatch-aws/bootstrap.zip (arm64, provided.al2023).
 # cargo-lambda and zig come from the venv (`make tools`).
 AWS_LAMBDA_ARCH ?= --arm64
-AWS_LAMBDA_PROFILE ?= release
+AWS_LAMBDA_PROFILE ?= lambda
 CARGO_LAMBDA := PATH="$(CURDIR)/$(TOOLS)/venv/bin:$$PATH" $(TOOLS)/venv/bin/cargo-lambda lambda
 
 .PHONY: package-aws test-fn-aws
