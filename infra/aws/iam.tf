@@ -24,16 +24,13 @@ resource "aws_iam_role" "detector" {
 data "aws_iam_policy_document" "detector" {
   statement {
     sid = "ChainState"
-    # No Scan: the store reads by key. Transactions are authorised through these actions.
+    # Exactly what functions/aws/src/dynamo.rs calls: conditional UpdateItem for facts and
+    # claims, consistent BatchGetItem / GetItem reads, conditional DeleteItem to release a claim.
     actions = [
       "dynamodb:GetItem",
       "dynamodb:BatchGetItem",
-      "dynamodb:Query",
-      "dynamodb:PutItem",
       "dynamodb:UpdateItem",
       "dynamodb:DeleteItem",
-      "dynamodb:BatchWriteItem",
-      "dynamodb:ConditionCheckItem",
     ]
     resources = [aws_dynamodb_table.state.arn]
   }
@@ -83,7 +80,7 @@ data "aws_iam_policy_document" "detector" {
     for_each = local.slack_enabled ? [1] : []
     content {
       sid       = "SlackWebhookSecret"
-      actions   = local.slack_secret_in_ssm ? ["ssm:GetParameter"] : ["secretsmanager:GetSecretValue"]
+      actions   = ["secretsmanager:GetSecretValue"]
       resources = [var.slack_webhook_secret_arn]
     }
   }
@@ -97,7 +94,7 @@ data "aws_iam_policy_document" "detector" {
       condition {
         test     = "StringEquals"
         variable = "kms:ViaService"
-        values   = ["${local.slack_secret_service}.${local.region}.amazonaws.com"]
+        values   = ["secretsmanager.${local.region}.amazonaws.com"]
       }
     }
   }

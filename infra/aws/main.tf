@@ -19,9 +19,7 @@ locals {
   # In organization mode the rule listens on the central bus the member accounts forward to.
   event_bus_name = local.organization_mode ? aws_cloudwatch_event_bus.central[0].name : "default"
 
-  slack_enabled        = var.slack_webhook_secret_arn != null
-  slack_secret_in_ssm  = local.slack_enabled && can(regex("^arn:[^:]+:ssm:", var.slack_webhook_secret_arn))
-  slack_secret_service = local.slack_secret_in_ssm ? "ssm" : "secretsmanager"
+  slack_enabled = var.slack_webhook_secret_arn != null
 
   tags = merge({ "app" = "snapwatch" }, var.tags)
 }

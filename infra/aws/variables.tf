@@ -55,18 +55,18 @@ variable "maximum_event_age_seconds" {
 }
 
 variable "slack_webhook_secret_arn" {
-  description = "ARN of an existing Secrets Manager secret (or SSM SecureString parameter) holding the Slack incoming-webhook URL. Null disables Slack. The URL itself never appears in Terraform or in the function's environment."
+  description = "ARN of an existing Secrets Manager secret holding the Slack incoming-webhook URL (the function reads Secrets Manager only). Null disables Slack. The URL itself never appears in Terraform or in the function's environment."
   type        = string
   default     = null
 
   validation {
-    condition     = var.slack_webhook_secret_arn == null || can(regex("^arn:aws[a-z-]*:(secretsmanager:[^:]+:[0-9]{12}:secret:|ssm:[^:]+:[0-9]{12}:parameter/).+", var.slack_webhook_secret_arn))
-    error_message = "slack_webhook_secret_arn must be a Secrets Manager secret ARN or an SSM parameter ARN."
+    condition     = var.slack_webhook_secret_arn == null || can(regex("^arn:aws[a-z-]*:secretsmanager:[^:]+:[0-9]{12}:secret:.+", var.slack_webhook_secret_arn))
+    error_message = "slack_webhook_secret_arn must be a Secrets Manager secret ARN."
   }
 }
 
 variable "slack_webhook_secret_kms_key_arn" {
-  description = "KMS key that encrypts the Slack secret, when it is a customer managed key (the function gets kms:Decrypt on it, through Secrets Manager / SSM only)."
+  description = "KMS key that encrypts the Slack secret, when it is a customer managed key (the function gets kms:Decrypt on it, through Secrets Manager only)."
   type        = string
   default     = null
 }

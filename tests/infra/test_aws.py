@@ -464,7 +464,7 @@ def test_function_role_reaches_only_its_own_resources(deployed: dict) -> None:
     assert sorted(tracing_actions) == ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
     assert by_sid["SlackWebhookSecret"]["Action"] in ("secretsmanager:GetSecretValue", ["secretsmanager:GetSecretValue"])
     dynamodb_actions = set(by_sid["ChainState"]["Action"])
-    assert "dynamodb:Scan" not in dynamodb_actions and {"dynamodb:UpdateItem", "dynamodb:PutItem"} <= dynamodb_actions
+    assert dynamodb_actions == {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 
 
 class PatternRouter:
