@@ -43,10 +43,14 @@ impl Drop for Watch {
 }
 
 impl Watch {
+    /// Watch's log followed by the function's.
     fn log_text(&self) -> String {
         let mut text = String::new();
-        if let Ok(mut f) = std::fs::File::open(&self.log) {
-            let _ = f.read_to_string(&mut text);
+        for path in [self.log.clone(), self.log.with_extension("function.log")] {
+            if let Ok(mut f) = std::fs::File::open(&path) {
+                text.push_str(&format!("--- {}\n", path.display()));
+                let _ = f.read_to_string(&mut text);
+            }
         }
         text
     }
@@ -167,7 +171,7 @@ async fn the_function_runs_under_cargo_lambda_watch() {
 
     let url = format!("http://127.0.0.1:{port}/2015-03-31/functions/_/invocations");
     let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(300))
+        .timeout(Duration::from_secs(90))
         .build()
         .expect("client");
     // The port answers before the function is up; the first invocation waits for it.
@@ -198,22 +202,34 @@ async fn the_function_runs_under_cargo_lambda_watch() {
         }
     };
 
+    // watch can take seconds to listen on a loaded machine; the function exits if its first
+    // poll of the Runtime API is refused, so it starts only once watch answers.
+    let listening = Instant::now() + Duration::from_secs(120);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < listening,
+            "cargo lambda watch never listened:\n{}",
+            watch.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // The first invocation is queued before the function starts, so the function's
     // "first event handled" time is process start → init → first event handled.
     let first_invocation = tokio::spawn(invoke(chain[0].clone()));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let log_handle = || {
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&watch.log)
-            .expect("log")
-    };
+    // The function logs to its own file: sharing watch's file would let watch's writes, made at
+    // its own offset, overwrite the function's lines.
+    let function_log = watch.log.with_extension("function.log");
+    let function_file = std::fs::File::create(&function_log).expect("function log");
     let mut function = Command::new(env!("CARGO_BIN_EXE_snapwatch-aws"));
     function
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
-        .stdout(log_handle())
-        .stderr(log_handle());
+        .stdout(function_file.try_clone().expect("function log"))
+        .stderr(function_file);
     watch.function = Some(function.spawn().expect("start the function"));
 
     let mut outcomes = Vec::new();
