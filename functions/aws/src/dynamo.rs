@@ -135,7 +135,26 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| classify("CreateTable", e))?;
-        Ok(())
+        // CreateTable returns while the table is still CREATING (dynalite too, even with
+        // --createTableMs 0); writes before ACTIVE fail with ResourceNotFoundException.
+        for _ in 0..300 {
+            let described = self
+                .client
+                .describe_table()
+                .table_name(self.table.as_ref())
+                .send()
+                .await
+                .map_err(|e| classify("DescribeTable", e))?;
+            let status = described.table().and_then(|t| t.table_status());
+            if status == Some(&aws_sdk_dynamodb::types::TableStatus::Active) {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Err(StoreError::unavailable(format!(
+            "table {} did not become ACTIVE within 30 s",
+            self.table
+        )))
     }
 
     /// Adds facts; returns the number of new facts and, per resource written in a single update,
