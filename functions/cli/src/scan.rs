@@ -8,7 +8,7 @@ use crate::input::{self, UnitHandler};
 use crate::OutputFormat;
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use snapwatch_core::engine::{Delivery, Detector};
+use snapwatch_core::engine::{sort_findings, Delivery, Detector};
 use snapwatch_core::parse::detect::{for_each_record, RecordOutcome};
 use snapwatch_core::parse::Parsed;
 use snapwatch_core::ports::{AlertSink, SinkError, StateStore};
@@ -149,7 +149,7 @@ fn evaluate_in_chunks<S: StateStore>(
         }
     }
     let mut findings: Vec<Finding> = by_id.into_values().collect();
-    findings.sort_by(|a, b| (a.first_seen, &a.rule, &a.id).cmp(&(b.first_seen, &b.rule, &b.id)));
+    sort_findings(&mut findings);
     Ok(findings)
 }
 

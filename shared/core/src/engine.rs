@@ -170,7 +170,7 @@ impl<S: StateStore> Detector<S> {
             }
         }
         let mut out: Vec<Finding> = findings.into_values().collect();
-        out.sort_by(|a, b| (a.first_seen, &a.rule, &a.id).cmp(&(b.first_seen, &b.rule, &b.id)));
+        sort_findings(&mut out);
         Ok(out)
     }
 
@@ -230,6 +230,11 @@ impl<S: StateStore> Detector<S> {
         }
         Ok(delivery)
     }
+}
+
+/// The order findings are reported in: first seen, then rule, then id, so output is stable.
+pub fn sort_findings(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| (a.first_seen, &a.rule, &a.id).cmp(&(b.first_seen, &b.rule, &b.id)));
 }
 
 /// The stable finding id: the same (rule, chain anchor) always gets the same id.
