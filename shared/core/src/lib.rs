@@ -5,6 +5,7 @@
 //!
 //! This crate has no async runtime, cloud SDK or HTTP framework dependency.
 
+pub mod baseline;
 pub mod config;
 pub mod engine;
 pub mod memory;
