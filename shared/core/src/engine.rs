@@ -5,9 +5,11 @@
 //! a state machine per chain; idempotency from fact keys (`event id # index`) and conditional
 //! alert claims in the store.
 
+use crate::baseline::is_baseline_event;
 use crate::config::Config;
 use crate::model::{
-    Audience, ChainEvent, Fact, Finding, Observation, ParsedEvent, Protocol, Resource, ResourceKind,
+    Audience, ChainEvent, Fact, Finding, FoundBy, Observation, ParsedEvent, Protocol, Resource,
+    ResourceKind,
 };
 use crate::ports::{
     AlertSink, Claim, ResourceFacts, SinkError, StateStore, StoreError, StoredFact,
@@ -919,6 +921,12 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
         if hit.instance_involved && !techniques.iter().any(|t| t == T1578_002) {
             techniques.push(T1578_002.to_string());
         }
+        // Found by the baseline only when no received event triggered it.
+        let found_by = if hit.triggers.iter().all(|o| is_baseline_event(&o.event)) {
+            FoundBy::Baseline
+        } else {
+            FoundBy::Events
+        };
         let first_seen = events.first().map(|e| e.time).unwrap_or(self.graph.now);
         let last_seen = events.last().map(|e| e.time).unwrap_or(self.graph.now);
         Finding {
@@ -938,6 +946,7 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
             title: hit.title,
             summary: hit.summary,
             next_steps: next_steps(hit.rule),
+            found_by,
         }
     }
 }
@@ -974,7 +983,7 @@ fn describe_openings(openings: &[&Observation]) -> String {
     parts.into_iter().collect::<Vec<_>>().join(", ")
 }
 
-fn next_steps(rule: Rule) -> Vec<String> {
+pub(crate) fn next_steps(rule: Rule) -> Vec<String> {
     let steps: &[&str] = match rule {
         Rule::SnapshotPublic => &[
             "Remove the public permission now (ModifySnapshotAttribute remove group all / RDS valuesToRemove all / setIamPolicy without allUsers).",
@@ -1003,6 +1012,11 @@ fn next_steps(rule: Rule) -> Vec<String> {
             "Isolate the instance: revoke the opening ingress rule or move it to a quarantine group.",
             "Snapshot the instance for forensics before terminating it.",
             "Trace the restored snapshot's origin and who launched the instance; rotate secrets it held.",
+        ],
+        Rule::SnapshotUnexplained => &[
+            "Check that the CloudTrail trail logs management events in this region and that snapwatch's EventBridge rule and function are enabled and unchanged.",
+            "Find who made the change in CloudTrail event history or the trail's S3 logs (snapwatch scan reads them).",
+            "If the snapshot or permission is not expected, remove the permission or delete the snapshot.",
         ],
     };
     steps.iter().map(|s| s.to_string()).collect()

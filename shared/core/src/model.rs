@@ -364,4 +364,27 @@ pub struct Finding {
     pub summary: String,
     /// What a responder should do next.
     pub next_steps: Vec<String>,
+    /// Whether received events or the scheduled snapshot baseline raised it.
+    pub found_by: FoundBy,
+}
+
+/// Which kind of evidence raised a finding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FoundBy {
+    /// Audit events received through the event stream (or a scanned log).
+    #[default]
+    Events,
+    /// Only the scheduled listing of snapshots and their permissions saw it: no received event
+    /// accounts for it.
+    Baseline,
+}
+
+impl FoundBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FoundBy::Events => "events",
+            FoundBy::Baseline => "baseline",
+        }
+    }
 }

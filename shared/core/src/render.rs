@@ -6,7 +6,7 @@
 //! what its reader would interpret: control characters in text (terminal escapes, forged
 //! lines), mentions / links / formatting in Slack, non-ASCII and line breaks in the SNS subject.
 
-use crate::model::{ChainEvent, Finding, Severity};
+use crate::model::{ChainEvent, Finding, FoundBy, Severity};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -102,10 +102,11 @@ pub fn text(f: &Finding) -> String {
     let _ = writeln!(out, "{}", e(&f.summary));
     let _ = writeln!(
         out,
-        "Finding {} · first seen {} · last seen {}",
+        "Finding {} · first seen {} · last seen {} · found by {}",
         e(&f.id),
         rfc3339(&f.first_seen),
-        rfc3339(&f.last_seen)
+        rfc3339(&f.last_seen),
+        found_by_label(f.found_by)
     );
 
     let events = events_in_time_order(f);
@@ -182,6 +183,14 @@ const FINDING_ID_MAX: usize = 300;
 /// Values are escaped (`&`, `<`, `>`), broadcast mentions defused, control characters stripped,
 /// identifiers put in code spans that they cannot close, free text (title, summary, next steps)
 /// sent as `plain_text`, and every Block Kit length limit respected by truncating with "…".
+/// How a reader should take the finding's origin: a baseline finding has no event behind it.
+fn found_by_label(found_by: FoundBy) -> &'static str {
+    match found_by {
+        FoundBy::Events => "events",
+        FoundBy::Baseline => "scheduled baseline (no event seen)",
+    }
+}
+
 pub fn slack_message(f: &Finding) -> Value {
     let severity = severity_upper(f.severity);
 
@@ -207,6 +216,7 @@ pub fn slack_message(f: &Finding) -> Value {
         ("Snapshot", f.snapshot.as_str()),
         ("First seen", first_seen.as_str()),
         ("Last seen", last_seen.as_str()),
+        ("Found by", found_by_label(f.found_by)),
     ]
     .iter()
     .take(SECTION_FIELDS_MAX)
@@ -641,6 +651,7 @@ mod tests {
                 "Isolate i-0bbbbbbbbbbbbbbbb.".to_owned(),
                 "Revoke the ingress rule on sg-0cccccccccccccccc.".to_owned(),
             ],
+            found_by: FoundBy::Events,
         }
     }
 
@@ -710,7 +721,8 @@ mod tests {
                 "last_seen",
                 "title",
                 "summary",
-                "next_steps"
+                "next_steps",
+                "found_by"
             ]
         );
         let value: Value = serde_json::from_str(&line).expect("valid JSON");
@@ -1019,6 +1031,7 @@ mod tests {
                 "*Snapshot*\n`snap-0123456789abcdef0`",
                 "*First seen*\n`2024-05-01T10:00:00Z`",
                 "*Last seen*\n`2024-05-01T10:09:00Z`",
+                "*Found by*\n`events`",
             ]
         );
         let all = strings(&message).join("\n");

@@ -10,6 +10,7 @@ pub enum Rule {
     SnapshotUsedExternally,
     SnapshotRestoredByOther,
     ChainExposedRestore,
+    SnapshotUnexplained,
 }
 
 pub const T1578_001: &str = "T1578.001";
@@ -17,13 +18,14 @@ pub const T1578_002: &str = "T1578.002";
 pub const T1537: &str = "T1537";
 
 impl Rule {
-    pub const ALL: [Rule; 6] = [
+    pub const ALL: [Rule; 7] = [
         Rule::SnapshotPublic,
         Rule::SnapshotSharedExternal,
         Rule::SnapshotExported,
         Rule::SnapshotUsedExternally,
         Rule::SnapshotRestoredByOther,
         Rule::ChainExposedRestore,
+        Rule::SnapshotUnexplained,
     ];
 
     pub fn id(self) -> &'static str {
@@ -34,6 +36,7 @@ impl Rule {
             Rule::SnapshotUsedExternally => "snapshot.used-externally",
             Rule::SnapshotRestoredByOther => "snapshot.restored-by-other",
             Rule::ChainExposedRestore => "chain.exposed-restore",
+            Rule::SnapshotUnexplained => "snapshot.unexplained",
         }
     }
 
@@ -45,6 +48,7 @@ impl Rule {
             Rule::SnapshotUsedExternally => Severity::Critical,
             Rule::SnapshotRestoredByOther => Severity::Medium,
             Rule::ChainExposedRestore => Severity::Critical,
+            Rule::SnapshotUnexplained => Severity::Medium,
         }
     }
 
@@ -54,7 +58,9 @@ impl Rule {
             Rule::SnapshotPublic | Rule::SnapshotSharedExternal | Rule::SnapshotUsedExternally => {
                 &[T1578_001, T1537]
             }
-            Rule::SnapshotExported | Rule::SnapshotRestoredByOther => &[T1578_001],
+            Rule::SnapshotExported | Rule::SnapshotRestoredByOther | Rule::SnapshotUnexplained => {
+                &[T1578_001]
+            }
             Rule::ChainExposedRestore => &[T1578_001, T1578_002],
         }
     }
@@ -78,6 +84,9 @@ impl Rule {
             }
             Rule::ChainExposedRestore => {
                 "an instance runs on a disk restored from a snapshot and its network is opened to the internet on an admin port, in either order, within the window"
+            }
+            Rule::SnapshotUnexplained => {
+                "the scheduled baseline finds a snapshot, DB snapshot or image, or a new permission on one, that no received event accounts for (a gap in the event stream)"
             }
         }
     }

@@ -85,6 +85,7 @@ fn finding() -> Finding {
         title: "instance i-1 restored from a snapshot and opened to the internet".into(),
         summary: "summary".into(),
         next_steps: vec!["Isolate the instance.".into()],
+        found_by: snapwatch_core::FoundBy::Events,
     }
 }
 
