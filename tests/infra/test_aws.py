@@ -43,7 +43,18 @@ DETAIL_TYPE_SERVICE_EVENT = "AWS Service Event via CloudTrail"
 
 # Every service the module creates something in (or reads from): the provider must send all
 # of them to moto, never to AWS.
-MOTO_SERVICES = ["dynamodb", "events", "iam", "kms", "lambda", "logs", "secretsmanager", "sns", "sqs", "ssm", "sts"]
+MOTO_SERVICES = ["dynamodb", "events", "iam", "kms", "lambda", "logs", "scheduler", "secretsmanager", "sns", "sqs", "ssm", "sts"]
+
+# The snapshot baseline's read-only inventory (issue 6): exactly these, nothing writable.
+BASELINE_LISTING_ACTIONS = {"ec2:DescribeSnapshots", "ec2:DescribeImages", "rds:DescribeDBSnapshots", "rds:DescribeDBClusterSnapshots"}
+BASELINE_ATTRIBUTE_ACTIONS = {
+    "ec2:DescribeSnapshotAttribute",
+    "ec2:DescribeImageAttribute",
+    "rds:DescribeDBSnapshotAttributes",
+    "rds:DescribeDBClusterSnapshotAttributes",
+}
+BASELINE_INVENTORY_ACTIONS = BASELINE_LISTING_ACTIONS | BASELINE_ATTRIBUTE_ACTIONS
+BASELINE_GATE = "${local.baseline_enabled ? 1 : 0}"
 
 
 # ---- tools ----------------------------------------------------------------------------------
@@ -278,6 +289,118 @@ def test_checkov_passes_or_explains_every_skip() -> None:
             reason = (check.get("check_result") or {}).get("suppress_comment") or ""
             assert len(reason) > 20, f"{check['check_id']} on {check['resource']} is skipped without a reason"
     assert result.returncode == 0, result.stderr
+
+
+# ---- structural checks of the snapshot baseline (python-hcl2, no server) --------------------
+
+
+def hcl_string(value):
+    """python-hcl2 keeps the quotes of string literals: `"x"` -> `x`; expressions stay `${...}`."""
+    if isinstance(value, str) and len(value) >= 2 and value.startswith('"') and value.endswith('"'):
+        return value[1:-1]
+    return value
+
+
+@functools.lru_cache(maxsize=1)
+def module_blocks() -> dict[str, dict[tuple[str, str], dict]]:
+    """Every resource and data block of infra/aws (root module files only), by kind and (type, name)."""
+    import hcl2
+
+    blocks: dict[str, dict[tuple[str, str], dict]] = {"resource": {}, "data": {}, "locals": {}, "variable": {}}
+    for path in sorted(MODULE.glob("*.tf")):
+        parsed = hcl2.loads(path.read_text())
+        for kind in ("resource", "data"):
+            for entry in parsed.get(kind, []):
+                for block_type, named in entry.items():
+                    for name, body in named.items():
+                        blocks[kind][(hcl_string(block_type), hcl_string(name))] = dict(body, __file__=path.name)
+        for entry in parsed.get("locals", []):
+            for name, value in entry.items():
+                blocks["locals"][("local", name)] = value
+        for entry in parsed.get("variable", []):
+            for name, body in entry.items():
+                blocks["variable"][("var", hcl_string(name))] = body
+    return blocks
+
+
+def statements_by_sid(document_body: dict) -> dict[str, dict]:
+    return {hcl_string(statement["sid"]): statement for statement in document_body.get("statement", [])}
+
+
+def test_baseline_is_off_by_default_and_every_block_of_it_is_gated() -> None:
+    blocks = module_blocks()
+    variable = blocks["variable"][("var", "baseline_enabled")]
+    assert variable["default"] is False
+    assert blocks["locals"][("local", "baseline_enabled")] == "${var.baseline_enabled}"
+    gated = {(kind, *key) for kind in ("resource", "data") for key, body in blocks[kind].items() if body.get("count") == BASELINE_GATE}
+    named = {(kind, *key) for kind in ("resource", "data") for key in blocks[kind] if "baseline" in key[1]}
+    in_file = {(kind, *key) for kind in ("resource", "data") for key, body in blocks[kind].items() if body["__file__"] == "baseline.tf"}
+    # Everything of the baseline (by name and by file) has count 0 when disabled, and nothing else does.
+    assert gated == named == in_file, (gated, named, in_file)
+    assert {key[1:] for key in gated} >= {
+        ("aws_lambda_function", "baseline"),
+        ("aws_scheduler_schedule", "baseline"),
+        ("aws_iam_role", "baseline"),
+        ("aws_iam_role", "baseline_scheduler"),
+        ("aws_cloudwatch_log_group", "baseline"),
+    }
+    # The outputs read the gated resources through one(), null when disabled.
+    outputs = (MODULE / "outputs.tf").read_text()
+    for output in re.findall(r'output "(baseline_[a-z_]+)"', outputs):
+        body = outputs.split(f'output "{output}"', 1)[1].split("\n}", 1)[0]
+        assert re.search(r"value\s*=\s*one\(aws_[a-z_]+\.baseline[a-z_]*\[\*\]\.[a-z_]+\)", body), output
+
+
+def test_baseline_role_lists_read_only_and_shares_the_detectors_state_access() -> None:
+    blocks = module_blocks()
+    listing = {hcl_string(action) for action in blocks["locals"][("local", "baseline_listing_actions")]}
+    attributes = {hcl_string(action) for action in blocks["locals"][("local", "baseline_attribute_actions")]}
+    assert listing == BASELINE_LISTING_ACTIONS
+    assert attributes == BASELINE_ATTRIBUTE_ACTIONS
+    assert all(action.split(":", 1)[1].startswith("Describe") for action in listing | attributes)
+    document = blocks["data"][("aws_iam_policy_document", "baseline")]
+    assert document["source_policy_documents"] == ["${data.aws_iam_policy_document.state_access.json}"]
+    detector = blocks["data"][("aws_iam_policy_document", "detector")]
+    assert detector["source_policy_documents"] == document["source_policy_documents"]
+    own = statements_by_sid(document)
+    assert set(own) == {"SnapshotListing", "SnapshotAttributes", "Logs"}
+    assert own["SnapshotListing"]["actions"] == "${local.baseline_listing_actions}"
+    assert own["SnapshotAttributes"]["actions"] == "${local.baseline_attribute_actions}"
+    assert own["SnapshotAttributes"]["resources"] == "${local.baseline_attribute_resources}"
+    assert own["Logs"]["resources"] == ['"${aws_cloudwatch_log_group.baseline[0].arn}:*"']
+    # The shared document grants nothing to EC2 or RDS: the inventory is the baseline's own.
+    shared = statements_by_sid(blocks["data"][("aws_iam_policy_document", "state_access")])
+    shared_actions = {hcl_string(action) for statement in shared.values() for action in statement["actions"]}
+    assert not {action for action in shared_actions if action.startswith(("ec2:", "rds:"))}
+
+
+def test_scheduler_role_may_only_invoke_the_baseline_function() -> None:
+    blocks = module_blocks()
+    document = blocks["data"][("aws_iam_policy_document", "baseline_scheduler")]
+    (statement,) = document["statement"]
+    assert [hcl_string(action) for action in statement["actions"]] == ["lambda:InvokeFunction"]
+    assert statement["resources"] == ["${aws_lambda_function.baseline[0].arn}"]
+    assert "effect" not in statement or hcl_string(statement["effect"]) == "Allow"
+    policy = blocks["resource"][("aws_iam_role_policy", "baseline_scheduler")]
+    assert policy["role"] == "${aws_iam_role.baseline_scheduler[0].id}"
+    assert policy["policy"] == "${data.aws_iam_policy_document.baseline_scheduler[0].json}"
+    # No other policy is attached to the scheduler role.
+    attached = [
+        key
+        for key, body in blocks["resource"].items()
+        if key[0] in ("aws_iam_role_policy", "aws_iam_role_policy_attachment", "aws_iam_policy_attachment")
+        and "baseline_scheduler" in json.dumps(body.get("role", body.get("roles", "")))
+    ]
+    assert attached == [("aws_iam_role_policy", "baseline_scheduler")]
+    trust = blocks["data"][("aws_iam_policy_document", "assume_baseline_scheduler")]
+    (assume,) = trust["statement"]
+    (principal,) = assume["principals"]
+    assert [hcl_string(identifier) for identifier in principal["identifiers"]] == ["scheduler.amazonaws.com"]
+    schedule = blocks["resource"][("aws_scheduler_schedule", "baseline")]
+    (target,) = schedule["target"]
+    assert target["role_arn"] == "${aws_iam_role.baseline_scheduler[0].arn}"
+    assert target["arn"] == "${aws_lambda_function.baseline[0].arn}"
+    assert [hcl_string(window["mode"]) for window in schedule["flexible_time_window"]] == ["OFF"]
 
 
 # ---- applied against moto -------------------------------------------------------------------
