@@ -1,4 +1,5 @@
-# The function may touch only its own table, topic, queue, key, log group and Slack secret.
+# Each function may touch only this deployment's table, topic, queue, key, its own log group and
+# the Slack secret.
 data "aws_iam_policy_document" "assume_lambda" {
   statement {
     actions = ["sts:AssumeRole"]
@@ -21,7 +22,9 @@ resource "aws_iam_role" "detector" {
   tags                 = local.tags
 }
 
-data "aws_iam_policy_document" "detector" {
+# What every snapwatch function needs to keep chain state and raise findings: shared by the
+# detector and the baseline (baseline.tf), so both reach exactly the same resources.
+data "aws_iam_policy_document" "state_access" {
   statement {
     sid = "ChainState"
     # Exactly what functions/aws/src/dynamo.rs calls: conditional UpdateItem for facts and
@@ -41,6 +44,8 @@ data "aws_iam_policy_document" "detector" {
     resources = [aws_sns_topic.alerts.arn]
   }
 
+  # The detector sends unparsable records here; for both functions Lambda's on-failure
+  # destination writes failed asynchronous invocations here with the function's role.
   statement {
     sid       = "DeadLetters"
     actions   = ["sqs:SendMessage"]
@@ -61,12 +66,6 @@ data "aws_iam_policy_document" "detector" {
         "lambda.${local.region}.amazonaws.com",
       ]
     }
-  }
-
-  statement {
-    sid       = "Logs"
-    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.detector.arn}:*"]
   }
 
   statement {
@@ -97,6 +96,16 @@ data "aws_iam_policy_document" "detector" {
         values   = ["secretsmanager.${local.region}.amazonaws.com"]
       }
     }
+  }
+}
+
+data "aws_iam_policy_document" "detector" {
+  source_policy_documents = [data.aws_iam_policy_document.state_access.json]
+
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.detector.arn}:*"]
   }
 }
 

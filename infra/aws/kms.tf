@@ -42,7 +42,10 @@ data "aws_iam_policy_document" "kms" {
     condition {
       test     = "ArnEquals"
       variable = "kms:EncryptionContext:aws:logs:arn"
-      values   = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${local.log_group_name}"]
+      values = [
+        for name in concat([local.log_group_name], local.baseline_enabled ? [local.baseline_log_group_name] : []) :
+        "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${name}"
+      ]
     }
   }
 

@@ -1,3 +1,22 @@
+locals {
+  # What both functions (the event detector and the baseline) read: one definition, so their
+  # detector settings cannot drift apart.
+  function_environment = merge(
+    {
+      SNAPWATCH_TABLE_NAME         = aws_dynamodb_table.state.name
+      SNAPWATCH_SNS_TOPIC_ARN      = aws_sns_topic.alerts.arn
+      SNAPWATCH_TRUSTED_ACCOUNTS   = join(",", var.trusted_accounts)
+      SNAPWATCH_TRUSTED_PRINCIPALS = join(",", var.trusted_principals)
+      SNAPWATCH_WINDOW_DAYS        = tostring(var.window_days)
+      SNAPWATCH_ADMIN_PORTS        = join(",", [for port in var.admin_ports : tostring(port)])
+      SNAPWATCH_MIN_SEVERITY       = var.min_severity
+      RUST_LOG                     = var.log_level
+    },
+    # A reference to the secret, never the URL.
+    local.slack_enabled ? { SNAPWATCH_SLACK_WEBHOOK_SECRET_ARN = var.slack_webhook_secret_arn } : {},
+  )
+}
+
 resource "aws_cloudwatch_log_group" "detector" {
   name              = local.log_group_name
   retention_in_days = var.log_retention_days
@@ -34,21 +53,9 @@ resource "aws_lambda_function" "detector" {
 
   # The names the function reads (functions/aws and shared/core/src/config.rs `env`).
   environment {
-    variables = merge(
-      {
-        SNAPWATCH_TABLE_NAME            = aws_dynamodb_table.state.name
-        SNAPWATCH_SNS_TOPIC_ARN         = aws_sns_topic.alerts.arn
-        SNAPWATCH_DEAD_LETTER_QUEUE_URL = aws_sqs_queue.dead_letters.url
-        SNAPWATCH_TRUSTED_ACCOUNTS      = join(",", var.trusted_accounts)
-        SNAPWATCH_TRUSTED_PRINCIPALS    = join(",", var.trusted_principals)
-        SNAPWATCH_WINDOW_DAYS           = tostring(var.window_days)
-        SNAPWATCH_ADMIN_PORTS           = join(",", [for port in var.admin_ports : tostring(port)])
-        SNAPWATCH_MIN_SEVERITY          = var.min_severity
-        RUST_LOG                        = var.log_level
-      },
-      # A reference to the secret, never the URL.
-      local.slack_enabled ? { SNAPWATCH_SLACK_WEBHOOK_SECRET_ARN = var.slack_webhook_secret_arn } : {},
-    )
+    variables = merge(local.function_environment, {
+      SNAPWATCH_DEAD_LETTER_QUEUE_URL = aws_sqs_queue.dead_letters.url
+    })
   }
 
   # The policy must exist before the first invocation can log or write.

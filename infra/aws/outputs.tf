@@ -67,3 +67,33 @@ output "kms_key_arn" {
   description = "KMS key encrypting the table, topic, queue, logs and environment."
   value       = local.kms_key_arn
 }
+
+output "baseline_function_name" {
+  description = "Name of the snapshot baseline Lambda (null unless baseline_enabled)."
+  value       = one(aws_lambda_function.baseline[*].function_name)
+}
+
+output "baseline_function_arn" {
+  description = "ARN of the snapshot baseline Lambda (null unless baseline_enabled)."
+  value       = one(aws_lambda_function.baseline[*].arn)
+}
+
+output "baseline_role_arn" {
+  description = "Execution role of the baseline Lambda: read-only snapshot listing plus the detector's state access (null unless baseline_enabled)."
+  value       = one(aws_iam_role.baseline[*].arn)
+}
+
+output "baseline_schedule_name" {
+  description = "EventBridge Scheduler schedule running the baseline, in the default group (null unless baseline_enabled)."
+  value       = one(aws_scheduler_schedule.baseline[*].name)
+}
+
+output "baseline_schedule_arn" {
+  description = "ARN of the baseline schedule (null unless baseline_enabled)."
+  value       = one(aws_scheduler_schedule.baseline[*].arn)
+}
+
+output "baseline_scheduler_role_arn" {
+  description = "Role the schedule invokes the baseline with: lambda:InvokeFunction on that function only (null unless baseline_enabled)."
+  value       = one(aws_iam_role.baseline_scheduler[*].arn)
+}

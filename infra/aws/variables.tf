@@ -151,3 +151,56 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+# ---- snapshot baseline (baseline.tf) ----------------------------------------------------------
+
+variable "baseline_enabled" {
+  description = "Deploy the snapshot baseline: a scheduled Lambda that lists the account's snapshots and AMIs and their sharing, and alerts on what no received event explains. Off: nothing of it is created."
+  type        = bool
+  default     = false
+}
+
+variable "baseline_zip_path" {
+  description = "Path of the baseline deployment zip built by `make package-aws` (target/lambda/snapwatch-aws-baseline/bootstrap.zip). Required when baseline_enabled."
+  type        = string
+  default     = null
+}
+
+variable "baseline_schedule" {
+  description = "EventBridge Scheduler expression of the baseline runs (rate(...) or cron(...), UTC)."
+  type        = string
+  default     = "rate(1 hour)"
+
+  validation {
+    condition     = can(regex("^(rate|cron)\\(.+\\)$", var.baseline_schedule))
+    error_message = "baseline_schedule must be a rate(...) or cron(...) expression."
+  }
+}
+
+variable "baseline_regions" {
+  description = "Regions whose snapshots the baseline lists. Empty: the region this module is deployed in."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for region in var.baseline_regions : can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]+$", region))])
+    error_message = "baseline_regions must be AWS region names such as eu-west-1."
+  }
+}
+
+variable "baseline_timeout_seconds" {
+  description = "Timeout of one baseline run: every region's paginated Describe calls with throttling back-off, plus the store round trips."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.baseline_timeout_seconds >= 30 && var.baseline_timeout_seconds <= 900
+    error_message = "baseline_timeout_seconds must be between 30 and 900 (the Lambda maximum)."
+  }
+}
+
+variable "baseline_memory_mb" {
+  description = "Memory of the baseline Lambda in MB (CPU scales with it): it keeps the listed snapshots and their sharing in memory while it compares them."
+  type        = number
+  default     = 256
+}

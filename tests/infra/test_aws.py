@@ -43,7 +43,18 @@ DETAIL_TYPE_SERVICE_EVENT = "AWS Service Event via CloudTrail"
 
 # Every service the module creates something in (or reads from): the provider must send all
 # of them to moto, never to AWS.
-MOTO_SERVICES = ["dynamodb", "events", "iam", "kms", "lambda", "logs", "secretsmanager", "sns", "sqs", "ssm", "sts"]
+MOTO_SERVICES = ["dynamodb", "events", "iam", "kms", "lambda", "logs", "scheduler", "secretsmanager", "sns", "sqs", "ssm", "sts"]
+
+# The snapshot baseline's read-only inventory (issue 6): exactly these, nothing writable.
+BASELINE_LISTING_ACTIONS = {"ec2:DescribeSnapshots", "ec2:DescribeImages", "rds:DescribeDBSnapshots", "rds:DescribeDBClusterSnapshots"}
+BASELINE_ATTRIBUTE_ACTIONS = {
+    "ec2:DescribeSnapshotAttribute",
+    "ec2:DescribeImageAttribute",
+    "rds:DescribeDBSnapshotAttributes",
+    "rds:DescribeDBClusterSnapshotAttributes",
+}
+BASELINE_INVENTORY_ACTIONS = BASELINE_LISTING_ACTIONS | BASELINE_ATTRIBUTE_ACTIONS
+BASELINE_GATE = "${local.baseline_enabled ? 1 : 0}"
 
 
 # ---- tools ----------------------------------------------------------------------------------
@@ -280,6 +291,118 @@ def test_checkov_passes_or_explains_every_skip() -> None:
     assert result.returncode == 0, result.stderr
 
 
+# ---- structural checks of the snapshot baseline (python-hcl2, no server) --------------------
+
+
+def hcl_string(value):
+    """python-hcl2 keeps the quotes of string literals: `"x"` -> `x`; expressions stay `${...}`."""
+    if isinstance(value, str) and len(value) >= 2 and value.startswith('"') and value.endswith('"'):
+        return value[1:-1]
+    return value
+
+
+@functools.lru_cache(maxsize=1)
+def module_blocks() -> dict[str, dict[tuple[str, str], dict]]:
+    """Every resource and data block of infra/aws (root module files only), by kind and (type, name)."""
+    import hcl2
+
+    blocks: dict[str, dict[tuple[str, str], dict]] = {"resource": {}, "data": {}, "locals": {}, "variable": {}}
+    for path in sorted(MODULE.glob("*.tf")):
+        parsed = hcl2.loads(path.read_text())
+        for kind in ("resource", "data"):
+            for entry in parsed.get(kind, []):
+                for block_type, named in entry.items():
+                    for name, body in named.items():
+                        blocks[kind][(hcl_string(block_type), hcl_string(name))] = dict(body, __file__=path.name)
+        for entry in parsed.get("locals", []):
+            for name, value in entry.items():
+                blocks["locals"][("local", name)] = value
+        for entry in parsed.get("variable", []):
+            for name, body in entry.items():
+                blocks["variable"][("var", hcl_string(name))] = body
+    return blocks
+
+
+def statements_by_sid(document_body: dict) -> dict[str, dict]:
+    return {hcl_string(statement["sid"]): statement for statement in document_body.get("statement", [])}
+
+
+def test_baseline_is_off_by_default_and_every_block_of_it_is_gated() -> None:
+    blocks = module_blocks()
+    variable = blocks["variable"][("var", "baseline_enabled")]
+    assert variable["default"] is False
+    assert blocks["locals"][("local", "baseline_enabled")] == "${var.baseline_enabled}"
+    gated = {(kind, *key) for kind in ("resource", "data") for key, body in blocks[kind].items() if body.get("count") == BASELINE_GATE}
+    named = {(kind, *key) for kind in ("resource", "data") for key in blocks[kind] if "baseline" in key[1]}
+    in_file = {(kind, *key) for kind in ("resource", "data") for key, body in blocks[kind].items() if body["__file__"] == "baseline.tf"}
+    # Everything of the baseline (by name and by file) has count 0 when disabled, and nothing else does.
+    assert gated == named == in_file, (gated, named, in_file)
+    assert {key[1:] for key in gated} >= {
+        ("aws_lambda_function", "baseline"),
+        ("aws_scheduler_schedule", "baseline"),
+        ("aws_iam_role", "baseline"),
+        ("aws_iam_role", "baseline_scheduler"),
+        ("aws_cloudwatch_log_group", "baseline"),
+    }
+    # The outputs read the gated resources through one(), null when disabled.
+    outputs = (MODULE / "outputs.tf").read_text()
+    for output in re.findall(r'output "(baseline_[a-z_]+)"', outputs):
+        body = outputs.split(f'output "{output}"', 1)[1].split("\n}", 1)[0]
+        assert re.search(r"value\s*=\s*one\(aws_[a-z_]+\.baseline[a-z_]*\[\*\]\.[a-z_]+\)", body), output
+
+
+def test_baseline_role_lists_read_only_and_shares_the_detectors_state_access() -> None:
+    blocks = module_blocks()
+    listing = {hcl_string(action) for action in blocks["locals"][("local", "baseline_listing_actions")]}
+    attributes = {hcl_string(action) for action in blocks["locals"][("local", "baseline_attribute_actions")]}
+    assert listing == BASELINE_LISTING_ACTIONS
+    assert attributes == BASELINE_ATTRIBUTE_ACTIONS
+    assert all(action.split(":", 1)[1].startswith("Describe") for action in listing | attributes)
+    document = blocks["data"][("aws_iam_policy_document", "baseline")]
+    assert document["source_policy_documents"] == ["${data.aws_iam_policy_document.state_access.json}"]
+    detector = blocks["data"][("aws_iam_policy_document", "detector")]
+    assert detector["source_policy_documents"] == document["source_policy_documents"]
+    own = statements_by_sid(document)
+    assert set(own) == {"SnapshotListing", "SnapshotAttributes", "Logs"}
+    assert own["SnapshotListing"]["actions"] == "${local.baseline_listing_actions}"
+    assert own["SnapshotAttributes"]["actions"] == "${local.baseline_attribute_actions}"
+    assert own["SnapshotAttributes"]["resources"] == "${local.baseline_attribute_resources}"
+    assert own["Logs"]["resources"] == ['"${aws_cloudwatch_log_group.baseline[0].arn}:*"']
+    # The shared document grants nothing to EC2 or RDS: the inventory is the baseline's own.
+    shared = statements_by_sid(blocks["data"][("aws_iam_policy_document", "state_access")])
+    shared_actions = {hcl_string(action) for statement in shared.values() for action in statement["actions"]}
+    assert not {action for action in shared_actions if action.startswith(("ec2:", "rds:"))}
+
+
+def test_scheduler_role_may_only_invoke_the_baseline_function() -> None:
+    blocks = module_blocks()
+    document = blocks["data"][("aws_iam_policy_document", "baseline_scheduler")]
+    (statement,) = document["statement"]
+    assert [hcl_string(action) for action in statement["actions"]] == ["lambda:InvokeFunction"]
+    assert statement["resources"] == ["${aws_lambda_function.baseline[0].arn}"]
+    assert "effect" not in statement or hcl_string(statement["effect"]) == "Allow"
+    policy = blocks["resource"][("aws_iam_role_policy", "baseline_scheduler")]
+    assert policy["role"] == "${aws_iam_role.baseline_scheduler[0].id}"
+    assert policy["policy"] == "${data.aws_iam_policy_document.baseline_scheduler[0].json}"
+    # No other policy is attached to the scheduler role.
+    attached = [
+        key
+        for key, body in blocks["resource"].items()
+        if key[0] in ("aws_iam_role_policy", "aws_iam_role_policy_attachment", "aws_iam_policy_attachment")
+        and "baseline_scheduler" in json.dumps(body.get("role", body.get("roles", "")))
+    ]
+    assert attached == [("aws_iam_role_policy", "baseline_scheduler")]
+    trust = blocks["data"][("aws_iam_policy_document", "assume_baseline_scheduler")]
+    (assume,) = trust["statement"]
+    (principal,) = assume["principals"]
+    assert [hcl_string(identifier) for identifier in principal["identifiers"]] == ["scheduler.amazonaws.com"]
+    schedule = blocks["resource"][("aws_scheduler_schedule", "baseline")]
+    (target,) = schedule["target"]
+    assert target["role_arn"] == "${aws_iam_role.baseline_scheduler[0].arn}"
+    assert target["arn"] == "${aws_lambda_function.baseline[0].arn}"
+    assert [hcl_string(window["mode"]) for window in schedule["flexible_time_window"]] == ["OFF"]
+
+
 # ---- applied against moto -------------------------------------------------------------------
 
 
@@ -331,6 +454,7 @@ def deployed(infra_copy: Path, tmp_path_factory: pytest.TempPathFactory):
     variables = [
         f"-var=name_prefix={prefix}",
         f"-var=lambda_zip_path={bundle}",
+        f"-var=baseline_zip_path={bundle}",
         f"-var=slack_webhook_secret_arn={SLACK_SECRET_ARN}",
         "-var=enable_deletion_protection=false",
         f"-var=region={REGION}",
@@ -344,6 +468,9 @@ def deployed(infra_copy: Path, tmp_path_factory: pytest.TempPathFactory):
         terraform(workdir, "destroy", "-auto-approve", "-input=false", "-refresh=false", *variables, timeout=600)
     # After destroy nothing of this deployment may be left behind.
     assert prefix + "-state" not in boto_client("dynamodb").list_tables()["TableNames"]
+    assert not [s["Name"] for s in boto_client("scheduler").list_schedules()["Schedules"] if s["Name"].startswith(prefix)]
+    assert not [f["FunctionName"] for f in boto_client("lambda").list_functions()["Functions"] if f["FunctionName"].startswith(prefix)]
+    assert not [r["RoleName"] for r in boto_client("iam").list_roles()["Roles"] if r["RoleName"].startswith(prefix)]
     assert not [rule for rule in boto_client("events").list_rules(NamePrefix=prefix)["Rules"]]
     assert not [bus for bus in boto_client("events").list_event_buses(NamePrefix=prefix)["EventBuses"]]
 
@@ -465,6 +592,206 @@ def test_function_role_reaches_only_its_own_resources(deployed: dict) -> None:
     assert by_sid["SlackWebhookSecret"]["Action"] in ("secretsmanager:GetSecretValue", ["secretsmanager:GetSecretValue"])
     dynamodb_actions = set(by_sid["ChainState"]["Action"])
     assert dynamodb_actions == {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+
+
+# ---- the snapshot baseline, as applied (the single-account example enables it) ---------------
+
+
+def policy_statements(role_name: str) -> dict[str, dict]:
+    iam = boto_client("iam")
+    (policy_name,) = iam.list_role_policies(RoleName=role_name)["PolicyNames"]
+    assert iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"] == []
+    document = iam.get_role_policy(RoleName=role_name, PolicyName=policy_name)["PolicyDocument"]
+    document = json.loads(document) if isinstance(document, str) else document
+    statements = document["Statement"]
+    by_sid = {statement.get("Sid"): statement for statement in statements}
+    assert len(by_sid) == len(statements), "statements without or with duplicate Sids"
+    return by_sid
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def test_baseline_schedule_invokes_the_function_hourly_with_retries(deployed: dict) -> None:
+    schedule = boto_client("scheduler").get_schedule(Name=deployed["baseline_schedule_name"], GroupName="default")
+    function = boto_client("lambda").get_function_configuration(FunctionName=deployed["baseline_function_name"])
+    assert schedule["ScheduleExpression"] == "rate(1 hour)"
+    assert schedule["ScheduleExpressionTimezone"] == "UTC"
+    assert schedule["State"] == "ENABLED"
+    assert schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}
+    target = schedule["Target"]
+    assert target["Arn"] == function["FunctionArn"]
+    assert target["RoleArn"] == deployed["baseline_scheduler_role_arn"]
+    assert json.loads(target["Input"]) == {}
+    assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 185}
+    # Failed runs reach the queue through the function's on-failure destination instead.
+    assert "DeadLetterConfig" not in target
+
+
+def test_baseline_function_settings_and_environment(deployed: dict) -> None:
+    lambda_client = boto_client("lambda")
+    function = lambda_client.get_function_configuration(FunctionName=deployed["baseline_function_name"])
+    detector = lambda_client.get_function_configuration(FunctionName=deployed["function_name"])
+    assert function["FunctionName"] == deployed["function_name"].replace("-detector", "-baseline")
+    assert function["Runtime"] == "provided.al2023"
+    assert function["Handler"] == "bootstrap"
+    assert function["Architectures"] == ["arm64"]
+    assert function["TracingConfig"] == {"Mode": "Active"}
+    assert function["Timeout"] == 300
+    assert function["MemorySize"] == 256
+    assert function["Role"] == deployed["baseline_role_arn"]
+    assert function["KMSKeyArn"] == deployed["kms_key_arn"] == detector["KMSKeyArn"]
+    environment = function["Environment"]["Variables"]
+    detector_environment = detector["Environment"]["Variables"]
+    # The detector's settings, no dead-letter URL, plus the regions (default: the deployment's).
+    assert environment["SNAPWATCH_BASELINE_REGIONS"] == REGION
+    assert "SNAPWATCH_DEAD_LETTER_QUEUE_URL" not in environment
+    expected = {name: value for name, value in detector_environment.items() if name != "SNAPWATCH_DEAD_LETTER_QUEUE_URL"}
+    assert {name: value for name, value in environment.items() if name != "SNAPWATCH_BASELINE_REGIONS"} == expected
+    assert environment["SNAPWATCH_TABLE_NAME"] == deployed["table_name"]
+    assert environment["SNAPWATCH_SNS_TOPIC_ARN"] == deployed["alerts_topic_arn"]
+    assert environment["SNAPWATCH_SLACK_WEBHOOK_SECRET_ARN"] == SLACK_SECRET_ARN
+    assert not [value for value in environment.values() if "hooks.slack.com" in value], "a webhook URL in plain env"
+    concurrency = lambda_client.get_function_concurrency(FunctionName=deployed["baseline_function_name"])
+    assert concurrency["ReservedConcurrentExecutions"] == 1
+    invoke_config = lambda_client.get_function_event_invoke_config(FunctionName=deployed["baseline_function_name"])
+    assert invoke_config["MaximumRetryAttempts"] == 2
+    assert invoke_config["MaximumEventAgeInSeconds"] == 3600
+    assert invoke_config["DestinationConfig"]["OnFailure"]["Destination"] == deployed["dead_letter_queue_arn"]
+    log_groups = boto_client("logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{deployed['baseline_function_name']}")
+    (log_group,) = log_groups["logGroups"]
+    assert log_group["retentionInDays"] == 365
+    assert log_group["kmsKeyId"] == deployed["kms_key_arn"]
+
+
+def test_key_lets_logs_encrypt_both_function_log_groups(deployed: dict) -> None:
+    kms = boto_client("kms")
+    policy = json.loads(kms.get_key_policy(KeyId=deployed["kms_key_arn"], PolicyName="default")["Policy"])
+    (logs,) = [statement for statement in policy["Statement"] if statement.get("Sid") == "LogsEncryptTheFunctionLogGroup"]
+    arns = as_list(logs["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"])
+    prefix = f"arn:aws:logs:{REGION}:{MOTO_ACCOUNT}:log-group:/aws/lambda/"
+    assert sorted(arns) == sorted(prefix + name for name in (deployed["function_name"], deployed["baseline_function_name"]))
+
+
+def test_baseline_role_lists_read_only_and_reaches_only_this_deployment(deployed: dict) -> None:
+    baseline = policy_statements(deployed["baseline_role_arn"].rsplit("/", 1)[1])
+    detector = policy_statements(deployed["role_arn"].rsplit("/", 1)[1])
+    shared = {"ChainState", "Alerts", "DeadLetters", "EncryptedResources", "Tracing", "SlackWebhookSecret"}
+    assert set(baseline) == shared | {"SnapshotListing", "SnapshotAttributes", "Logs"}
+    # The detector's table, topic, queue, key, tracing and secret statements, unchanged.
+    for sid in shared:
+        assert baseline[sid] == detector[sid], sid
+    for statement in baseline.values():
+        assert statement["Effect"] == "Allow"
+        assert not [action for action in as_list(statement["Action"]) if "*" in action], statement["Sid"]
+    inventory = {
+        action
+        for statement in baseline.values()
+        for action in as_list(statement["Action"])
+        if action.split(":", 1)[0] in ("ec2", "rds")
+    }
+    assert inventory == BASELINE_INVENTORY_ACTIONS
+    assert set(as_list(baseline["SnapshotListing"]["Action"])) == BASELINE_LISTING_ACTIONS
+    assert as_list(baseline["SnapshotListing"]["Resource"]) == ["*"]
+    assert set(as_list(baseline["SnapshotAttributes"]["Action"])) == BASELINE_ATTRIBUTE_ACTIONS
+    assert sorted(as_list(baseline["SnapshotAttributes"]["Resource"])) == sorted(
+        [
+            f"arn:aws:ec2:{REGION}::snapshot/*",
+            f"arn:aws:ec2:{REGION}::image/*",
+            f"arn:aws:rds:{REGION}:{MOTO_ACCOUNT}:snapshot:*",
+            f"arn:aws:rds:{REGION}:{MOTO_ACCOUNT}:cluster-snapshot:*",
+        ]
+    )
+    log_group_arn = f"arn:aws:logs:{REGION}:{MOTO_ACCOUNT}:log-group:/aws/lambda/{deployed['baseline_function_name']}:*"
+    assert as_list(baseline["Logs"]["Resource"]) == [log_group_arn]
+    # Statements with Resource "*" hold only reads (Describe) and X-Ray's trace upload.
+    for statement in baseline.values():
+        if "*" in as_list(statement["Resource"]):
+            actions = as_list(statement["Action"])
+            assert all(action.split(":", 1)[1].startswith("Describe") or action.startswith("xray:Put") for action in actions), actions
+
+
+def test_scheduler_role_may_only_invoke_the_baseline(deployed: dict) -> None:
+    iam = boto_client("iam")
+    role_name = deployed["baseline_scheduler_role_arn"].rsplit("/", 1)[1]
+    trust = iam.get_role(RoleName=role_name)["Role"]["AssumeRolePolicyDocument"]
+    trust = json.loads(trust) if isinstance(trust, str) else trust
+    (assume,) = trust["Statement"]
+    assert assume["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert assume["Action"] == "sts:AssumeRole"
+    assert assume["Condition"] == {"StringEquals": {"aws:SourceAccount": MOTO_ACCOUNT}}
+    statements = policy_statements(role_name)
+    function = boto_client("lambda").get_function_configuration(FunctionName=deployed["baseline_function_name"])
+    assert statements == {
+        "InvokeBaseline": {
+            "Sid": "InvokeBaseline",
+            "Effect": "Allow",
+            "Action": "lambda:InvokeFunction",
+            "Resource": function["FunctionArn"],
+        }
+    }
+
+
+# ---- the module alone, planned against moto: the baseline switch -----------------------------
+
+
+@pytest.fixture(scope="module")
+def module_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """infra/aws as a root module (its own copy: the example's copy must stay a child module)."""
+    mirror_path()
+    workdir = tmp_path_factory.mktemp("module") / "aws"
+    shutil.copytree(MODULE, workdir, ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", ".terraform.lock.hcl", "examples"))
+    (workdir / "moto_override.tf").write_text(moto_override(moto_endpoint()))
+    bundle = workdir.parent / "bootstrap.zip"
+    with zipfile.ZipFile(bundle, "w") as archive:
+        archive.writestr("bootstrap", "#!/bin/sh\nexit 1\n")
+    terraform(workdir, "init", "-backend=false", "-input=false")
+    return workdir, [f"-var=lambda_zip_path={bundle}", f"-var=name_prefix=sw{uuid.uuid4().hex[:8]}"]
+
+
+def planned_addresses(workdir: Path, variables: list[str]) -> set[str]:
+    plan_file = workdir / f"plan-{uuid.uuid4().hex[:8]}.tfplan"
+    terraform(workdir, "plan", "-input=false", f"-out={plan_file}", *variables)
+    shown = json.loads(terraform(workdir, "show", "-json", str(plan_file)))
+    return {
+        change["address"]
+        for change in shown.get("resource_changes", [])
+        if change["mode"] == "managed" and change["change"]["actions"] == ["create"]
+    }
+
+
+def test_baseline_disabled_by_default_plans_nothing_of_it(module_root: tuple[Path, list[str]]) -> None:
+    workdir, variables = module_root
+    disabled = planned_addresses(workdir, variables)
+    assert "aws_lambda_function.detector" in disabled
+    assert not [address for address in disabled if "baseline" in address], disabled
+    enabled = planned_addresses(workdir, [*variables, "-var=baseline_enabled=true", f"-var=baseline_zip_path={variables[0].split('=', 2)[2]}"])
+    added = enabled - disabled
+    assert added == {
+        "aws_cloudwatch_log_group.baseline[0]",
+        "aws_iam_role.baseline[0]",
+        "aws_iam_role.baseline_scheduler[0]",
+        "aws_iam_role_policy.baseline[0]",
+        "aws_iam_role_policy.baseline_scheduler[0]",
+        "aws_lambda_function.baseline[0]",
+        "aws_lambda_function_event_invoke_config.baseline[0]",
+        "aws_scheduler_schedule.baseline[0]",
+    }, added
+
+
+def test_baseline_enabled_without_its_zip_names_the_variable(module_root: tuple[Path, list[str]]) -> None:
+    workdir, variables = module_root
+    result = subprocess.run(
+        [terraform_binary(), "plan", "-input=false", "-no-color", *variables, "-var=baseline_enabled=true"],
+        cwd=workdir,
+        env=terraform_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0, "plan accepted baseline_enabled without baseline_zip_path"
+    assert "baseline_zip_path is required when baseline_enabled is true" in result.stderr, result.stderr
 
 
 class PatternRouter:

@@ -31,6 +31,18 @@ variable "lambda_zip_path" {
   default     = null
 }
 
+variable "baseline_zip_path" {
+  description = "Snapshot baseline deployment zip; null uses the one `make package-aws` builds in this repository."
+  type        = string
+  default     = null
+}
+
+variable "baseline_regions" {
+  description = "Regions the snapshot baseline lists (empty: the deployment region)."
+  type        = list(string)
+  default     = []
+}
+
 variable "slack_webhook_secret_arn" {
   description = "Existing Secrets Manager secret holding the Slack webhook URL (null: SNS only)."
   type        = string
@@ -61,6 +73,11 @@ module "snapwatch" {
   slack_webhook_secret_arn   = var.slack_webhook_secret_arn
   trusted_accounts           = var.trusted_accounts
   enable_deletion_protection = var.enable_deletion_protection
+
+  # Hourly snapshot baseline: catches shares and public snapshots the event stream missed.
+  baseline_enabled  = true
+  baseline_zip_path = coalesce(var.baseline_zip_path, "${path.module}/../../../../target/lambda/snapwatch-aws-baseline/bootstrap.zip")
+  baseline_regions  = var.baseline_regions
 }
 
 output "alerts_topic_arn" {
@@ -111,4 +128,24 @@ output "role_arn" {
 output "event_pattern" {
   description = "The rule's event pattern."
   value       = module.snapwatch.event_pattern
+}
+
+output "baseline_function_name" {
+  description = "Snapshot baseline Lambda."
+  value       = module.snapwatch.baseline_function_name
+}
+
+output "baseline_role_arn" {
+  description = "Execution role of the baseline."
+  value       = module.snapwatch.baseline_role_arn
+}
+
+output "baseline_schedule_name" {
+  description = "Schedule running the baseline."
+  value       = module.snapwatch.baseline_schedule_name
+}
+
+output "baseline_scheduler_role_arn" {
+  description = "Role the schedule invokes the baseline with."
+  value       = module.snapwatch.baseline_scheduler_role_arn
 }
