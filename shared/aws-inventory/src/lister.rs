@@ -547,6 +547,28 @@ mod tests {
         assert!(matches!(error, InventoryError::Malformed { .. }), "{error}");
     }
 
+    /// The Lambda and the CLI run listings on a multi-threaded runtime (and may spawn one per
+    /// region): the futures must be `Send`, the lister shareable.
+    #[test]
+    fn listing_futures_are_send_and_the_lister_is_shareable() {
+        fn assert_send<T: Send>(_: &T) {}
+        fn assert_shareable<T: Send + Sync + Clone + 'static>() {}
+        assert_shareable::<SnapshotLister>();
+        let credentials = aws_credential_types::Credentials::new("a", "b", None, None, "test");
+        let lister = SnapshotLister::new(QueryClient::new(
+            reqwest::Client::new(),
+            aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
+            None,
+        ));
+        assert_send(&lister.list_region("111122223333", "eu-west-1", Utc::now()));
+        assert_send(&lister.account_id("eu-west-1"));
+        assert_send(
+            &lister
+                .client()
+                .call(Service::Ec2, "eu-west-1", "DescribeSnapshots", &[]),
+        );
+    }
+
     fn futures_executor<F: Future>(future: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()
             .build()
