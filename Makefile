@@ -8,6 +8,10 @@ BENCH_DIR ?= bench-data
 # cargo-nextest when installed (CI has it), plain cargo test otherwise.
 TEST_RUNNER := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo "nextest run --no-fail-fast" || echo "test --no-fail-fast")
 
+# Tests and lint build the CLI with `snapwatch baseline` (it shares the AWS crates the Lambda
+# builds anyway), in one feature set so nothing is compiled twice.
+WORKSPACE_FEATURES := --features snapwatch-cli/baseline
+
 .PHONY: demo test fmt fmt-check lint check-core-deps unit test-infra bench clean tools
 
 demo:
@@ -22,7 +26,7 @@ fmt-check:
 	$(CARGO) fmt --all -- --check
 
 lint:
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets $(WORKSPACE_FEATURES) -- -D warnings
 
 # The core must stay free of async runtimes, cloud SDKs and HTTP frameworks.
 check-core-deps:
@@ -33,7 +37,7 @@ check-core-deps:
 
 # Adapter tests talk to real local servers; the wrapper starts and stops them.
 unit:
-	tests/servers/with-servers.sh $(CARGO) $(TEST_RUNNER) --workspace
+	tests/servers/with-servers.sh $(CARGO) $(TEST_RUNNER) --workspace $(WORKSPACE_FEATURES)
 
 # Terraform fmt and checkov over every module, then the structural tests and (AWS) the apply
 # against moto in tests/infra.

@@ -1,5 +1,6 @@
-# AWS Lambda function (functions/aws). `make package-aws` builds the deployment zip the Terraform
-# module uploads: target/lambda/snapwatch-aws/bootstrap.zip (arm64, provided.al2023).
+# AWS Lambda functions (functions/aws). `make package-aws` builds the deployment zips the Terraform
+# module uploads (arm64, provided.al2023): target/lambda/snapwatch-aws/bootstrap.zip (events) and
+# target/lambda/snapwatch-aws-baseline/bootstrap.zip (the scheduled snapshot baseline).
 # cargo-lambda and zig come from the venv (`make tools`).
 AWS_LAMBDA_ARCH ?= --arm64
 AWS_LAMBDA_PROFILE ?= lambda
@@ -9,7 +10,7 @@ CARGO_LAMBDA := PATH="$(CURDIR)/$(TOOLS)/venv/bin:$$PATH" $(TOOLS)/venv/bin/carg
 
 package-aws:
 	$(CARGO_LAMBDA) build --profile $(AWS_LAMBDA_PROFILE) $(AWS_LAMBDA_ARCH) --output-format zip -p snapwatch-aws
-	@ls -l target/lambda/snapwatch-aws/bootstrap.zip
+	@ls -l target/lambda/snapwatch-aws/bootstrap.zip target/lambda/snapwatch-aws-baseline/bootstrap.zip
 
 # The function's own tests: handler tests without network, the store conformance suite and whole
 # chains against moto + dynalite, and the real Lambda runtime under `cargo lambda watch`.

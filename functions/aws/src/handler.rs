@@ -266,14 +266,15 @@ where
     }
 }
 
-async fn deliver<S: StateStore, K: AlertSink>(
+/// Delivers to one sink, collecting what was sent and what must be retried.
+pub(crate) async fn deliver<S: StateStore, K: AlertSink>(
     detector: &Detector<S>,
     findings: &[Finding],
     sink: &K,
     now: DateTime<Utc>,
     sent: &mut BTreeMap<&'static str, Vec<String>>,
     retry: &mut Vec<SinkError>,
-) -> Result<(), HandlerError> {
+) -> Result<(), EngineError> {
     let delivery = detector.deliver(findings, sink, now).await?;
     for (finding, err) in &delivery.rejected {
         tracing::error!(finding = %finding, sink = sink.name(), error = %err, "alert permanently rejected");

@@ -3,6 +3,8 @@
 //!
 //! `main` builds an [`handler::App`] once; each invocation is [`handler::App::handle`].
 
+pub mod alerts;
+pub mod baseline;
 pub mod clients;
 pub mod dead_letter;
 pub mod dynamo;

@@ -11,6 +11,12 @@ pub mod env {
     pub const SLACK_WEBHOOK_URL: &str = "SNAPWATCH_SLACK_WEBHOOK_URL";
     pub const ALLOW_PLAINTEXT_WEBHOOK: &str = "SNAPWATCH_ALLOW_PLAINTEXT_WEBHOOK";
     pub const DEAD_LETTER_QUEUE_URL: &str = "SNAPWATCH_DEAD_LETTER_QUEUE_URL";
+    /// Baseline function only: comma-separated regions to list (default: the function's own).
+    pub const BASELINE_REGIONS: &str = "SNAPWATCH_BASELINE_REGIONS";
+    /// Set by Lambda: the function's own region.
+    pub const AWS_REGION: &str = "AWS_REGION";
+    /// The SDK's standard endpoint override; the baseline's own EC2/RDS/STS calls honour it too.
+    pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 }
 
 /// Where the Slack webhook URL comes from.
@@ -61,67 +67,151 @@ impl Settings {
         let detector = Config::from_lookup(&lookup)?;
         let table_name = required(env::TABLE_NAME)?;
         let dead_letter_queue_url = required(env::DEAD_LETTER_QUEUE_URL)?;
-        let sns_topic_arn = get(env::SNS_TOPIC_ARN);
-        let allow_plaintext = match get(env::ALLOW_PLAINTEXT_WEBHOOK).as_deref() {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(other) => {
-                return Err(ConfigError {
-                    name: env::ALLOW_PLAINTEXT_WEBHOOK.into(),
-                    value: other.into(),
-                    reason: "expected true or false".into(),
-                })
-            }
-        };
-        let slack_webhook = match (get(env::SLACK_WEBHOOK_SECRET_ARN), get(env::SLACK_WEBHOOK_URL)) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError {
-                    name: env::SLACK_WEBHOOK_URL.into(),
-                    value: "(hidden)".into(),
-                    reason: format!("set either {} or this, not both", env::SLACK_WEBHOOK_SECRET_ARN),
-                })
-            }
-            // Only Secrets Manager is read: one more SDK client (SSM) would cost binary size and
-            // cold-start time for a second way to do the same thing.
-            (Some(arn), None) if arn.starts_with("arn:") && arn.contains(":ssm:") => {
-                return Err(ConfigError {
-                    name: env::SLACK_WEBHOOK_SECRET_ARN.into(),
-                    value: arn,
-                    reason: "SSM parameters are not supported; store the webhook URL in a Secrets Manager secret".into(),
-                })
-            }
-            (Some(arn), None) => Some(SlackWebhookSource::Secret(arn)),
-            (None, Some(url)) if allow_plaintext => Some(SlackWebhookSource::Plaintext(url)),
-            (None, Some(_)) => {
-                return Err(ConfigError {
-                    name: env::SLACK_WEBHOOK_URL.into(),
-                    value: "(hidden)".into(),
-                    reason: format!(
-                        "a plaintext webhook URL is for local tests only (set {}=true); deployments reference a secret with {}",
-                        env::ALLOW_PLAINTEXT_WEBHOOK,
-                        env::SLACK_WEBHOOK_SECRET_ARN
-                    ),
-                })
-            }
-            (None, None) => None,
-        };
-        if sns_topic_arn.is_none() && slack_webhook.is_none() {
-            return Err(ConfigError {
-                name: env::SNS_TOPIC_ARN.into(),
-                value: String::new(),
-                reason: format!(
-                    "no alert destination: set {} and/or {}",
-                    env::SNS_TOPIC_ARN,
-                    env::SLACK_WEBHOOK_SECRET_ARN
-                ),
-            });
-        }
+        let (sns_topic_arn, slack_webhook) = alert_destinations(&get)?;
         Ok(Settings {
             detector,
             table_name,
             sns_topic_arn,
             slack_webhook,
             dead_letter_queue_url,
+        })
+    }
+}
+
+/// The SNS topic and the Slack webhook source; at least one is required.
+fn alert_destinations(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<(Option<String>, Option<SlackWebhookSource>), ConfigError> {
+    let sns_topic_arn = get(env::SNS_TOPIC_ARN);
+    let allow_plaintext = match get(env::ALLOW_PLAINTEXT_WEBHOOK).as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ConfigError {
+                name: env::ALLOW_PLAINTEXT_WEBHOOK.into(),
+                value: other.into(),
+                reason: "expected true or false".into(),
+            })
+        }
+    };
+    let slack_webhook = match (get(env::SLACK_WEBHOOK_SECRET_ARN), get(env::SLACK_WEBHOOK_URL)) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError {
+                name: env::SLACK_WEBHOOK_URL.into(),
+                value: "(hidden)".into(),
+                reason: format!("set either {} or this, not both", env::SLACK_WEBHOOK_SECRET_ARN),
+            })
+        }
+        // Only Secrets Manager is read: one more SDK client (SSM) would cost binary size and
+        // cold-start time for a second way to do the same thing.
+        (Some(arn), None) if arn.starts_with("arn:") && arn.contains(":ssm:") => {
+            return Err(ConfigError {
+                name: env::SLACK_WEBHOOK_SECRET_ARN.into(),
+                value: arn,
+                reason: "SSM parameters are not supported; store the webhook URL in a Secrets Manager secret".into(),
+            })
+        }
+        (Some(arn), None) => Some(SlackWebhookSource::Secret(arn)),
+        (None, Some(url)) if allow_plaintext => Some(SlackWebhookSource::Plaintext(url)),
+        (None, Some(_)) => {
+            return Err(ConfigError {
+                name: env::SLACK_WEBHOOK_URL.into(),
+                value: "(hidden)".into(),
+                reason: format!(
+                    "a plaintext webhook URL is for local tests only (set {}=true); deployments reference a secret with {}",
+                    env::ALLOW_PLAINTEXT_WEBHOOK,
+                    env::SLACK_WEBHOOK_SECRET_ARN
+                ),
+            })
+        }
+        (None, None) => None,
+    };
+    if sns_topic_arn.is_none() && slack_webhook.is_none() {
+        return Err(ConfigError {
+            name: env::SNS_TOPIC_ARN.into(),
+            value: String::new(),
+            reason: format!(
+                "no alert destination: set {} and/or {}",
+                env::SNS_TOPIC_ARN,
+                env::SLACK_WEBHOOK_SECRET_ARN
+            ),
+        });
+    }
+    Ok((sns_topic_arn, slack_webhook))
+}
+
+/// The scheduled baseline function's configuration: the event function's store and alert
+/// settings (no dead-letter queue: it reads no events) plus the regions to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaselineSettings {
+    pub detector: Config,
+    pub table_name: String,
+    pub sns_topic_arn: Option<String>,
+    pub slack_webhook: Option<SlackWebhookSource>,
+    pub regions: Vec<String>,
+    /// `AWS_ENDPOINT_URL`, for local servers.
+    pub endpoint_url: Option<String>,
+}
+
+impl BaselineSettings {
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<BaselineSettings, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let detector = Config::from_lookup(&lookup)?;
+        let table_name = get(env::TABLE_NAME).ok_or_else(|| ConfigError {
+            name: env::TABLE_NAME.into(),
+            value: String::new(),
+            reason: "required".into(),
+        })?;
+        let (sns_topic_arn, slack_webhook) = alert_destinations(&get)?;
+        let (variable, list) = match get(env::BASELINE_REGIONS) {
+            Some(list) => (env::BASELINE_REGIONS, list),
+            None => (
+                env::AWS_REGION,
+                get(env::AWS_REGION).ok_or_else(|| ConfigError {
+                    name: env::BASELINE_REGIONS.into(),
+                    value: String::new(),
+                    reason: format!("required when {} is not set", env::AWS_REGION),
+                })?,
+            ),
+        };
+        let mut regions: Vec<String> = Vec::new();
+        for region in list.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            let valid = region.len() <= 32
+                && region.contains('-')
+                && region
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !valid {
+                return Err(ConfigError {
+                    name: variable.into(),
+                    value: list.clone(),
+                    reason: format!("{region:?} is not an AWS region name (like eu-west-1)"),
+                });
+            }
+            if !regions.iter().any(|r| r == region) {
+                regions.push(region.to_string());
+            }
+        }
+        if regions.is_empty() {
+            return Err(ConfigError {
+                name: variable.into(),
+                value: list,
+                reason: "no region listed".into(),
+            });
+        }
+        Ok(BaselineSettings {
+            detector,
+            table_name,
+            sns_topic_arn,
+            slack_webhook,
+            regions,
+            endpoint_url: get(env::AWS_ENDPOINT_URL),
         })
     }
 }
@@ -218,5 +308,42 @@ mod tests {
             settings(&bad_window).unwrap_err().name,
             "SNAPWATCH_WINDOW_DAYS"
         );
+    }
+
+    fn baseline(pairs: &[(&str, &str)]) -> Result<BaselineSettings, ConfigError> {
+        let vars: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        BaselineSettings::from_lookup(|k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn baseline_settings_list_regions_and_need_no_dead_letter_queue() {
+        let base = [
+            (env::TABLE_NAME, "snapwatch"),
+            (env::SNS_TOPIC_ARN, "arn:aws:sns:eu-west-1:123456789012:f"),
+            (env::AWS_REGION, "eu-west-1"),
+        ];
+        let s = baseline(&base).expect("valid");
+        assert_eq!(s.regions, ["eu-west-1"]);
+        let mut listed = base.to_vec();
+        listed.push((env::BASELINE_REGIONS, " us-east-1, eu-west-1,us-east-1 "));
+        assert_eq!(
+            baseline(&listed).unwrap().regions,
+            ["us-east-1", "eu-west-1"]
+        );
+        let mut bad = base.to_vec();
+        bad.push((env::BASELINE_REGIONS, "us-east-1,EU West"));
+        let err = baseline(&bad).unwrap_err();
+        assert_eq!(err.name, env::BASELINE_REGIONS);
+        assert!(err.reason.contains("EU West"), "{err}");
+        let no_region = [(env::TABLE_NAME, "t"), (env::SNS_TOPIC_ARN, "arn")];
+        assert_eq!(
+            baseline(&no_region).unwrap_err().name,
+            env::BASELINE_REGIONS
+        );
+        let no_sink = [(env::TABLE_NAME, "t"), (env::AWS_REGION, "eu-west-1")];
+        assert_eq!(baseline(&no_sink).unwrap_err().name, env::SNS_TOPIC_ARN);
     }
 }

@@ -4,7 +4,6 @@
 
 mod common;
 
-use aws_sdk_sqs::types::QueueAttributeName;
 use common::*;
 use snapwatch_aws::clients::RequestCounter;
 use snapwatch_aws::dead_letter::SqsDeadLetter;
@@ -63,47 +62,20 @@ struct Deployment {
 
 async fn deploy(slack_script: Vec<u16>) -> Deployment {
     let sdk = local_sdk(&server_endpoint(MOTO)).await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let sns = aws_sdk_sns::Client::new(&sdk);
-    let make_queue = |name: String| {
-        let sqs = sqs.clone();
-        async move {
-            sqs.create_queue()
-                .queue_name(name)
-                .send()
-                .await
-                .expect("create queue")
-                .queue_url
-                .expect("queue url")
-        }
-    };
-    let alerts_queue = make_queue(unique_name("alerts")).await;
-    let dead_letter_queue = make_queue(unique_name("dlq")).await;
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&alerts_queue)
-        .attribute_names(QueueAttributeName::QueueArn)
+    let AlertTopic {
+        sns,
+        topic_arn,
+        sqs,
+        queue_url: alerts_queue,
+    } = AlertTopic::create(&sdk).await;
+    let dead_letter_queue = sqs
+        .create_queue()
+        .queue_name(unique_name("dlq"))
         .send()
         .await
-        .expect("queue attributes")
-        .attributes
-        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-        .expect("queue arn");
-    let topic_arn = sns
-        .create_topic()
-        .name(unique_name("findings"))
-        .send()
-        .await
-        .expect("create topic")
-        .topic_arn
-        .expect("topic arn");
-    sns.subscribe()
-        .topic_arn(&topic_arn)
-        .protocol("sqs")
-        .endpoint(queue_arn)
-        .send()
-        .await
-        .expect("subscribe the queue");
+        .expect("create queue")
+        .queue_url
+        .expect("queue url");
 
     let (slack, webhook) = SlackReceiver::start(slack_script).await;
     let policy = RetryPolicy {
@@ -131,38 +103,6 @@ async fn deploy(slack_script: Vec<u16>) -> Deployment {
         alerts_queue,
         dead_letter_queue,
         slack,
-    }
-}
-
-/// Everything waiting in a queue (moto delivers SNS → SQS synchronously).
-async fn drain(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<aws_sdk_sqs::types::Message> {
-    let mut all = Vec::new();
-    loop {
-        let batch = sqs
-            .receive_message()
-            .queue_url(queue)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
-            .wait_time_seconds(0)
-            .send()
-            .await
-            .expect("receive")
-            .messages
-            .unwrap_or_default();
-        if batch.is_empty() {
-            return all;
-        }
-        for m in &batch {
-            if let Some(handle) = m.receipt_handle() {
-                sqs.delete_message()
-                    .queue_url(queue)
-                    .receipt_handle(handle)
-                    .send()
-                    .await
-                    .expect("delete");
-            }
-        }
-        all.extend(batch);
     }
 }
 

@@ -1,6 +1,8 @@
 //! `snapwatch`: run the snapwatch detector over exported CloudTrail, Azure Activity Log and GCP
 //! audit log files. `main` parses arguments and configuration once; `scan` does the work.
 
+#[cfg(feature = "baseline")]
+mod baseline;
 mod input;
 mod scan;
 
@@ -26,6 +28,10 @@ struct Cli {
 enum Command {
     /// Scan log files, directories or stdin (`-`) and print the findings.
     Scan(ScanArgs),
+    /// List the account's EBS snapshots, RDS DB and cluster snapshots and AMIs with their
+    /// permissions (AWS, the caller's credentials) and report exposures and changes no event
+    /// explains. Needs the cargo feature `baseline`; keep `--state` between runs.
+    Baseline(BaselineArgs),
     /// List the rules with their severity and ATT&CK techniques.
     Rules,
     /// Print, as JSON, the operations the detector consumes for one cloud: what the EventBridge
@@ -59,6 +65,26 @@ struct ScanArgs {
     paths: Vec<PathBuf>,
 }
 
+#[derive(clap::Args)]
+struct BaselineArgs {
+    /// Region to list; repeat for several.
+    #[arg(long = "region", required = true, value_name = "REGION")]
+    regions: Vec<String>,
+    /// Send the EC2, RDS and STS calls here instead of AWS (a local test server).
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// How findings are printed on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    format: OutputFormat,
+    /// TOML configuration (trusted accounts and principals, window, min_severity).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The embedded database holding the previous baseline and chain state (the same file
+    /// `scan --state` uses links both). Without it every run is a first run.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Text,
@@ -83,6 +109,13 @@ fn main() -> ExitCode {
             println!("{}", consumed(cloud));
             ExitCode::SUCCESS
         }
+        Command::Baseline(args) => match run_baseline(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("snapwatch: error: {err:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Scan(args) => match run_scan(args) {
             Ok(code) => code,
             Err(err) => {
@@ -118,6 +151,37 @@ fn run_scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(feature = "baseline")]
+fn run_baseline(args: BaselineArgs) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(path) => load_config(path)?,
+        None => Config::default(),
+    };
+    let options = baseline::Options {
+        format: args.format,
+        regions: args.regions,
+        endpoint_url: args.endpoint_url,
+    };
+    match &args.state {
+        Some(path) => {
+            let store = snapwatch_sqlite::SqliteStore::open(path)
+                .with_context(|| format!("cannot open state file {}", path.display()))?;
+            baseline::run(store, config, &options)?;
+        }
+        None => {
+            baseline::run(snapwatch_core::memory::MemoryStore::new(), config, &options)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "baseline"))]
+fn run_baseline(_args: BaselineArgs) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "this snapwatch was built without the `baseline` feature; rebuild with `cargo build --release -p snapwatch-cli --features baseline`"
+    )
 }
 
 fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {

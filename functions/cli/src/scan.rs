@@ -39,9 +39,25 @@ pub struct Report {
 }
 
 /// Prints findings on stdout, one per line (jsonl) or as text blocks.
-struct StdoutSink {
+pub(crate) struct StdoutSink {
     format: OutputFormat,
     out: Mutex<BufWriter<Stdout>>,
+}
+
+impl StdoutSink {
+    pub(crate) fn new(format: OutputFormat) -> Self {
+        StdoutSink {
+            format,
+            out: Mutex::new(BufWriter::new(std::io::stdout())),
+        }
+    }
+
+    /// A closed stdout (`| head`) is not worth an error after the findings were produced.
+    pub(crate) fn flush(&self) {
+        if let Ok(mut out) = self.out.lock() {
+            let _ = out.flush();
+        }
+    }
 }
 
 impl AlertSink for StdoutSink {
@@ -185,15 +201,9 @@ pub fn run<S: StateStore>(store: S, config: Config, options: &Options) -> anyhow
     let touched: Vec<String> = std::mem::take(&mut scanner.touched).into_iter().collect();
     let now = scanner.newest.unwrap_or_else(Utc::now);
     let findings = evaluate_in_chunks(&detector, &touched, now)?;
-    let sink = StdoutSink {
-        format: options.format,
-        out: Mutex::new(BufWriter::new(std::io::stdout())),
-    };
+    let sink = StdoutSink::new(options.format);
     let delivery: Delivery = pollster::block_on(detector.deliver(&findings, &sink, now))?;
-    if let Ok(mut out) = sink.out.lock() {
-        // A closed stdout (`| head`) is not worth an error after the findings were produced.
-        let _ = out.flush();
-    }
+    sink.flush();
     report.findings = findings.len();
     report.printed = delivery.sent.len();
     report.below_threshold = delivery.below_threshold;

@@ -261,3 +261,104 @@ pub async fn local_sdk(endpoint: &str) -> aws_config::SdkConfig {
         .load()
         .await
 }
+
+/// An SNS topic with an SQS queue subscribed, on moto: what was published is read back from the
+/// queue (moto delivers SNS → SQS synchronously).
+pub struct AlertTopic {
+    pub sns: aws_sdk_sns::Client,
+    pub topic_arn: String,
+    pub sqs: aws_sdk_sqs::Client,
+    pub queue_url: String,
+}
+
+impl AlertTopic {
+    pub async fn create(sdk: &aws_config::SdkConfig) -> AlertTopic {
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let sns = aws_sdk_sns::Client::new(sdk);
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(unique_name("alerts"))
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url
+            .expect("queue url");
+        let queue_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("queue attributes")
+            .attributes
+            .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .expect("queue arn");
+        let topic_arn = sns
+            .create_topic()
+            .name(unique_name("findings"))
+            .send()
+            .await
+            .expect("create topic")
+            .topic_arn
+            .expect("topic arn");
+        sns.subscribe()
+            .topic_arn(&topic_arn)
+            .protocol("sqs")
+            .endpoint(queue_arn)
+            .send()
+            .await
+            .expect("subscribe the queue");
+        AlertTopic {
+            sns,
+            topic_arn,
+            sqs,
+            queue_url,
+        }
+    }
+
+    /// The findings published since the last call (SNS message bodies are finding JSON).
+    pub async fn findings(&self) -> Vec<serde_json::Value> {
+        drain(&self.sqs, &self.queue_url)
+            .await
+            .iter()
+            .map(|m| {
+                let envelope: serde_json::Value =
+                    serde_json::from_str(m.body().unwrap_or("null")).expect("SNS envelope JSON");
+                serde_json::from_str(envelope["Message"].as_str().expect("Message"))
+                    .expect("finding JSON")
+            })
+            .collect()
+    }
+}
+
+/// Everything waiting in a queue (moto delivers SNS → SQS synchronously).
+pub async fn drain(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    let mut all = Vec::new();
+    loop {
+        let batch = sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .expect("receive")
+            .messages
+            .unwrap_or_default();
+        if batch.is_empty() {
+            return all;
+        }
+        for m in &batch {
+            if let Some(handle) = m.receipt_handle() {
+                sqs.delete_message()
+                    .queue_url(queue)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+        all.extend(batch);
+    }
+}

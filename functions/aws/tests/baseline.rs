@@ -1,0 +1,347 @@
+//! The scheduled baseline against real local servers: snapshots, DB snapshots and images made and
+//! shared directly on moto's EC2 and RDS (no event sent), chain state in dynalite, alerts through
+//! SNS on moto read back from an SQS subscription. Started by tests/servers/with-servers.sh.
+
+mod common;
+
+use chrono::{DateTime, Duration, Utc};
+use common::*;
+use snapwatch_aws::baseline::{BaselineApp, BaselineError};
+use snapwatch_aws::dynamo::DynamoStore;
+use snapwatch_aws::handler::{App, Status};
+use snapwatch_aws::sns::SnsSink;
+use snapwatch_aws_inventory::{QueryClient, RetryPolicy, Service, SnapshotLister};
+use snapwatch_core::ports::Clock;
+use snapwatch_core::Config;
+use snapwatch_slack::SlackSink;
+use std::sync::{Arc, Mutex};
+
+const MOTO: &str = "SNAPWATCH_MOTO_ENDPOINT";
+const DYNALITE: &str = "SNAPWATCH_DYNALITE_ENDPOINT";
+const OWN: &str = "123456789012";
+const OUTSIDE: &str = "999988887777";
+
+/// A clock the test moves forward between scheduled runs.
+#[derive(Clone)]
+struct TestClock(Arc<Mutex<DateTime<Utc>>>);
+
+impl TestClock {
+    fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+fn lister() -> SnapshotLister {
+    let credentials =
+        aws_credential_types::Credentials::new("testing", "testing", None, None, "snapwatch-tests");
+    SnapshotLister::new(
+        QueryClient::new(
+            reqwest::Client::new(),
+            aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
+            Some(server_endpoint(MOTO)),
+        )
+        .with_retry(RetryPolicy {
+            max_attempts: 3,
+            base_delay: std::time::Duration::from_millis(10),
+            max_delay: std::time::Duration::from_millis(50),
+        }),
+    )
+}
+
+/// The text of the first `<tag>` in a Query API response.
+fn tag(xml: &str, name: &str) -> String {
+    let open = format!("<{name}>");
+    let start = xml
+        .find(&open)
+        .unwrap_or_else(|| panic!("no <{name}> in {xml}"))
+        + open.len();
+    let end = xml[start..].find("</").expect("closing tag") + start;
+    xml[start..end].to_string()
+}
+
+/// Sets snapshots, DB snapshots and images up directly on moto, as an attacker with console
+/// access would: no event reaches snapwatch.
+struct Moto {
+    lister: SnapshotLister,
+    region: String,
+}
+
+impl Moto {
+    async fn ec2(&self, action: &str, params: &[(&str, &str)]) -> String {
+        self.lister
+            .client()
+            .call(Service::Ec2, &self.region, action, params)
+            .await
+            .unwrap_or_else(|e| panic!("{action}: {e}"))
+    }
+
+    async fn rds(&self, action: &str, params: &[(&str, &str)]) -> String {
+        self.lister
+            .client()
+            .call(Service::Rds, &self.region, action, params)
+            .await
+            .unwrap_or_else(|e| panic!("{action}: {e}"))
+    }
+
+    async fn snapshot(&self) -> String {
+        let zone = format!("{}a", self.region);
+        let volume = tag(
+            &self
+                .ec2(
+                    "CreateVolume",
+                    &[("AvailabilityZone", &zone), ("Size", "8")],
+                )
+                .await,
+            "volumeId",
+        );
+        tag(
+            &self
+                .ec2(
+                    "CreateSnapshot",
+                    &[("VolumeId", &volume), ("Description", "nightly")],
+                )
+                .await,
+            "snapshotId",
+        )
+    }
+
+    async fn share_snapshot(&self, snapshot: &str, accounts: &[&str]) {
+        let keys: Vec<String> = (1..=accounts.len())
+            .map(|n| format!("UserId.{n}"))
+            .collect();
+        let mut params = vec![
+            ("SnapshotId", snapshot),
+            ("Attribute", "createVolumePermission"),
+            ("OperationType", "add"),
+        ];
+        for (key, account) in keys.iter().zip(accounts) {
+            params.push((key.as_str(), account));
+        }
+        self.ec2("ModifySnapshotAttribute", &params).await;
+    }
+
+    /// A manual DB snapshot; returns its ARN as the parsers normalise it (lower case).
+    async fn db_snapshot(&self, name: &str, public: bool) -> String {
+        let instance = format!("{name}-db");
+        self.rds(
+            "CreateDBInstance",
+            &[
+                ("DBInstanceIdentifier", &instance),
+                ("DBInstanceClass", "db.t3.micro"),
+                ("Engine", "postgres"),
+                ("MasterUsername", "snapwatch"),
+                ("MasterUserPassword", "not-a-secret-0"),
+                ("AllocatedStorage", "20"),
+            ],
+        )
+        .await;
+        let created = self
+            .rds(
+                "CreateDBSnapshot",
+                &[
+                    ("DBSnapshotIdentifier", name),
+                    ("DBInstanceIdentifier", &instance),
+                ],
+            )
+            .await;
+        if public {
+            self.rds(
+                "ModifyDBSnapshotAttribute",
+                &[
+                    ("DBSnapshotIdentifier", name),
+                    ("AttributeName", "restore"),
+                    ("ValuesToAdd.AttributeValue.1", "all"),
+                ],
+            )
+            .await;
+        }
+        tag(&created, "DBSnapshotArn").to_ascii_lowercase()
+    }
+}
+
+struct Deployment {
+    baseline: BaselineApp<DynamoStore, SnsSink, SlackSink>,
+    events: App<DynamoStore, RecordingDeadLetter, SnsSink, SlackSink>,
+    topic: AlertTopic,
+    clock: TestClock,
+    moto: Moto,
+}
+
+/// The baseline function and the event function of one deployment: one table, one topic.
+async fn deploy(region: &str) -> Deployment {
+    let moto_sdk = local_sdk(&server_endpoint(MOTO)).await;
+    let topic = AlertTopic::create(&moto_sdk).await;
+    let dynalite = local_sdk(&server_endpoint(DYNALITE)).await;
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&dynalite),
+        unique_name("snapwatch-baseline"),
+    );
+    store.create_table().await.expect("create the table");
+    let clock = TestClock(Arc::new(Mutex::new(Utc::now())));
+    let config = Config::default();
+    let sns = SnsSink::new(topic.sns.clone(), &topic.topic_arn);
+    Deployment {
+        baseline: BaselineApp {
+            store: store.clone(),
+            config: config.clone(),
+            lister: lister(),
+            regions: vec![region.to_string()],
+            sns: Some(sns.clone()),
+            slack: None,
+            clock: Arc::new(clock.clone()),
+        },
+        events: App {
+            store,
+            config,
+            dead_letter: RecordingDeadLetter::default(),
+            sns: Some(sns),
+            slack: None,
+            clock: Arc::new(clock.clone()),
+        },
+        topic,
+        clock,
+        moto: Moto {
+            lister: lister(),
+            region: region.to_string(),
+        },
+    }
+}
+
+fn rules_and_resources(findings: &[serde_json::Value]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = findings
+        .iter()
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap_or_default().to_string(),
+                f["snapshot"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The fixture share event, retargeted at a snapshot on moto, happening `at`.
+fn share_event(snapshot: &str, region: &str, at: DateTime<Utc>) -> String {
+    let mut record: serde_json::Value =
+        serde_json::from_str(&fixture("modify_snapshot_attribute_add_accounts.json")).unwrap();
+    record["requestParameters"]["snapshotId"] = snapshot.into();
+    record["recipientAccountId"] = OWN.into();
+    record["userIdentity"]["accountId"] = OWN.into();
+    record["userIdentity"]["arn"] = format!("arn:aws:iam::{OWN}:user/mallory").into();
+    record["awsRegion"] = region.into();
+    record["eventID"] = unique_name("ev").into();
+    record["requestParameters"]["createVolumePermission"]["add"]["items"] =
+        serde_json::json!([{ "userId": OUTSIDE }]);
+    retimed(&envelope(&record.to_string()), at, None)
+}
+
+#[tokio::test]
+async fn direct_shares_are_found_once_explained_shares_are_not_and_gaps_are_reported() {
+    let region = "eu-south-2";
+    let d = deploy(region).await;
+    let moto = &d.moto;
+    // What the attacker did directly on the APIs, with no event reaching snapwatch.
+    let private = moto.snapshot().await;
+    let shared = moto.snapshot().await;
+    moto.share_snapshot(&shared, &[OUTSIDE]).await;
+    let public_db = moto.db_snapshot("payroll-final", true).await;
+    let _private_db = moto.db_snapshot("orders-nightly", false).await;
+
+    // First run: exactly the two exposures, marked as found by the baseline.
+    let outcome = d.baseline.run().await.expect("first run");
+    assert_eq!(outcome.account, OWN);
+    let region_outcome = &outcome.regions[0];
+    assert!(region_outcome.first_run);
+    assert_eq!(region_outcome.items, 4, "{outcome:?}");
+    let sent = d.topic.findings().await;
+    assert_eq!(
+        rules_and_resources(&sent),
+        vec![
+            ("snapshot.public".to_string(), public_db.clone()),
+            ("snapshot.shared-external".to_string(), shared.clone()),
+        ]
+    );
+    for finding in &sent {
+        assert_eq!(finding["found_by"], "baseline", "{finding}");
+        assert_eq!(finding["account"], OWN);
+        assert_eq!(finding["region"], region);
+    }
+
+    // Second run an hour later: nothing new stored, nothing sent.
+    d.clock.advance(Duration::hours(1));
+    let outcome = d.baseline.run().await.expect("second run");
+    assert_eq!(outcome.regions[0].new_items, 0);
+    assert!(outcome.regions[0].sent.is_empty(), "{outcome:?}");
+    assert!(d.topic.findings().await.is_empty());
+
+    // A share the event stream delivers first: one alert from the event, none from the baseline.
+    let event = share_event(&private, region, d.clock.now());
+    moto.share_snapshot(&private, &[OUTSIDE]).await;
+    let handled = d.events.handle(&event).await.expect("event handled");
+    assert_eq!(handled.status, Status::Processed);
+    assert_eq!(
+        rules_and_resources(&d.topic.findings().await),
+        vec![("snapshot.shared-external".to_string(), private.clone())]
+    );
+    for hours in [1, 1] {
+        d.clock.advance(Duration::hours(hours));
+        let outcome = d.baseline.run().await.expect("run after the event");
+        assert_eq!(outcome.regions[0].unexplained, 0, "{outcome:?}");
+    }
+    assert!(d.topic.findings().await.is_empty());
+
+    // A snapshot made and shared with no event at all: the exposure at once, and once the change
+    // has settled, the gap in the event stream.
+    let ghost = moto.snapshot().await;
+    moto.share_snapshot(&ghost, &[OUTSIDE]).await;
+    d.clock.advance(Duration::hours(1));
+    d.baseline.run().await.expect("run seeing the ghost");
+    assert_eq!(
+        rules_and_resources(&d.topic.findings().await),
+        vec![("snapshot.shared-external".to_string(), ghost.clone())]
+    );
+    d.clock.advance(Duration::hours(1));
+    let outcome = d.baseline.run().await.expect("run judging the ghost");
+    assert_eq!(outcome.regions[0].unexplained, 1);
+    let sent = d.topic.findings().await;
+    assert_eq!(
+        rules_and_resources(&sent),
+        vec![("snapshot.unexplained".to_string(), ghost.clone())]
+    );
+    assert_eq!(sent[0]["severity"], "medium");
+    d.clock.advance(Duration::hours(1));
+    d.baseline.run().await.expect("quiet run");
+    assert!(d.topic.findings().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_unreachable_region_fails_the_run_so_the_scheduler_retries_it() {
+    let d = deploy("eu-central-2").await;
+    let mut broken = d.baseline;
+    broken.lister = SnapshotLister::new(
+        QueryClient::new(
+            reqwest::Client::new(),
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new("t", "t", None, None, "t"),
+            ),
+            // Nothing listens here.
+            Some("http://127.0.0.1:9".to_string()),
+        )
+        .with_retry(RetryPolicy {
+            max_attempts: 2,
+            base_delay: std::time::Duration::from_millis(5),
+            max_delay: std::time::Duration::from_millis(10),
+        }),
+    );
+    let err = broken.run().await.expect_err("no server");
+    assert!(err.is_retryable(), "{err}");
+    assert!(matches!(err, BaselineError::Account(_)), "{err}");
+    assert_eq!(err.error_type(), "ListingUnavailable");
+}

@@ -1,0 +1,117 @@
+//! `snapwatch baseline`: the scheduled Lambda's snapshot baseline, run once from a workstation
+//! with the caller's AWS credentials and the embedded store.
+//!
+//! Built only with the cargo feature `baseline`: it needs aws-config (the credential chain:
+//! environment, profiles, SSO, instance roles), which the default CLI build does without.
+
+use crate::scan::StdoutSink;
+use crate::OutputFormat;
+use anyhow::Context;
+use chrono::Utc;
+use snapwatch_aws_inventory::{QueryClient, SnapshotLister};
+use snapwatch_core::baseline;
+use snapwatch_core::engine::Detector;
+use snapwatch_core::ports::StateStore;
+use snapwatch_core::Config;
+
+pub struct Options {
+    pub format: OutputFormat,
+    pub regions: Vec<String>,
+    pub endpoint_url: Option<String>,
+}
+
+/// Totals over every region, for the summary line and the exit code.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub items: usize,
+    pub findings: usize,
+    pub printed: usize,
+    pub already_reported: usize,
+    pub below_threshold: usize,
+    pub unexplained: usize,
+    pub first_run_regions: usize,
+}
+
+pub fn run<S: StateStore>(store: S, config: Config, options: &Options) -> anyhow::Result<Report> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run_async(store, config, options))
+}
+
+async fn run_async<S: StateStore>(
+    store: S,
+    config: Config,
+    options: &Options,
+) -> anyhow::Result<Report> {
+    let first_region = options
+        .regions
+        .first()
+        .context("at least one --region is required")?;
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http)
+        .region(aws_config::Region::new(first_region.clone()))
+        .load()
+        .await;
+    let credentials = sdk
+        .credentials_provider()
+        .context("no AWS credentials found (environment, ~/.aws profiles, SSO or instance role)")?;
+    let lister = SnapshotLister::new(QueryClient::new(
+        reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .context("cannot build the HTTP client")?,
+        credentials,
+        options.endpoint_url.clone(),
+    ));
+    let account = lister
+        .account_id(first_region)
+        .await
+        .context("cannot read the account id (sts:GetCallerIdentity)")?;
+    let detector = Detector::new(store, config);
+    let sink = StdoutSink::new(options.format);
+    let mut report = Report::default();
+    for region in &options.regions {
+        let now = Utc::now();
+        let inventory = lister
+            .list_region(&account, region, now)
+            .await
+            .with_context(|| format!("cannot list snapshots in {region}"))?;
+        let check = baseline::check(&detector, &inventory, now)
+            .await
+            .with_context(|| format!("chain state store failed ({region})"))?;
+        let delivery = detector.deliver(&check.findings, &sink, now).await?;
+        sink.flush();
+        baseline::commit(&detector, &check)
+            .await
+            .with_context(|| format!("cannot record the baseline of {region}"))?;
+        let stats = &check.stats;
+        eprintln!(
+            "snapwatch: {region}: {} snapshots/images listed{}; {} new, {} with changed permissions; {} exposure(s) no event explains; {} unexplained",
+            stats.items,
+            if stats.first_run { " (first baseline of this region: recorded, nothing judged unexplained)" } else { "" },
+            stats.new_items,
+            stats.changed_items,
+            stats.exposures_found_by_baseline,
+            stats.unexplained,
+        );
+        report.items += stats.items;
+        report.unexplained += stats.unexplained;
+        report.first_run_regions += usize::from(stats.first_run);
+        report.findings += check.findings.len();
+        report.printed += delivery.sent.len();
+        report.below_threshold += delivery.below_threshold;
+        report.already_reported += delivery.already_sent + delivery.held_by_other;
+    }
+    eprintln!(
+        "snapwatch: account {account}: findings {} (printed {}, below min_severity {}, already reported in state {})",
+        report.findings, report.printed, report.below_threshold, report.already_reported
+    );
+    Ok(report)
+}
