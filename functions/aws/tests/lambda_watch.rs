@@ -63,15 +63,122 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-#[tokio::test]
-async fn the_function_runs_under_cargo_lambda_watch() {
-    let moto = server_endpoint(MOTO);
+/// Starts `cargo lambda watch --only-lambda-apis` on a free port and waits until it listens.
+async fn start_watch() -> (Watch, u16) {
     let cargo_lambda = workspace_root().join(".tools/venv/bin/cargo-lambda");
     assert!(
         cargo_lambda.exists(),
         "{} is missing: run `make tools` first",
         cargo_lambda.display()
     );
+    let port = free_port();
+    let log = workspace_root().join(format!("target/servers/cargo-lambda-watch-{port}.log"));
+    std::fs::create_dir_all(log.parent().expect("log dir")).expect("log dir");
+    let log_file = std::fs::File::create(&log).expect("log file");
+    let mut command = Command::new(&cargo_lambda);
+    command
+        .args([
+            "lambda",
+            "watch",
+            "--only-lambda-apis",
+            "--invoke-address",
+            "127.0.0.1",
+        ])
+        .args(["--invoke-port", &port.to_string(), "-p", FUNCTION])
+        .current_dir(workspace_root())
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("log"))
+        .stderr(log_file);
+    let watch = Watch {
+        child: command.spawn().expect("start cargo lambda watch"),
+        function: None,
+        log,
+    };
+    // watch can take seconds to listen on a loaded machine; a function exits if its first poll
+    // of the Runtime API is refused, so functions start only once watch answers.
+    let listening = Instant::now() + Duration::from_secs(120);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < listening,
+            "cargo lambda watch never listened:\n{}",
+            watch.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (watch, port)
+}
+
+/// What `cargo lambda watch --only-lambda-apis` tells a function to use, and the fake
+/// credentials and region for the local servers.
+fn runtime_env(port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "AWS_LAMBDA_RUNTIME_API",
+            format!("http://127.0.0.1:{port}/.rt"),
+        ),
+        ("AWS_LAMBDA_FUNCTION_NAME", "_".to_string()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "1".to_string()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".to_string()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+    ]
+}
+
+/// Starts the function binary `exe` against watch. It logs to its own file: sharing watch's
+/// would let watch's writes, made at its own offset, overwrite the function's lines.
+fn start_function(watch: &mut Watch, exe: &str, env: &[(&str, String)]) {
+    let function_log = watch.log.with_extension("function.log");
+    let function_file = std::fs::File::create(&function_log).expect("function log");
+    let mut function = Command::new(exe);
+    function
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(function_file.try_clone().expect("function log"))
+        .stderr(function_file);
+    watch.function = Some(function.spawn().expect("start the function"));
+}
+
+/// POSTs `body` to watch's invocations URL, retrying until the function is up.
+async fn invoke(port: u16, body: String) -> (u16, String) {
+    let url = format!("http://127.0.0.1:{port}/2015-03-31/functions/_/invocations");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(90))
+        .build()
+        .expect("client");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        match client.post(&url).body(body.clone()).send().await {
+            Ok(r) => {
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                return (status.as_u16(), text);
+            }
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => panic!("cannot invoke the function: {e}"),
+        }
+    }
+}
+
+/// A number the function logged in its JSON lines (`fields.<field>` of the line with `marker`).
+fn logged_figure(log: &str, marker: &str, field: &str) -> Option<f64> {
+    log.lines().filter(|l| l.contains(marker)).find_map(|l| {
+        serde_json::from_str::<serde_json::Value>(l.trim())
+            .ok()?
+            .get("fields")?
+            .get(field)?
+            .as_f64()
+    })
+}
+
+#[tokio::test]
+async fn the_function_runs_under_cargo_lambda_watch() {
+    let moto = server_endpoint(MOTO);
 
     // The deployment's resources on moto.
     let sdk = local_sdk(&moto).await;
@@ -125,41 +232,9 @@ async fn the_function_runs_under_cargo_lambda_watch() {
         .expect("subscribe");
     let (slack, webhook) = SlackReceiver::start(vec![]).await;
 
-    let port = free_port();
-    let log = workspace_root().join(format!("target/servers/cargo-lambda-watch-{port}.log"));
-    std::fs::create_dir_all(log.parent().expect("log dir")).expect("log dir");
-    let log_file = std::fs::File::create(&log).expect("log file");
-    let mut command = Command::new(&cargo_lambda);
-    command
-        .args([
-            "lambda",
-            "watch",
-            "--only-lambda-apis",
-            "--invoke-address",
-            "127.0.0.1",
-        ])
-        .args(["--invoke-port", &port.to_string(), "-p", FUNCTION])
-        .current_dir(workspace_root())
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().expect("log"))
-        .stderr(log_file);
-    let mut watch = Watch {
-        child: command.spawn().expect("start cargo lambda watch"),
-        function: None,
-        log,
-    };
-    let env = [
-        // What `cargo lambda watch --only-lambda-apis` tells the function to use.
-        (
-            "AWS_LAMBDA_RUNTIME_API",
-            format!("http://127.0.0.1:{port}/.rt"),
-        ),
-        ("AWS_LAMBDA_FUNCTION_NAME", "_".to_string()),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "1".to_string()),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".to_string()),
-        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
-        ("AWS_REGION", "us-east-1".to_string()),
+    let (mut watch, port) = start_watch().await;
+    let mut env = runtime_env(port);
+    env.extend([
         ("AWS_ENDPOINT_URL", moto.clone()),
         ("SNAPWATCH_TABLE_NAME", table.clone()),
         ("SNAPWATCH_SNS_TOPIC_ARN", topic.clone()),
@@ -167,13 +242,8 @@ async fn the_function_runs_under_cargo_lambda_watch() {
         ("SNAPWATCH_SLACK_WEBHOOK_URL", webhook.clone()),
         ("SNAPWATCH_ALLOW_PLAINTEXT_WEBHOOK", "true".to_string()),
         ("SNAPWATCH_MIN_SEVERITY", "critical".to_string()),
-    ];
+    ]);
 
-    let url = format!("http://127.0.0.1:{port}/2015-03-31/functions/_/invocations");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(90))
-        .build()
-        .expect("client");
     // The port answers before the function is up; the first invocation waits for it.
     let now = Utc::now();
     let chain: Vec<String> = single_instance_chain()
@@ -181,56 +251,13 @@ async fn the_function_runs_under_cargo_lambda_watch() {
         .enumerate()
         .map(|(i, raw)| retimed(raw, now - ChronoDuration::minutes(10 - i as i64), None))
         .collect();
-    let invoke = |body: String| {
-        let client = client.clone();
-        let url = url.clone();
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(300);
-            loop {
-                match client.post(&url).body(body.clone()).send().await {
-                    Ok(r) => {
-                        let status = r.status();
-                        let text = r.text().await.unwrap_or_default();
-                        return (status.as_u16(), text);
-                    }
-                    Err(_) if Instant::now() < deadline => {
-                        tokio::time::sleep(Duration::from_millis(200)).await
-                    }
-                    Err(e) => panic!("cannot invoke the function: {e}"),
-                }
-            }
-        }
-    };
+    let invoke = |body: String| invoke(port, body);
 
-    // watch can take seconds to listen on a loaded machine; the function exits if its first
-    // poll of the Runtime API is refused, so it starts only once watch answers.
-    let listening = Instant::now() + Duration::from_secs(120);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            Instant::now() < listening,
-            "cargo lambda watch never listened:\n{}",
-            watch.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     // The first invocation is queued before the function starts, so the function's
     // "first event handled" time is process start → init → first event handled.
     let first_invocation = tokio::spawn(invoke(chain[0].clone()));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    // The function logs to its own file: sharing watch's file would let watch's writes, made at
-    // its own offset, overwrite the function's lines.
-    let function_log = watch.log.with_extension("function.log");
-    let function_file = std::fs::File::create(&function_log).expect("function log");
-    let mut function = Command::new(env!("CARGO_BIN_EXE_snapwatch-aws"));
-    function
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(function_file.try_clone().expect("function log"))
-        .stderr(function_file);
-    watch.function = Some(function.spawn().expect("start the function"));
+    start_function(&mut watch, env!("CARGO_BIN_EXE_snapwatch-aws"), &env);
 
     let mut outcomes = Vec::new();
     let (status, text) = first_invocation.await.expect("first invocation");
@@ -311,17 +338,8 @@ async fn the_function_runs_under_cargo_lambda_watch() {
     );
 
     let log = watch.log_text();
-    let figure = |marker: &str, field: &str| {
-        log.lines().filter(|l| l.contains(marker)).find_map(|l| {
-            serde_json::from_str::<serde_json::Value>(l.trim())
-                .ok()?
-                .get("fields")?
-                .get(field)?
-                .as_f64()
-        })
-    };
-    let init = figure("snapwatch-aws initialised", "init_ms");
-    let first = figure("first event handled", "since_start_ms");
+    let init = logged_figure(&log, "snapwatch-aws initialised", "init_ms");
+    let first = logged_figure(&log, "first event handled", "since_start_ms");
     eprintln!(
         "FIGURE cargo lambda watch (debug build, moto): init {init:?} ms, process start to first event handled {first:?} ms; warm invoke through the emulator p50 {:?} p99 {:?}",
         warm[warm.len() / 2],
@@ -331,4 +349,126 @@ async fn the_function_runs_under_cargo_lambda_watch() {
         first.is_some(),
         "the function logs its start-to-first-event time:\n{log}"
     );
+}
+
+/// The scheduled baseline binary under the real runtime: EventBridge Scheduler's `{}` payload,
+/// a snapshot shared directly on moto, the outcome JSON as the function answers it, one SNS
+/// message marked as found by the baseline, and nothing more on the next run.
+#[tokio::test]
+async fn the_baseline_function_runs_under_cargo_lambda_watch() {
+    let moto = server_endpoint(MOTO);
+    let region = "sa-east-1";
+    let sdk = local_sdk(&moto).await;
+    let table = unique_name("snapwatch-watch-baseline");
+    snapwatch_aws::dynamo::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &table)
+        .create_table()
+        .await
+        .expect("table");
+    let topic = AlertTopic::create(&sdk).await;
+    let snapshot = shared_snapshot_on_moto(&moto, region, "999988887777").await;
+
+    let (mut watch, port) = start_watch().await;
+    let mut env = runtime_env(port);
+    env.extend([
+        ("AWS_ENDPOINT_URL", moto.clone()),
+        ("SNAPWATCH_TABLE_NAME", table.clone()),
+        ("SNAPWATCH_SNS_TOPIC_ARN", topic.topic_arn.clone()),
+        ("SNAPWATCH_BASELINE_REGIONS", region.to_string()),
+    ]);
+    start_function(
+        &mut watch,
+        env!("CARGO_BIN_EXE_snapwatch-aws-baseline"),
+        &env,
+    );
+
+    let (status, text) = invoke(port, "{}".into()).await;
+    assert_eq!(
+        status,
+        200,
+        "run failed: {text}\nlog:\n{}",
+        watch.log_text()
+    );
+    let outcome: serde_json::Value = serde_json::from_str(&text).expect("outcome JSON");
+    assert_eq!(outcome["account"], "123456789012", "{outcome}");
+    assert_eq!(outcome["regions"][0]["region"], region);
+    assert_eq!(outcome["regions"][0]["first_run"], true);
+    assert_eq!(outcome["regions"][0]["exposures_found_by_baseline"], 1);
+    let sent = topic.findings().await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["rule"], "snapshot.shared-external");
+    assert_eq!(sent[0]["snapshot"], snapshot.as_str());
+    assert_eq!(sent[0]["found_by"], "baseline");
+
+    let (status, text) = invoke(port, "{}".into()).await;
+    assert_eq!(status, 200, "rerun failed: {text}");
+    let rerun: serde_json::Value = serde_json::from_str(&text).expect("outcome JSON");
+    assert_eq!(
+        rerun["regions"][0]["sent"],
+        serde_json::json!({}),
+        "{rerun}"
+    );
+    assert!(topic.findings().await.is_empty());
+    let init = logged_figure(
+        &watch.log_text(),
+        "snapwatch-aws-baseline initialised",
+        "init_ms",
+    );
+    eprintln!(
+        "FIGURE baseline function init under cargo lambda watch (debug build, moto): {init:?} ms"
+    );
+    assert!(init.is_some(), "the function logs its init time");
+}
+
+/// A snapshot made and shared with `account` directly on moto's EC2 API.
+async fn shared_snapshot_on_moto(moto: &str, region: &str, account: &str) -> String {
+    use snapwatch_aws_inventory::{QueryClient, Service};
+    let client = QueryClient::new(
+        reqwest::Client::new(),
+        aws_credential_types::provider::SharedCredentialsProvider::new(
+            aws_credential_types::Credentials::new("testing", "testing", None, None, "tests"),
+        ),
+        Some(moto.to_string()),
+    );
+    let text_of = |xml: &str, name: &str| {
+        let open = format!("<{name}>");
+        let start = xml.find(&open).expect("tag") + open.len();
+        let end = xml[start..].find("</").expect("closing tag") + start;
+        xml[start..end].to_string()
+    };
+    let zone = format!("{region}a");
+    let volume = client
+        .call(
+            Service::Ec2,
+            region,
+            "CreateVolume",
+            &[("AvailabilityZone", &zone), ("Size", "8")],
+        )
+        .await
+        .expect("CreateVolume");
+    let volume = text_of(&volume, "volumeId");
+    let snapshot = client
+        .call(
+            Service::Ec2,
+            region,
+            "CreateSnapshot",
+            &[("VolumeId", &volume)],
+        )
+        .await
+        .expect("CreateSnapshot");
+    let snapshot = text_of(&snapshot, "snapshotId");
+    client
+        .call(
+            Service::Ec2,
+            region,
+            "ModifySnapshotAttribute",
+            &[
+                ("SnapshotId", &snapshot),
+                ("Attribute", "createVolumePermission"),
+                ("OperationType", "add"),
+                ("UserId.1", account),
+            ],
+        )
+        .await
+        .expect("ModifySnapshotAttribute");
+    snapshot
 }
