@@ -5,7 +5,7 @@
 //! Reruns are idempotent (facts keyed by content, alert claims per finding and sink), so any
 //! failure returns an error and the scheduler's retry simply runs the check again.
 
-use crate::handler::{deliver, SessionStore};
+use crate::handler::{deliver, diagnostic, SessionStore};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use snapwatch_aws_inventory::{InventoryError, SnapshotLister};
@@ -115,17 +115,7 @@ impl BaselineError {
 
 impl From<BaselineError> for lambda_runtime::Diagnostic {
     fn from(err: BaselineError) -> Self {
-        let mut message = err.to_string();
-        let mut source = std::error::Error::source(&err);
-        while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            source = s.source();
-        }
-        lambda_runtime::Diagnostic {
-            error_type: err.error_type().to_string(),
-            error_message: message,
-        }
+        diagnostic(&err, err.error_type())
     }
 }
 

@@ -12,6 +12,20 @@ use aws_smithy_types::config_bag::ConfigBag;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+/// JSON logs, one object per line, filtered by `RUST_LOG` (default `info`), with the current
+/// span's fields; no timestamps because CloudWatch stamps every line already.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_current_span(true)
+        .without_time()
+        .init();
+}
+
 /// HTTPS with rustls on ring: no OpenSSL, no aws-lc build.
 pub fn http_client() -> SharedHttpClient {
     aws_smithy_http_client::Builder::new()

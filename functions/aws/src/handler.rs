@@ -142,18 +142,26 @@ impl HandlerError {
 
 impl From<HandlerError> for lambda_runtime::Diagnostic {
     fn from(err: HandlerError) -> Self {
-        // The message carries the whole source chain; the SDK errors never hold secrets.
-        let mut message = err.to_string();
-        let mut source = std::error::Error::source(&err);
-        while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            source = s.source();
-        }
-        lambda_runtime::Diagnostic {
-            error_type: err.error_type().to_string(),
-            error_message: message,
-        }
+        diagnostic(&err, err.error_type())
+    }
+}
+
+/// The Lambda error response: a stable `errorType` and a message carrying the whole source chain
+/// (the SDK and listing errors never hold secrets).
+pub(crate) fn diagnostic(
+    err: &dyn std::error::Error,
+    error_type: &str,
+) -> lambda_runtime::Diagnostic {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    lambda_runtime::Diagnostic {
+        error_type: error_type.to_string(),
+        error_message: message,
     }
 }
 

@@ -19,15 +19,7 @@ use tracing::Instrument;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let started = Instant::now();
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(true)
-        .without_time() // CloudWatch stamps every line already.
-        .init();
+    clients::init_tracing();
 
     let settings = Settings::from_lookup(|name| std::env::var(name).ok())?;
     let sdk = clients::sdk_config().await;

@@ -10,7 +10,7 @@ use snapwatch_aws::baseline::{BaselineApp, BaselineError};
 use snapwatch_aws::dynamo::DynamoStore;
 use snapwatch_aws::handler::{App, Status};
 use snapwatch_aws::sns::SnsSink;
-use snapwatch_aws_inventory::{QueryClient, RetryPolicy, Service, SnapshotLister};
+use snapwatch_aws_inventory::{QueryClient, RetryPolicy, SnapshotLister};
 use snapwatch_core::ports::Clock;
 use snapwatch_core::Config;
 use snapwatch_slack::SlackSink;
@@ -34,134 +34,6 @@ impl TestClock {
 impl Clock for TestClock {
     fn now(&self) -> DateTime<Utc> {
         *self.0.lock().unwrap()
-    }
-}
-
-fn lister() -> SnapshotLister {
-    let credentials =
-        aws_credential_types::Credentials::new("testing", "testing", None, None, "snapwatch-tests");
-    SnapshotLister::new(
-        QueryClient::new(
-            reqwest::Client::new(),
-            aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
-            Some(server_endpoint(MOTO)),
-        )
-        .with_retry(RetryPolicy {
-            max_attempts: 3,
-            base_delay: std::time::Duration::from_millis(10),
-            max_delay: std::time::Duration::from_millis(50),
-        }),
-    )
-}
-
-/// The text of the first `<tag>` in a Query API response.
-fn tag(xml: &str, name: &str) -> String {
-    let open = format!("<{name}>");
-    let start = xml
-        .find(&open)
-        .unwrap_or_else(|| panic!("no <{name}> in {xml}"))
-        + open.len();
-    let end = xml[start..].find("</").expect("closing tag") + start;
-    xml[start..end].to_string()
-}
-
-/// Sets snapshots, DB snapshots and images up directly on moto, as an attacker with console
-/// access would: no event reaches snapwatch.
-struct Moto {
-    lister: SnapshotLister,
-    region: String,
-}
-
-impl Moto {
-    async fn ec2(&self, action: &str, params: &[(&str, &str)]) -> String {
-        self.lister
-            .client()
-            .call(Service::Ec2, &self.region, action, params)
-            .await
-            .unwrap_or_else(|e| panic!("{action}: {e}"))
-    }
-
-    async fn rds(&self, action: &str, params: &[(&str, &str)]) -> String {
-        self.lister
-            .client()
-            .call(Service::Rds, &self.region, action, params)
-            .await
-            .unwrap_or_else(|e| panic!("{action}: {e}"))
-    }
-
-    async fn snapshot(&self) -> String {
-        let zone = format!("{}a", self.region);
-        let volume = tag(
-            &self
-                .ec2(
-                    "CreateVolume",
-                    &[("AvailabilityZone", &zone), ("Size", "8")],
-                )
-                .await,
-            "volumeId",
-        );
-        tag(
-            &self
-                .ec2(
-                    "CreateSnapshot",
-                    &[("VolumeId", &volume), ("Description", "nightly")],
-                )
-                .await,
-            "snapshotId",
-        )
-    }
-
-    async fn share_snapshot(&self, snapshot: &str, accounts: &[&str]) {
-        let keys: Vec<String> = (1..=accounts.len())
-            .map(|n| format!("UserId.{n}"))
-            .collect();
-        let mut params = vec![
-            ("SnapshotId", snapshot),
-            ("Attribute", "createVolumePermission"),
-            ("OperationType", "add"),
-        ];
-        for (key, account) in keys.iter().zip(accounts) {
-            params.push((key.as_str(), account));
-        }
-        self.ec2("ModifySnapshotAttribute", &params).await;
-    }
-
-    /// A manual DB snapshot; returns its ARN as the parsers normalise it (lower case).
-    async fn db_snapshot(&self, name: &str, public: bool) -> String {
-        let instance = format!("{name}-db");
-        self.rds(
-            "CreateDBInstance",
-            &[
-                ("DBInstanceIdentifier", &instance),
-                ("DBInstanceClass", "db.t3.micro"),
-                ("Engine", "postgres"),
-                ("MasterUsername", "snapwatch"),
-                ("MasterUserPassword", "not-a-secret-0"),
-                ("AllocatedStorage", "20"),
-            ],
-        )
-        .await;
-        let created = self
-            .rds(
-                "CreateDBSnapshot",
-                &[
-                    ("DBSnapshotIdentifier", name),
-                    ("DBInstanceIdentifier", &instance),
-                ],
-            )
-            .await;
-        if public {
-            self.rds(
-                "ModifyDBSnapshotAttribute",
-                &[
-                    ("DBSnapshotIdentifier", name),
-                    ("AttributeName", "restore"),
-                    ("ValuesToAdd.AttributeValue.1", "all"),
-                ],
-            )
-            .await;
-        }
-        tag(&created, "DBSnapshotArn").to_ascii_lowercase()
     }
 }
 
@@ -190,7 +62,7 @@ async fn deploy(region: &str) -> Deployment {
         baseline: BaselineApp {
             store: store.clone(),
             config: config.clone(),
-            lister: lister(),
+            lister: moto_lister(),
             regions: vec![region.to_string()],
             sns: Some(sns.clone()),
             slack: None,
@@ -207,7 +79,7 @@ async fn deploy(region: &str) -> Deployment {
         topic,
         clock,
         moto: Moto {
-            lister: lister(),
+            lister: moto_lister(),
             region: region.to_string(),
         },
     }

@@ -365,7 +365,12 @@ async fn the_baseline_function_runs_under_cargo_lambda_watch() {
         .await
         .expect("table");
     let topic = AlertTopic::create(&sdk).await;
-    let snapshot = shared_snapshot_on_moto(&moto, region, "999988887777").await;
+    let on_moto = Moto {
+        lister: moto_lister(),
+        region: region.to_string(),
+    };
+    let snapshot = on_moto.snapshot().await;
+    on_moto.share_snapshot(&snapshot, &["999988887777"]).await;
 
     let (mut watch, port) = start_watch().await;
     let mut env = runtime_env(port);
@@ -417,58 +422,4 @@ async fn the_baseline_function_runs_under_cargo_lambda_watch() {
         "FIGURE baseline function init under cargo lambda watch (debug build, moto): {init:?} ms"
     );
     assert!(init.is_some(), "the function logs its init time");
-}
-
-/// A snapshot made and shared with `account` directly on moto's EC2 API.
-async fn shared_snapshot_on_moto(moto: &str, region: &str, account: &str) -> String {
-    use snapwatch_aws_inventory::{QueryClient, Service};
-    let client = QueryClient::new(
-        reqwest::Client::new(),
-        aws_credential_types::provider::SharedCredentialsProvider::new(
-            aws_credential_types::Credentials::new("testing", "testing", None, None, "tests"),
-        ),
-        Some(moto.to_string()),
-    );
-    let text_of = |xml: &str, name: &str| {
-        let open = format!("<{name}>");
-        let start = xml.find(&open).expect("tag") + open.len();
-        let end = xml[start..].find("</").expect("closing tag") + start;
-        xml[start..end].to_string()
-    };
-    let zone = format!("{region}a");
-    let volume = client
-        .call(
-            Service::Ec2,
-            region,
-            "CreateVolume",
-            &[("AvailabilityZone", &zone), ("Size", "8")],
-        )
-        .await
-        .expect("CreateVolume");
-    let volume = text_of(&volume, "volumeId");
-    let snapshot = client
-        .call(
-            Service::Ec2,
-            region,
-            "CreateSnapshot",
-            &[("VolumeId", &volume)],
-        )
-        .await
-        .expect("CreateSnapshot");
-    let snapshot = text_of(&snapshot, "snapshotId");
-    client
-        .call(
-            Service::Ec2,
-            region,
-            "ModifySnapshotAttribute",
-            &[
-                ("SnapshotId", &snapshot),
-                ("Attribute", "createVolumePermission"),
-                ("OperationType", "add"),
-                ("UserId.1", account),
-            ],
-        )
-        .await
-        .expect("ModifySnapshotAttribute");
-    snapshot
 }

@@ -110,15 +110,15 @@ impl SnapshotLister {
         })
     }
 
-    async fn ebs_snapshots(
+    /// Every page of an EC2 `Describe*` call for the account's own resources (`Owner.1=self`).
+    async fn owned_ec2_resources<T>(
         &self,
-        account: &str,
         region: &str,
-    ) -> Result<Vec<InventoryItem>, InventoryError> {
-        const LIST: &str = "DescribeSnapshots";
-        const ATTRIBUTE: &str = "DescribeSnapshotAttribute";
+        action: &'static str,
+        parse: fn(&str) -> Result<Page<T>, xml::Reason>,
+    ) -> Result<Vec<T>, InventoryError> {
         let page_size = self.ec2_page.to_string();
-        let snapshots = paginate(LIST, |token| {
+        paginate(action, |token| {
             let page_size = page_size.clone();
             async move {
                 let mut params = vec![("Owner.1", "self"), ("MaxResults", page_size.as_str())];
@@ -127,12 +127,24 @@ impl SnapshotLister {
                 }
                 let body = self
                     .client
-                    .call(Service::Ec2, region, LIST, &params)
+                    .call(Service::Ec2, region, action, &params)
                     .await?;
-                xml::snapshots_page(&body).map_err(|reason| InventoryError::malformed(LIST, reason))
+                parse(&body).map_err(|reason| InventoryError::malformed(action, reason))
             }
         })
-        .await?;
+        .await
+    }
+
+    async fn ebs_snapshots(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> Result<Vec<InventoryItem>, InventoryError> {
+        const LIST: &str = "DescribeSnapshots";
+        const ATTRIBUTE: &str = "DescribeSnapshotAttribute";
+        let snapshots = self
+            .owned_ec2_resources(region, LIST, xml::snapshots_page)
+            .await?;
         tracing::debug!(region, count = snapshots.len(), "EBS snapshots listed");
         self.with_permissions(snapshots, |snapshot: EbsSnapshot| async move {
             let params = [
@@ -172,22 +184,9 @@ impl SnapshotLister {
     ) -> Result<Vec<InventoryItem>, InventoryError> {
         const LIST: &str = "DescribeImages";
         const ATTRIBUTE: &str = "DescribeImageAttribute";
-        let page_size = self.ec2_page.to_string();
-        let images = paginate(LIST, |token| {
-            let page_size = page_size.clone();
-            async move {
-                let mut params = vec![("Owner.1", "self"), ("MaxResults", page_size.as_str())];
-                if let Some(token) = token.as_deref() {
-                    params.push(("NextToken", token));
-                }
-                let body = self
-                    .client
-                    .call(Service::Ec2, region, LIST, &params)
-                    .await?;
-                xml::images_page(&body).map_err(|reason| InventoryError::malformed(LIST, reason))
-            }
-        })
-        .await?;
+        let images = self
+            .owned_ec2_resources(region, LIST, xml::images_page)
+            .await?;
         tracing::debug!(region, count = images.len(), "AMIs listed");
         self.with_permissions(images, |image: MachineImage| async move {
             let params = [

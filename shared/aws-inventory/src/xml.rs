@@ -106,7 +106,7 @@ impl DbSnapshotFamily {
     }
 }
 
-type Reason = String;
+pub(crate) type Reason = String;
 
 fn document(body: &str) -> Result<Document<'_>, Reason> {
     Document::parse(body).map_err(|e| format!("not XML: {e}"))

@@ -362,3 +362,142 @@ pub async fn drain(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<aws_sdk_sqs::t
         all.extend(batch);
     }
 }
+
+/// A snapshot lister for moto, with short retry delays.
+pub fn moto_lister() -> snapwatch_aws_inventory::SnapshotLister {
+    let credentials =
+        aws_credential_types::Credentials::new("testing", "testing", None, None, "snapwatch-tests");
+    snapwatch_aws_inventory::SnapshotLister::new(
+        snapwatch_aws_inventory::QueryClient::new(
+            reqwest::Client::new(),
+            aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
+            Some(server_endpoint("SNAPWATCH_MOTO_ENDPOINT")),
+        )
+        .with_retry(snapwatch_aws_inventory::RetryPolicy {
+            max_attempts: 3,
+            base_delay: std::time::Duration::from_millis(10),
+            max_delay: std::time::Duration::from_millis(50),
+        }),
+    )
+}
+
+/// The text of the first `<tag>` in a Query API response.
+pub fn tag(xml: &str, name: &str) -> String {
+    let open = format!("<{name}>");
+    let start = xml
+        .find(&open)
+        .unwrap_or_else(|| panic!("no <{name}> in {xml}"))
+        + open.len();
+    let end = xml[start..].find("</").expect("closing tag") + start;
+    xml[start..end].to_string()
+}
+
+/// Sets snapshots, DB snapshots and images up directly on moto, as an attacker with console
+/// access would: no event reaches snapwatch.
+pub struct Moto {
+    pub lister: snapwatch_aws_inventory::SnapshotLister,
+    pub region: String,
+}
+
+impl Moto {
+    pub async fn ec2(&self, action: &str, params: &[(&str, &str)]) -> String {
+        self.lister
+            .client()
+            .call(
+                snapwatch_aws_inventory::Service::Ec2,
+                &self.region,
+                action,
+                params,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{action}: {e}"))
+    }
+
+    pub async fn rds(&self, action: &str, params: &[(&str, &str)]) -> String {
+        self.lister
+            .client()
+            .call(
+                snapwatch_aws_inventory::Service::Rds,
+                &self.region,
+                action,
+                params,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{action}: {e}"))
+    }
+
+    pub async fn snapshot(&self) -> String {
+        let zone = format!("{}a", self.region);
+        let volume = tag(
+            &self
+                .ec2(
+                    "CreateVolume",
+                    &[("AvailabilityZone", &zone), ("Size", "8")],
+                )
+                .await,
+            "volumeId",
+        );
+        tag(
+            &self
+                .ec2(
+                    "CreateSnapshot",
+                    &[("VolumeId", &volume), ("Description", "nightly")],
+                )
+                .await,
+            "snapshotId",
+        )
+    }
+
+    pub async fn share_snapshot(&self, snapshot: &str, accounts: &[&str]) {
+        let keys: Vec<String> = (1..=accounts.len())
+            .map(|n| format!("UserId.{n}"))
+            .collect();
+        let mut params = vec![
+            ("SnapshotId", snapshot),
+            ("Attribute", "createVolumePermission"),
+            ("OperationType", "add"),
+        ];
+        for (key, account) in keys.iter().zip(accounts) {
+            params.push((key.as_str(), account));
+        }
+        self.ec2("ModifySnapshotAttribute", &params).await;
+    }
+
+    /// A manual DB snapshot; returns its ARN as the parsers normalise it (lower case).
+    pub async fn db_snapshot(&self, name: &str, public: bool) -> String {
+        let instance = format!("{name}-db");
+        self.rds(
+            "CreateDBInstance",
+            &[
+                ("DBInstanceIdentifier", &instance),
+                ("DBInstanceClass", "db.t3.micro"),
+                ("Engine", "postgres"),
+                ("MasterUsername", "snapwatch"),
+                ("MasterUserPassword", "not-a-secret-0"),
+                ("AllocatedStorage", "20"),
+            ],
+        )
+        .await;
+        let created = self
+            .rds(
+                "CreateDBSnapshot",
+                &[
+                    ("DBSnapshotIdentifier", name),
+                    ("DBInstanceIdentifier", &instance),
+                ],
+            )
+            .await;
+        if public {
+            self.rds(
+                "ModifyDBSnapshotAttribute",
+                &[
+                    ("DBSnapshotIdentifier", name),
+                    ("AttributeName", "restore"),
+                    ("ValuesToAdd.AttributeValue.1", "all"),
+                ],
+            )
+            .await;
+        }
+        tag(&created, "DBSnapshotArn").to_ascii_lowercase()
+    }
+}
