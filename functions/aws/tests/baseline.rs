@@ -6,7 +6,9 @@ mod common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::*;
+use futures_util::StreamExt;
 use snapwatch_aws::baseline::{BaselineApp, BaselineError};
+use snapwatch_aws::clients::RequestCounter;
 use snapwatch_aws::dynamo::DynamoStore;
 use snapwatch_aws::handler::{App, Status};
 use snapwatch_aws::sns::SnsSink;
@@ -47,11 +49,20 @@ struct Deployment {
 
 /// The baseline function and the event function of one deployment: one table, one topic.
 async fn deploy(region: &str) -> Deployment {
+    deploy_counting(region, &RequestCounter::new()).await
+}
+
+/// The deployment with every DynamoDB request counted.
+async fn deploy_counting(region: &str, counter: &RequestCounter) -> Deployment {
     let moto_sdk = local_sdk(&server_endpoint(MOTO)).await;
     let topic = AlertTopic::create(&moto_sdk).await;
     let dynalite = local_sdk(&server_endpoint(DYNALITE)).await;
     let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&dynalite),
+        aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&dynalite)
+                .interceptor(counter.clone())
+                .build(),
+        ),
         unique_name("snapwatch-baseline"),
     );
     store.create_table().await.expect("create the table");
@@ -216,4 +227,69 @@ async fn an_unreachable_region_fails_the_run_so_the_scheduler_retries_it() {
     assert!(err.is_retryable(), "{err}");
     assert!(matches!(err, BaselineError::Account(_)), "{err}");
     assert_eq!(err.error_type(), "ListingUnavailable");
+}
+
+/// A region with over a thousand snapshots, end to end: the listing, the comparison with the
+/// table and the records, with the DynamoDB requests each run makes counted.
+#[tokio::test]
+async fn a_thousand_snapshots_cost_a_bounded_number_of_requests_and_a_rerun_writes_nothing() {
+    let region = "ca-west-1";
+    let counter = RequestCounter::new();
+    let d = deploy_counting(region, &counter).await;
+    let volume = tag(
+        &d.moto
+            .ec2(
+                "CreateVolume",
+                &[("AvailabilityZone", "ca-west-1a"), ("Size", "8")],
+            )
+            .await,
+        "volumeId",
+    );
+    const SNAPSHOTS: usize = 1_050;
+    let ec2 = &d.moto;
+    let mut created: Vec<String> = futures_util::stream::iter(0..SNAPSHOTS)
+        .map(|_| async {
+            tag(
+                &ec2.ec2("CreateSnapshot", &[("VolumeId", &volume)]).await,
+                "snapshotId",
+            )
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    created.sort();
+    ec2.share_snapshot(&created[7], &[OUTSIDE]).await;
+
+    counter.reset();
+    let started = std::time::Instant::now();
+    let first = d.baseline.run().await.expect("first run");
+    let first_secs = started.elapsed().as_secs_f64();
+    let first_requests = counter.by_operation();
+    assert_eq!(first.regions[0].items, SNAPSHOTS);
+    assert_eq!(
+        rules_and_resources(&d.topic.findings().await),
+        vec![("snapshot.shared-external".to_string(), created[7].clone())]
+    );
+
+    d.clock.advance(Duration::hours(1));
+    counter.reset();
+    let started = std::time::Instant::now();
+    let rerun = d.baseline.run().await.expect("rerun");
+    let rerun_secs = started.elapsed().as_secs_f64();
+    let rerun_requests = counter.by_operation();
+    assert!(rerun.regions[0].sent.is_empty());
+    // Reads: the scope marker, each snapshot's chain node and baseline record, 100 keys a
+    // request. Writes: the one exposure's idempotent fact write and the claim check only.
+    let reads = (1 + 2 * SNAPSHOTS).div_ceil(100) as u64;
+    let batch_reads = rerun_requests.get("BatchGetItem").copied().unwrap_or(0);
+    // Plus the evaluation of the one exposure's chain (its node, then its ancestors).
+    assert!(
+        (reads..=reads + 2).contains(&batch_reads),
+        "{reads} expected: {rerun_requests:?}"
+    );
+    let rerun_writes = rerun_requests.get("UpdateItem").copied().unwrap_or(0);
+    assert!(rerun_writes <= 3, "{rerun_requests:?}");
+    eprintln!(
+        "FIGURE baseline of {SNAPSHOTS} snapshots on moto + dynalite (debug build): first run {first_secs:.1} s, DynamoDB {first_requests:?}; rerun {rerun_secs:.1} s, DynamoDB {rerun_requests:?}"
+    );
 }

@@ -145,6 +145,7 @@ async fn a_chain_ends_in_one_sns_message_and_one_slack_post_even_when_delivered_
     assert_eq!(attributes["rule"]["Value"], "chain.exposed-restore");
     assert_eq!(attributes["severity"]["Value"], "critical");
     assert_eq!(attributes["cloud"]["Value"], "aws");
+    assert_eq!(attributes["found_by"]["Value"], "events");
 
     let posts = d.slack.delivered();
     assert_eq!(posts.len(), 1, "one Slack post");

@@ -31,6 +31,7 @@ pub fn sns_attributes(f: &Finding) -> Vec<(&'static str, String)> {
         ("rule", f.rule.clone()),
         ("severity", f.severity.as_str().to_owned()),
         ("cloud", f.cloud.as_str().to_owned()),
+        ("found_by", f.found_by.as_str().to_owned()),
     ]
 }
 
@@ -768,7 +769,7 @@ mod tests {
     }
 
     #[test]
-    fn sns_attributes_carry_rule_severity_and_cloud() {
+    fn sns_attributes_carry_rule_severity_cloud_and_found_by() {
         let mut f = finding();
         f.rule = "snapshot.public".to_owned();
         f.severity = Severity::High;
@@ -779,6 +780,7 @@ mod tests {
                 ("rule", "snapshot.public".to_owned()),
                 ("severity", "high".to_owned()),
                 ("cloud", "gcp".to_owned()),
+                ("found_by", "events".to_owned()),
             ]
         );
     }
