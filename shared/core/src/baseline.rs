@@ -233,11 +233,11 @@ pub async fn check<S: StateStore>(
             })
             .collect()
     };
-    let previous_run = loaded
-        .get(&scope)
+    // The baseline's own records: a corrupt one is an error, never silently a "first run" or a
+    // "new" resource (that would raise false alerts).
+    let records_of = |resource: &str| loaded.get(resource).map(Vec::as_slice).unwrap_or_default();
+    let previous_run = decode_records::<ScopeRecord>(&scope, records_of(&scope))?
         .into_iter()
-        .flatten()
-        .filter_map(|stored| serde_json::from_str::<ScopeRecord>(&stored.body).ok())
         .map(|record| record.run_at)
         .max();
 
@@ -266,12 +266,7 @@ pub async fn check<S: StateStore>(
                 None => false,
             };
         let record_key = record_id(&item.resource);
-        let mut history: Vec<SeenRecord> = loaded
-            .get(&record_key)
-            .into_iter()
-            .flatten()
-            .filter_map(|stored| serde_json::from_str::<SeenRecord>(&stored.body).ok())
-            .collect();
+        let mut history: Vec<SeenRecord> = decode_records(&record_key, records_of(&record_key))?;
         history.sort_by_key(|record| record.seen_at);
         let current = &item.permissions;
         // Exposures no received event explains become facts of a baseline event.
@@ -673,6 +668,22 @@ fn short_hash(parts: &[&str]) -> String {
         .iter()
         .take(8)
         .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn decode_records<T: serde::de::DeserializeOwned>(
+    resource: &str,
+    stored: &[StoredFact],
+) -> Result<Vec<T>, EngineError> {
+    stored
+        .iter()
+        .map(|fact| {
+            serde_json::from_str(&fact.body).map_err(|source| EngineError::CorruptFact {
+                resource: resource.to_string(),
+                key: fact.key.clone(),
+                source,
+            })
+        })
         .collect()
 }
 

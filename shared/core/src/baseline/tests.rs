@@ -457,3 +457,28 @@ fn public_and_principal_grants() {
     let sent = h.sink.take();
     assert_eq!(sent, vec![pair("snapshot.shared-external", "ami-0org")]);
 }
+
+#[test]
+fn a_corrupt_baseline_record_is_an_error_not_a_first_run() {
+    let h = Harness::new();
+    h.run(vec![item("snap-a", private())], t0());
+    block_on(async {
+        let scope = scope_id(&inventory(vec![]));
+        h.detector
+            .store()
+            .add_facts(&[ResourceFacts {
+                resource: scope,
+                facts: vec![StoredFact {
+                    key: "run#garbage".into(),
+                    expires_at: hours(1000).timestamp(),
+                    body: "{not json".into(),
+                }],
+            }])
+            .await
+            .unwrap();
+        let err = check(&h.detector, &inventory(vec![]), hours(1))
+            .await
+            .expect_err("corrupt marker");
+        assert!(matches!(err, EngineError::CorruptFact { .. }), "{err}");
+    });
+}
