@@ -9,7 +9,6 @@
 
 mod common;
 
-use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::{Duration as ChronoDuration, Utc};
 use common::*;
 use std::io::Read;
@@ -187,16 +186,8 @@ async fn the_function_runs_under_cargo_lambda_watch() {
         .create_table()
         .await
         .expect("table");
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let sns = aws_sdk_sns::Client::new(&sdk);
-    let alerts = sqs
-        .create_queue()
-        .queue_name(unique_name("watch-alerts"))
-        .send()
-        .await
-        .expect("queue")
-        .queue_url
-        .expect("url");
+    let topic = AlertTopic::create(&sdk).await;
+    let sqs = topic.sqs.clone();
     let dlq = sqs
         .create_queue()
         .queue_name(unique_name("watch-dlq"))
@@ -205,31 +196,6 @@ async fn the_function_runs_under_cargo_lambda_watch() {
         .expect("queue")
         .queue_url
         .expect("url");
-    let alerts_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&alerts)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("attributes")
-        .attributes
-        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-        .expect("arn");
-    let topic = sns
-        .create_topic()
-        .name(unique_name("watch-findings"))
-        .send()
-        .await
-        .expect("topic")
-        .topic_arn
-        .expect("arn");
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(alerts_arn)
-        .send()
-        .await
-        .expect("subscribe");
     let (slack, webhook) = SlackReceiver::start(vec![]).await;
 
     let (mut watch, port) = start_watch().await;
@@ -237,7 +203,7 @@ async fn the_function_runs_under_cargo_lambda_watch() {
     env.extend([
         ("AWS_ENDPOINT_URL", moto.clone()),
         ("SNAPWATCH_TABLE_NAME", table.clone()),
-        ("SNAPWATCH_SNS_TOPIC_ARN", topic.clone()),
+        ("SNAPWATCH_SNS_TOPIC_ARN", topic.topic_arn.clone()),
         ("SNAPWATCH_DEAD_LETTER_QUEUE_URL", dlq.clone()),
         ("SNAPWATCH_SLACK_WEBHOOK_URL", webhook.clone()),
         ("SNAPWATCH_ALLOW_PLAINTEXT_WEBHOOK", "true".to_string()),
@@ -312,15 +278,7 @@ async fn the_function_runs_under_cargo_lambda_watch() {
     }
     warm.sort();
 
-    let messages = sqs
-        .receive_message()
-        .queue_url(&alerts)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .expect("receive")
-        .messages
-        .unwrap_or_default();
+    let messages = topic.findings().await;
     assert_eq!(messages.len(), 1, "one SNS message");
     assert_eq!(slack.delivered().len(), 1, "one Slack post");
     let kept = sqs
