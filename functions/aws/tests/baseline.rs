@@ -293,3 +293,38 @@ async fn a_thousand_snapshots_cost_a_bounded_number_of_requests_and_a_rerun_writ
         "FIGURE baseline of {SNAPSHOTS} snapshots on moto + dynalite (debug build): first run {first_secs:.1} s, DynamoDB {first_requests:?}; rerun {rerun_secs:.1} s, DynamoDB {rerun_requests:?}"
     );
 }
+
+#[tokio::test]
+async fn every_configured_region_is_listed_and_reported_in_its_own_region() {
+    let mut d = deploy("ap-northeast-3").await;
+    d.baseline.regions = vec!["ap-northeast-3".into(), "me-central-1".into()];
+    let mut expected = Vec::new();
+    for region in &d.baseline.regions {
+        let moto = Moto {
+            lister: moto_lister(),
+            region: region.clone(),
+        };
+        let snapshot = moto.snapshot().await;
+        moto.share_snapshot(&snapshot, &[OUTSIDE]).await;
+        expected.push((region.clone(), snapshot));
+    }
+    let outcome = d.baseline.run().await.expect("run");
+    let regions: Vec<&str> = outcome.regions.iter().map(|r| r.region.as_str()).collect();
+    assert_eq!(regions, ["ap-northeast-3", "me-central-1"]);
+    let mut sent: Vec<(String, String)> = d
+        .topic
+        .findings()
+        .await
+        .iter()
+        .map(|f| {
+            assert_eq!(f["rule"], "snapshot.shared-external", "{f}");
+            (
+                f["region"].as_str().unwrap_or_default().to_string(),
+                f["snapshot"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    sent.sort();
+    expected.sort();
+    assert_eq!(sent, expected);
+}
