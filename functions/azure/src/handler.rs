@@ -274,10 +274,7 @@ where
 
 /// The timer's run: one bounded purge of expired facts and claims. The timer binding's data
 /// (schedule status, past due) only goes to the log.
-async fn purge<S, R, K, P>(
-    State(state): State<Arc<AppState<S, R, K, P>>>,
-    body: Bytes,
-) -> Response
+async fn purge<S, R, K, P>(State(state): State<Arc<AppState<S, R, K, P>>>, body: Bytes) -> Response
 where
     P: ExpiryPurge + 'static,
 {

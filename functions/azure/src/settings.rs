@@ -260,7 +260,9 @@ mod tests {
         let mut pairs = MINIMAL.to_vec();
         pairs.push((env::PURGE_MAX_ROWS, "500"));
         assert_eq!(
-            Settings::from_lookup(lookup(&pairs)).unwrap().purge_max_rows,
+            Settings::from_lookup(lookup(&pairs))
+                .unwrap()
+                .purge_max_rows,
             500
         );
 

@@ -138,12 +138,15 @@ impl StateStore for FlakyStore {
     }
 }
 
+/// One purge call: the time it ran at and its row budget.
+type PurgeCall = (chrono::DateTime<Utc>, usize);
+
 /// A purge that answers a set report (or a failure) and records what it was asked.
 #[derive(Clone, Default)]
 struct FakePurger {
     report: PurgeReport,
     fail: bool,
-    calls: Arc<Mutex<Vec<(chrono::DateTime<Utc>, usize)>>>,
+    calls: Arc<Mutex<Vec<PurgeCall>>>,
 }
 
 impl ExpiryPurge for FakePurger {

@@ -101,8 +101,10 @@ fn set(keys: &[&str]) -> BTreeSet<String> {
 
 const BIG: &str = "/subscriptions/s/resourcegroups/rg/providers/microsoft.compute/disks/big";
 const LONE: &str = "/subscriptions/s/resourcegroups/rg/providers/microsoft.compute/snapshots/lone";
-const MID: &str = "/subscriptions/s/resourcegroups/rg/providers/microsoft.network/networksecuritygroups/mid";
-const LIVE: &str = "/subscriptions/s/resourcegroups/rg/providers/microsoft.compute/virtualmachines/live";
+const MID: &str =
+    "/subscriptions/s/resourcegroups/rg/providers/microsoft.network/networksecuritygroups/mid";
+const LIVE: &str =
+    "/subscriptions/s/resourcegroups/rg/providers/microsoft.compute/virtualmachines/live";
 
 /// 1,030 + 1 + 150 expired facts and 4 expired claims; 12 live facts and 2 live claims.
 async fn seed_mixed(store: &TableStore) {
@@ -111,7 +113,11 @@ async fn seed_mixed(store: &TableStore) {
         facts(BIG, "big-old", (0..1_030).map(|i| NOW - (i % 50))),
         facts(BIG, "big-live", [NOW + 1, NOW + 86_400].into_iter()),
         facts(LONE, "lone-old", [NOW - 3_600].into_iter()),
-        facts(LONE, "lone-live", [NOW + 60, NOW + 61, NOW + 62].into_iter()),
+        facts(
+            LONE,
+            "lone-live",
+            [NOW + 60, NOW + 61, NOW + 62].into_iter(),
+        ),
         facts(MID, "mid-old", (0..150).map(|i| NOW - 1_000 - i)),
         facts(LIVE, "vm-live", (0..4).map(|i| NOW + 1_000 + i)),
         facts(BIG, "big-live2", [NOW + 5, NOW + 6, NOW + 7].into_iter()),
@@ -165,7 +171,12 @@ async fn bounded_runs_drain_every_expired_row_and_keep_every_live_one() {
     // A small budget: part of the backlog, and the run says more is left.
     let first = store.purge_expired(at(NOW), 120).await.expect("purge 1");
     assert_eq!(
-        (first.expired, first.deleted, first.already_gone, first.changed),
+        (
+            first.expired,
+            first.deleted,
+            first.already_gone,
+            first.changed
+        ),
         (120, 120, 0, 0)
     );
     assert!(first.more_remaining);
@@ -218,10 +229,7 @@ async fn bounded_runs_drain_every_expired_row_and_keep_every_live_one() {
     // not merely filtered.
     let resources: Vec<String> = [BIG, LONE, MID, LIVE].map(str::to_owned).to_vec();
     for when in [NOW, NOW - 10_000] {
-        let loaded = store
-            .load_facts(&resources, at(when))
-            .await
-            .expect("load");
+        let loaded = store.load_facts(&resources, at(when)).await.expect("load");
         assert_eq!(
             keys_of(&loaded, BIG),
             set(&[
@@ -409,7 +417,10 @@ async fn guarded_deletes_never_remove_a_row_that_changed_after_the_scan() {
     let mut mixed = keys.clone();
     mixed[0].partition = "r-other".into();
     assert!(client.delete_batch(&mixed).await.is_err());
-    assert!(client.delete_batch(&vec![keys[0].clone(); 101]).await.is_err());
+    assert!(client
+        .delete_batch(&vec![keys[0].clone(); 101])
+        .await
+        .is_err());
 
     // An expired claim, scanned, then taken over by a new alert before the delete arrives.
     store

@@ -468,13 +468,10 @@ impl TableClient {
         if !status.is_success() {
             return Err(failure("batch delete", status, response).await);
         }
-        let text = response
-            .text()
-            .await
-            .map_err(|e| TableError::Unavailable {
-                message: "reading the batch answer failed".into(),
-                source: Some(Box::new(e)),
-            })?;
+        let text = response.text().await.map_err(|e| TableError::Unavailable {
+            message: "reading the batch answer failed".into(),
+            source: Some(Box::new(e)),
+        })?;
         batch_outcome(&text, keys.len())
     }
 
@@ -598,7 +595,10 @@ fn batch_outcome(answer: &str, operations: usize) -> Result<BatchDeletion, Table
         if status == 404 || status == 412 {
             return Ok(BatchDeletion::RolledBack { status });
         }
-        let message = format!("batch delete: operation refused with {status}: {}", excerpt());
+        let message = format!(
+            "batch delete: operation refused with {status}: {}",
+            excerpt()
+        );
         let retryable = status == 408 || status == 429 || status >= 500;
         return Err(if retryable {
             TableError::Unavailable {
@@ -689,5 +689,64 @@ async fn failure(what: &str, status: StatusCode, response: reqwest::Response) ->
             message,
             source: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A change-set answer in the service's multipart shape, one part per status.
+    fn answer(statuses: &[&str]) -> String {
+        let mut text = String::from(
+            "--batchresponse_1\r\nContent-Type: multipart/mixed; boundary=changesetresponse_1\r\n\r\n",
+        );
+        for status in statuses {
+            text.push_str(&format!(
+                "--changesetresponse_1\r\nContent-Type: application/http\r\n\
+                 Content-Transfer-Encoding: binary\r\n\r\nHTTP/1.1 {status}\r\n\
+                 DataServiceVersion: 1.0;\r\n\r\n\r\n"
+            ));
+        }
+        text.push_str("--changesetresponse_1--\r\n--batchresponse_1--\r\n");
+        text
+    }
+
+    #[test]
+    fn reads_batch_answers() {
+        let done = answer(&["204 No Content", "204 No Content"]);
+        assert_eq!(batch_outcome(&done, 2).unwrap(), BatchDeletion::Deleted);
+        // A refused change set answers one part, the refusal, and nothing was deleted.
+        assert_eq!(
+            batch_outcome(&answer(&["404 Not Found"]), 3).unwrap(),
+            BatchDeletion::RolledBack { status: 404 }
+        );
+        assert_eq!(
+            batch_outcome(&answer(&["412 Precondition Failed"]), 3).unwrap(),
+            BatchDeletion::RolledBack { status: 412 }
+        );
+        let busy = batch_outcome(&answer(&["503 Server Busy"]), 3).unwrap_err();
+        assert!(matches!(busy, TableError::Unavailable { .. }), "{busy}");
+        let refused = batch_outcome(&answer(&["400 Bad Request"]), 3).unwrap_err();
+        assert!(matches!(refused, TableError::Permanent { .. }), "{refused}");
+        // Fewer statuses than deletes sent: not an answer to trust.
+        let short = batch_outcome(&done, 3).unwrap_err();
+        assert!(
+            short.to_string().contains("2 operations for the 3 sent"),
+            "{short}"
+        );
+        assert!(batch_outcome("", 1).is_err());
+    }
+
+    #[test]
+    fn boundary_tags_differ_between_batches() {
+        let key = |row: &str| EntityKey {
+            partition: "r-1".into(),
+            row: row.into(),
+            etag: "*".into(),
+        };
+        let a = boundary_tag(&[key("f-1"), key("f-2")]);
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, boundary_tag(&[key("f-1"), key("f-3")]));
     }
 }

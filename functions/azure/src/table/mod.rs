@@ -163,7 +163,10 @@ impl TableStore {
 
         let mut partitions: BTreeMap<String, Vec<EntityKey>> = BTreeMap::new();
         for key in expired {
-            partitions.entry(key.partition.clone()).or_default().push(key);
+            partitions
+                .entry(key.partition.clone())
+                .or_default()
+                .push(key);
         }
         let groups: Vec<Vec<EntityKey>> = partitions
             .into_values()
