@@ -56,5 +56,10 @@ resource "azurerm_linux_function_app" "this" {
     SNAPWATCH_WINDOW_DAYS        = tostring(var.window_days)
     SNAPWATCH_ADMIN_PORTS        = join(",", [for port in var.admin_ports : tostring(port)])
     SNAPWATCH_MIN_SEVERITY       = var.min_severity
+
+    # The Purge function's timer (read by the host from Purge/function.json): deletes expired
+    # facts and claims, since Table Storage has no TTL. The identity's Table Data Contributor
+    # role already allows deleting rows of the state table.
+    SNAPWATCH_PURGE_SCHEDULE = var.purge_schedule
   }
 }

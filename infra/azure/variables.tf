@@ -72,6 +72,17 @@ variable "min_severity" {
   }
 }
 
+variable "purge_schedule" {
+  description = "When the Purge function deletes expired chain state from the table (Table Storage has no TTL): an NCRONTAB expression with seconds, default hourly at minute 17."
+  type        = string
+  default     = "0 17 * * * *"
+
+  validation {
+    condition     = can(regex("^\\S+( \\S+){5}$", var.purge_schedule))
+    error_message = "purge_schedule must be a six-field NCRONTAB expression (second minute hour day month weekday)."
+  }
+}
+
 variable "function_plan_sku" {
   description = "App Service plan SKU for the function app (Y1 = Linux consumption, EP1 = Elastic Premium)."
   type        = string

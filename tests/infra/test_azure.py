@@ -92,6 +92,14 @@ def binding(function, kind):
     return found[0]
 
 
+def host_read_settings():
+    """App settings the host resolves into the function.json files (`%NAME%`)."""
+    names = set()
+    for path in APP.glob("*/function.json"):
+        names.update(re.findall(r"%([A-Z0-9_]+)%", path.read_text()))
+    return names
+
+
 def test_diagnostic_setting_streams_the_subscription_activity_log_to_the_hub(module):
     setting = resource(module, "azurerm_monitor_diagnostic_setting", "activity_log")
     assert setting["target_resource_id"] == "${local.subscription_scope}"
@@ -182,16 +190,50 @@ def test_app_settings_give_the_handler_what_it_reads(module):
         assert name in settings or name in host_provided, f"{name} is required by the handler"
     # Detector settings use the core's names.
     core_config = (ROOT / "shared/core/src/config.rs").read_text()
+    host_read = host_read_settings()
     for name in [k for k in settings if k.startswith("SNAPWATCH_") and k not in names.values()]:
-        if name.startswith("SNAPWATCH_EVENTHUB"):
-            continue  # read by the Functions host for the trigger, not by the handler
+        if name.startswith("SNAPWATCH_EVENTHUB") or name in host_read:
+            continue  # read by the Functions host for a trigger, not by the handler
         assert f'"{name}"' in core_config, f"{name} is read by neither the handler nor the core"
+    # And every setting a function.json names is set.
+    for name in host_read:
+        assert name in settings, f"a function.json reads %{name}% but no app setting sets it"
 
     app = resource(module, "azurerm_linux_function_app", "this")
     assert one_block(app, "identity")["type"] == "SystemAssigned"
     stack = one_block(one_block(app, "site_config"), "application_stack")
     assert stack["use_custom_runtime"] is True
     assert app["https_only"] is True
+
+
+def test_the_purge_timer_is_scheduled_from_an_app_setting_with_an_hourly_default(module):
+    trigger = binding(function_json("Purge"), "timerTrigger")
+    assert trigger["name"] == "timer"  # handler::PURGE_BINDING
+    assert trigger["direction"] == "in"
+    # A run on every cold start would hit the table for nothing; the schedule is enough.
+    assert trigger.get("runOnStartup", False) is False
+    setting = trigger["schedule"]
+    assert setting == "%SNAPWATCH_PURGE_SCHEDULE%"
+    assert app_settings(module)["SNAPWATCH_PURGE_SCHEDULE"] == "${var.purge_schedule}"
+    variable = module["variable"]["purge_schedule"]
+    assert variable["default"] == "0 17 * * * *"
+    assert len(variable["default"].split()) == 6, "NCRONTAB with seconds"
+    # The handler serves the route the host calls, under the function's folder name.
+    handler = (ROOT / "functions/azure/src/handler.rs").read_text()
+    assert 'pub const PURGE_FUNCTION: &str = "Purge";' in handler
+    assert 'pub const PURGE_BINDING: &str = "timer";' in handler
+    # Every function folder is a route of the handler, and goes into the package.
+    folders = sorted(p.parent.name for p in APP.glob("*/function.json"))
+    assert folders == ["ActivityLog", "Purge", "ResourceEvents"]
+    makefile = (ROOT / "mk" / "azure.mk").read_text()
+    assert "cp -R functions/azure/app/. $(AZURE_PACKAGE)/" in makefile
+    # Deleting expired rows needs no role beyond the table's data contributor.
+    roles = {
+        body["role_definition_name"]
+        for body in module["resource"]["azurerm_role_assignment"].values()
+        if body["scope"] == "${azurerm_storage_table.state.resource_manager_id}"
+    }
+    assert roles == {"Storage Table Data Contributor"}
 
 
 def test_the_function_identity_holds_only_the_narrow_roles(module):

@@ -1,7 +1,7 @@
 //! The custom handler: the Functions host POSTs each invocation to `/<FunctionName>` as
 //! `{"Data": {<binding>: …}, "Metadata": {…}}` and expects `{"Outputs", "Logs", "ReturnValue"}`.
 //!
-//! Two functions (one `function.json` each):
+//! Three functions (one `function.json` each):
 //! - [`EVENT_HUB_FUNCTION`]: the Activity Log diagnostic setting's Event Hub, a batch of
 //!   messages each holding `{"records": [...]}`. The Event Hubs trigger checkpoints even when
 //!   the function fails, so a failed invocation would lose the batch: transient failures are
@@ -10,10 +10,13 @@
 //! - [`EVENT_GRID_FUNCTION`]: one Event Grid resource event. Event Grid redelivers on failure
 //!   (and dead-letters in the end), so a transient failure that outlasts the bound answers 500;
 //!   a malformed event is kept in `rejects` and answered 200 (a retry could never succeed).
+//! - [`PURGE_FUNCTION`]: a timer that deletes expired chain state (Table Storage has no TTL),
+//!   a bounded number of rows per run. A store failure answers 500; the next tick retries.
 //!
 //! Decode → core → encode; nothing else happens here.
 
 use crate::arm::{self, ResourceReader};
+use crate::table::ExpiryPurge;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -36,10 +39,12 @@ use tracing::Instrument;
 /// Function (folder) names: the host calls `/<name>`.
 pub const EVENT_HUB_FUNCTION: &str = "ActivityLog";
 pub const EVENT_GRID_FUNCTION: &str = "ResourceEvents";
+pub const PURGE_FUNCTION: &str = "Purge";
 /// Binding names in the `function.json` files.
 pub const EVENT_HUB_BINDING: &str = "messages";
 pub const EVENT_GRID_BINDING: &str = "event";
 pub const REJECTS_BINDING: &str = "rejects";
+pub const PURGE_BINDING: &str = "timer";
 
 /// How hard one invocation tries before it gives up on a transient failure.
 #[derive(Debug, Clone, Copy)]
@@ -66,31 +71,37 @@ impl RetryBudget {
     }
 }
 
-/// What every invocation shares: the detector over its store, the ARM reader, the alert sink.
-pub struct AppState<S, R, K> {
+/// What every invocation shares: the detector over its store, the ARM reader, the alert sink,
+/// and the purge of expired state (in Azure the same table as the detector's store).
+pub struct AppState<S, R, K, P> {
     pub detector: Detector<S>,
     pub reader: R,
     pub sink: K,
     pub clock: Arc<dyn Clock>,
     pub retry: RetryBudget,
+    pub purger: P,
+    /// Rows one `Purge` run deletes at most; a larger backlog drains over several runs.
+    pub purge_max_rows: usize,
 }
 
 /// The router the Functions host talks to. Testable with `oneshot`, no port needed.
-pub fn app<S, R, K>(state: Arc<AppState<S, R, K>>) -> Router
+pub fn app<S, R, K, P>(state: Arc<AppState<S, R, K, P>>) -> Router
 where
     S: StateStore + 'static,
     R: ResourceReader + 'static,
     K: AlertSink + 'static,
+    P: ExpiryPurge + 'static,
 {
     Router::new()
         .route(
             &format!("/{EVENT_HUB_FUNCTION}"),
-            post(event_hub::<S, R, K>),
+            post(event_hub::<S, R, K, P>),
         )
         .route(
             &format!("/{EVENT_GRID_FUNCTION}"),
-            post(event_grid::<S, R, K>),
+            post(event_grid::<S, R, K, P>),
         )
+        .route(&format!("/{PURGE_FUNCTION}"), post(purge::<S, R, K, P>))
         .with_state(state)
 }
 
@@ -140,7 +151,10 @@ struct Outcome {
     gave_up_on_transient: bool,
 }
 
-async fn event_hub<S, R, K>(State(state): State<Arc<AppState<S, R, K>>>, body: Bytes) -> Response
+async fn event_hub<S, R, K, P>(
+    State(state): State<Arc<AppState<S, R, K, P>>>,
+    body: Bytes,
+) -> Response
 where
     S: StateStore + 'static,
     R: ResourceReader + 'static,
@@ -149,7 +163,10 @@ where
     invoke(&state, EVENT_HUB_FUNCTION, EVENT_HUB_BINDING, &body, false).await
 }
 
-async fn event_grid<S, R, K>(State(state): State<Arc<AppState<S, R, K>>>, body: Bytes) -> Response
+async fn event_grid<S, R, K, P>(
+    State(state): State<Arc<AppState<S, R, K, P>>>,
+    body: Bytes,
+) -> Response
 where
     S: StateStore + 'static,
     R: ResourceReader + 'static,
@@ -158,8 +175,8 @@ where
     invoke(&state, EVENT_GRID_FUNCTION, EVENT_GRID_BINDING, &body, true).await
 }
 
-async fn invoke<S, R, K>(
-    state: &AppState<S, R, K>,
+async fn invoke<S, R, K, P>(
+    state: &AppState<S, R, K, P>,
     function: &'static str,
     binding: &'static str,
     body: &[u8],
@@ -255,6 +272,85 @@ where
     .into_response()
 }
 
+/// The timer's run: one bounded purge of expired facts and claims. The timer binding's data
+/// (schedule status, past due) only goes to the log.
+async fn purge<S, R, K, P>(State(state): State<Arc<AppState<S, R, K, P>>>, body: Bytes) -> Response
+where
+    P: ExpiryPurge + 'static,
+{
+    let invocation: Invocation = match serde_json::from_slice(&body) {
+        Ok(invocation) => invocation,
+        Err(e) => {
+            tracing::error!(function = PURGE_FUNCTION, error = %e, "invocation request is not the host's JSON");
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("invocation request is not {{\"Data\", \"Metadata\"}} JSON: {e}"),
+            )
+                .into_response();
+        }
+    };
+    let invocation_id = invocation_id(&invocation.metadata);
+    let span = tracing::info_span!("invocation", function = PURGE_FUNCTION, invocation_id = %invocation_id);
+    let past_due = invocation
+        .data
+        .get(PURGE_BINDING)
+        .and_then(|timer| timer.get("IsPastDue"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let now = state.clock.now();
+    let started = std::time::Instant::now();
+    let result = state
+        .purger
+        .purge(now, state.purge_max_rows)
+        .instrument(span.clone())
+        .await;
+    let _entered = span.enter();
+    let elapsed_ms = started.elapsed().as_millis();
+    match result {
+        Ok(report) => {
+            tracing::info!(
+                expired = report.expired,
+                deleted = report.deleted,
+                already_gone = report.already_gone,
+                changed = report.changed,
+                more_remaining = report.more_remaining,
+                requests = report.requests,
+                elapsed_ms,
+                past_due,
+                "purge done"
+            );
+            let summary = format!(
+                "purged expired={} deleted={} already_gone={} changed={} more_remaining={} requests={}",
+                report.expired,
+                report.deleted,
+                report.already_gone,
+                report.changed,
+                report.more_remaining,
+                report.requests
+            );
+            Json(InvocationResult {
+                outputs: Map::new(),
+                logs: vec![summary],
+                return_value: Value::Null,
+            })
+            .into_response()
+        }
+        Err(e) => {
+            let reason = error_chain(&e);
+            tracing::error!(error = %reason, retryable = e.is_retryable(), elapsed_ms, "purge failed; the next run tries again");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(InvocationResult {
+                    outputs: Map::new(),
+                    logs: vec![format!("purge failed: {reason}")],
+                    return_value: Value::Null,
+                }),
+            )
+                .into_response()
+        }
+    }
+}
+
 /// The host's invocation id (`Metadata.sys.…`, or what the trigger sent), for log correlation.
 fn invocation_id(metadata: &Map<String, Value>) -> String {
     let sys = metadata.get("sys").and_then(Value::as_object);
@@ -287,7 +383,7 @@ fn message_units(value: &Value) -> Vec<String> {
     }
 }
 
-async fn process<S, R, K>(state: &AppState<S, R, K>, units: &[String]) -> Outcome
+async fn process<S, R, K, P>(state: &AppState<S, R, K, P>, units: &[String]) -> Outcome
 where
     S: StateStore,
     R: ResourceReader,
@@ -370,8 +466,8 @@ struct Failure {
 }
 
 /// Enriches (ARM) and processes one event, retrying transient failures within the budget.
-async fn ingest_with_retry<S, R, K>(
-    state: &AppState<S, R, K>,
+async fn ingest_with_retry<S, R, K, P>(
+    state: &AppState<S, R, K, P>,
     raw: &str,
     event: &ParsedEvent,
     now: DateTime<Utc>,
@@ -447,8 +543,8 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 /// Delivers the invocation's findings, retrying transient sink and store failures within the
 /// budget; what still fails becomes an `undelivered` reject (its claim was released, so a
 /// replay or the chain's next event alerts it).
-async fn deliver_with_retry<S, R, K>(
-    state: &AppState<S, R, K>,
+async fn deliver_with_retry<S, R, K, P>(
+    state: &AppState<S, R, K, P>,
     outcome: &mut Outcome,
     now: DateTime<Utc>,
 ) where

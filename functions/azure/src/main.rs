@@ -59,8 +59,12 @@ async fn main() -> anyhow::Result<()> {
     let webhook =
         WebhookUrl::parse(&settings.slack_webhook_url).context("SNAPWATCH_SLACK_WEBHOOK_URL")?;
     let sink = SlackSink::new(webhook, RetryPolicy::default()).context("Slack sink")?;
+    let store = TableStore::new(table);
     let state = Arc::new(AppState {
-        detector: Detector::new(TableStore::new(table), settings.detector.clone()),
+        // The purge works on the detector's own table: Table Storage has no TTL to do it.
+        purger: store.clone(),
+        purge_max_rows: settings.purge_max_rows,
+        detector: Detector::new(store, settings.detector.clone()),
         reader: ArmClient::new(http, settings.arm_endpoint.clone(), identity),
         sink,
         clock: Arc::new(SystemClock),

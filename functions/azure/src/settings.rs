@@ -22,6 +22,9 @@ pub mod env {
     pub const SLACK_WEBHOOK_URL: &str = "SNAPWATCH_SLACK_WEBHOOK_URL";
     pub const RETRY_ATTEMPTS: &str = "SNAPWATCH_RETRY_ATTEMPTS";
     pub const RETRY_BACKOFF_MS: &str = "SNAPWATCH_RETRY_BACKOFF_MS";
+    /// Expired rows one `Purge` run deletes at most (its schedule is the function.json's
+    /// `%SNAPWATCH_PURGE_SCHEDULE%`, read by the host, not by the handler).
+    pub const PURGE_MAX_ROWS: &str = "SNAPWATCH_PURGE_MAX_ROWS";
     /// Set by the Functions host when the app has a managed identity.
     pub const IDENTITY_ENDPOINT: &str = "IDENTITY_ENDPOINT";
     pub const IDENTITY_HEADER: &str = "IDENTITY_HEADER";
@@ -30,6 +33,10 @@ pub mod env {
 const DEFAULT_PORT: u16 = 8080;
 const DEFAULT_TABLE: &str = "snapwatch";
 const DEFAULT_ARM_ENDPOINT: &str = "https://management.azure.com";
+/// Rows per purge run: at the delete rates measured on Azurite (README) a few seconds of work,
+/// far inside the 5-minute function timeout, and well above what one hour of chain state adds.
+pub const DEFAULT_PURGE_MAX_ROWS: usize = 20_000;
+const MAX_PURGE_MAX_ROWS: u64 = 1_000_000;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid setting {name}: {reason}")]
@@ -67,6 +74,7 @@ pub struct Settings {
     /// Kept out of `Debug` output by the Slack crate's own type once parsed.
     pub slack_webhook_url: String,
     pub retry: RetryBudget,
+    pub purge_max_rows: usize,
     pub detector: Config,
 }
 
@@ -139,6 +147,18 @@ impl Settings {
             Some(raw) => Duration::from_millis(number(env::RETRY_BACKOFF_MS, raw)?),
             None => RetryBudget::default().backoff,
         };
+        let purge_max_rows = match get(env::PURGE_MAX_ROWS) {
+            Some(raw) => match number(env::PURGE_MAX_ROWS, raw)? {
+                n @ 1..=MAX_PURGE_MAX_ROWS => n as usize,
+                _ => {
+                    return Err(SettingsError {
+                        name: env::PURGE_MAX_ROWS,
+                        reason: format!("must be between 1 and {MAX_PURGE_MAX_ROWS}"),
+                    })
+                }
+            },
+            None => DEFAULT_PURGE_MAX_ROWS,
+        };
         Ok(Settings {
             port,
             table_endpoint,
@@ -149,6 +169,7 @@ impl Settings {
             identity,
             slack_webhook_url: required(env::SLACK_WEBHOOK_URL)?,
             retry: RetryBudget { attempts, backoff },
+            purge_max_rows,
             detector: Config::from_lookup(&lookup)?,
         })
     }
@@ -202,6 +223,7 @@ mod tests {
         assert_eq!(s.table_key, None);
         assert_eq!(s.arm_endpoint.as_str(), "https://management.azure.com/");
         assert_eq!(s.retry.attempts, 4);
+        assert_eq!(s.purge_max_rows, 20_000);
         assert_eq!(s.detector, Config::default());
     }
 
@@ -224,6 +246,24 @@ mod tests {
         assert_eq!(
             Settings::from_lookup(lookup(&pairs)).unwrap_err().name,
             env::RETRY_ATTEMPTS
+        );
+
+        for bad in ["0", "1000001", "many"] {
+            let mut pairs = MINIMAL.to_vec();
+            pairs.push((env::PURGE_MAX_ROWS, bad));
+            assert_eq!(
+                Settings::from_lookup(lookup(&pairs)).unwrap_err().name,
+                env::PURGE_MAX_ROWS,
+                "{bad}"
+            );
+        }
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push((env::PURGE_MAX_ROWS, "500"));
+        assert_eq!(
+            Settings::from_lookup(lookup(&pairs))
+                .unwrap()
+                .purge_max_rows,
+            500
         );
 
         let mut pairs = MINIMAL.to_vec();

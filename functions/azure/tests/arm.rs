@@ -12,10 +12,11 @@ use serde_json::{json, Value};
 use snapwatch_azure::arm::{enrich, ArmClient, ResourceReader};
 use snapwatch_azure::handler::{app, AppState, RetryBudget, EVENT_GRID_FUNCTION};
 use snapwatch_azure::identity::ManagedIdentity;
+use snapwatch_azure::table::{ExpiryPurge, PurgeReport};
 use snapwatch_core::engine::Detector;
 use snapwatch_core::memory::MemoryStore;
 use snapwatch_core::parse::{azure, Parsed};
-use snapwatch_core::ports::{AlertSink, FixedClock, SinkError};
+use snapwatch_core::ports::{AlertSink, FixedClock, SinkError, StoreError};
 use snapwatch_core::{Config, Fact, Finding, Resource, ResourceKind};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -283,6 +284,19 @@ impl AlertSink for RecordingSink {
     }
 }
 
+/// The handler's purge port; this test never calls `/Purge`.
+struct NoPurge;
+
+impl ExpiryPurge for NoPurge {
+    async fn purge(
+        &self,
+        _now: chrono::DateTime<Utc>,
+        _max_rows: usize,
+    ) -> Result<PurgeReport, StoreError> {
+        Ok(PurgeReport::default())
+    }
+}
+
 #[tokio::test]
 async fn the_event_grid_function_alerts_through_the_real_arm_client() {
     let (fake, arm) = start().await;
@@ -298,6 +312,8 @@ async fn the_event_grid_function_alerts_through_the_real_arm_client() {
             attempts: 2,
             backoff: Duration::from_millis(1),
         },
+        purger: NoPurge,
+        purge_max_rows: 1,
     });
     let events: Vec<Value> = serde_json::from_str(GRID_CHAIN).unwrap();
     for event in &events {

@@ -8,8 +8,9 @@ use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 use snapwatch_azure::arm::{LookupError, ResourceReader};
 use snapwatch_azure::handler::{
-    app, AppState, RetryBudget, EVENT_GRID_FUNCTION, EVENT_HUB_FUNCTION,
+    app, AppState, RetryBudget, EVENT_GRID_FUNCTION, EVENT_HUB_FUNCTION, PURGE_FUNCTION,
 };
+use snapwatch_azure::table::{ExpiryPurge, PurgeReport};
 use snapwatch_core::engine::Detector;
 use snapwatch_core::memory::MemoryStore;
 use snapwatch_core::ports::{
@@ -137,16 +138,49 @@ impl StateStore for FlakyStore {
     }
 }
 
+/// One purge call: the time it ran at and its row budget.
+type PurgeCall = (chrono::DateTime<Utc>, usize);
+
+/// A purge that answers a set report (or a failure) and records what it was asked.
+#[derive(Clone, Default)]
+struct FakePurger {
+    report: PurgeReport,
+    fail: bool,
+    calls: Arc<Mutex<Vec<PurgeCall>>>,
+}
+
+impl ExpiryPurge for FakePurger {
+    async fn purge(
+        &self,
+        now: chrono::DateTime<Utc>,
+        max_rows: usize,
+    ) -> Result<PurgeReport, StoreError> {
+        self.calls.lock().expect("lock").push((now, max_rows));
+        if self.fail {
+            return Err(StoreError::unavailable("table throttled (test)"));
+        }
+        Ok(self.report)
+    }
+}
+
+const PURGE_MAX_ROWS: usize = 250;
+
 struct Harness<S: StateStore + 'static> {
-    state: Arc<AppState<S, FakeArm, RecordingSink>>,
+    state: Arc<AppState<S, FakeArm, RecordingSink, FakePurger>>,
     sink: RecordingSink,
     arm: FakeArm,
 }
 
 fn harness<S: StateStore + 'static>(store: S) -> Harness<S> {
+    harness_with_purger(store, FakePurger::default())
+}
+
+fn harness_with_purger<S: StateStore + 'static>(store: S, purger: FakePurger) -> Harness<S> {
     let sink = RecordingSink::default();
     let arm = FakeArm::from_fixture();
     let state = Arc::new(AppState {
+        purger,
+        purge_max_rows: PURGE_MAX_ROWS,
         detector: Detector::new(store, Config::default()),
         reader: arm.clone(),
         sink: sink.clone(),
@@ -440,4 +474,81 @@ async fn a_request_that_is_not_an_invocation_is_refused() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let (status, _) = h.invoke(EVENT_HUB_FUNCTION, json!({"other": []})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// The host's timer invocation as it POSTs it to `/Purge`.
+fn timer_data(past_due: bool) -> Value {
+    json!({"timer": {
+        "Schedule": {"AdjustForDST": true},
+        "ScheduleStatus": {"Last": "2024-04-15T11:17:00+00:00", "Next": "2024-04-15T12:17:00+00:00", "LastUpdated": "2024-04-15T11:17:00+00:00"},
+        "IsPastDue": past_due
+    }})
+}
+
+#[tokio::test]
+async fn purge_runs_one_bounded_purge_at_the_clock_time_and_reports_it() {
+    let purger = FakePurger {
+        report: PurgeReport {
+            expired: 250,
+            deleted: 247,
+            already_gone: 2,
+            changed: 1,
+            more_remaining: true,
+            requests: 6,
+        },
+        ..FakePurger::default()
+    };
+    let h = harness_with_purger(MemoryStore::new(), purger.clone());
+    let (status, body) = h.invoke(PURGE_FUNCTION, timer_data(false)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["Logs"],
+        json!(["purged expired=250 deleted=247 already_gone=2 changed=1 more_remaining=true requests=6"])
+    );
+    assert_eq!(body["Outputs"], json!({}));
+    assert_eq!(body["ReturnValue"], Value::Null);
+    assert_eq!(
+        *purger.calls.lock().expect("lock"),
+        vec![(
+            Utc.with_ymd_and_hms(2024, 4, 15, 12, 0, 0).unwrap(),
+            PURGE_MAX_ROWS
+        )]
+    );
+    // A late tick purges the same way.
+    let (status, _) = h.invoke(PURGE_FUNCTION, timer_data(true)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(purger.calls.lock().expect("lock").len(), 2);
+    // The purge touches no chain state of the detector's and sends nothing.
+    assert!(h.sink.sent().is_empty());
+}
+
+#[tokio::test]
+async fn purge_answers_500_on_a_store_failure_so_the_next_tick_retries() {
+    let purger = FakePurger {
+        fail: true,
+        ..FakePurger::default()
+    };
+    let h = harness_with_purger(MemoryStore::new(), purger.clone());
+    let (status, body) = h.invoke(PURGE_FUNCTION, timer_data(false)).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(
+        body["Logs"],
+        json!(["purge failed: state store temporarily unavailable: table throttled (test)"])
+    );
+    assert_eq!(purger.calls.lock().expect("lock").len(), 1);
+}
+
+#[tokio::test]
+async fn purge_refuses_a_request_that_is_not_an_invocation() {
+    let purger = FakePurger::default();
+    let h = harness_with_purger(MemoryStore::new(), purger.clone());
+    let request = Request::post(format!("/{PURGE_FUNCTION}"))
+        .body(Body::from("tick"))
+        .expect("request");
+    let response = app(h.state.clone())
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(purger.calls.lock().expect("lock").is_empty());
 }

@@ -10,18 +10,23 @@
 //!   insert-if-absent, changed only with `If-Match` on the ETag read just before, so two racers
 //!   can never both win.
 //!
-//! Table Storage has no TTL: expired entities stay until someone deletes them, and every read
-//! filters on `ExpiresAt` (in the query and again here).
+//! Table Storage has no TTL: every read filters on `ExpiresAt` (in the query and again here), and
+//! [`TableStore::purge_expired`] (the timer-triggered `Purge` function) deletes expired facts and
+//! claims in bounded runs, so the table stays as large as the chain window, not the app's age.
 
 pub mod client;
 
-use crate::table::client::{Entity, Guarded, Inserted, TableClient, TableError};
+use crate::table::client::{
+    BatchDeletion, Deletion, Entity, EntityKey, Guarded, Inserted, PageRequest, TableClient,
+    TableError, MAX_BATCH_OPERATIONS,
+};
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use snapwatch_core::ports::{Claim, ResourceFacts, StateStore, StoreError, StoredFact};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
 
 /// Requests in flight at once for one batch; the service handles far more, the function's
 /// small instance and the engine's 100-resource loads do not need more.
@@ -33,6 +38,54 @@ const MAX_BODY_UTF16: usize = 400_000;
 /// Optimistic-concurrency rounds before contention on one claim is reported as transient.
 const MAX_GUARDED_ATTEMPTS: usize = 8;
 const CLAIM_ROW: &str = "claim";
+/// Deletes (batches or single rows) in flight at once during a purge: enough to keep a
+/// backlog moving, few enough to leave the table's throughput to the live functions.
+const PURGE_CONCURRENCY: usize = 8;
+/// What the purge scan reads: the keys to delete, and `ExpiresAt` to check the service's
+/// filter once more before deleting anything.
+const PURGE_SELECT: &str = "PartitionKey,RowKey,ExpiresAt";
+
+/// What one purge run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PurgeReport {
+    /// Expired rows the run took on (at most its budget).
+    pub expired: usize,
+    /// Rows this run deleted.
+    pub deleted: usize,
+    /// Rows someone else deleted between the scan and the delete.
+    pub already_gone: usize,
+    /// Rows rewritten since the scan (an expired claim taken over by a new alert): kept.
+    pub changed: usize,
+    /// More expired rows than the budget: the next run carries on.
+    pub more_remaining: bool,
+    /// Requests sent: scan pages, batches and single deletes.
+    pub requests: usize,
+}
+
+impl PurgeReport {
+    fn add(&mut self, tally: &PurgeReport) {
+        self.deleted += tally.deleted;
+        self.already_gone += tally.already_gone;
+        self.changed += tally.changed;
+        self.requests += tally.requests;
+    }
+}
+
+/// The purge the `Purge` function runs, as a port so the handler can be tested without a table.
+pub trait ExpiryPurge: Send + Sync {
+    /// Deletes at most `max_rows` rows whose expiry is at or before `now`.
+    fn purge(
+        &self,
+        now: DateTime<Utc>,
+        max_rows: usize,
+    ) -> impl Future<Output = Result<PurgeReport, StoreError>> + Send;
+}
+
+impl ExpiryPurge for TableStore {
+    async fn purge(&self, now: DateTime<Utc>, max_rows: usize) -> Result<PurgeReport, StoreError> {
+        Ok(self.purge_expired(now, max_rows).await?)
+    }
+}
 
 impl From<TableError> for StoreError {
     fn from(e: TableError) -> Self {
@@ -58,6 +111,111 @@ impl TableStore {
 
     pub fn client(&self) -> &TableClient {
         &self.client
+    }
+
+    /// Deletes facts and claims whose `ExpiresAt` is at or before `now`, at most `max_rows` of
+    /// them; `more_remaining` says whether a further run has work. Rows of one partition go in
+    /// entity-group transactions of up to 100 deletes, a lone row in a plain delete. Every
+    /// delete is guarded by the ETag the scan saw, so a claim taken over after the scan (it
+    /// then carries a new expiry) is never deleted; a row already gone is no error.
+    pub async fn purge_expired(
+        &self,
+        now: DateTime<Utc>,
+        max_rows: usize,
+    ) -> Result<PurgeReport, TableError> {
+        let now = now.timestamp();
+        let filter = format!("ExpiresAt le {now}L");
+        let mut report = PurgeReport::default();
+        let mut expired: Vec<EntityKey> = Vec::new();
+        let mut continuation = None;
+        // One row beyond the budget tells "more remain" from "exactly the budget".
+        while expired.len() <= max_rows {
+            let page = self
+                .client
+                .query_page(
+                    &PageRequest {
+                        filter: &filter,
+                        select: Some(PURGE_SELECT),
+                        top: max_rows.saturating_add(1) - expired.len(),
+                        with_etags: true,
+                    },
+                    continuation.as_ref(),
+                )
+                .await?;
+            report.requests += 1;
+            for entity in &page.entities {
+                let key = purge_key(entity)?;
+                // The filter already chose; a row the service should not have sent stays.
+                if get_i64(entity, "ExpiresAt").is_some_and(|at| at <= now) {
+                    expired.push(key);
+                }
+            }
+            match page.next {
+                Some(next) => continuation = Some(next),
+                None => break,
+            }
+        }
+        if expired.len() > max_rows {
+            expired.truncate(max_rows);
+            report.more_remaining = true;
+        }
+        report.expired = expired.len();
+
+        let mut partitions: BTreeMap<String, Vec<EntityKey>> = BTreeMap::new();
+        for key in expired {
+            partitions
+                .entry(key.partition.clone())
+                .or_default()
+                .push(key);
+        }
+        let groups: Vec<Vec<EntityKey>> = partitions
+            .into_values()
+            .flat_map(|keys| {
+                keys.chunks(MAX_BATCH_OPERATIONS)
+                    .map(<[EntityKey]>::to_vec)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let tallies: Vec<PurgeReport> = stream::iter(groups)
+            .map(|group| async move { self.delete_group(&group).await })
+            .buffer_unordered(PURGE_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for tally in &tallies {
+            report.add(tally);
+        }
+        Ok(report)
+    }
+
+    /// Deletes one partition's group: one transaction, or row by row when it is a lone row or
+    /// when the transaction rolled back because one of its rows had gone or changed.
+    async fn delete_group(&self, group: &[EntityKey]) -> Result<PurgeReport, TableError> {
+        let mut tally = PurgeReport::default();
+        if group.len() > 1 {
+            tally.requests += 1;
+            match self.client.delete_batch(group).await? {
+                BatchDeletion::Deleted => {
+                    tally.deleted = group.len();
+                    return Ok(tally);
+                }
+                BatchDeletion::RolledBack { status } => {
+                    tracing::debug!(
+                        status,
+                        rows = group.len(),
+                        "purge batch rolled back; deleting its rows one by one"
+                    );
+                }
+            }
+        }
+        for key in group {
+            tally.requests += 1;
+            match self.client.delete_entity(key).await? {
+                Deletion::Deleted => tally.deleted += 1,
+                Deletion::AlreadyGone => tally.already_gone += 1,
+                Deletion::Changed => tally.changed += 1,
+            }
+        }
+        Ok(tally)
     }
 
     async fn insert_fact(&self, resource: &str, fact: &StoredFact) -> Result<bool, StoreError> {
@@ -329,6 +487,25 @@ fn split_body(body: &str) -> Result<Vec<String>, StoreError> {
         }
     }
     Ok(chunks)
+}
+
+/// The address and ETag of a row the purge scan returned.
+fn purge_key(entity: &Map<String, Value>) -> Result<EntityKey, TableError> {
+    let text = |name: &str| {
+        entity
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| TableError::Permanent {
+                message: format!("purge scan answered a row without `{name}`"),
+                source: None,
+            })
+    };
+    Ok(EntityKey {
+        partition: text("PartitionKey")?,
+        row: text("RowKey")?,
+        etag: text("odata.etag")?,
+    })
 }
 
 fn digest(text: &str) -> String {
