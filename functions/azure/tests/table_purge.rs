@@ -7,52 +7,20 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
-use snapwatch_azure::table::client::{
-    BatchDeletion, Deletion, EntityKey, PageRequest, TableAuth, TableClient, AZURITE_ACCOUNT,
-    AZURITE_KEY,
-};
+use snapwatch_azure::table::client::{BatchDeletion, Deletion, EntityKey, PageRequest};
 use snapwatch_azure::table::{PurgeReport, TableStore};
 use snapwatch_core::ports::{Claim, ResourceFacts, StateStore, StoredFact};
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-const ENDPOINT_VAR: &str = "SNAPWATCH_AZURITE_TABLE_ENDPOINT";
+mod azurite;
+use azurite::fresh_store;
 /// The purge's "now": every expiry below is relative to it.
 const NOW: i64 = 2_000_000_000;
 const LEASE_SECS: i64 = 300;
 
 fn at(unix: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(unix, 0).single().expect("valid time")
-}
-
-fn endpoint() -> reqwest::Url {
-    let raw = std::env::var(ENDPOINT_VAR).unwrap_or_else(|_| {
-        panic!(
-            "{ENDPOINT_VAR} is not set: run under tests/servers/with-servers.sh (make test does)"
-        )
-    });
-    reqwest::Url::parse(&raw).unwrap_or_else(|e| panic!("{ENDPOINT_VAR}={raw:?} is not a URL: {e}"))
-}
-
-async fn fresh_store(test: &str) -> TableStore {
-    let table = format!(
-        "sw{test}{}{}",
-        std::process::id(),
-        Utc::now().timestamp_subsec_nanos()
-    );
-    let client = TableClient::new(
-        reqwest::Client::new(),
-        endpoint(),
-        AZURITE_ACCOUNT,
-        &table,
-        TableAuth::shared_key(AZURITE_ACCOUNT, AZURITE_KEY).expect("published Azurite key"),
-    )
-    .expect("valid table name");
-    client
-        .create_table()
-        .await
-        .expect("create the test table in Azurite");
-    TableStore::new(client)
 }
 
 fn facts(resource: &str, prefix: &str, expiries: impl Iterator<Item = i64>) -> ResourceFacts {

@@ -5,7 +5,7 @@
 //! does). Every test uses its own table, so nextest's one-process-per-test runs never collide.
 
 use chrono::{DateTime, TimeZone, Utc};
-use snapwatch_azure::table::client::{TableAuth, TableClient, AZURITE_ACCOUNT, AZURITE_KEY};
+use snapwatch_azure::table::client::{TableAuth, TableClient, AZURITE_ACCOUNT};
 use snapwatch_azure::table::TableStore;
 use snapwatch_core::engine::Detector;
 use snapwatch_core::parse::detect::for_each_record;
@@ -15,38 +15,8 @@ use snapwatch_core::{Config, Finding, ParsedEvent};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-const ENDPOINT_VAR: &str = "SNAPWATCH_AZURITE_TABLE_ENDPOINT";
-
-fn endpoint() -> reqwest::Url {
-    let raw = std::env::var(ENDPOINT_VAR).unwrap_or_else(|_| {
-        panic!(
-            "{ENDPOINT_VAR} is not set: run under tests/servers/with-servers.sh (make test does)"
-        )
-    });
-    reqwest::Url::parse(&raw).unwrap_or_else(|e| panic!("{ENDPOINT_VAR}={raw:?} is not a URL: {e}"))
-}
-
-/// A fresh table named after the test and the process, so reruns and parallel tests never meet.
-async fn fresh_store(test: &str) -> TableStore {
-    let table = format!(
-        "sw{test}{}{}",
-        std::process::id(),
-        Utc::now().timestamp_subsec_nanos()
-    );
-    let client = TableClient::new(
-        reqwest::Client::new(),
-        endpoint(),
-        AZURITE_ACCOUNT,
-        &table,
-        TableAuth::shared_key(AZURITE_ACCOUNT, AZURITE_KEY).expect("published Azurite key"),
-    )
-    .expect("valid table name");
-    client
-        .create_table()
-        .await
-        .expect("create the test table in Azurite");
-    TableStore::new(client)
-}
+mod azurite;
+use azurite::{endpoint, fresh_store};
 
 #[tokio::test]
 async fn passes_the_conformance_suite_against_azurite() {
