@@ -247,12 +247,12 @@ pub async fn check<S: StateStore>(
         ..BaselineStats::default()
     };
     let mut records = Vec::new();
-    let mut exposures: Vec<ParsedEvent> = Vec::new();
+    let mut exposures: Vec<(ParsedEvent, bool)> = Vec::new();
     let mut unexplained: Vec<Finding> = Vec::new();
     for item in &inventory.items {
         let id = item.resource.id.as_str();
-        let events = decode(id)?;
-        let events: Vec<&Observation> = events
+        let observed = decode(id)?;
+        let events: Vec<&Observation> = observed
             .iter()
             .filter(|o| !is_baseline_event(&o.event))
             .collect();
@@ -296,7 +296,11 @@ pub async fn check<S: StateStore>(
         }
         if !audiences.is_empty() {
             stats.exposures_found_by_baseline += 1;
-            exposures.push(exposure_event(inventory, item, audiences, now));
+            let event = exposure_event(inventory, item, audiences, now);
+            // Stored by an earlier run and not yet expired: writing it again would be a no-op
+            // that still costs a store request every run.
+            let stored = observed.iter().any(|o| o.event.id == event.meta.id);
+            exposures.push((event, stored));
         }
 
         let latest = history.last();
@@ -342,14 +346,26 @@ pub async fn check<S: StateStore>(
     // Ingest the exposures and evaluate them through the rules, every run: if an earlier run
     // stored them and then failed to deliver, this one delivers (claims stop a second send).
     let mut touched = Vec::new();
-    for event in &exposures {
+    for (event, stored) in &exposures {
+        if *stored {
+            touched.extend(
+                event
+                    .facts
+                    .iter()
+                    .flat_map(|fact| fact.linked_resources())
+                    .map(|r| r.id.clone()),
+            );
+            continue;
+        }
         let ingested = detector.ingest(event).await?;
         stats.new_facts += ingested.new_facts;
         touched.extend(ingested.touched);
     }
+    touched.sort();
+    touched.dedup();
     let exposure_ids: BTreeSet<String> = exposures
         .iter()
-        .flat_map(|event| {
+        .flat_map(|(event, _)| {
             let anchor = event
                 .facts
                 .first()
