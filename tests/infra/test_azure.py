@@ -397,3 +397,16 @@ def test_the_plan_is_a_documented_variable(module):
     assert plan["sku_name"] == "${var.function_plan_sku}"
     readme = (MODULE / "README.md").read_text()
     assert "30 September 2028" in readme and "Flex Consumption" in readme
+
+
+def test_the_handler_readme_lists_every_setting_the_bindings_need():
+    """The settings table names what function.json needs (issue 17, item 13)."""
+    table = (ROOT / "functions/azure/README.md").read_text().split("## Settings")[1].split("\n## ")[0]
+    needed = set(host_read_settings())
+    for path in APP.glob("*/function.json"):
+        for found in json.loads(path.read_text())["bindings"]:
+            if "connection" in found:
+                connection = found["connection"]
+                needed.add(connection if connection == "AzureWebJobsStorage" else f"{connection}__fullyQualifiedNamespace")
+    missing = sorted(name for name in needed if f"`{name}`" not in table)
+    assert not missing, f"functions/azure/README.md settings table lacks {missing}"
