@@ -147,5 +147,7 @@ def test_deploy_gcp_packages_applies_adds_the_secret_and_applies_again(tmp_path)
     assert f"-var image={image}@sha256:abc" in calls[applies[0]]
     assert "slack_secret_version" not in calls[applies[0]], "the first apply refers to no secret version"
     assert calls[applies[1]].endswith("-var slack_secret_version=latest")
+    # The second apply deploys the same image: no change to the package the first one deployed.
+    assert f"-var image={image}@sha256:abc" in calls[applies[1]]
     assert f"--substitutions _IMAGE={image}:0123456789ab" in calls[build]
     assert "deploy-gcp:\n\tinfra/gcp/deploy.sh" in (ROOT / "mk" / "gcp.mk").read_text()

@@ -132,7 +132,10 @@ fn trigger_method_names_list_every_prefix_of_each_consumed_method() {
     assert_eq!(names.len(), CONSUMED_METHODS.len() * 4);
     for suffix in CONSUMED_METHODS {
         for prefix in ["v1.", "beta.", "alpha.", ""] {
-            assert!(names.contains(&format!("{prefix}{suffix}")), "{prefix}{suffix}");
+            assert!(
+                names.contains(&format!("{prefix}{suffix}")),
+                "{prefix}{suffix}"
+            );
         }
     }
     assert!(names.iter().all(|name| is_consumed(name)));
@@ -397,7 +400,8 @@ fn regional_disks_state_the_same_facts_as_zonal_ones() {
         }]
     );
     let snapshotted = edited(fixture!("disks_createSnapshot_beta"), |entry| {
-        entry["protoPayload"]["methodName"] = Value::from("alpha.compute.regionDisks.createSnapshot");
+        entry["protoPayload"]["methodName"] =
+            Value::from("alpha.compute.regionDisks.createSnapshot");
         entry["protoPayload"]["resourceName"] = Value::from(regional);
     });
     assert!(matches!(
