@@ -14,7 +14,7 @@ resource "azurerm_eventgrid_system_topic" "subscription" {
 
   lifecycle {
     precondition {
-      condition     = local.subscription_id == data.azurerm_client_config.current.subscription_id
+      condition     = lower(local.subscription_id) == lower(data.azurerm_client_config.current.subscription_id)
       error_message = "A subscription's system topic can only be created with a provider configured for that subscription: set the azurerm provider's subscription_id to var.subscription_id."
     }
   }

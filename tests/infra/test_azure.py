@@ -360,7 +360,7 @@ def test_an_existing_system_topic_is_accepted_and_the_subscription_validated(mod
     assert topic["count"] == "${var.existing_system_topic == null ? 1 : 0}"
     precondition = one_block(one_block(topic, "lifecycle"), "precondition")
     assert precondition["condition"] == (
-        "${local.subscription_id == data.azurerm_client_config.current.subscription_id}"
+        "${lower(local.subscription_id) == lower(data.azurerm_client_config.current.subscription_id)}"
     )
     existing = module["data"]["azurerm_eventgrid_system_topic"]["existing"]
     assert existing["count"] == "${var.existing_system_topic == null ? 0 : 1}"

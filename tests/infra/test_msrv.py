@@ -95,3 +95,13 @@ def test_the_build_context_leaves_out_target_and_tools():
     for source in re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE.read_text(), re.M):
         for path in source.split():
             assert path.rstrip("/") in allowed, path
+
+
+def test_cloud_build_uploads_no_build_output_either():
+    """make deploy-gcp without Docker uploads the repository to Cloud Build: .gcloudignore."""
+    gcloudignore = (ROOT / ".gcloudignore").read_text()
+    assert "#!include:.gitignore" in gcloudignore and ".git\n" in gcloudignore
+    gitignore = (ROOT / ".gitignore").read_text().split()
+    assert "/target" in gitignore and "/.tools" in gitignore
+    cloudbuild = (ROOT / "functions/gcp/cloudbuild.yaml").read_text()
+    assert '"-f", "functions/gcp/Dockerfile"' in cloudbuild
