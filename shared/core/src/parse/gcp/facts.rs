@@ -27,11 +27,15 @@ impl Method {
     pub(super) fn from_suffix(suffix: &str) -> Option<Self> {
         Some(match suffix {
             "compute.snapshots.insert" => Method::SnapshotInsert,
-            "compute.disks.createSnapshot" => Method::DiskCreateSnapshot,
+            "compute.disks.createSnapshot" | "compute.regionDisks.createSnapshot" => {
+                Method::DiskCreateSnapshot
+            }
             "compute.snapshots.setIamPolicy" => Method::SetIamPolicy(Collection::Snapshots),
             "compute.images.setIamPolicy" => Method::SetIamPolicy(Collection::Images),
-            "compute.disks.setIamPolicy" => Method::SetIamPolicy(Collection::Disks),
-            "compute.disks.insert" => Method::DiskInsert,
+            "compute.disks.setIamPolicy" | "compute.regionDisks.setIamPolicy" => {
+                Method::SetIamPolicy(Collection::Disks)
+            }
+            "compute.disks.insert" | "compute.regionDisks.insert" => Method::DiskInsert,
             "compute.images.insert" => Method::ImageInsert,
             "compute.instances.insert" => Method::InstanceInsert,
             "compute.instances.attachDisk" => Method::InstanceAttachDisk,

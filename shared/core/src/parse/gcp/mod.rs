@@ -26,6 +26,10 @@ pub const CONSUMED_METHODS: &[&str] = &[
     "compute.images.setIamPolicy",
     "compute.disks.setIamPolicy",
     "compute.disks.insert",
+    // Regional (replicated) persistent disks: the same facts as zonal disks.
+    "compute.regionDisks.insert",
+    "compute.regionDisks.createSnapshot",
+    "compute.regionDisks.setIamPolicy",
     "compute.images.insert",
     "compute.instances.insert",
     "compute.instances.attachDisk",
@@ -34,9 +38,11 @@ pub const CONSUMED_METHODS: &[&str] = &[
     "compute.firewalls.update",
 ];
 
-/// The API versions whose method names Eventarc triggers list; `alpha` is left out because
-/// only allow-listed projects can call it.
-const TRIGGER_VERSIONS: [&str; 2] = ["v1", "beta"];
+/// The method-name prefixes Compute Engine logs a consumed method under, so the ones Eventarc
+/// triggers must list (a trigger matches `methodName` exactly): each API version, `alpha`
+/// included (only allow-listed projects call it, which makes it no less interesting), and none
+/// (the audit catalog names e.g. `compute.instances.insert`).
+const TRIGGER_VERSIONS: [&str; 4] = ["v1.", "beta.", "alpha.", ""];
 
 /// The CloudEvent `type` Eventarc gives Cloud Audit Log entries.
 pub const AUDIT_LOG_WRITTEN: &str = "google.cloud.audit.log.v1.written";
@@ -68,14 +74,14 @@ fn method_suffix_matches(method_name: &str, suffix: &str) -> bool {
     }
 }
 
-/// The full method names Eventarc triggers must filter on (v1 and beta variants of each suffix).
+/// The full method names Eventarc triggers must filter on (each prefix of each suffix).
 pub fn trigger_method_names() -> Vec<String> {
     CONSUMED_METHODS
         .iter()
         .flat_map(|suffix| {
             TRIGGER_VERSIONS
                 .iter()
-                .map(move |version| format!("{version}.{suffix}"))
+                .map(move |version| format!("{version}{suffix}"))
         })
         .collect()
 }

@@ -102,12 +102,15 @@ fn consumed_methods_match_by_suffix_in_every_api_version() {
         "beta.compute.instances.insert",
         "alpha.compute.disks.createSnapshot",
         "compute.firewalls.patch",
+        "v1.compute.regionDisks.insert",
+        "beta.compute.regionDisks.createSnapshot",
     ] {
         assert!(is_consumed(method), "{method}");
     }
     for method in [
         "v1.compute.instances.start",
-        "v1.compute.regionDisks.insert",
+        "v1.compute.instances.bulkInsert",
+        "v1.compute.regionDisks.resize",
         "v1.compute.snapshots.insertX",
         "v1.compute.fooinstances.insert",
         "",
@@ -124,12 +127,16 @@ fn every_consumed_method_has_a_fact_extractor() {
 }
 
 #[test]
-fn trigger_method_names_list_v1_and_beta_of_each_consumed_method() {
+fn trigger_method_names_list_every_prefix_of_each_consumed_method() {
     let names = trigger_method_names();
-    assert_eq!(names.len(), CONSUMED_METHODS.len() * 2);
+    assert_eq!(names.len(), CONSUMED_METHODS.len() * 4);
     for suffix in CONSUMED_METHODS {
-        assert!(names.contains(&format!("v1.{suffix}")), "{suffix}");
-        assert!(names.contains(&format!("beta.{suffix}")), "{suffix}");
+        for prefix in ["v1.", "beta.", "alpha.", ""] {
+            assert!(
+                names.contains(&format!("{prefix}{suffix}")),
+                "{prefix}{suffix}"
+            );
+        }
     }
     assert!(names.iter().all(|name| is_consumed(name)));
 }
@@ -376,6 +383,31 @@ fn disk_insert_from_a_relative_snapshot_reference_is_a_restore() {
             snapshot: snapshot(SNAPSHOT),
         }]
     );
+}
+
+#[test]
+fn regional_disks_state_the_same_facts_as_zonal_ones() {
+    let regional = "projects/acme-prod/regions/europe-west1/disks/restored-db";
+    let restore = edited(fixture!("disks_insert_from_snapshot"), |entry| {
+        entry["protoPayload"]["methodName"] = Value::from("compute.regionDisks.insert");
+        entry["protoPayload"]["resourceName"] = Value::from(regional);
+    });
+    assert_eq!(
+        facts(&restore),
+        vec![Fact::RestoredFrom {
+            resource: disk(regional),
+            snapshot: snapshot(SNAPSHOT),
+        }]
+    );
+    let snapshotted = edited(fixture!("disks_createSnapshot_beta"), |entry| {
+        entry["protoPayload"]["methodName"] =
+            Value::from("alpha.compute.regionDisks.createSnapshot");
+        entry["protoPayload"]["resourceName"] = Value::from(regional);
+    });
+    assert!(matches!(
+        facts(&snapshotted).as_slice(),
+        [Fact::SnapshotCreated { source: Some(source), .. }] if *source == disk(regional)
+    ));
 }
 
 #[test]
