@@ -86,10 +86,14 @@ fn dev_full() -> Stdio {
         .into()
 }
 
-/// A pipe whose reader is already gone: every write fails with EPIPE, as after `| head -1` exits.
+/// A pipe whose reader has exited: every write fails with EPIPE, as after `| head -1` exits.
 fn closed_pipe() -> Stdio {
-    let (reader, writer) = std::io::pipe().expect("pipe");
-    drop(reader);
+    let mut reader = Command::new("true")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn true");
+    let writer = reader.stdin.take().expect("pipe to true");
+    reader.wait().expect("true exits");
     writer.into()
 }
 
