@@ -14,13 +14,15 @@ use snapwatch_core::parse::Parsed;
 use snapwatch_core::ports::{AlertSink, SinkError, StateStore};
 use snapwatch_core::{render, Config, Finding};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufWriter, Stdout, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
 pub struct Options {
     pub format: OutputFormat,
+    /// Whether chain state persists (`--state`): undelivered findings then wait for the next scan.
+    pub state: bool,
     pub paths: Vec<PathBuf>,
 }
 
@@ -35,28 +37,33 @@ pub struct Report {
     pub printed: usize,
     pub below_threshold: usize,
     pub already_reported: usize,
+    /// Findings stdout did not take (closed pipe, full disk); with `--state` they stay unreported.
+    pub not_delivered: usize,
     pub unreadable_paths: usize,
 }
 
 /// Prints findings on stdout, one per line (jsonl) or as text blocks.
+///
+/// A finding counts as delivered only once it is written and flushed: a write error (closed
+/// pipe, full disk) is retryable, so the engine releases its claim and a later scan with the
+/// same `--state` prints it. After the first error nothing more is written, so no finding is
+/// left half on stdout behind one that failed.
 pub(crate) struct StdoutSink {
     format: OutputFormat,
-    out: Mutex<BufWriter<Stdout>>,
+    broken: Mutex<Option<String>>,
 }
 
 impl StdoutSink {
     pub(crate) fn new(format: OutputFormat) -> Self {
         StdoutSink {
             format,
-            out: Mutex::new(BufWriter::new(std::io::stdout())),
+            broken: Mutex::new(None),
         }
     }
 
-    /// A closed stdout (`| head`) is not worth an error after the findings were produced.
-    pub(crate) fn flush(&self) {
-        if let Ok(mut out) = self.out.lock() {
-            let _ = out.flush();
-        }
+    /// Why stdout stopped taking findings, if it did.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.broken.lock().ok().and_then(|b| b.clone())
     }
 }
 
@@ -66,17 +73,31 @@ impl AlertSink for StdoutSink {
     }
 
     async fn send(&self, finding: &Finding) -> Result<(), SinkError> {
-        let rendered = match self.format {
+        let mut rendered = match self.format {
             OutputFormat::Jsonl => render::finding_json(finding),
             OutputFormat::Text => render::text(finding),
         };
-        let mut out = self.out.lock().map_err(|_| SinkError::Permanent {
+        rendered.push('\n');
+        let mut broken = self.broken.lock().map_err(|_| SinkError::Permanent {
             sink: "stdout",
             message: "stdout lock poisoned".into(),
         })?;
-        writeln!(out, "{rendered}").map_err(|e| SinkError::Permanent {
-            sink: "stdout",
-            message: e.to_string(),
+        let result = match broken.as_ref() {
+            Some(earlier) => Err(earlier.clone()),
+            None => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(rendered.as_bytes())
+                    .and_then(|()| out.flush())
+                    .map_err(|e| e.to_string())
+            }
+        };
+        result.map_err(|message| {
+            *broken = Some(message.clone());
+            SinkError::Retryable {
+                sink: "stdout",
+                message,
+                retry_after_secs: None,
+            }
         })
     }
 }
@@ -128,6 +149,8 @@ impl<S: StateStore> Scanner<'_, S> {
 
     fn reject(&mut self, source: &str, line: usize, reason: String) {
         self.report.rejected += 1;
+        // File names and reasons carry attacker-chosen text: one escaped line per reject.
+        let (source, reason) = (render::escape_line(source), render::escape_line(&reason));
         self.progress
             .suspend(|| eprintln!("snapwatch: rejected {source}:{line}: {reason}"));
     }
@@ -188,9 +211,13 @@ pub fn run<S: StateStore>(store: S, config: Config, options: &Options) -> anyhow
     for path in &options.paths {
         for (name, error) in input::read_path(path, &mut scanner) {
             scanner.report.unreadable_paths += 1;
-            scanner
-                .progress
-                .suspend(|| eprintln!("snapwatch: error: cannot read {name}: {error}"));
+            scanner.progress.suspend(|| {
+                eprintln!(
+                    "snapwatch: error: cannot read {}: {}",
+                    render::escape_line(&name),
+                    render::escape_line(&error.to_string())
+                )
+            });
         }
     }
     scanner.progress.finish_and_clear();
@@ -203,12 +230,24 @@ pub fn run<S: StateStore>(store: S, config: Config, options: &Options) -> anyhow
     let findings = evaluate_in_chunks(&detector, &touched, now)?;
     let sink = StdoutSink::new(options.format);
     let delivery: Delivery = pollster::block_on(detector.deliver(&findings, &sink, now))?;
-    sink.flush();
     report.findings = findings.len();
     report.printed = delivery.sent.len();
+    report.not_delivered = delivery.retry.len() + delivery.rejected.len();
     report.below_threshold = delivery.below_threshold;
     report.already_reported = delivery.already_sent + delivery.held_by_other;
     summarize(&report, started.elapsed().as_secs_f64());
+    if let Some(reason) = sink.failure() {
+        eprintln!(
+            "snapwatch: error: cannot write findings to stdout: {}; {} not delivered{}",
+            render::escape_line(&reason),
+            report.not_delivered,
+            if options.state {
+                ", kept for the next scan with this --state"
+            } else {
+                ""
+            }
+        );
+    }
     Ok(report)
 }
 
@@ -227,8 +266,13 @@ fn summarize(r: &Report, secs: f64) {
         if skipped.is_empty() { "0".to_string() } else { skipped.join(", ") },
         r.rejected,
     );
+    let not_delivered = if r.not_delivered > 0 {
+        format!(", not delivered {}", r.not_delivered)
+    } else {
+        String::new()
+    };
     eprintln!(
-        "snapwatch: findings {} (printed {}, below min_severity {}, already reported in state {})",
+        "snapwatch: findings {} (printed {}{not_delivered}, below min_severity {}, already reported in state {})",
         r.findings, r.printed, r.below_threshold, r.already_reported
     );
 }

@@ -371,7 +371,7 @@ impl<'s, S: StateStore> Graph<'s, S> {
                     .map(|r| r.id.as_str())
                     .collect();
                 if kids.len() > MAX_CHILDREN_PER_NODE {
-                    tracing::warn!(resource = %id, children = kids.len(), limit = MAX_CHILDREN_PER_NODE, "resource has too many dependents; evaluating the first ones only");
+                    tracing::warn!(resource = %crate::render::escape_line(id), children = kids.len(), limit = MAX_CHILDREN_PER_NODE, "resource has too many dependents; evaluating the first ones only");
                 }
                 for kid in kids.into_iter().take(MAX_CHILDREN_PER_NODE) {
                     if !visited.contains(kid) {
