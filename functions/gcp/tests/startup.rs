@@ -111,6 +111,8 @@ async fn serves_and_keeps_chain_state_with_no_slack_secret() {
                 "FIRESTORE_EMULATOR_HOST",
                 emulator.clone().unwrap_or_else(|| "127.0.0.1:9".to_owned()),
             ),
+            // The fixtures are from 2024 and the process runs on the wall clock.
+            ("SNAPWATCH_WINDOW_DAYS", "3650".to_owned()),
         ];
         if let Some(value) = slack {
             settings.push(("SNAPWATCH_SLACK_WEBHOOK_URL", value.to_owned()));
@@ -145,10 +147,12 @@ async fn serves_and_keeps_chain_state_with_no_slack_secret() {
                 }
                 assert_eq!(
                     outcomes[2].1,
-                    json!({"outcome": "processed", "findings": 1, "sent": 0}),
+                    // The chain and the restore by another principal; nothing sent, all logged.
+                    json!({"outcome": "processed", "findings": 2, "sent": 0}),
                     "stdout: {out}"
                 );
                 assert!(out.contains("chain.exposed-restore"), "stdout: {out}");
+                assert!(out.contains("snapshot.restored-by-other"), "stdout: {out}");
             }
             None => eprintln!(
                 "SKIPPED (part): serves_and_keeps_chain_state_with_no_slack_secret: no Firestore emulator, so only start and a skipped event were checked"
