@@ -206,7 +206,14 @@ where
     R: ResourceReader + 'static,
     K: AlertSink + 'static,
 {
-    invoke(&state, EVENT_HUB_FUNCTION, EVENT_HUB_BINDING, request, false).await
+    invoke(
+        &state,
+        EVENT_HUB_FUNCTION,
+        EVENT_HUB_BINDING,
+        request,
+        false,
+    )
+    .await
 }
 
 async fn event_grid<S, R, K, P>(
@@ -218,7 +225,14 @@ where
     R: ResourceReader + 'static,
     K: AlertSink + 'static,
 {
-    invoke(&state, EVENT_GRID_FUNCTION, EVENT_GRID_BINDING, request, true).await
+    invoke(
+        &state,
+        EVENT_GRID_FUNCTION,
+        EVENT_GRID_BINDING,
+        request,
+        true,
+    )
+    .await
 }
 
 async fn invoke<S, R, K, P>(
@@ -578,19 +592,21 @@ where
                 });
                 continue;
             }
-            let ingested =
-                tokio::time::timeout_at(records_deadline, ingest_with_retry(state, &raw, &event, now))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(Failure {
-                            kind: "unfinished",
-                            reason: format!(
-                                "the invocation deadline ({} s) passed while this record was being \
+            let ingested = tokio::time::timeout_at(
+                records_deadline,
+                ingest_with_retry(state, &raw, &event, now),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failure {
+                    kind: "unfinished",
+                    reason: format!(
+                        "the invocation deadline ({} s) passed while this record was being \
                                  processed; replaying it is safe",
-                                state.deadline.as_secs_f32()
-                            ),
-                        })
-                    });
+                        state.deadline.as_secs_f32()
+                    ),
+                })
+            });
             match ingested {
                 Ok(findings) => {
                     for finding in findings {
@@ -617,7 +633,11 @@ where
         .filter(|r| r.kind == "unfinished")
         .count();
     if unfinished > 0 {
-        tracing::error!(unfinished, deadline_secs = state.deadline.as_secs(), "invocation deadline reached; unfinished records kept in rejects");
+        tracing::error!(
+            unfinished,
+            deadline_secs = state.deadline.as_secs(),
+            "invocation deadline reached; unfinished records kept in rejects"
+        );
     }
     match &state.alerts {
         Alerts::Sink(sink) => deliver_with_retry(state, sink, &mut outcome, now, deadline).await,
@@ -806,10 +826,7 @@ mod tests {
     #[test]
     fn reads_every_form_the_host_hands_messages_in() {
         let record = r#"{"records":[{"a":1}]}"#;
-        assert_eq!(
-            message_units(json!([record, record])),
-            vec![record, record]
-        );
+        assert_eq!(message_units(json!([record, record])), vec![record, record]);
         let encoded = serde_json::to_string(&json!([record])).unwrap();
         assert_eq!(message_units(Value::String(encoded)), vec![record]);
         assert_eq!(
@@ -826,7 +843,10 @@ mod tests {
             message_units(Value::String("{broken".into())),
             vec!["{broken"]
         );
-        assert_eq!(message_units(Value::String("[broken".into())), vec!["[broken"]);
+        assert_eq!(
+            message_units(Value::String("[broken".into())),
+            vec!["[broken"]
+        );
         assert!(message_units(Value::Null).is_empty());
     }
 
@@ -869,8 +889,14 @@ mod tests {
 
     #[test]
     fn delivery_keeps_a_bounded_share_of_the_deadline() {
-        assert_eq!(delivery_reserve(Duration::from_secs(240)), Duration::from_secs(30));
-        assert_eq!(delivery_reserve(Duration::from_secs(1)), Duration::from_millis(250));
+        assert_eq!(
+            delivery_reserve(Duration::from_secs(240)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            delivery_reserve(Duration::from_secs(1)),
+            Duration::from_millis(250)
+        );
     }
 
     #[test]

@@ -573,7 +573,13 @@ fn full_activity_log_message(message: usize) -> (String, usize) {
     let mut records: Vec<Value> = Vec::new();
     for batch in [BATCH_A, BATCH_B] {
         let batch: Value = serde_json::from_str(batch).expect("fixture");
-        records.extend(batch["records"].as_array().expect("records").iter().cloned());
+        records.extend(
+            batch["records"]
+                .as_array()
+                .expect("records")
+                .iter()
+                .cloned(),
+        );
     }
     let filler = records
         .iter()
@@ -638,7 +644,12 @@ async fn a_full_batch_of_64_one_megabyte_messages_in_the_hosts_double_encoded_fo
         "64-message batch: {payload} bytes of messages, {} bytes on the wire, answered in {elapsed:?}",
         body.len()
     );
-    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&bytes));
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
     let answer: Value = serde_json::from_slice(&bytes).expect("JSON answer");
     // 5 chain events per message (the VM's Start record and every listKeys are skipped).
     assert_eq!(
@@ -657,7 +668,10 @@ async fn a_full_batch_of_64_one_megabyte_messages_in_the_hosts_double_encoded_fo
 async fn event_hub_messages_in_the_plain_array_form_are_processed_too() {
     let h = harness(MemoryStore::new());
     let (status, body) = h
-        .invoke(EVENT_HUB_FUNCTION, json!({ "messages": [BATCH_B, BATCH_A] }))
+        .invoke(
+            EVENT_HUB_FUNCTION,
+            json!({ "messages": [BATCH_B, BATCH_A] }),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
@@ -680,11 +694,19 @@ async fn event_grid_events_in_the_object_and_the_string_form_are_processed() {
                 json!({ "event": event })
             };
             let (status, body) = h.invoke(EVENT_GRID_FUNCTION, data).await;
-            assert_eq!(status, StatusCode::OK, "string form {as_string}, event {i}: {body}");
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "string form {as_string}, event {i}: {body}"
+            );
             assert_eq!(
                 summary(&body),
                 "records=1 events=1 skipped=0 findings=".to_owned()
-                    + if i == events.len() - 1 { "1 sent=1" } else { "0 sent=0" }
+                    + if i == events.len() - 1 {
+                        "1 sent=1"
+                    } else {
+                        "0 sent=0"
+                    }
                     + " rejected=0",
                 "string form {as_string}, event {i}"
             );
@@ -784,8 +806,8 @@ async fn a_batch_that_outlasts_the_deadline_keeps_what_it_did_not_finish_in_reje
             reject["reason"].as_str().unwrap().contains("deadline"),
             "{reject}"
         );
-        let record: Value =
-            serde_json::from_str(reject["record"].as_str().unwrap()).expect("the record as received");
+        let record: Value = serde_json::from_str(reject["record"].as_str().unwrap())
+            .expect("the record as received");
         assert!(
             record["resourceId"]
                 .as_str()

@@ -102,7 +102,9 @@ fn run_to_exit(settings: &[(&str, String)]) -> Output {
         }
         if started.elapsed() > Duration::from_secs(30) {
             let (out, err) = stop(child);
-            panic!("the handler kept running; expected a start failure\nstdout: {out}\nstderr: {err}");
+            panic!(
+                "the handler kept running; expected a start failure\nstdout: {out}\nstderr: {err}"
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -147,7 +149,10 @@ async fn runs_locally_with_a_table_key_and_no_managed_identity_or_slack() {
 async fn an_unresolved_key_vault_reference_disables_slack_loudly_and_keeps_the_chain_working() {
     let port = free_port();
     let mut settings = local_settings("kvref", port);
-    settings.push(("SNAPWATCH_SLACK_WEBHOOK_URL", KEY_VAULT_REFERENCE.to_owned()));
+    settings.push((
+        "SNAPWATCH_SLACK_WEBHOOK_URL",
+        KEY_VAULT_REFERENCE.to_owned(),
+    ));
     let mut child = spawn(&settings);
     wait_until_listening(&mut child, port);
     let (status, answer) = post_batch(port, &[BATCH_B, BATCH_A]).await;
@@ -206,9 +211,15 @@ fn an_unresolved_key_vault_reference_in_a_required_setting_stops_the_start_and_s
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("SNAPWATCH_TABLE_KEY"), "{stderr}");
-    assert!(stderr.contains("unresolved Key Vault reference"), "{stderr}");
+    assert!(
+        stderr.contains("unresolved Key Vault reference"),
+        "{stderr}"
+    );
     assert!(stderr.contains("restart"), "{stderr}");
     // The log (where Application Insights looks) says it too.
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("unresolved Key Vault reference"), "{stdout}");
+    assert!(
+        stdout.contains("unresolved Key Vault reference"),
+        "{stdout}"
+    );
 }

@@ -191,7 +191,10 @@ mod tests {
         assert!(matches!(window, SettingsError::Detector(_)), "{window:?}");
         // Every variant names the environment variable, for the start error and its log line.
         assert_eq!(window.variable(), "SNAPWATCH_WINDOW_DAYS");
-        assert!(window.to_string().contains("SNAPWATCH_WINDOW_DAYS"), "{window}");
+        assert!(
+            window.to_string().contains("SNAPWATCH_WINDOW_DAYS"),
+            "{window}"
+        );
         assert_eq!(missing.variable(), env::FIRESTORE_PROJECT);
         assert_eq!(port.variable(), env::PORT);
     }

@@ -122,7 +122,10 @@ async fn serves_and_keeps_chain_state_with_no_slack_secret() {
         let snapshot = common::fixture("snapshots_insert_v1.json");
         let (status, body) =
             post_entry(port, &snapshot, "google.cloud.storage.object.v1.finalized").await;
-        assert_eq!((status, &body), (200, &json!({"outcome": "skipped", "reason": "irrelevant"})));
+        assert_eq!(
+            (status, &body),
+            (200, &json!({"outcome": "skipped", "reason": "irrelevant"}))
+        );
         let mut outcomes = Vec::new();
         if emulator.is_some() {
             for name in [
