@@ -40,6 +40,8 @@ fn id(path: &str) -> String {
 #[derive(Clone, Default)]
 struct RecordingSink {
     sent: Arc<Mutex<Vec<Finding>>>,
+    /// Set: `send` never answers, like a webhook endpoint that accepts and stalls.
+    stalls: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RecordingSink {
@@ -53,6 +55,9 @@ impl AlertSink for RecordingSink {
         "recording"
     }
     async fn send(&self, finding: &Finding) -> Result<(), SinkError> {
+        if self.stalls.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         self.sent.lock().expect("lock").push(finding.clone());
         Ok(())
     }
@@ -184,6 +189,16 @@ fn harness_with<S: StateStore + 'static>(
     purger: FakePurger,
     deadline: Duration,
 ) -> Harness<S> {
+    harness_alerting(store, purger, deadline, Alerts::Sink)
+}
+
+/// `alerts` decides where findings go, given the recording sink.
+fn harness_alerting<S: StateStore + 'static>(
+    store: S,
+    purger: FakePurger,
+    deadline: Duration,
+    alerts: impl FnOnce(RecordingSink) -> Alerts<RecordingSink>,
+) -> Harness<S> {
     let sink = RecordingSink::default();
     let arm = FakeArm::from_fixture();
     let state = Arc::new(AppState {
@@ -191,7 +206,7 @@ fn harness_with<S: StateStore + 'static>(
         purge_max_rows: PURGE_MAX_ROWS,
         detector: Detector::new(store, Config::default()),
         reader: arm.clone(),
-        alerts: Alerts::Sink(sink.clone()),
+        alerts: alerts(sink.clone()),
         clock: Arc::new(FixedClock(
             Utc.with_ymd_and_hms(2024, 4, 15, 12, 0, 0).unwrap(),
         )),
@@ -818,4 +833,95 @@ async fn a_batch_that_outlasts_the_deadline_keeps_what_it_did_not_finish_in_reje
     }
     // The two records that finished are stored.
     assert_eq!(h.state.detector.store().inner.fact_count(), 2);
+}
+
+#[tokio::test]
+async fn a_sink_that_stalls_past_the_deadline_leaves_the_finding_in_rejects() {
+    let deadline = Duration::from_secs(1);
+    let h = harness_with(MemoryStore::new(), FakePurger::default(), deadline);
+    h.sink.stalls.store(true, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let (status, body) =
+        tokio::time::timeout(Duration::from_secs(30), h.event_hub(&[BATCH_B, BATCH_A]))
+            .await
+            .expect("the invocation answers once its deadline passes");
+    assert!(started.elapsed() < deadline + Duration::from_secs(5));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        summary(&body),
+        "records=7 events=5 skipped=2 findings=1 sent=0 rejected=1"
+    );
+    let rejects = rejects(&body);
+    assert_eq!(rejects[0]["kind"], "undelivered", "{rejects:?}");
+    assert!(
+        rejects[0]["reason"].as_str().unwrap().contains("deadline"),
+        "{rejects:?}"
+    );
+    let finding: Value =
+        serde_json::from_str(rejects[0]["record"].as_str().unwrap()).expect("finding JSON");
+    assert_eq!(finding["rule"], "chain.exposed-restore");
+}
+
+#[tokio::test]
+async fn without_slack_findings_are_logged_and_nothing_is_claimed() {
+    let h = harness_alerting(
+        MemoryStore::new(),
+        FakePurger::default(),
+        Duration::from_secs(240),
+        |_| Alerts::LogOnly,
+    );
+    let (status, body) = h.event_hub(&[BATCH_B, BATCH_A]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        summary(&body),
+        "records=7 events=5 skipped=2 findings=1 sent=0 rejected=0"
+    );
+    assert!(h.sink.sent().is_empty());
+    // Nothing was claimed: once Slack is configured, the chain's next event alerts it. The
+    // finding's id is the same in a harness that does alert.
+    let alerting = harness(MemoryStore::new());
+    alerting.event_hub(&[BATCH_B, BATCH_A]).await;
+    let id = alerting.sink.sent()[0].id.clone();
+    let now = Utc.with_ymd_and_hms(2024, 4, 15, 12, 0, 0).unwrap();
+    let claim = h
+        .state
+        .detector
+        .store()
+        .claim_alert(&id, now, 60, now.timestamp() + 3600)
+        .await
+        .expect("claim");
+    assert!(matches!(claim, Claim::Won), "{claim:?}");
+}
+
+#[tokio::test]
+async fn unusable_slack_keeps_every_finding_in_rejects_with_the_reason() {
+    let h = harness_alerting(
+        MemoryStore::new(),
+        FakePurger::default(),
+        Duration::from_secs(240),
+        |_| {
+            Alerts::Unusable(
+                "SNAPWATCH_SLACK_WEBHOOK_URL is an unresolved Key Vault reference".into(),
+            )
+        },
+    );
+    let (status, body) = h.event_hub(&[BATCH_B, BATCH_A]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        summary(&body),
+        "records=7 events=5 skipped=2 findings=1 sent=0 rejected=1"
+    );
+    let rejects = rejects(&body);
+    assert_eq!(rejects[0]["kind"], "undelivered");
+    assert_eq!(
+        rejects[0]["reason"],
+        "Slack is disabled: SNAPWATCH_SLACK_WEBHOOK_URL is an unresolved Key Vault reference"
+    );
+    assert!(h.sink.sent().is_empty());
+    // Event Grid is not asked to redeliver for it: a redelivery cannot fix the setting.
+    let events: Vec<Value> = serde_json::from_str(GRID_CHAIN).expect("fixture");
+    for event in &events {
+        let (status, _) = h.event_grid(event).await;
+        assert_eq!(status, StatusCode::OK);
+    }
 }
