@@ -134,7 +134,13 @@ impl Config {
                 reason,
             })?;
         }
-        config.validate()?;
+        // A value that parses but is out of range: name the variable that set it, not the key.
+        config.validate().map_err(|mut e| {
+            if e.name == "chain.window_days" {
+                e.name = env::WINDOW_DAYS.into();
+            }
+            e
+        })?;
         Ok(config)
     }
 
@@ -490,5 +496,8 @@ mod tests {
         let err =
             Config::from_lookup(|k| (k == env::MIN_SEVERITY).then(|| "urgent".into())).unwrap_err();
         assert_eq!(err.name, env::MIN_SEVERITY);
+        // A value that parses but is out of range names the variable too, not the TOML key.
+        let err = Config::from_lookup(|k| (k == env::WINDOW_DAYS).then(|| "0".into())).unwrap_err();
+        assert_eq!(err.name, env::WINDOW_DAYS);
     }
 }
