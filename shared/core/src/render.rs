@@ -11,6 +11,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
+pub mod asff;
+
 /// The finding JSON of DESIGN section 4, one line (this is the SNS message body and the CLI's jsonl).
 ///
 /// Display hazards serde_json leaves raw (DEL, C1 controls such as NEL, U+2028 / U+2029, bidi
