@@ -75,6 +75,16 @@ data "aws_iam_policy_document" "state_access" {
     resources = ["*"]
   }
 
+  # The Security Hub sink (opt-in): one action, on this account's default product only.
+  dynamic "statement" {
+    for_each = var.security_hub_enabled ? [1] : []
+    content {
+      sid       = "SecurityHubImport"
+      actions   = ["securityhub:BatchImportFindings"]
+      resources = [local.security_hub_product_arn]
+    }
+  }
+
   dynamic "statement" {
     for_each = local.slack_enabled ? [1] : []
     content {

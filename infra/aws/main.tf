@@ -21,5 +21,8 @@ locals {
 
   slack_enabled = var.slack_webhook_secret_arn != null
 
+  # Every account may import its own findings under this product without registering one.
+  security_hub_product_arn = "arn:${local.partition}:securityhub:${local.region}:${local.account_id}:product/${local.account_id}/default"
+
   tags = merge({ "app" = "snapwatch" }, var.tags)
 }

@@ -71,6 +71,12 @@ variable "slack_webhook_secret_kms_key_arn" {
   default     = null
 }
 
+variable "security_hub_enabled" {
+  description = "Also import every finding into AWS Security Hub (BatchImportFindings, ASFF) under this account's default product ARN, from both functions. Security Hub must be enabled in the deployment region. Grants exactly securityhub:BatchImportFindings on that product."
+  type        = bool
+  default     = false
+}
+
 variable "kms_key_arn" {
   description = "Customer managed KMS key for the table, topic, queue, logs and environment. Null creates one (with rotation). A key you bring must allow logs.<region>.amazonaws.com and events.amazonaws.com to use it."
   type        = string

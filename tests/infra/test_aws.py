@@ -55,6 +55,9 @@ BASELINE_ATTRIBUTE_ACTIONS = {
 }
 BASELINE_INVENTORY_ACTIONS = BASELINE_LISTING_ACTIONS | BASELINE_ATTRIBUTE_ACTIONS
 BASELINE_GATE = "${local.baseline_enabled ? 1 : 0}"
+# The Security Hub sink (issue 15): opt-in, one action, on the account's default product only.
+SECURITY_HUB_ACTION = "securityhub:BatchImportFindings"
+SECURITY_HUB_PRODUCT_ARN = f"arn:aws:securityhub:{REGION}:{MOTO_ACCOUNT}:product/{MOTO_ACCOUNT}/default"
 
 
 # ---- tools ----------------------------------------------------------------------------------
@@ -374,6 +377,43 @@ def test_baseline_role_lists_read_only_and_shares_the_detectors_state_access() -
     assert not {action for action in shared_actions if action.startswith(("ec2:", "rds:"))}
 
 
+def test_security_hub_is_opt_in_with_one_action_on_the_default_product() -> None:
+    blocks = module_blocks()
+    assert blocks["variable"][("var", "security_hub_enabled")]["default"] is False
+    assert hcl_string(blocks["locals"][("local", "security_hub_product_arn")]) == (
+        "arn:${local.partition}:securityhub:${local.region}:${local.account_id}:product/${local.account_id}/default"
+    )
+    # Both functions' environments come from one local: on when enabled, off otherwise.
+    environment = blocks["locals"][("local", "function_environment")]
+    assert 'SNAPWATCH_SECURITYHUB = var.security_hub_enabled ? "on" : "off"' in environment, environment
+    # The grant lives in the document both roles are built from, gated by the variable: no
+    # statement at all when disabled, and nowhere else does Security Hub appear.
+    gated = []
+    for key, body in blocks["data"].items():
+        for dynamic in body.get("dynamic", []):
+            named = {hcl_string(name): value for name, value in dynamic.items()}
+            for statement in as_list(named.get("statement", [])):
+                content = statement["content"][0] if isinstance(statement["content"], list) else statement["content"]
+                actions = [hcl_string(action) for action in content.get("actions", [])]
+                if any(action.startswith("securityhub:") for action in actions):
+                    gated.append((key, statement["for_each"], hcl_string(content["sid"]), actions, content["resources"]))
+        for statement in body.get("statement", []):
+            assert not [a for a in statement.get("actions", []) if "securityhub" in a], key
+    assert gated == [
+        (
+            ("aws_iam_policy_document", "state_access"),
+            "${var.security_hub_enabled ? [1] : []}",
+            "SecurityHubImport",
+            [SECURITY_HUB_ACTION],
+            ["${local.security_hub_product_arn}"],
+        )
+    ], gated
+    for example in example_dirs():
+        text = (example / "main.tf").read_text()
+        if 'source = "../.."' in text:
+            assert "security_hub_enabled       = var.security_hub_enabled" in text, example
+
+
 def test_scheduler_role_may_only_invoke_the_baseline_function() -> None:
     blocks = module_blocks()
     document = blocks["data"][("aws_iam_policy_document", "baseline_scheduler")]
@@ -457,6 +497,7 @@ def deployed(infra_copy: Path, tmp_path_factory: pytest.TempPathFactory):
         f"-var=baseline_zip_path={bundle}",
         f"-var=slack_webhook_secret_arn={SLACK_SECRET_ARN}",
         "-var=enable_deletion_protection=false",
+        "-var=security_hub_enabled=true",
         f"-var=region={REGION}",
     ]
     terraform(workdir, "init", "-backend=false", "-input=false")
@@ -549,6 +590,7 @@ def test_function_runtime_tracing_concurrency_and_environment(deployed: dict) ->
     assert environment["SNAPWATCH_WINDOW_DAYS"] == "30"
     assert environment["SNAPWATCH_ADMIN_PORTS"] == "22,3389"
     assert environment["SNAPWATCH_MIN_SEVERITY"] == "medium"
+    assert environment["SNAPWATCH_SECURITYHUB"] == "on"
     assert not [value for value in environment.values() if "hooks.slack.com" in value], "a webhook URL in plain env"
     concurrency = lambda_client.get_function_concurrency(FunctionName=deployed["function_name"])
     assert concurrency["ReservedConcurrentExecutions"] == 10
@@ -578,6 +620,7 @@ def test_function_role_reaches_only_its_own_resources(deployed: dict) -> None:
         "Logs": [log_group_arn],
         "Tracing": ["*"],
         "SlackWebhookSecret": [SLACK_SECRET_ARN],
+        "SecurityHubImport": [SECURITY_HUB_PRODUCT_ARN],
     }
     by_sid = {statement["Sid"]: statement for statement in document["Statement"]}
     assert set(by_sid) == set(expected)
@@ -590,6 +633,7 @@ def test_function_role_reaches_only_its_own_resources(deployed: dict) -> None:
     tracing_actions = by_sid["Tracing"]["Action"]
     assert sorted(tracing_actions) == ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
     assert by_sid["SlackWebhookSecret"]["Action"] in ("secretsmanager:GetSecretValue", ["secretsmanager:GetSecretValue"])
+    assert as_list(by_sid["SecurityHubImport"]["Action"]) == [SECURITY_HUB_ACTION]
     dynamodb_actions = set(by_sid["ChainState"]["Action"])
     assert dynamodb_actions == {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 
@@ -677,7 +721,7 @@ def test_key_lets_logs_encrypt_both_function_log_groups(deployed: dict) -> None:
 def test_baseline_role_lists_read_only_and_reaches_only_this_deployment(deployed: dict) -> None:
     baseline = policy_statements(deployed["baseline_role_arn"].rsplit("/", 1)[1])
     detector = policy_statements(deployed["role_arn"].rsplit("/", 1)[1])
-    shared = {"ChainState", "Alerts", "DeadLetters", "EncryptedResources", "Tracing", "SlackWebhookSecret"}
+    shared = {"ChainState", "Alerts", "DeadLetters", "EncryptedResources", "Tracing", "SlackWebhookSecret", "SecurityHubImport"}
     assert set(baseline) == shared | {"SnapshotListing", "SnapshotAttributes", "Logs"}
     # The detector's table, topic, queue, key, tracing and secret statements, unchanged.
     for sid in shared:

@@ -1,6 +1,9 @@
-//! Alert destinations both functions build at start: the Slack sink from its secret.
+//! Alert destinations both functions build at start: the Slack sink from its secret, the
+//! Security Hub sink for the function's own account.
 
-use crate::settings::SlackWebhookSource;
+use crate::securityhub::{SecurityHubClient, SecurityHubSink};
+use crate::settings::{SecurityHubSettings, SlackWebhookSource};
+use snapwatch_core::ports::SystemClock;
 use snapwatch_slack::{RetryPolicy, SlackSink, WebhookUrl};
 
 /// Reads the webhook URL once at start: from Secrets Manager in deployments.
@@ -42,4 +45,38 @@ fn webhook_from_secret(value: &str) -> String {
                 .find_map(|k| json.get(k).and_then(|v| v.as_str()).map(str::to_owned))
         })
         .unwrap_or_else(|| value.trim().to_string())
+}
+
+/// The Security Hub sink: the account id comes from STS `GetCallerIdentity` (no IAM permission
+/// needed), because the default product ARN and every finding's `AwsAccountId` must name it.
+pub async fn securityhub_sink(
+    sdk: &aws_config::SdkConfig,
+    settings: &SecurityHubSettings,
+) -> Result<SecurityHubSink, lambda_runtime::Error> {
+    let credentials = sdk
+        .credentials_provider()
+        .ok_or("no AWS credentials provider: the Lambda environment provides one")?;
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()?;
+    let account =
+        snapwatch_aws_inventory::SnapshotLister::new(snapwatch_aws_inventory::QueryClient::new(
+            http.clone(),
+            credentials.clone(),
+            settings.sts_endpoint_url.clone(),
+        ))
+        .account_id(&settings.region)
+        .await
+        .map_err(|e| format!("Security Hub sink: cannot read the account id from STS: {e}"))?;
+    let client = SecurityHubClient::new(
+        http,
+        credentials,
+        &settings.region,
+        settings.endpoint_url.as_deref(),
+    )?;
+    Ok(SecurityHubSink::new(
+        client,
+        &account,
+        std::sync::Arc::new(SystemClock),
+    ))
 }

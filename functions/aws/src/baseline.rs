@@ -6,6 +6,7 @@
 //! failure returns an error and the scheduler's retry simply runs the check again.
 
 use crate::handler::{deliver, diagnostic, SessionStore};
+use crate::securityhub::SecurityHubSink;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use snapwatch_aws_inventory::{InventoryError, SnapshotLister};
@@ -25,6 +26,8 @@ pub struct BaselineApp<St, Sn, Sl> {
     pub regions: Vec<String>,
     pub sns: Option<Sn>,
     pub slack: Option<Sl>,
+    /// Imports findings into Security Hub when `SNAPWATCH_SECURITYHUB=on`.
+    pub securityhub: Option<SecurityHubSink>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -217,6 +220,11 @@ where
             )
             .await
             .map_err(engine)?;
+        }
+        if let Some(hub) = &self.securityhub {
+            deliver(&detector, &check.findings, hub, now, &mut sent, &mut retry)
+                .await
+                .map_err(engine)?;
         }
         let pending = retry.len();
         if let Some(first) = retry.into_iter().next() {

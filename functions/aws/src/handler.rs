@@ -2,6 +2,7 @@
 
 use crate::dead_letter::{DeadLetter, DeadLetterError, Rejected};
 use crate::dynamo::{DynamoSession, DynamoStore};
+use crate::securityhub::SecurityHubSink;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -172,6 +173,8 @@ pub struct App<St, Dl, Sn, Sl> {
     pub dead_letter: Dl,
     pub sns: Option<Sn>,
     pub slack: Option<Sl>,
+    /// Imports findings into Security Hub when `SNAPWATCH_SECURITYHUB=on`.
+    pub securityhub: Option<SecurityHubSink>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -249,6 +252,9 @@ where
         }
         if let Some(slack) = &self.slack {
             deliver(&detector, &findings, slack, now, &mut sent, &mut retry).await?;
+        }
+        if let Some(hub) = &self.securityhub {
+            deliver(&detector, &findings, hub, now, &mut sent, &mut retry).await?;
         }
         let finding_ids: Vec<String> = findings.iter().map(|f| f.id.clone()).collect();
         tracing::info!(

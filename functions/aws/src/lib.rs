@@ -9,5 +9,6 @@ pub mod clients;
 pub mod dead_letter;
 pub mod dynamo;
 pub mod handler;
+pub mod securityhub;
 pub mod settings;
 pub mod sns;

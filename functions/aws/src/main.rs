@@ -3,7 +3,7 @@
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::value::RawValue;
-use snapwatch_aws::alerts::slack_sink;
+use snapwatch_aws::alerts::{securityhub_sink, slack_sink};
 use snapwatch_aws::clients;
 use snapwatch_aws::dead_letter::SqsDeadLetter;
 use snapwatch_aws::dynamo::DynamoStore;
@@ -27,6 +27,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         None => None,
         Some(source) => Some(slack_sink(&sdk, source).await?),
     };
+    let securityhub = match &settings.securityhub {
+        None => None,
+        Some(hub) => Some(securityhub_sink(&sdk, hub).await?),
+    };
     let app = App {
         store: DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &settings.table_name),
         config: settings.detector.clone(),
@@ -39,12 +43,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             .as_ref()
             .map(|arn| SnsSink::new(aws_sdk_sns::Client::new(&sdk), arn)),
         slack,
+        securityhub,
         clock: Arc::new(SystemClock),
     };
     tracing::info!(
         table = %settings.table_name,
         sns = settings.sns_topic_arn.is_some(),
         slack = settings.slack_webhook.is_some(),
+        securityhub = settings.securityhub.is_some(),
         init_ms = started.elapsed().as_secs_f64() * 1000.0,
         "snapwatch-aws initialised"
     );

@@ -17,6 +17,10 @@ pub mod env {
     pub const AWS_REGION: &str = "AWS_REGION";
     /// The SDK's standard endpoint override; the baseline's own EC2/RDS/STS calls honour it too.
     pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+    /// `on` imports every finding into Security Hub as well (default `off`).
+    pub const SECURITYHUB: &str = "SNAPWATCH_SECURITYHUB";
+    /// The SDK's per-service endpoint override, honoured by the Security Hub sink.
+    pub const AWS_ENDPOINT_URL_SECURITYHUB: &str = "AWS_ENDPOINT_URL_SECURITYHUB";
 }
 
 /// Where the Slack webhook URL comes from.
@@ -46,6 +50,8 @@ pub struct Settings {
     pub slack_webhook: Option<SlackWebhookSource>,
     /// Where events that cannot be parsed are kept.
     pub dead_letter_queue_url: String,
+    /// Set when findings are also imported into Security Hub.
+    pub securityhub: Option<SecurityHubSettings>,
 }
 
 impl Settings {
@@ -74,6 +80,7 @@ impl Settings {
             sns_topic_arn,
             slack_webhook,
             dead_letter_queue_url,
+            securityhub: security_hub(&get)?,
         })
     }
 }
@@ -140,6 +147,41 @@ fn alert_destinations(
     Ok((sns_topic_arn, slack_webhook))
 }
 
+/// Where the Security Hub sink imports: the function's own region (and, for local servers, an
+/// endpoint override).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityHubSettings {
+    pub region: String,
+    /// `AWS_ENDPOINT_URL_SECURITYHUB`, else `AWS_ENDPOINT_URL`.
+    pub endpoint_url: Option<String>,
+    /// `AWS_ENDPOINT_URL`: where STS tells the sink its account id at start.
+    pub sts_endpoint_url: Option<String>,
+}
+
+/// `SNAPWATCH_SECURITYHUB=on|off` (unset is off).
+fn security_hub(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<SecurityHubSettings>, ConfigError> {
+    match get(env::SECURITYHUB).as_deref() {
+        None | Some("off") => Ok(None),
+        Some("on") => Ok(Some(SecurityHubSettings {
+            region: get(env::AWS_REGION).ok_or_else(|| ConfigError {
+                name: env::AWS_REGION.into(),
+                value: String::new(),
+                reason: format!("required when {}=on", env::SECURITYHUB),
+            })?,
+            endpoint_url: get(env::AWS_ENDPOINT_URL_SECURITYHUB)
+                .or_else(|| get(env::AWS_ENDPOINT_URL)),
+            sts_endpoint_url: get(env::AWS_ENDPOINT_URL),
+        })),
+        Some(other) => Err(ConfigError {
+            name: env::SECURITYHUB.into(),
+            value: other.into(),
+            reason: "expected on or off".into(),
+        }),
+    }
+}
+
 /// The scheduled baseline function's configuration: the event function's store and alert
 /// settings (no dead-letter queue: it reads no events) plus the regions to list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +193,8 @@ pub struct BaselineSettings {
     pub regions: Vec<String>,
     /// `AWS_ENDPOINT_URL`, for local servers.
     pub endpoint_url: Option<String>,
+    /// Set when findings are also imported into Security Hub.
+    pub securityhub: Option<SecurityHubSettings>,
 }
 
 impl BaselineSettings {
@@ -212,6 +256,7 @@ impl BaselineSettings {
             slack_webhook,
             regions,
             endpoint_url: get(env::AWS_ENDPOINT_URL),
+            securityhub: security_hub(&get)?,
         })
     }
 }
@@ -308,6 +353,51 @@ mod tests {
             settings(&bad_window).unwrap_err().name,
             "SNAPWATCH_WINDOW_DAYS"
         );
+    }
+
+    #[test]
+    fn security_hub_is_off_unless_on_and_a_bad_value_is_named() {
+        let mut vars = BASE.to_vec();
+        vars.push((env::SNS_TOPIC_ARN, "arn"));
+        assert_eq!(settings(&vars).unwrap().securityhub, None);
+        vars.push((env::SECURITYHUB, "yes"));
+        let err = settings(&vars).unwrap_err();
+        assert_eq!(err.name, env::SECURITYHUB);
+        assert!(err.reason.contains("on or off"), "{err}");
+        vars.pop();
+        vars.push((env::SECURITYHUB, "on"));
+        assert_eq!(settings(&vars).unwrap_err().name, env::AWS_REGION);
+        vars.push((env::AWS_REGION, "eu-west-1"));
+        vars.push((env::AWS_ENDPOINT_URL, "http://127.0.0.1:5000"));
+        assert_eq!(
+            settings(&vars).unwrap().securityhub,
+            Some(SecurityHubSettings {
+                region: "eu-west-1".into(),
+                endpoint_url: Some("http://127.0.0.1:5000".into()),
+                sts_endpoint_url: Some("http://127.0.0.1:5000".into()),
+            })
+        );
+        vars.push((env::AWS_ENDPOINT_URL_SECURITYHUB, "http://127.0.0.1:6000"));
+        assert_eq!(
+            settings(&vars)
+                .unwrap()
+                .securityhub
+                .unwrap()
+                .endpoint_url
+                .as_deref(),
+            Some("http://127.0.0.1:6000")
+        );
+        let mut off = vars.clone();
+        off.retain(|(k, _)| *k != env::SECURITYHUB);
+        off.push((env::SECURITYHUB, "off"));
+        assert_eq!(settings(&off).unwrap().securityhub, None);
+        let baseline_on = [
+            (env::TABLE_NAME, "t"),
+            (env::SNS_TOPIC_ARN, "arn"),
+            (env::AWS_REGION, "eu-west-1"),
+            (env::SECURITYHUB, "on"),
+        ];
+        assert!(baseline(&baseline_on).unwrap().securityhub.is_some());
     }
 
     fn baseline(pairs: &[(&str, &str)]) -> Result<BaselineSettings, ConfigError> {

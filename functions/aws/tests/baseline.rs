@@ -77,6 +77,7 @@ async fn deploy_counting(region: &str, counter: &RequestCounter) -> Deployment {
             regions: vec![region.to_string()],
             sns: Some(sns.clone()),
             slack: None,
+            securityhub: None,
             clock: Arc::new(clock.clone()),
         },
         events: App {
@@ -85,6 +86,7 @@ async fn deploy_counting(region: &str, counter: &RequestCounter) -> Deployment {
             dead_letter: RecordingDeadLetter::default(),
             sns: Some(sns),
             slack: None,
+            securityhub: None,
             clock: Arc::new(clock.clone()),
         },
         topic,

@@ -22,6 +22,7 @@ fn app() -> TestApp {
         dead_letter: RecordingDeadLetter::default(),
         sns: Some(RecordingSink::new("sns")),
         slack: Some(RecordingSink::new("slack")),
+        securityhub: None,
         clock: Arc::new(FixedClock(fixture_now())),
     }
 }

@@ -95,6 +95,7 @@ async fn deploy(slack_script: Vec<u16>) -> Deployment {
         dead_letter: SqsDeadLetter::new(sqs.clone(), &dead_letter_queue),
         sns: Some(SnsSink::new(sns, topic_arn)),
         slack: Some(SlackSink::new(WebhookUrl::parse(&webhook).unwrap(), policy).unwrap()),
+        securityhub: None,
         clock: Arc::new(FixedClock(fixture_now())),
     };
     Deployment {
@@ -281,6 +282,7 @@ async fn dynamodb_requests_per_relevant_event() {
             dead_letter: RecordingDeadLetter::default(),
             sns: Some(RecordingSink::new("sns")),
             slack: Some(RecordingSink::new("slack")),
+            securityhub: None,
             clock: Arc::new(FixedClock(fixture_now())),
         };
         let mut stream: Vec<String> = fixture_names()

@@ -4,7 +4,7 @@
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::value::RawValue;
-use snapwatch_aws::alerts::slack_sink;
+use snapwatch_aws::alerts::{securityhub_sink, slack_sink};
 use snapwatch_aws::baseline::{BaselineApp, BaselineOutcome};
 use snapwatch_aws::clients;
 use snapwatch_aws::dynamo::DynamoStore;
@@ -30,6 +30,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         None => None,
         Some(source) => Some(slack_sink(&sdk, source).await?),
     };
+    let securityhub = match &settings.securityhub {
+        None => None,
+        Some(hub) => Some(securityhub_sink(&sdk, hub).await?),
+    };
     let lister = SnapshotLister::new(QueryClient::new(
         reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
@@ -47,6 +51,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             .as_ref()
             .map(|arn| SnsSink::new(aws_sdk_sns::Client::new(&sdk), arn)),
         slack,
+        securityhub,
         clock: Arc::new(SystemClock),
     };
     tracing::info!(
@@ -54,6 +59,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         regions = ?settings.regions,
         sns = settings.sns_topic_arn.is_some(),
         slack = settings.slack_webhook.is_some(),
+        securityhub = settings.securityhub.is_some(),
         init_ms = started.elapsed().as_secs_f64() * 1000.0,
         "snapwatch-aws-baseline initialised"
     );

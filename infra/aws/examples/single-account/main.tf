@@ -55,6 +55,12 @@ variable "trusted_accounts" {
   default     = []
 }
 
+variable "security_hub_enabled" {
+  description = "Also import findings into AWS Security Hub (must be enabled in the region)."
+  type        = bool
+  default     = false
+}
+
 variable "enable_deletion_protection" {
   description = "Deletion protection on the state table."
   type        = bool
@@ -73,6 +79,7 @@ module "snapwatch" {
   slack_webhook_secret_arn   = var.slack_webhook_secret_arn
   trusted_accounts           = var.trusted_accounts
   enable_deletion_protection = var.enable_deletion_protection
+  security_hub_enabled       = var.security_hub_enabled
 
   # Hourly snapshot baseline: catches shares and public snapshots the event stream missed.
   baseline_enabled  = true

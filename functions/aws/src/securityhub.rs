@@ -1,0 +1,458 @@
+//! Security Hub [`AlertSink`]: each finding imported with `BatchImportFindings` in ASFF
+//! (`snapwatch_core::render::asff`), under the account's default product ARN.
+//!
+//! The call is one signed JSON POST (`/findings/import`), made here with `aws-sigv4` and
+//! `reqwest` (both already in the function's build for the baseline's EC2/RDS listing) instead
+//! of `aws-sdk-securityhub`, whose generated code would add minutes of compile time and most of
+//! a megabyte to the bootstrap for one operation.
+//!
+//! A 200 answer can still hold `FailedFindings`: those are never ignored. Throttling and
+//! internal errors are retried here with backoff and, when they persist, reported as
+//! retryable (the engine releases the claim and the event is retried); any other error code
+//! is a permanent rejection with Security Hub's code and message (the engine reports it).
+
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+use serde::Deserialize;
+use snapwatch_aws_inventory::RetryPolicy;
+use snapwatch_core::ports::{AlertSink, Clock, SinkError};
+use snapwatch_core::render::asff::{self, AsffTarget};
+use snapwatch_core::Finding;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+const SINK: &str = "securityhub";
+const SIGNING_NAME: &str = "securityhub";
+const JSON_CONTENT_TYPE: &str = "application/json";
+const CREDENTIALS_REFRESH_MARGIN: Duration = Duration::from_secs(300);
+
+/// Error codes (of the HTTP error or of a `FailedFindings` entry) after which the same import
+/// may succeed later.
+const TRANSIENT_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "LimitExceededException",
+    "InternalException",
+    "InternalFailure",
+    "InternalError",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "RequestTimeout",
+    "RequestTimeoutException",
+];
+
+fn is_transient_code(code: &str) -> bool {
+    // Error types may come qualified (`…#ThrottlingException`, `ThrottlingException:http://…`).
+    let bare = code.rsplit('#').next().unwrap_or(code);
+    let bare = bare.split(':').next().unwrap_or(bare);
+    TRANSIENT_CODES.contains(&bare)
+}
+
+/// The regional endpoint; China regions live under `amazonaws.com.cn`.
+pub fn regional_endpoint(region: &str) -> String {
+    let suffix = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    format!("https://securityhub.{region}.{suffix}")
+}
+
+/// Why one signed call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("no AWS credentials: {0}")]
+    Credentials(String),
+    #[error("cannot sign the request: {0}")]
+    Signing(String),
+    #[error("invalid endpoint {0:?}")]
+    Endpoint(String),
+    #[error("transport: {0}")]
+    Transport(#[from] reqwest::Error),
+}
+
+/// Signs and sends Security Hub REST-JSON calls. Cheap to clone.
+#[derive(Clone)]
+pub struct SecurityHubClient {
+    http: reqwest::Client,
+    credentials: SharedCredentialsProvider,
+    cached_credentials: Arc<tokio::sync::Mutex<Option<Credentials>>>,
+    endpoint: reqwest::Url,
+    region: String,
+}
+
+impl fmt::Debug for SecurityHubClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecurityHubClient")
+            .field("endpoint", &self.endpoint.as_str())
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SecurityHubClient {
+    /// `endpoint_url` overrides the regional endpoint (a local server such as moto).
+    pub fn new(
+        http: reqwest::Client,
+        credentials: SharedCredentialsProvider,
+        region: &str,
+        endpoint_url: Option<&str>,
+    ) -> Result<Self, CallError> {
+        let raw = endpoint_url.map_or_else(|| regional_endpoint(region), str::to_owned);
+        let endpoint = reqwest::Url::parse(&raw).map_err(|_| CallError::Endpoint(raw.clone()))?;
+        if !matches!(endpoint.scheme(), "http" | "https") || endpoint.host_str().is_none() {
+            return Err(CallError::Endpoint(raw));
+        }
+        Ok(SecurityHubClient {
+            http,
+            credentials,
+            cached_credentials: Arc::new(tokio::sync::Mutex::new(None)),
+            endpoint,
+            region: region.to_string(),
+        })
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// One signed POST of `body` to `path` (`/findings/import`, `/findings`…): the status and
+    /// the response text.
+    pub async fn post(&self, path: &str, body: &str) -> Result<(u16, String), CallError> {
+        let mut url = self.endpoint.clone();
+        let base = url.path().trim_end_matches('/').to_string();
+        url.set_path(&format!("{base}{path}"));
+        let credentials = self.credentials().await?;
+        let headers = signed_headers(&credentials, &self.region, &url, body, SystemTime::now())
+            .map_err(|e| CallError::Signing(e.to_string()))?;
+        let mut request = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, JSON_CONTENT_TYPE)
+            .body(body.to_string());
+        for (name, value) in &headers {
+            request = request.header(*name, value.as_str());
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        Ok((status, text))
+    }
+
+    /// Current credentials, refreshed only when missing or about to expire (the providers
+    /// aws-config hands out do not cache by themselves).
+    async fn credentials(&self) -> Result<Credentials, CallError> {
+        let mut cached = self.cached_credentials.lock().await;
+        if let Some(credentials) = cached.as_ref() {
+            let fresh = credentials.expiry().is_none_or(|expiry| {
+                expiry
+                    .duration_since(SystemTime::now())
+                    .is_ok_and(|left| left > CREDENTIALS_REFRESH_MARGIN)
+            });
+            if fresh {
+                return Ok(credentials.clone());
+            }
+        }
+        let credentials = self
+            .credentials
+            .provide_credentials()
+            .await
+            .map_err(|e| CallError::Credentials(e.to_string()))?;
+        *cached = Some(credentials.clone());
+        Ok(credentials)
+    }
+}
+
+/// SigV4 headers for a JSON POST: `content-type`, `host`, `x-amz-date` and the body's hash signed.
+fn signed_headers(
+    credentials: &Credentials,
+    region: &str,
+    url: &reqwest::Url,
+    body: &str,
+    time: SystemTime,
+) -> Result<Vec<(&'static str, String)>, Box<dyn std::error::Error + Send + Sync>> {
+    let identity: Identity = credentials.clone().into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(SIGNING_NAME)
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()?
+        .into();
+    let request = SignableRequest::new(
+        "POST",
+        url.as_str(),
+        std::iter::once(("content-type", JSON_CONTENT_TYPE)),
+        SignableBody::Bytes(body.as_bytes()),
+    )?;
+    let (instructions, _signature) = sign(request, &params)?.into_parts();
+    let (headers, _query) = instructions.into_parts();
+    Ok(headers
+        .into_iter()
+        .map(|h| (h.name(), h.value().to_string()))
+        .collect())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ImportResponse {
+    #[serde(default)]
+    failed_count: u64,
+    #[serde(default)]
+    failed_findings: Vec<FailedFinding>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct FailedFinding {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    error_code: Option<String>,
+    #[serde(default)]
+    error_message: Option<String>,
+}
+
+/// The error document of a failed REST-JSON call: `{"Code"|"__type", "Message"|"message"}`.
+#[derive(Debug, Default, Deserialize)]
+struct ErrorDocument {
+    #[serde(default, rename = "Code")]
+    code: Option<String>,
+    #[serde(default, rename = "__type")]
+    type_: Option<String>,
+    #[serde(default, rename = "Message")]
+    message: Option<String>,
+    #[serde(default, rename = "message")]
+    message_lower: Option<String>,
+}
+
+/// What one import attempt came to.
+#[derive(Debug, PartialEq, Eq)]
+enum Attempt {
+    Imported,
+    Transient(String),
+    Permanent(String),
+}
+
+/// Sorts one answer to `BatchImportFindings` (status and body) for the finding `id`.
+fn judge(id: &str, status: u16, body: &str) -> Attempt {
+    if !(200..300).contains(&status) {
+        let doc: ErrorDocument = serde_json::from_str(body).unwrap_or_default();
+        let code = doc.code.or(doc.type_).unwrap_or_default();
+        let message = doc.message.or(doc.message_lower).unwrap_or_default();
+        let described = format!("HTTP {status} {code}: {message}");
+        return if status == 429 || status >= 500 || is_transient_code(&code) {
+            Attempt::Transient(described)
+        } else {
+            Attempt::Permanent(described)
+        };
+    }
+    let response: ImportResponse = match serde_json::from_str(body) {
+        Ok(r) => r,
+        // The import may or may not have happened; importing the same Id again is harmless.
+        Err(e) => return Attempt::Transient(format!("unreadable BatchImportFindings answer: {e}")),
+    };
+    let failed: Vec<&FailedFinding> = response
+        .failed_findings
+        .iter()
+        .filter(|f| {
+            f.id.as_deref()
+                .is_none_or(|fid| fid == id || fid.is_empty())
+        })
+        .collect();
+    if failed.is_empty() && response.failed_count == 0 {
+        return Attempt::Imported;
+    }
+    let Some(first) = failed.first() else {
+        // A failure counted but not itemised: the one finding sent is the one that failed.
+        return Attempt::Transient(format!(
+            "FailedCount {} without FailedFindings",
+            response.failed_count
+        ));
+    };
+    let code = first.error_code.clone().unwrap_or_default();
+    let described = format!(
+        "FailedFindings {code}: {}",
+        first.error_message.as_deref().unwrap_or_default()
+    );
+    if is_transient_code(&code) {
+        Attempt::Transient(described)
+    } else {
+        Attempt::Permanent(described)
+    }
+}
+
+/// Imports findings into Security Hub.
+#[derive(Clone)]
+pub struct SecurityHubSink {
+    client: SecurityHubClient,
+    target: AsffTarget,
+    clock: Arc<dyn Clock>,
+    retry: RetryPolicy,
+}
+
+impl fmt::Debug for SecurityHubSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecurityHubSink")
+            .field("client", &self.client)
+            .field("product_arn", &self.target.product_arn())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SecurityHubSink {
+    /// `account` is the account the function runs in: the default product ARN's and every
+    /// finding's `AwsAccountId`.
+    pub fn new(client: SecurityHubClient, account: &str, clock: Arc<dyn Clock>) -> Self {
+        let target = AsffTarget::new(account, client.region());
+        SecurityHubSink {
+            client,
+            target,
+            clock,
+            retry: RetryPolicy {
+                max_attempts: 3,
+                base_delay: Duration::from_millis(200),
+                max_delay: Duration::from_secs(2),
+            },
+        }
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn product_arn(&self) -> String {
+        self.target.product_arn()
+    }
+}
+
+impl AlertSink for SecurityHubSink {
+    fn name(&self) -> &'static str {
+        SINK
+    }
+
+    async fn send(&self, finding: &Finding) -> Result<(), SinkError> {
+        let document = asff::batch_import_body(finding, &self.target, self.clock.now());
+        let id = document["Findings"][0]["Id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let body = document.to_string();
+        let max_attempts = self.retry.max_attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            let outcome = match self.client.post("/findings/import", &body).await {
+                Ok((status, text)) => judge(&id, status, &text),
+                Err(CallError::Transport(e)) => {
+                    Attempt::Transient(format!("BatchImportFindings transport: {e}"))
+                }
+                Err(e) => Attempt::Permanent(e.to_string()),
+            };
+            match outcome {
+                Attempt::Imported => return Ok(()),
+                Attempt::Permanent(message) => {
+                    return Err(SinkError::Permanent {
+                        sink: SINK,
+                        message: format!("BatchImportFindings rejected {id}: {message}"),
+                    })
+                }
+                Attempt::Transient(message) if attempt >= max_attempts => {
+                    return Err(SinkError::Retryable {
+                        sink: SINK,
+                        message: format!(
+                            "BatchImportFindings did not import {id} after {attempt} attempts: {message}"
+                        ),
+                        retry_after_secs: None,
+                    })
+                }
+                Attempt::Transient(message) => {
+                    let delay = self.retry.delay(attempt);
+                    tracing::warn!(finding = %id, attempt, error = %message, delay_ms = delay.as_millis() as u64, "Security Hub import failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+            attempt += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_failed_finding_is_sorted_never_ignored() {
+        let ok = r#"{"FailedCount":0,"SuccessCount":1,"FailedFindings":[]}"#;
+        assert_eq!(judge("sw-1", 200, ok), Attempt::Imported);
+        let throttled = r#"{"FailedCount":1,"SuccessCount":0,"FailedFindings":[{"Id":"sw-1","ErrorCode":"ThrottlingException","ErrorMessage":"slow down"}]}"#;
+        assert!(
+            matches!(judge("sw-1", 200, throttled), Attempt::Transient(m) if m.contains("slow down"))
+        );
+        let invalid = r#"{"FailedCount":1,"SuccessCount":0,"FailedFindings":[{"Id":"sw-1","ErrorCode":"InvalidInput","ErrorMessage":"bad"}]}"#;
+        assert!(
+            matches!(judge("sw-1", 200, invalid), Attempt::Permanent(m) if m.contains("InvalidInput"))
+        );
+        let counted_only = r#"{"FailedCount":1,"SuccessCount":0}"#;
+        assert!(matches!(
+            judge("sw-1", 200, counted_only),
+            Attempt::Transient(_)
+        ));
+        assert!(matches!(
+            judge("sw-1", 200, "<html>"),
+            Attempt::Transient(_)
+        ));
+    }
+
+    #[test]
+    fn http_errors_are_retried_only_when_they_may_pass() {
+        let denied = r#"{"Code":"AccessDeniedException","Message":"no"}"#;
+        assert!(
+            matches!(judge("x", 403, denied), Attempt::Permanent(m) if m.contains("AccessDenied"))
+        );
+        let not_subscribed =
+            r#"{"Code":"InvalidAccessException","Message":"Account is not subscribed"}"#;
+        assert!(matches!(
+            judge("x", 401, not_subscribed),
+            Attempt::Permanent(_)
+        ));
+        let limit = r#"{"__type":"com.amazonaws#LimitExceededException","message":"rate"}"#;
+        assert!(matches!(judge("x", 400, limit), Attempt::Transient(_)));
+        assert!(matches!(judge("x", 429, ""), Attempt::Transient(_)));
+        assert!(matches!(judge("x", 503, ""), Attempt::Transient(_)));
+    }
+
+    #[test]
+    fn endpoints_follow_the_partition_unless_overridden() {
+        assert_eq!(
+            regional_endpoint("eu-west-1"),
+            "https://securityhub.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            regional_endpoint("cn-north-1"),
+            "https://securityhub.cn-north-1.amazonaws.com.cn"
+        );
+        let credentials =
+            SharedCredentialsProvider::new(Credentials::new("a", "b", None, None, "t"));
+        assert!(SecurityHubClient::new(
+            reqwest::Client::new(),
+            credentials.clone(),
+            "eu-west-1",
+            Some("ftp://x")
+        )
+        .is_err());
+        assert!(SecurityHubClient::new(
+            reqwest::Client::new(),
+            credentials,
+            "eu-west-1",
+            Some("http://127.0.0.1:5000")
+        )
+        .is_ok());
+    }
+}
