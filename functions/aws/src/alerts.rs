@@ -47,9 +47,10 @@ fn webhook_from_secret(value: &str) -> String {
         .unwrap_or_else(|| value.trim().to_string())
 }
 
-/// The Security Hub sink: the account id comes from STS `GetCallerIdentity` (no IAM permission
-/// needed), because the default product ARN and every finding's `AwsAccountId` must name it.
-pub async fn securityhub_sink(
+/// The Security Hub sink. Its account id (the default product ARN and every finding's
+/// `AwsAccountId` must name it) comes from STS `GetCallerIdentity`, which needs no IAM
+/// permission, at the first delivery rather than here, so initialisation makes no extra call.
+pub fn securityhub_sink(
     sdk: &aws_config::SdkConfig,
     settings: &SecurityHubSettings,
 ) -> Result<SecurityHubSink, lambda_runtime::Error> {
@@ -59,24 +60,21 @@ pub async fn securityhub_sink(
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .build()?;
-    let account =
+    let sts =
         snapwatch_aws_inventory::SnapshotLister::new(snapwatch_aws_inventory::QueryClient::new(
             http.clone(),
             credentials.clone(),
             settings.sts_endpoint_url.clone(),
-        ))
-        .account_id(&settings.region)
-        .await
-        .map_err(|e| format!("Security Hub sink: cannot read the account id from STS: {e}"))?;
+        ));
     let client = SecurityHubClient::new(
         http,
         credentials,
         &settings.region,
         settings.endpoint_url.as_deref(),
     )?;
-    Ok(SecurityHubSink::new(
+    Ok(SecurityHubSink::resolving_account(
         client,
-        &account,
+        sts,
         std::sync::Arc::new(SystemClock),
     ))
 }

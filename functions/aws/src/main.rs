@@ -29,7 +29,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let securityhub = match &settings.securityhub {
         None => None,
-        Some(hub) => Some(securityhub_sink(&sdk, hub).await?),
+        Some(hub) => Some(securityhub_sink(&sdk, hub)?),
     };
     let app = App {
         store: DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &settings.table_name),

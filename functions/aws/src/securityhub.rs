@@ -17,7 +17,7 @@ use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettin
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use serde::Deserialize;
-use snapwatch_aws_inventory::RetryPolicy;
+use snapwatch_aws_inventory::{RetryPolicy, SnapshotLister};
 use snapwatch_core::ports::{AlertSink, Clock, SinkError};
 use snapwatch_core::render::asff::{self, AsffTarget};
 use snapwatch_core::Finding;
@@ -292,7 +292,10 @@ fn judge(id: &str, status: u16, body: &str) -> Attempt {
 #[derive(Clone)]
 pub struct SecurityHubSink {
     client: SecurityHubClient,
-    target: AsffTarget,
+    /// The account the function runs in: the default product ARN's and every finding's
+    /// `AwsAccountId`. Known up front, or read once from STS at the first delivery.
+    account: Arc<tokio::sync::OnceCell<String>>,
+    sts: Option<SnapshotLister>,
     clock: Arc<dyn Clock>,
     retry: RetryPolicy,
 }
@@ -301,19 +304,40 @@ impl fmt::Debug for SecurityHubSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecurityHubSink")
             .field("client", &self.client)
-            .field("product_arn", &self.target.product_arn())
+            .field("account", &self.account.get())
             .finish_non_exhaustive()
     }
 }
 
 impl SecurityHubSink {
-    /// `account` is the account the function runs in: the default product ARN's and every
-    /// finding's `AwsAccountId`.
+    /// A sink for a known `account`.
     pub fn new(client: SecurityHubClient, account: &str, clock: Arc<dyn Clock>) -> Self {
-        let target = AsffTarget::new(account, client.region());
+        let sink = Self::with_account_source(client, None, clock);
+        // A fresh cell cannot be set already.
+        let _ = sink.account.set(account.to_string());
+        sink
+    }
+
+    /// A sink that asks STS `GetCallerIdentity` for its account at the first delivery, not at
+    /// start: the function's initialisation stays as fast as without the sink, and most
+    /// containers never deliver a finding.
+    pub fn resolving_account(
+        client: SecurityHubClient,
+        sts: SnapshotLister,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self::with_account_source(client, Some(sts), clock)
+    }
+
+    fn with_account_source(
+        client: SecurityHubClient,
+        sts: Option<SnapshotLister>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         SecurityHubSink {
             client,
-            target,
+            account: Arc::new(tokio::sync::OnceCell::new()),
+            sts,
             clock,
             retry: RetryPolicy {
                 max_attempts: 3,
@@ -328,8 +352,34 @@ impl SecurityHubSink {
         self
     }
 
-    pub fn product_arn(&self) -> String {
-        self.target.product_arn()
+    async fn target(&self) -> Result<AsffTarget, SinkError> {
+        let account = self
+            .account
+            .get_or_try_init(|| async {
+                let Some(sts) = &self.sts else {
+                    return Err(SinkError::Permanent {
+                        sink: SINK,
+                        message: "no account id and no STS client to read it".into(),
+                    });
+                };
+                sts.account_id(self.client.region()).await.map_err(|e| {
+                    let message = format!("cannot read the account id from STS: {e}");
+                    if e.is_retryable() {
+                        SinkError::Retryable {
+                            sink: SINK,
+                            message,
+                            retry_after_secs: None,
+                        }
+                    } else {
+                        SinkError::Permanent {
+                            sink: SINK,
+                            message,
+                        }
+                    }
+                })
+            })
+            .await?;
+        Ok(AsffTarget::new(account.as_str(), self.client.region()))
     }
 }
 
@@ -339,7 +389,8 @@ impl AlertSink for SecurityHubSink {
     }
 
     async fn send(&self, finding: &Finding) -> Result<(), SinkError> {
-        let document = asff::batch_import_body(finding, &self.target, self.clock.now());
+        let target = self.target().await?;
+        let document = asff::batch_import_body(finding, &target, self.clock.now());
         let id = document["Findings"][0]["Id"]
             .as_str()
             .unwrap_or_default()

@@ -208,6 +208,8 @@ async fn the_function_runs_under_cargo_lambda_watch() {
         ("SNAPWATCH_SLACK_WEBHOOK_URL", webhook.clone()),
         ("SNAPWATCH_ALLOW_PLAINTEXT_WEBHOOK", "true".to_string()),
         ("SNAPWATCH_MIN_SEVERITY", "critical".to_string()),
+        // The Security Hub sink through the real start path (STS account id, then imports).
+        ("SNAPWATCH_SECURITYHUB", "on".to_string()),
     ]);
 
     // The port answers before the function is up; the first invocation waits for it.
@@ -260,6 +262,7 @@ async fn the_function_runs_under_cargo_lambda_watch() {
         "the critical finding went to SNS: {last}"
     );
     assert_eq!(last["sent"]["slack"], last["sent"]["sns"]);
+    assert_eq!(last["sent"]["securityhub"], last["sent"]["sns"]);
 
     let (status, text) =
         invoke("{\"id\":\"eb-garbage\",\"detail-type\":\"AWS API Call via CloudTrail\"}".into())
@@ -337,6 +340,7 @@ async fn the_baseline_function_runs_under_cargo_lambda_watch() {
         ("SNAPWATCH_TABLE_NAME", table.clone()),
         ("SNAPWATCH_SNS_TOPIC_ARN", topic.topic_arn.clone()),
         ("SNAPWATCH_BASELINE_REGIONS", region.to_string()),
+        ("SNAPWATCH_SECURITYHUB", "on".to_string()),
     ]);
     start_function(
         &mut watch,
@@ -356,6 +360,10 @@ async fn the_baseline_function_runs_under_cargo_lambda_watch() {
     assert_eq!(outcome["regions"][0]["region"], region);
     assert_eq!(outcome["regions"][0]["first_run"], true);
     assert_eq!(outcome["regions"][0]["exposures_found_by_baseline"], 1);
+    assert_eq!(
+        outcome["regions"][0]["sent"]["securityhub"], outcome["regions"][0]["sent"]["sns"],
+        "{outcome}"
+    );
     let sent = topic.findings().await;
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0]["rule"], "snapshot.shared-external");

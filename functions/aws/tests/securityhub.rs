@@ -104,7 +104,13 @@ async fn with_id(client: &SecurityHubClient, id: &str) -> Vec<serde_json::Value>
 async fn a_chain_is_imported_into_security_hub_and_read_back_and_a_reimport_updates_it() {
     let moto = server_endpoint("SNAPWATCH_MOTO_ENDPOINT");
     let account = moto_lister().account_id(REGION).await.expect("STS account");
-    let hub = sink(&moto, &account, FixedClock(fixture_now()));
+    // As the functions build it: the account is read from STS at the first delivery.
+    let hub = SecurityHubSink::resolving_account(
+        client(&moto),
+        moto_lister(),
+        Arc::new(FixedClock(fixture_now())),
+    )
+    .with_retry(quick_retry());
     let app = app(hub);
     let mut last = None;
     for event in single_instance_chain() {

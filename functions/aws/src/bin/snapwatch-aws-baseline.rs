@@ -32,7 +32,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let securityhub = match &settings.securityhub {
         None => None,
-        Some(hub) => Some(securityhub_sink(&sdk, hub).await?),
+        Some(hub) => Some(securityhub_sink(&sdk, hub)?),
     };
     let lister = SnapshotLister::new(QueryClient::new(
         reqwest::Client::builder()
