@@ -79,11 +79,8 @@ pub fn asff_finding(f: &Finding, target: &AsffTarget, now: DateTime<Utc>) -> Val
         "Original": f.severity.as_str(),
     });
     let types = finding_types(f);
-    let region = f
-        .region
-        .as_deref()
-        .filter(|r| is_region_name(r))
-        .unwrap_or(&target.region);
+    // No top-level `Region`: Security Hub sets it to the import region itself. Each resource
+    // carries the region it lives in.
     let mut finding = json!({
         "SchemaVersion": SCHEMA_VERSION,
         "Id": cut(&escape_line(&f.id), ID_MAX),
@@ -92,7 +89,6 @@ pub fn asff_finding(f: &Finding, target: &AsffTarget, now: DateTime<Utc>) -> Val
         "CompanyName": "snapwatch",
         "GeneratorId": cut(&format!("snapwatch/{}", escape_line(&f.rule)), ID_MAX),
         "AwsAccountId": target.account,
-        "Region": region,
         "Types": types,
         "CreatedAt": timestamp(f.first_seen),
         "UpdatedAt": timestamp(now),

@@ -334,7 +334,11 @@ fn other_clouds_map_to_other_resources_and_no_steps_means_no_remediation() {
         )]
     );
     assert_eq!(v["Resources"][0]["Details"]["Other"]["cloud"], "gcp");
-    assert_eq!(v["Region"], "eu-west-1");
+    assert_eq!(v["Resources"][0]["Region"], "eu-west-1");
+    assert!(
+        v.get("Region").is_none(),
+        "Security Hub sets the finding's Region itself"
+    );
     assert!(v.get("Remediation").is_none());
     assert!(v.get("SourceUrl").is_none());
 }
