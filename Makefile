@@ -52,6 +52,17 @@ test-infra:
 bench:
 	BENCH_RECORDS=$(BENCH_RECORDS) BENCH_DIR=$(BENCH_DIR) bash tests/bench/run.sh
 
+# Fuzzing (nightly toolchain + cargo-fuzz): each target for FUZZ_SECONDS; `fuzz-smoke` is the
+# short bounded pass CI runs so that a regression that panics is caught.
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 20
+.PHONY: fuzz fuzz-smoke
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh
+
+fuzz-smoke:
+	FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) bash fuzz/run.sh
+
 clean:
 	$(CARGO) clean
 	rm -rf $(BENCH_DIR)

@@ -30,3 +30,30 @@ print(f"snapwatch scan: {secs:.2f} s, {n/secs:,.0f} records/s, {size/1e6/secs:.0
 PY
   tail -n 2 "$dir/scan.log"
 done
+
+# ---- input layouts: a top-level array, a one-line `{"Records":[...]}` file (the CloudTrail S3
+# shape) and concatenated pretty-printed documents, at the same two sizes. Time should grow
+# linearly (4x records, about 4x seconds) and peak RSS stay flat: containers are streamed.
+bench_layout() {
+  local layout=$1 n=$2
+  local file="$dir/cloudtrail-$n.$layout.json"
+  [ -f "$file" ] || "$bin/examples/gen_cloudtrail" "$n" "$file" "$layout"
+  local size
+  size=$(stat -c %s "$file")
+  /usr/bin/time -f "%e %M" -o "$dir/time.txt" "$bin/snapwatch" scan --format jsonl "$file" >"$dir/findings.jsonl" 2>"$dir/scan.log"
+  local secs peak_kb
+  read -r secs peak_kb <"$dir/time.txt"
+  python3 - "$layout" "$n" "$secs" "$peak_kb" "$(wc -l <"$dir/findings.jsonl")" "$size" <<'PY'
+import sys
+layout, n, secs, peak_kb, findings, size = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+print(f"{layout:8} {n:>9,} records, {size/1e6:6.0f} MB: {secs:6.2f} s, {n/max(secs, 0.01):>9,.0f} records/s, "
+      f"peak RSS {peak_kb/1024:6.1f} MiB, {findings} findings")
+PY
+}
+
+echo "== input layouts"
+for layout in array records pretty; do
+  for n in $((records / 4)) "$records"; do
+    bench_layout "$layout" "$n"
+  done
+done

@@ -1,5 +1,7 @@
-//! Writes a realistic CloudTrail mix as JSON lines for `make bench`:
-//! `gen_cloudtrail <records> <out-file>`.
+//! Writes a realistic CloudTrail mix for `make bench`:
+//! `gen_cloudtrail <records> <out-file> [jsonl|array|records|pretty]`: JSON lines (default), one
+//! top-level array (an element per line), one `{"Records":[...]}` line (the CloudTrail S3 file
+//! shape), or concatenated pretty-printed documents.
 //!
 //! About 99 % of records are calls the chain does not consume (Describe*, AssumeRole, GetObject,
 //! KMS Decrypt…), the rest are snapshot/instance/security-group calls: mostly benign (backups,
@@ -251,12 +253,20 @@ fn attack(rng: &mut Rng, i: u64) -> Vec<Value> {
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(count), Some(out)) = (args.get(1), args.get(2)) else {
-        anyhow::bail!("usage: gen_cloudtrail <records> <out-file>");
+        anyhow::bail!("usage: gen_cloudtrail <records> <out-file> [jsonl|array|records|pretty]");
+    };
+    let layout = args.get(3).map_or("jsonl", String::as_str);
+    let (open, separator, close): (&[u8], &[u8], &[u8]) = match layout {
+        "jsonl" | "pretty" => (b"", b"\n", b"\n"),
+        "array" => (b"[\n", b",\n", b"\n]\n"),
+        "records" => (b"{\"Records\":[", b",", b"]}\n"),
+        other => anyhow::bail!("unknown layout {other:?}: jsonl, array, records or pretty"),
     };
     let count: u64 = count.parse()?;
     let mut rng = Rng(0x5eed_cafe_f00d_d00d);
     let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(out)?);
     let (mut written, mut consumed, mut chains) = (0u64, 0u64, 0u64);
+    w.write_all(open)?;
     while written < count {
         let roll = rng.below(10_000);
         let batch = if written % 50_000 == 25_000 {
@@ -283,11 +293,18 @@ fn main() -> anyhow::Result<()> {
             }) {
                 consumed += 1;
             }
-            serde_json::to_writer(&mut w, &r)?;
-            w.write_all(b"\n")?;
+            if written > 0 {
+                w.write_all(separator)?;
+            }
+            if layout == "pretty" {
+                serde_json::to_writer_pretty(&mut w, &r)?;
+            } else {
+                serde_json::to_writer(&mut w, &r)?;
+            }
             written += 1;
         }
     }
+    w.write_all(close)?;
     w.flush()?;
     eprintln!("gen_cloudtrail: {written} records, {consumed} consumed by the chain ({:.2} %), {chains} attack chains -> {out}", consumed as f64 * 100.0 / written as f64);
     Ok(())

@@ -9,7 +9,7 @@ use crate::OutputFormat;
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use snapwatch_core::engine::{sort_findings, Delivery, Detector};
-use snapwatch_core::parse::detect::{for_each_record, RecordOutcome};
+use snapwatch_core::parse::detect::{for_each_contained_record, for_each_record, RecordOutcome};
 use snapwatch_core::parse::Parsed;
 use snapwatch_core::ports::{AlertSink, SinkError, StateStore};
 use snapwatch_core::{render, Config, Finding};
@@ -22,6 +22,7 @@ use std::time::Instant;
 pub struct Options {
     pub format: OutputFormat,
     pub paths: Vec<PathBuf>,
+    pub read: input::ReadOptions,
 }
 
 #[derive(Debug, Default)]
@@ -36,6 +37,9 @@ pub struct Report {
     pub below_threshold: usize,
     pub already_reported: usize,
     pub unreadable_paths: usize,
+    pub hidden_paths: usize,
+    pub special_files: usize,
+    pub walk_loops: usize,
 }
 
 /// Prints findings on stdout, one per line (jsonl) or as text blocks.
@@ -91,7 +95,7 @@ struct Scanner<'d, S> {
 }
 
 impl<S: StateStore> Scanner<'_, S> {
-    fn record(&mut self, outcome: RecordOutcome<'_>, source: &str, unit: &str, line: usize) {
+    fn record(&mut self, outcome: RecordOutcome<'_>, source: &str, lines: &mut input::RecordLines) {
         self.report.records += 1;
         if self.report.records % 16_384 == 0 {
             self.progress.set_message(format!(
@@ -120,7 +124,7 @@ impl<S: StateStore> Scanner<'_, S> {
             }
             Err(reason) => {
                 // Records inside a container start later than the container's first line.
-                let record_line = line + input::line_offset(unit, outcome.raw);
+                let record_line = lines.line_of(outcome.raw);
                 self.reject(source, record_line, reason.to_string());
             }
         }
@@ -134,16 +138,37 @@ impl<S: StateStore> Scanner<'_, S> {
 }
 
 impl<S: StateStore> UnitHandler for Scanner<'_, S> {
+    // Each record is handled as the parser yields it: nothing per record is kept.
     fn unit(&mut self, text: &str, source: &str, line: usize) {
-        let mut outcomes = Vec::new();
-        for_each_record(text, &mut |o| outcomes.push(o));
-        for outcome in outcomes {
-            self.record(outcome, source, text, line);
-        }
+        let mut lines = input::RecordLines::new(text, line);
+        for_each_record(text, &mut |o| self.record(o, source, &mut lines));
+    }
+
+    fn element(&mut self, text: &str, source: &str, line: usize) {
+        let mut lines = input::RecordLines::new(text, line);
+        for_each_contained_record(text, &mut |o| self.record(o, source, &mut lines));
     }
 
     fn reject(&mut self, source: &str, line: usize, reason: String) {
+        // Whatever was rejected counts as a record, so `rejected` never exceeds `records`.
+        self.report.records += 1;
         Scanner::reject(self, source, line, reason);
+    }
+
+    fn skipped_path(&mut self, path: &str, why: input::PathSkip) {
+        let why = match why {
+            input::PathSkip::Hidden => return self.report.hidden_paths += 1,
+            input::PathSkip::NotRegular(kind) => {
+                self.report.special_files += 1;
+                format!("{kind}, not a regular file")
+            }
+            input::PathSkip::Loop => {
+                self.report.walk_loops += 1;
+                "directory already walked (symlink loop)".to_string()
+            }
+        };
+        self.progress
+            .suspend(|| eprintln!("snapwatch: skipped {path}: {why}"));
     }
 }
 
@@ -186,7 +211,7 @@ pub fn run<S: StateStore>(store: S, config: Config, options: &Options) -> anyhow
         progress,
     };
     for path in &options.paths {
-        for (name, error) in input::read_path(path, &mut scanner) {
+        for (name, error) in input::read_path(path, &options.read, &mut scanner) {
             scanner.report.unreadable_paths += 1;
             scanner
                 .progress
@@ -231,4 +256,10 @@ fn summarize(r: &Report, secs: f64) {
         "snapwatch: findings {} (printed {}, below min_severity {}, already reported in state {})",
         r.findings, r.printed, r.below_threshold, r.already_reported
     );
+    if r.hidden_paths + r.special_files + r.walk_loops > 0 {
+        eprintln!(
+            "snapwatch: paths not read: hidden {} (--include-hidden reads them), not regular files {}, symlink loops {}",
+            r.hidden_paths, r.special_files, r.walk_loops
+        );
+    }
 }
