@@ -378,6 +378,24 @@ impl<R: Read> Src<R> {
         }
     }
 
+    /// Moves the unread bytes to the front and reads once more; the number of bytes read.
+    fn read_more(&mut self) -> io::Result<usize> {
+        self.buf.copy_within(self.pos..self.end, 0);
+        self.base += self.pos as u64;
+        self.end -= self.pos;
+        self.pos = 0;
+        loop {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(k) => {
+                    self.end += k;
+                    return Ok(k);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// The next `n` bytes or fewer at end of input, without consuming them.
     fn ensure(&mut self, n: usize) -> io::Result<&[u8]> {
         if self.end - self.pos < n {
@@ -497,6 +515,12 @@ impl<R: Read, H: UnitHandler> Splitter<'_, R, H> {
             let Some(first) = self.peek()? else {
                 return Ok(());
             };
+            if self.layout == Layout::Lines {
+                if let Some(len) = self.buffered_line()? {
+                    self.whole_line(len);
+                    continue;
+                }
+            }
             let start_line = self.src.line;
             self.doc_start = Some(self.src.offset());
             let result = match first {
@@ -554,6 +578,52 @@ impl<R: Read, H: UnitHandler> Splitter<'_, R, H> {
                     return Ok(());
                 }
             }
+        }
+    }
+
+    /// In JSON lines, the length of the next line when it fits in the read buffer (the common
+    /// case); a longer line is streamed like any document.
+    fn buffered_line(&mut self) -> io::Result<Option<usize>> {
+        loop {
+            let slice = &self.src.buf[self.src.pos..self.src.end];
+            if let Some(i) = memchr::memchr(b'\n', slice) {
+                return Ok(Some(i));
+            }
+            if self.src.pos == 0 && self.src.end == self.src.buf.len() {
+                return Ok(None);
+            }
+            if self.src.read_more()? == 0 {
+                return Ok(Some(self.src.end - self.src.pos));
+            }
+        }
+    }
+
+    /// Hands one buffered JSON line to the handler as it is: serde judges it, as a record.
+    fn whole_line(&mut self, len: usize) {
+        let line = self.src.line;
+        let (pos, end) = (self.src.pos, self.src.pos + len);
+        if len > self.limits.max_record_bytes {
+            self.oversized = true;
+            self.unit_line = Some(line);
+            self.reject_oversized();
+            self.unit_line = None;
+        } else {
+            match std::str::from_utf8(&self.src.buf[pos..end]) {
+                Ok(text) => {
+                    let text = text.trim();
+                    if !text.is_empty() {
+                        self.handler.unit(text, self.source, line);
+                    }
+                }
+                Err(e) => self
+                    .handler
+                    .reject(self.source, line, format!("not UTF-8 text: {e}")),
+            }
+        }
+        self.src.pos = end;
+        if self.src.pos < self.src.end {
+            self.src.pos += 1; // the newline
+            self.src.line += 1;
         }
     }
 
@@ -853,45 +923,99 @@ impl<R: Read, H: UnitHandler> Splitter<'_, R, H> {
         Ok(())
     }
 
+    /// A nested object or array, scanned a buffer at a time in one tight loop: this is where an
+    /// array or `Records` file spends its time.
     fn nested(&mut self) -> Result<(), Stop> {
         self.stack.clear();
+        let mut in_string = false;
+        let mut escaped = false;
         loop {
-            let b = self.peek_in_value()?;
-            match b {
-                b'"' => {
-                    self.string(false)?;
-                }
-                b'{' | b'[' => {
-                    if self.stack.len() >= MAX_DEPTH {
-                        return Err(self.syntax(format!("nested deeper than {MAX_DEPTH} levels")));
+            self.peek_in_value()?;
+            let (pos, end) = (self.src.pos, self.src.end);
+            let slice = &self.src.buf[pos..end];
+            let mut i = 0;
+            let mut outcome: Option<Result<(), String>> = None;
+            let mut newlines = 0;
+            while i < slice.len() {
+                if in_string {
+                    if escaped {
+                        escaped = false;
+                        if slice[i] == b'\n' {
+                            if self.layout == Layout::Lines {
+                                outcome = Some(Err(String::new()));
+                                break;
+                            }
+                            newlines += 1;
+                        }
+                        i += 1;
+                        continue;
                     }
-                    self.stack.push(if b == b'{' { b'}' } else { b']' });
-                    self.bump();
-                }
-                b'}' | b']' => {
-                    if self.stack.pop() != Some(b) {
-                        return Err(self.syntax(format!("unexpected {}", shown(b))));
+                    match memchr::memchr3(b'"', b'\\', b'\n', &slice[i..]) {
+                        None => i = slice.len(),
+                        Some(k) => {
+                            i += k;
+                            match slice[i] {
+                                b'"' => in_string = false,
+                                b'\\' => escaped = true,
+                                _ => {
+                                    // A raw newline: invalid in a string, left to serde unless it
+                                    // ends a JSON line.
+                                    if self.layout == Layout::Lines {
+                                        outcome = Some(Err(String::new()));
+                                        break;
+                                    }
+                                    newlines += 1;
+                                }
+                            }
+                            i += 1;
+                        }
                     }
-                    self.bump();
-                    if self.stack.is_empty() {
-                        return Ok(());
+                    continue;
+                }
+                let b = slice[i];
+                if !SPECIAL[usize::from(b)] {
+                    i += 1;
+                    continue;
+                }
+                match b {
+                    b'"' => in_string = true,
+                    b'{' | b'[' => {
+                        if self.stack.len() >= MAX_DEPTH {
+                            outcome = Some(Err(format!("nested deeper than {MAX_DEPTH} levels")));
+                            break;
+                        }
+                        self.stack.push(if b == b'{' { b'}' } else { b']' });
+                    }
+                    b'}' | b']' => {
+                        if self.stack.pop() != Some(b) {
+                            outcome = Some(Err(format!("unexpected {}", shown(b))));
+                            break;
+                        }
+                        if self.stack.is_empty() {
+                            i += 1;
+                            outcome = Some(Ok(()));
+                            break;
+                        }
+                    }
+                    _ => {
+                        // b'\n'
+                        if self.layout == Layout::Lines {
+                            outcome = Some(Err(String::new()));
+                            break;
+                        }
+                        newlines += 1;
                     }
                 }
-                b'\n' => {
-                    if self.layout == Layout::Lines {
-                        return Err(self.line_ended());
-                    }
-                    self.bump();
-                }
-                _ => {
-                    let (pos, end) = (self.src.pos, self.src.end);
-                    let run = self.src.buf[pos..end]
-                        .iter()
-                        .position(|&b| SPECIAL[usize::from(b)])
-                        .unwrap_or(end - pos);
-                    self.keep(pos, pos + run);
-                    self.src.pos += run;
-                }
+                i += 1;
+            }
+            self.keep(pos, pos + i);
+            self.src.pos += i;
+            self.src.line += newlines;
+            match outcome {
+                None => {}
+                Some(Ok(())) => return Ok(()),
+                Some(Err(message)) if message.is_empty() => return Err(self.line_ended()),
+                Some(Err(message)) => return Err(self.syntax(message)),
             }
         }
     }
@@ -990,10 +1114,28 @@ mod tests {
         let c = read(b"{\"a\":1}\n\n{\"b\":\n{\"c\":3}\r\n");
         assert_eq!(
             c.units,
-            vec![("{\"a\":1}".into(), 1), ("{\"c\":3}".into(), 4)]
+            vec![
+                ("{\"a\":1}".into(), 1),
+                ("{\"b\":".into(), 3),
+                ("{\"c\":3}".into(), 4)
+            ]
         );
-        assert_eq!(c.rejects.len(), 1, "{:?}", c.rejects);
-        assert_eq!(c.rejects[0].0, 3);
+        assert!(
+            c.rejects.is_empty(),
+            "bad lines are rejected later, by the record parser"
+        );
+        // A line longer than the read buffer is streamed, and still rejected alone.
+        let long = format!(
+            "{{\"a\":1}}\n{{\"b\":\"{}\",\n{{\"c\":3}}\n",
+            "x".repeat(READ_BUFFER * 2)
+        );
+        let c = read(long.as_bytes());
+        assert_eq!(
+            c.units,
+            vec![("{\"a\":1}".into(), 1), ("{\"c\":3}".into(), 3)]
+        );
+        assert_eq!(c.rejects.len(), 1);
+        assert_eq!(c.rejects[0].0, 2);
         assert!(c.rejects[0].1.starts_with("invalid JSON"));
     }
 
