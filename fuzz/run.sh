@@ -2,7 +2,7 @@
 # `make fuzz` / `make fuzz-smoke`: runs every cargo-fuzz target for FUZZ_SECONDS each, seeded
 # from tests/fixtures, tests/demo and tests/scenarios (and ../shared/corpus when it exists, read
 # at run time, never copied into the repository). Prints execs per target; exits non-zero when
-# a target finds a crash (the input is left in fuzz/artifacts/<target>/).
+# a target finds a crash or a hang over 10 s (the input is left in fuzz/artifacts/<target>/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-60}
@@ -28,7 +28,7 @@ for target in $targets; do
   done < <(seeds)
   log="$corpus_root/$target.log"
   if cargo +nightly fuzz run --fuzz-dir fuzz "$target" "$dir" -- \
-      -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
+      -max_total_time="$seconds" -timeout=10 -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
     status=ok
   else
     status=FAILED
