@@ -192,6 +192,60 @@ impl SqliteStore {
         })
     }
 
+    /// Deletes facts that expired at or before `at` (unix seconds); returns rows removed. A scan
+    /// passes its event-time watermark rather than the wall clock: old logs keep their facts for
+    /// as long as later events of the same logs can link to them.
+    pub fn purge_facts_expired(&self, at: i64) -> Result<usize, SqliteError> {
+        self.lock()
+            .execute("DELETE FROM facts WHERE expires_at <= ?1", params![at])
+            .map_err(|source| SqliteError::Query {
+                path: self.path.clone(),
+                operation: "purging expired facts",
+                source,
+            })
+    }
+
+    /// Deletes alert claims that expired at or before `at` (unix seconds); returns rows removed.
+    pub fn purge_claims_expired(&self, at: i64) -> Result<usize, SqliteError> {
+        self.lock()
+            .execute(
+                "DELETE FROM alert_claims WHERE expires_at <= ?1",
+                params![at],
+            )
+            .map_err(|source| SqliteError::Query {
+                path: self.path.clone(),
+                operation: "purging expired alert claims",
+                source,
+            })
+    }
+
+    /// Distinct facts held (one per event fact, however many resources it is stored under).
+    pub fn fact_count(&self) -> Result<u64, SqliteError> {
+        self.lock()
+            .query_row("SELECT count(DISTINCT key) FROM facts", [], |row| {
+                row.get(0)
+            })
+            .map_err(|source| SqliteError::Query {
+                path: self.path.clone(),
+                operation: "counting facts",
+                source,
+            })
+    }
+
+    /// Bytes the state takes on disk (the database and its write-ahead log); 0 in memory.
+    pub fn file_size(&self) -> u64 {
+        if self.path == Path::new(IN_MEMORY) {
+            return 0;
+        }
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        [self.path.clone(), PathBuf::from(wal)]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
     /// The file this store keeps its state in (`:memory:` for an in-memory store).
     pub fn path(&self) -> &Path {
         &self.path
