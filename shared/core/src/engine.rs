@@ -401,7 +401,7 @@ impl<'s, S: StateStore> Graph<'s, S> {
         role: impl Fn(&NodeIndex) -> &[usize],
     ) -> impl Iterator<Item = &'g Observation> + 'g {
         let obs = self.obs(id);
-        let positions: &'g [usize] = self.index.get(id).map(|ix| role(ix)).unwrap_or(&[]);
+        let positions: &'g [usize] = self.index.get(id).map(role).unwrap_or(&[]);
         positions.iter().filter_map(move |&i| obs.get(i))
     }
 
@@ -891,9 +891,8 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
                 _ => {}
             }
         }
-        restores.retain(|(r, _, snap)| {
-            r.event.automation.is_none() && g.origin_obs(snap).any(|o| inside(o))
-        });
+        restores
+            .retain(|(r, _, snap)| r.event.automation.is_none() && g.origin_obs(snap).any(&inside));
         if restores.is_empty() {
             return None;
         }

@@ -517,6 +517,28 @@ mod tests {
         assert_eq!(added, 1);
     }
 
+    /// Facts and claims are purged on separate clocks: facts by the scan's event time, claims
+    /// by the wall clock, each only once expired.
+    #[test]
+    fn purges_remove_only_expired_rows() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let batch = [ResourceFacts {
+            resource: "snap-1".into(),
+            facts: vec![fact("evt-1#0", 100, "{}"), fact("evt-2#0", 200, "{}")],
+        }];
+        pollster::block_on(store.add_facts(&batch)).unwrap();
+        let now = Utc::now();
+        pollster::block_on(store.claim_alert("old", now, 60, 1_000)).unwrap();
+        pollster::block_on(store.claim_alert("live", now, 60, 2_000)).unwrap();
+
+        assert_eq!(store.purge_facts_expired(99).unwrap(), 0);
+        assert_eq!(store.purge_facts_expired(100).unwrap(), 1);
+        assert_eq!(store.fact_count().unwrap(), 1);
+        assert_eq!(store.purge_claims_expired(1_000).unwrap(), 1);
+        assert_eq!(store.purge_claims_expired(1_000).unwrap(), 0);
+        assert_eq!(store.file_size(), 0, "in memory");
+    }
+
     #[test]
     fn mark_sent_without_claim_is_permanent() {
         let store = SqliteStore::open_in_memory().unwrap();

@@ -29,12 +29,11 @@ pub fn user(account: &str, name: &str) -> Value {
     })
 }
 
-/// One CloudTrail record of the EC2 API.
+/// One CloudTrail record of the EC2 API, made in `place` (account, region).
 pub fn record(
     id: &str,
     time: DateTime<Utc>,
-    account: &str,
-    region: &str,
+    (account, region): (&str, &str),
     actor: &str,
     name: &str,
     request: Value,
@@ -67,8 +66,7 @@ pub fn create_snapshot(
     record(
         id,
         time,
-        account,
-        "us-east-1",
+        (account, "us-east-1"),
         actor,
         "CreateSnapshot",
         json!({"volumeId": format!("vol-src{snap}")}),
@@ -87,8 +85,7 @@ pub fn share(
     record(
         id,
         time,
-        account,
-        "us-east-1",
+        (account, "us-east-1"),
         actor,
         "ModifySnapshotAttribute",
         json!({"snapshotId": snap, "attributeType": "CREATE_VOLUME_PERMISSION",
@@ -101,8 +98,7 @@ pub fn make_public(id: &str, time: DateTime<Utc>, account: &str, actor: &str, sn
     record(
         id,
         time,
-        account,
-        "us-east-1",
+        (account, "us-east-1"),
         actor,
         "ModifySnapshotAttribute",
         json!({"snapshotId": snap, "attributeType": "CREATE_VOLUME_PERMISSION",
@@ -122,8 +118,7 @@ pub fn create_volume(
     record(
         id,
         time,
-        account,
-        "us-east-1",
+        (account, "us-east-1"),
         actor,
         "CreateVolume",
         json!({"snapshotId": snap, "availabilityZone": "us-east-1a"}),
@@ -143,8 +138,7 @@ pub fn launch(
     record(
         id,
         time,
-        account,
-        "us-east-1",
+        (account, "us-east-1"),
         actor,
         "RunInstances",
         json!({"instancesSet": {"items": [{"imageId": "ami-0abcdef1234567890", "minCount": 1, "maxCount": 1}]},
@@ -165,8 +159,7 @@ pub fn open_ssh(
     record(
         id,
         time,
-        account,
-        region,
+        (account, region),
         actor,
         "AuthorizeSecurityGroupIngress",
         json!({"groupId": group, "ipPermissions": {"items": [{"ipProtocol": "tcp", "fromPort": 22, "toPort": 22,
