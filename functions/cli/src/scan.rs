@@ -310,7 +310,9 @@ pub fn run<S: ScanState>(store: S, config: Config, options: &Options) -> anyhow:
     report.findings = scanner.found.len();
     report.printed = scanner.printed.len();
     report.below_threshold = scanner.found.values().filter(|f| f.below_threshold).count();
-    report.already_reported = report.findings - report.printed - report.below_threshold;
+    report.already_reported = report
+        .findings
+        .saturating_sub(report.printed + report.below_threshold);
     if let Some(newest) = scanner.newest {
         let window = chrono::Duration::seconds(detector.config().window_secs());
         report.from_history = scanner

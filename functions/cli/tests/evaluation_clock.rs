@@ -242,3 +242,33 @@ fn the_state_file_keeps_only_facts_later_records_can_link_to() {
         "facts more than the window before every record of the batch are purged"
     );
 }
+
+/// Within one scan, facts are dropped as the scan moves on through a long history in time
+/// order, while every chain in it is still reported.
+#[test]
+fn one_scan_over_a_year_keeps_about_one_window_of_facts() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db");
+    let year = dir.path().join("year.jsonl");
+    let records: Vec<_> = (0..12)
+        .map(|month| {
+            share(
+                &format!("e-{month}"),
+                at(month * 31, 0),
+                OWN,
+                "mallory",
+                &format!("snap-0a1b2c3d4e5f{month:05}"),
+                OUTSIDE,
+            )
+        })
+        .collect();
+    write_lines(&year, &records);
+    let (found, stderr) = scan(Some(&state), &[&year]);
+    assert_eq!(found.len(), 12, "{stderr}");
+    assert!(stderr.contains("before the newest event 11)"), "{stderr}");
+    let store = snapwatch_sqlite::SqliteStore::open(&state).unwrap();
+    assert!(
+        store.fact_count().unwrap() <= 2,
+        "facts of eleven months ago are still held"
+    );
+}
