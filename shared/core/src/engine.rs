@@ -17,7 +17,7 @@ use crate::ports::{
 use crate::rules::{Rule, T1578_002};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 /// A node with more children than this (a golden AMI launched thousands of times, a default
@@ -151,25 +151,59 @@ impl<S: StateStore> Detector<S> {
         Ok(Ingested { new_facts, touched })
     }
 
-    /// Evaluates every chain the `touched` resources take part in, as the state stands at `now`.
+    /// Evaluates every chain the `touched` resources take part in, as an event at `as_of` sees
+    /// them: with every stored fact that can still link to it (facts of events at most the
+    /// window before `as_of`, and all later ones). Each rule checks that its chain fits in one
+    /// window of the chain's own events, so the result does not depend on when it is asked.
     /// Pure with respect to the store (reads only): the same state gives the same findings.
     pub async fn evaluate(
         &self,
         touched: &[String],
-        now: DateTime<Utc>,
+        as_of: DateTime<Utc>,
     ) -> Result<Vec<Finding>, EngineError> {
-        let mut graph = Graph::new(&self.store, now);
-        let anchors = graph.affected(touched).await?;
-        graph.load_ancestors(&anchors).await?;
+        self.evaluate_in_chunks(touched, as_of, usize::MAX).await
+    }
+
+    /// Like [`Detector::evaluate`] over every fact the store still holds, whatever its age: the
+    /// batch path of `snapwatch scan`, where each chain is judged in its own time.
+    pub async fn evaluate_held(
+        &self,
+        touched: &[String],
+        chunk: usize,
+    ) -> Result<Vec<Finding>, EngineError> {
+        self.evaluate_in_chunks(touched, DateTime::<Utc>::MIN_UTC, chunk)
+            .await
+    }
+
+    /// Evaluates `touched` `chunk` resources at a time, so the facts held decoded at once follow
+    /// one chunk's chains rather than the whole batch. Nodes large enough to be hubs (a snapshot
+    /// with thousands of restores) stay decoded across chunks, so each is loaded once and
+    /// evaluation stays linear in the facts. Findings are deduplicated and sorted.
+    pub async fn evaluate_in_chunks(
+        &self,
+        touched: &[String],
+        as_of: DateTime<Utc>,
+        chunk: usize,
+    ) -> Result<Vec<Finding>, EngineError> {
+        // Facts are visible when they can link to an event at `as_of`: expires_at >= as_of.
+        let horizon = as_of
+            .checked_sub_signed(chrono::Duration::seconds(1))
+            .unwrap_or(as_of);
+        let mut graph = Graph::new(&self.store, horizon);
         let mut findings: BTreeMap<String, Finding> = BTreeMap::new();
-        let ctx = RuleContext {
-            graph: &graph,
-            config: &self.config,
-        };
-        for anchor in &anchors {
-            for finding in ctx.evaluate_anchor(anchor) {
-                findings.insert(finding.id.clone(), finding);
+        for part in touched.chunks(chunk.max(1)) {
+            let anchors = graph.affected(part).await?;
+            graph.load_ancestors(&anchors).await?;
+            let ctx = RuleContext {
+                graph: &graph,
+                config: &self.config,
+            };
+            for anchor in &anchors {
+                for finding in ctx.evaluate_anchor(anchor) {
+                    findings.insert(finding.id.clone(), finding);
+                }
             }
+            graph.forget_small_nodes();
         }
         let mut out: Vec<Finding> = findings.into_values().collect();
         sort_findings(&mut out);
@@ -177,6 +211,8 @@ impl<S: StateStore> Detector<S> {
     }
 
     /// Ingests one event and evaluates what it touched: the per-event path of the functions.
+    /// The chain is judged as of the event's own time (never later than `now`), so a late event
+    /// links to the facts that were within the window of it, as the scan does.
     pub async fn process(
         &self,
         event: &ParsedEvent,
@@ -185,7 +221,8 @@ impl<S: StateStore> Detector<S> {
         let ingested = self.ingest(event).await?;
         // Always re-evaluate, even for a redelivery: the earlier attempt may have stored the facts
         // and then failed before delivering. Claims make the re-evaluation alert nothing twice.
-        self.evaluate(&ingested.touched, now).await
+        self.evaluate(&ingested.touched, event.meta.time.min(now))
+            .await
     }
 
     /// Delivers findings at or above the configured severity to `sink`, each at most once per
@@ -299,26 +336,96 @@ pub fn opens_admin_port(
     }
 }
 
+/// A node with at least this many observations is kept decoded across evaluation chunks: it is
+/// a hub many chains share, and reloading it per chunk made evaluation quadratic.
+pub const HUB_OBSERVATIONS: usize = 256;
+
 /// Facts loaded so far in one evaluation, per resource id.
 struct Graph<'s, S> {
     store: &'s S,
-    now: DateTime<Utc>,
+    /// Passed to [`StateStore::load_facts`]: facts expiring after it are visible.
+    horizon: DateTime<Utc>,
     nodes: HashMap<String, Vec<Observation>>,
+    /// Per node, where its observations of each role are, so that rules evaluated on each of a
+    /// hub's thousands of dependents never scan the hub's whole list.
+    index: HashMap<String, NodeIndex>,
+}
+
+/// Positions in a node's observations, by the role the node plays in them.
+#[derive(Default)]
+struct NodeIndex {
+    /// Origin facts of the node ([`is_origin_fact`]).
+    origins: Vec<usize>,
+    /// Network memberships where the node is the member.
+    member_of: Vec<usize>,
+    /// Ingress openings on the node (a network group).
+    opened: Vec<usize>,
+}
+
+impl NodeIndex {
+    fn of(id: &str, observations: &[Observation]) -> Self {
+        let mut index = NodeIndex::default();
+        for (i, o) in observations.iter().enumerate() {
+            if is_origin_fact(&o.fact, id) {
+                index.origins.push(i);
+            }
+            match &o.fact {
+                Fact::NetworkMember { member, .. } if member.id == id => index.member_of.push(i),
+                Fact::IngressOpened { group, .. } if group.id == id => index.opened.push(i),
+                _ => {}
+            }
+        }
+        index
+    }
 }
 
 const EMPTY: &[Observation] = &[];
 
 impl<'s, S: StateStore> Graph<'s, S> {
-    fn new(store: &'s S, now: DateTime<Utc>) -> Self {
+    fn new(store: &'s S, horizon: DateTime<Utc>) -> Self {
         Graph {
             store,
-            now,
+            horizon,
             nodes: HashMap::new(),
+            index: HashMap::new(),
         }
     }
 
     fn obs(&self, id: &str) -> &[Observation] {
         self.nodes.get(id).map(Vec::as_slice).unwrap_or(EMPTY)
+    }
+
+    fn indexed<'g>(
+        &'g self,
+        id: &str,
+        role: impl Fn(&NodeIndex) -> &[usize],
+    ) -> impl Iterator<Item = &'g Observation> + 'g {
+        let obs = self.obs(id);
+        let positions: &'g [usize] = self.index.get(id).map(role).unwrap_or(&[]);
+        positions.iter().filter_map(move |&i| obs.get(i))
+    }
+
+    /// The node's origin facts (creation, copy, registration, share, export, outside use).
+    fn origin_obs<'g>(&'g self, id: &str) -> impl Iterator<Item = &'g Observation> + 'g {
+        self.indexed(id, |ix| &ix.origins)
+    }
+
+    /// The network memberships in which the node is the member.
+    fn member_obs<'g>(&'g self, id: &str) -> impl Iterator<Item = &'g Observation> + 'g {
+        self.indexed(id, |ix| &ix.member_of)
+    }
+
+    /// The ingress openings on the node.
+    fn opening_obs<'g>(&'g self, id: &str) -> impl Iterator<Item = &'g Observation> + 'g {
+        self.indexed(id, |ix| &ix.opened)
+    }
+
+    /// Drops decoded nodes too small to be hubs; they are cheap to load again if a later chunk
+    /// needs them, and dropping them keeps memory to one chunk's chains plus the hubs.
+    fn forget_small_nodes(&mut self) {
+        self.nodes.retain(|_, obs| obs.len() >= HUB_OBSERVATIONS);
+        let nodes = &self.nodes;
+        self.index.retain(|id, _| nodes.contains_key(id));
     }
 
     async fn load(&mut self, ids: impl IntoIterator<Item = String>) -> Result<(), EngineError> {
@@ -329,7 +436,7 @@ impl<'s, S: StateStore> Graph<'s, S> {
             .into_iter()
             .collect();
         for chunk in missing.chunks(LOAD_BATCH) {
-            let loaded = self.store.load_facts(chunk, self.now).await?;
+            let loaded = self.store.load_facts(chunk, self.horizon).await?;
             for id in chunk {
                 self.nodes.entry(id.clone()).or_default();
             }
@@ -349,6 +456,10 @@ impl<'s, S: StateStore> Graph<'s, S> {
                 // Deterministic order whatever order the store returns.
                 observations.sort_by_cached_key(|o| (o.event.time, o.key()));
                 observations.dedup_by(|a, b| a.key() == b.key());
+                self.index.insert(
+                    rf.resource.clone(),
+                    NodeIndex::of(&rf.resource, &observations),
+                );
                 self.nodes.insert(rf.resource, observations);
             }
         }
@@ -501,10 +612,8 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
                 continue;
             }
             let mut ups = Vec::new();
-            for o in self.graph.obs(&node) {
-                if is_origin_fact(&o.fact, &node) {
-                    out.push(o);
-                }
+            for o in self.graph.origin_obs(&node) {
+                out.push(o);
                 match &o.fact {
                     Fact::SnapshotCopied { snapshot, source } if snapshot.id == node => {
                         ups.push(source.id.clone())
@@ -722,6 +831,9 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
         });
     }
 
+    /// An exposed restore is one chain: the snapshot's origin, the restore, the instance's
+    /// network membership and the opening. It fires only when all of them fit in one window of
+    /// their own times, as they would have been held together had the events arrived live.
     fn exposed_restore(&self, anchor: &'a str, hits: &mut Vec<Hit<'a>>) {
         if !matches!(
             self.kind_of(anchor),
@@ -729,17 +841,46 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
         ) {
             return;
         }
+        // Cheap test first: with no time limit at all, nothing fires on most anchors.
+        let Some(unbounded) = self.exposed_restore_between(anchor, i64::MIN, i64::MAX) else {
+            return;
+        };
+        // Any chain that fits in a window starts at one of the observations the unbounded
+        // evaluation used; try those starts in time order and keep the first that fires.
+        let window = self.config.window_secs();
+        let mut starts: Vec<i64> = unbounded
+            .triggers
+            .iter()
+            .chain(unbounded.context.iter())
+            .map(|o| o.event.time.timestamp())
+            .collect();
+        starts.sort_unstable();
+        starts.dedup();
+        for start in starts {
+            if let Some(hit) =
+                self.exposed_restore_between(anchor, start, start.saturating_add(window))
+            {
+                hits.push(hit);
+                return;
+            }
+        }
+    }
+
+    /// The exposed-restore chain of `anchor` using only observations between `from` and `to`
+    /// (unix seconds, inclusive).
+    fn exposed_restore_between(&self, anchor: &'a str, from: i64, to: i64) -> Option<Hit<'a>> {
         let g = self.graph;
+        let inside = |o: &Observation| (from..=to).contains(&o.event.time.timestamp());
         // Restores of this instance from a watched snapshot-like resource: directly (boot disk
         // built from it) or through a disk restored from it and attached.
         let mut restores: Vec<(&Observation, Option<&Observation>, &str)> = Vec::new();
-        for o in g.obs(anchor) {
+        for o in g.obs(anchor).iter().filter(|o| inside(o)) {
             match &o.fact {
                 Fact::RestoredFrom { resource, snapshot } if resource.id == anchor => {
                     restores.push((o, None, snapshot.id.as_str()));
                 }
                 Fact::Uses { instance, disk } if instance.id == anchor => {
-                    for d in g.obs(&disk.id) {
+                    for d in g.obs(&disk.id).iter().filter(|d| inside(d)) {
                         if let Fact::RestoredFrom { resource, snapshot } = &d.fact {
                             if resource.id == disk.id {
                                 restores.push((d, Some(o), snapshot.id.as_str()));
@@ -750,12 +891,10 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
                 _ => {}
             }
         }
-        restores.retain(|(r, _, snap)| {
-            r.event.automation.is_none()
-                && g.obs(snap).iter().any(|o| is_origin_fact(&o.fact, snap))
-        });
+        restores
+            .retain(|(r, _, snap)| r.event.automation.is_none() && g.origin_obs(snap).any(&inside));
         if restores.is_empty() {
-            return;
+            return None;
         }
         // Network groups the instance is in (directly, or through its NICs), with its tags.
         let mut memberships: Vec<&Observation> = Vec::new();
@@ -767,7 +906,7 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
             if !seen.insert(node) {
                 continue;
             }
-            for o in g.obs(node) {
+            for o in g.member_obs(node).filter(|o| inside(o)) {
                 if let Fact::NetworkMember {
                     member,
                     group,
@@ -786,7 +925,7 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
         let admin = &self.config.chain.admin_ports;
         let mut openings: Vec<&Observation> = Vec::new();
         for group in &groups {
-            for o in g.obs(group) {
+            for o in g.opening_obs(group).filter(|o| inside(o)) {
                 if let Fact::IngressOpened {
                     group: gr,
                     protocol,
@@ -821,7 +960,7 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
             .filter(|i| restores.iter().any(|(r, _, _)| within(r, i)))
             .collect();
         if restores.is_empty() || openings.is_empty() {
-            return;
+            return None;
         }
         let mut context: Vec<&Observation> = memberships;
         let mut roots = BTreeSet::new();
@@ -839,7 +978,7 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
         let what = self.describe(anchor);
         let root = roots.into_iter().next();
         let ports = describe_openings(&openings);
-        hits.push(Hit {
+        Some(Hit {
             rule: Rule::ChainExposedRestore,
             anchor,
             title: format!("{what} restored from a snapshot and opened to the internet"),
@@ -855,7 +994,7 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
             triggers,
             context,
             instance_involved: true,
-        });
+        })
     }
 
     fn describe(&self, id: &str) -> String {
@@ -883,8 +1022,9 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
         all.sort_by_cached_key(|o| (o.event.time, o.key()));
         all.dedup_by(|a, b| a.key() == b.key());
         let mut events: Vec<ChainEvent> = Vec::new();
+        let mut listed: HashSet<&str> = HashSet::new();
         for o in &all {
-            if events.iter().any(|e| e.id == o.event.id) {
+            if !listed.insert(o.event.id.as_str()) {
                 continue;
             }
             events.push(ChainEvent {
@@ -927,8 +1067,8 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
         } else {
             FoundBy::Events
         };
-        let first_seen = events.first().map(|e| e.time).unwrap_or(self.graph.now);
-        let last_seen = events.last().map(|e| e.time).unwrap_or(self.graph.now);
+        let first_seen = events.first().map(|e| e.time).unwrap_or_default();
+        let last_seen = events.last().map(|e| e.time).unwrap_or_default();
         Finding {
             id: finding_id(hit.rule, cloud, hit.anchor),
             rule: hit.rule.id().to_string(),
