@@ -52,6 +52,10 @@ pub(super) struct LogEntry {
     pub log_name: Option<String>,
     #[serde(deserialize_with = "lenient")]
     pub timestamp: Option<String>,
+    /// When Cloud Logging received the entry: the time of a record shortened without
+    /// `timestamp`.
+    #[serde(alias = "receivetimestamp", deserialize_with = "lenient")]
+    pub receive_timestamp: Option<String>,
     #[serde(deserialize_with = "lenient")]
     pub proto_payload: Option<AuditLog>,
     #[serde(deserialize_with = "lenient")]

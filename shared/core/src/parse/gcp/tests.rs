@@ -776,16 +776,80 @@ fn garbage_is_an_error() {
 }
 
 #[test]
-fn required_fields_are_reported_by_name() {
+fn entry_without_insert_id_gets_a_stable_content_id() {
+    let full = event(fixture!("snapshots_insert_v1"));
     let no_id = edited(fixture!("snapshots_insert_v1"), |entry| {
         entry.as_object_mut().expect("entry").remove("insertId");
     });
+    let parsed = event(&no_id);
+    assert!(parsed.meta.id.starts_with("sha256:"), "{}", parsed.meta.id);
+    assert_eq!(parsed.facts, full.facts);
+    assert_eq!(parsed.meta.time, full.meta.time);
+    // The same record with other key order and spacing is the same record.
+    let value: Value = serde_json::from_str(&no_id).expect("JSON");
+    let pretty = serde_json::to_string_pretty(&value).expect("JSON");
+    assert_eq!(event(&pretty).meta.id, parsed.meta.id);
+    // Another record gets another id.
+    let other = edited(&no_id, |entry| {
+        entry["receiveTimestamp"] = Value::from("2024-04-12T16:14:04Z");
+    });
+    assert_ne!(event(&other).meta.id, parsed.meta.id);
+    // An empty insertId is as good as none.
+    let empty = edited(fixture!("snapshots_insert_v1"), |entry| {
+        entry["insertId"] = Value::from(" ");
+    });
+    assert!(event(&empty).meta.id.starts_with("sha256:"));
+}
+
+#[test]
+fn entry_without_timestamp_takes_the_next_usable_time() {
+    let no_timestamp = edited(fixture!("snapshots_insert_v1"), |entry| {
+        entry.as_object_mut().expect("entry").remove("timestamp");
+    });
+    assert_eq!(
+        event(&no_timestamp).meta.time,
+        time("2024-04-12T16:14:03.874312093Z")
+    );
+    // No log times at all: the operation's insert time in the response.
+    let operation_only = edited(&no_timestamp, |entry| {
+        entry
+            .as_object_mut()
+            .expect("entry")
+            .remove("receiveTimestamp");
+    });
+    assert_eq!(
+        event(&operation_only).meta.time,
+        time("2024-04-12T16:14:03.512Z")
+    );
+    // An unreadable timestamp does not hide a readable receive time.
+    let bad_time = edited(fixture!("snapshots_insert_v1"), |entry| {
+        entry["timestamp"] = Value::from("yesterday");
+    });
+    assert_eq!(
+        event(&bad_time).meta.time,
+        time("2024-04-12T16:14:03.874312093Z")
+    );
+}
+
+#[test]
+fn required_fields_are_reported_by_name() {
+    let no_time_at_all = edited(fixture!("snapshots_insert_v1"), |entry| {
+        let object = entry.as_object_mut().expect("entry");
+        object.remove("timestamp");
+        object.remove("receiveTimestamp");
+        entry["protoPayload"]["response"] = Value::Null;
+    });
     assert!(matches!(
-        parse_entry(&no_id),
-        Err(ParseError::MissingField("insertId"))
+        parse_entry(&no_time_at_all),
+        Err(ParseError::MissingField("timestamp"))
     ));
     let bad_time = edited(fixture!("snapshots_insert_v1"), |entry| {
         entry["timestamp"] = Value::from("yesterday");
+        entry
+            .as_object_mut()
+            .expect("entry")
+            .remove("receiveTimestamp");
+        entry["protoPayload"]["response"] = Value::Null;
     });
     assert!(matches!(
         parse_entry(&bad_time),
