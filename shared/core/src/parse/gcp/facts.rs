@@ -266,12 +266,24 @@ fn disk_create_snapshot(record: &Record<'_>) -> Result<Vec<Fact>, ParseError> {
 fn set_iam_policy(record: &Record<'_>, collection: Collection) -> Result<Vec<Fact>, ParseError> {
     let subject = record.subject(collection)?;
     let request: SetIamPolicyRequest = record.request();
-    let bindings: Vec<&Binding> = request
+    // The response is the policy as set (a `Policy`, bindings at its top level): it states the
+    // grants when the request was dropped or elided.
+    let response: SetIamPolicyRequest = request_as(record.payload.response.as_ref());
+    let mut bindings: Vec<&Binding> = request
         .policy
         .iter()
         .flat_map(|policy| policy.bindings.iter())
         .chain(request.bindings.iter())
         .collect();
+    // A request that carries a policy, even an empty one, is what was set.
+    if request.policy.is_none() && request.bindings.is_empty() {
+        bindings = response
+            .policy
+            .iter()
+            .flat_map(|policy| policy.bindings.iter())
+            .chain(response.bindings.iter())
+            .collect();
+    }
     let mut public = false;
     let mut principals: Vec<String> = Vec::new();
     for member in bindings.iter().flat_map(|binding| binding.members.iter()) {
