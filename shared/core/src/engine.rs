@@ -30,6 +30,14 @@ pub const LOAD_BATCH: usize = 100;
 /// PostgreSQL, Redshift, Db2): an opening of one of them on a database's network group exposes
 /// the database as an admin port exposes an instance.
 pub const DATABASE_PORTS: &[u16] = &[1433, 1521, 3306, 5432, 5439, 50000];
+/// Automation that shares a snapshot only with the service's own account or agent, to do its
+/// own work on it (GuardDuty Malware Protection's scan, a Google service agent). AWS Backup and
+/// DLM share with the accounts a person configured, so a use after their share is still an
+/// outside use.
+const SELF_SHARING_AUTOMATION: &[&str] = &[
+    "guardduty-malware-protection",
+    crate::parse::gcp::SERVICE_AGENT_AUTOMATION,
+];
 /// How long a won alert claim may stay unsent before another delivery attempt may take it over.
 pub const CLAIM_LEASE_SECS: i64 = 300;
 
@@ -668,16 +676,21 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
     }
 
     /// Whether the shares in the chain that let `account` (or the principal `user` acting for
-    /// it) use `anchor` were all made by a cloud service's automation: GuardDuty Malware
+    /// it) use `anchor` were all made by a service sharing with itself: GuardDuty Malware
     /// Protection sharing its scan snapshot with its own account, a Google service agent granting
-    /// itself a disk. False when a person shared with it, made the snapshot public, or nobody
-    /// in the state shared with it at all.
+    /// itself a disk. False when a person (or automation a person configures, such as DLM) shared
+    /// with it, made the snapshot public, or nobody in the state shared with it at all.
     fn granted_only_by_automation(&self, anchor: &str, account: &str, user: Option<&str>) -> bool {
         let mut by_automation = false;
         for o in self.graph.obs(anchor) {
             if let Fact::SnapshotShared { snapshot, audience } = &o.fact {
                 if snapshot.id == anchor && audience_admits(audience, account, user) {
-                    if o.event.automation.is_none() {
+                    let self_sharing = o
+                        .event
+                        .automation
+                        .as_deref()
+                        .is_some_and(|label| SELF_SHARING_AUTOMATION.contains(&label));
+                    if !self_sharing {
                         return false;
                     }
                     by_automation = true;

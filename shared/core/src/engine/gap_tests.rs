@@ -402,11 +402,21 @@ fn managed_service_share_table() {
         (
             "a person shared, the account used it",
             vec![
-                created,
+                created.clone(),
                 person_share(1, accounts(&[OUTSIDE])),
                 used_by(3, OUTSIDE),
             ],
             &shared_and_used,
+        ),
+        (
+            // DLM shares with whatever accounts a person put in its policy.
+            "a DLM policy shared, the account used it",
+            vec![
+                created,
+                automated(person_share(1, accounts(&[OUTSIDE])), "dlm"),
+                used_by(3, OUTSIDE),
+            ],
+            &used,
         ),
     ];
     for (name, events, expected) in cases {
