@@ -27,5 +27,10 @@ locals {
     "beta.compute.firewalls.patch",
     "v1.compute.firewalls.update",
     "beta.compute.firewalls.update",
+    # Cloud SQL logs its methods without an API version, under cloudsql.googleapis.com.
+    "cloudsql.instances.restoreBackup",
+    "cloudsql.instances.clone",
+    "cloudsql.instances.create",
+    "cloudsql.instances.update",
   ]
 }

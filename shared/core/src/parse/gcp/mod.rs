@@ -34,6 +34,10 @@ pub const CONSUMED_METHODS: &[&str] = &[
     "compute.firewalls.insert",
     "compute.firewalls.patch",
     "compute.firewalls.update",
+    "cloudsql.instances.restoreBackup",
+    "cloudsql.instances.clone",
+    "cloudsql.instances.create",
+    "cloudsql.instances.update",
 ];
 
 /// The API versions whose method names Eventarc triggers list; `alpha` is left out because
@@ -70,14 +74,24 @@ fn method_suffix_matches(method_name: &str, suffix: &str) -> bool {
     }
 }
 
-/// The full method names Eventarc triggers must filter on (v1 and beta variants of each suffix).
+/// The full method names Eventarc triggers must filter on: v1 and beta variants of each Compute
+/// Engine suffix; Cloud SQL logs its methods without a version.
 pub fn trigger_method_names() -> Vec<String> {
     CONSUMED_METHODS
         .iter()
         .flat_map(|suffix| {
-            TRIGGER_VERSIONS
-                .iter()
-                .map(move |version| format!("{version}.{suffix}"))
+            let versions: &[&str] = if suffix.starts_with("compute.") {
+                &TRIGGER_VERSIONS
+            } else {
+                &[""]
+            };
+            versions.iter().map(move |version| {
+                if version.is_empty() {
+                    suffix.to_string()
+                } else {
+                    format!("{version}.{suffix}")
+                }
+            })
         })
         .collect()
 }

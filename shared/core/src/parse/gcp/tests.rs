@@ -126,12 +126,130 @@ fn every_consumed_method_has_a_fact_extractor() {
 #[test]
 fn trigger_method_names_list_v1_and_beta_of_each_consumed_method() {
     let names = trigger_method_names();
-    assert_eq!(names.len(), CONSUMED_METHODS.len() * 2);
+    let compute = CONSUMED_METHODS
+        .iter()
+        .filter(|suffix| suffix.starts_with("compute."))
+        .count();
+    assert_eq!(
+        names.len(),
+        compute * 2 + (CONSUMED_METHODS.len() - compute)
+    );
     for suffix in CONSUMED_METHODS {
-        assert!(names.contains(&format!("v1.{suffix}")), "{suffix}");
-        assert!(names.contains(&format!("beta.{suffix}")), "{suffix}");
+        if suffix.starts_with("compute.") {
+            assert!(names.contains(&format!("v1.{suffix}")), "{suffix}");
+            assert!(names.contains(&format!("beta.{suffix}")), "{suffix}");
+        } else {
+            // Cloud SQL logs its methods without an API version.
+            assert!(names.contains(&suffix.to_string()), "{suffix}");
+        }
     }
     assert!(names.iter().all(|name| is_consumed(name)));
+}
+
+// ---- Cloud SQL ------------------------------------------------------------------------------
+
+fn sql(name: &str) -> Resource {
+    Resource::new(
+        ResourceKind::Database,
+        format!("projects/acme-prod/instances/{name}"),
+    )
+}
+
+#[test]
+fn cloudsql_restore_backup_links_the_instance_to_the_backup_run() {
+    let parsed = event(fixture!("cloudsql_instances_restoreBackup"));
+    assert_eq!(parsed.meta.name, "cloudsql.instances.restoreBackup");
+    assert_eq!(parsed.meta.account, PROJECT);
+    assert_eq!(parsed.meta.region.as_deref(), Some("europe-west1"));
+    assert_eq!(
+        parsed.facts,
+        vec![Fact::RestoredFrom {
+            resource: sql("payroll-restore"),
+            snapshot: Resource::new(
+                ResourceKind::DbSnapshot,
+                "projects/acme-prod/instances/payroll-prod/backupRuns/1712966400123"
+            ),
+        }]
+    );
+    // The newer form names a backup resource; a numeric run id reads like a string one.
+    let newer = edited(fixture!("cloudsql_instances_restoreBackup"), |entry| {
+        entry["protoPayload"]["request"]["body"] =
+            serde_json::json!({"backup": "projects/acme-prod/backups/5e1a9c"});
+    });
+    assert_eq!(
+        facts(&newer),
+        vec![Fact::RestoredFrom {
+            resource: sql("payroll-restore"),
+            snapshot: Resource::new(
+                ResourceKind::DbSnapshot,
+                "projects/acme-prod/backups/5e1a9c"
+            ),
+        }]
+    );
+    let numeric = edited(fixture!("cloudsql_instances_restoreBackup"), |entry| {
+        entry["protoPayload"]["request"]["body"]["restoreBackupContext"]["backupRunId"] =
+            serde_json::json!(1712966400123_u64);
+    });
+    assert_eq!(
+        facts(&numeric),
+        facts(fixture!("cloudsql_instances_restoreBackup"))
+    );
+}
+
+#[test]
+fn cloudsql_clone_restores_the_source_data_into_the_new_instance() {
+    assert_eq!(
+        facts(fixture!("cloudsql_instances_clone")),
+        vec![Fact::RestoredFrom {
+            resource: sql("reporting-copy"),
+            snapshot: Resource::new(
+                ResourceKind::DbSnapshot,
+                "projects/acme-prod/instances/reporting/backups"
+            ),
+        }]
+    );
+}
+
+#[test]
+fn cloudsql_authorized_networks_are_a_public_endpoint() {
+    let endpoint = |name: &str, sources: &[&str]| Fact::PublicEndpoint {
+        resource: sql(name),
+        setting: "authorizedNetworks".to_string(),
+        sources: strings(sources),
+    };
+    assert_eq!(
+        facts(fixture!("cloudsql_instances_update_authorized_world")),
+        vec![endpoint("payroll-restore", &["0.0.0.0/0"])]
+    );
+    // The engine decides what is the internet; the parser states what was admitted.
+    assert_eq!(
+        facts(fixture!("cloudsql_instances_update_authorized_office")),
+        vec![endpoint("reporting-copy", &["203.0.113.0/24"])]
+    );
+    assert_eq!(
+        facts(fixture!("cloudsql_instances_create_public")),
+        vec![endpoint("payroll-restore", &["198.51.100.7/32", "::/0"])]
+    );
+    // No public IP: authorized networks admit nobody.
+    let private = edited(fixture!("cloudsql_instances_create_public"), |entry| {
+        entry["protoPayload"]["request"]["body"]["settings"]["ipConfiguration"]["ipv4Enabled"] =
+            serde_json::json!(false);
+    });
+    assert_eq!(facts(&private), vec![]);
+    // Without resourceName the request's project and instance name it.
+    let unnamed = edited(
+        fixture!("cloudsql_instances_update_authorized_world"),
+        |entry| {
+            entry["protoPayload"]
+                .as_object_mut()
+                .expect("protoPayload")
+                .remove("resourceName");
+        },
+    );
+    assert_eq!(
+        facts(&unnamed),
+        vec![endpoint("payroll-restore", &["0.0.0.0/0"])]
+    );
 }
 
 // ---- event metadata -------------------------------------------------------------------------
@@ -1198,6 +1316,30 @@ fn every_consumed_method_states_its_rule_facts_in_each_payload_variant() {
         ("instances_attachDisk", &["uses"], &["uses"], &[]),
         ("firewalls_insert_ssh_world", INGRESS, INGRESS, &[]),
         ("firewalls_patch_no_network", INGRESS, INGRESS, &[]),
+        (
+            "cloudsql_instances_restoreBackup",
+            &["restored_from"],
+            &["restored_from"],
+            &[],
+        ),
+        (
+            "cloudsql_instances_clone",
+            &["restored_from"],
+            &["restored_from"],
+            &[],
+        ),
+        (
+            "cloudsql_instances_update_authorized_world",
+            &["public_endpoint"],
+            &["public_endpoint"],
+            &[],
+        ),
+        (
+            "cloudsql_instances_create_public",
+            &["public_endpoint"],
+            &["public_endpoint"],
+            &[],
+        ),
     ];
     let mut failures = Vec::new();
     let mut covered = Vec::new();
