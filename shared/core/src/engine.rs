@@ -26,6 +26,18 @@ use std::net::IpAddr;
 pub const MAX_CHILDREN_PER_NODE: usize = 1_000;
 /// Cloud batch reads take at most 100 keys; the engine never asks for more at once.
 pub const LOAD_BATCH: usize = 100;
+/// Listener ports of the managed database engines (SQL Server, Oracle, MySQL/MariaDB,
+/// PostgreSQL, Redshift, Db2): an opening of one of them on a database's network group exposes
+/// the database as an admin port exposes an instance.
+pub const DATABASE_PORTS: &[u16] = &[1433, 1521, 3306, 5432, 5439, 50000];
+/// Automation that shares a snapshot only with the service's own account or agent, to do its
+/// own work on it (GuardDuty Malware Protection's scan, a Google service agent). AWS Backup and
+/// DLM share with the accounts a person configured, so a use after their share is still an
+/// outside use.
+const SELF_SHARING_AUTOMATION: &[&str] = &[
+    "guardduty-malware-protection",
+    crate::parse::gcp::SERVICE_AGENT_AUTOMATION,
+];
 /// How long a won alert claim may stay unsent before another delivery attempt may take it over.
 pub const CLAIM_LEASE_SECS: i64 = 300;
 
@@ -680,9 +692,17 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
                     methods.insert(method.clone());
                     exported.push(o);
                 }
-                // Never suppressed as automation: the other account's use is the signal.
+                // The other account's use is the signal, whoever it was; only a use that the
+                // chain shows a managed service itself granted (and no person) is the service's
+                // own work.
                 Fact::UsedExternally { snapshot, account }
-                    if snapshot.id == anchor && !self.config.is_trusted_account(own, account) =>
+                    if snapshot.id == anchor
+                        && !self.config.is_trusted_account(own, account)
+                        && !self.granted_only_by_automation(
+                            anchor,
+                            account,
+                            o.event.actor.as_deref(),
+                        ) =>
                 {
                     used_by.insert(account.clone());
                     used.push(o);
@@ -762,6 +782,31 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
                 instance_involved: false,
             });
         }
+    }
+
+    /// Whether the shares in the chain that let `account` (or the principal `user` acting for
+    /// it) use `anchor` were all made by a service sharing with itself: GuardDuty Malware
+    /// Protection sharing its scan snapshot with its own account, a Google service agent granting
+    /// itself a disk. False when a person (or automation a person configures, such as DLM) shared
+    /// with it, made the snapshot public, or nobody in the state shared with it at all.
+    fn granted_only_by_automation(&self, anchor: &str, account: &str, user: Option<&str>) -> bool {
+        let mut by_automation = false;
+        for o in self.graph.obs(anchor) {
+            if let Fact::SnapshotShared { snapshot, audience } = &o.fact {
+                if snapshot.id == anchor && audience_admits(audience, account, user) {
+                    let self_sharing = o
+                        .event
+                        .automation
+                        .as_deref()
+                        .is_some_and(|label| SELF_SHARING_AUTOMATION.contains(&label));
+                    if !self_sharing {
+                        return false;
+                    }
+                    by_automation = true;
+                }
+            }
+        }
+        by_automation
     }
 
     fn restored_by_other(&self, anchor: &'a str, hits: &mut Vec<Hit<'a>>) {
@@ -891,8 +936,13 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
                 _ => {}
             }
         }
-        restores
-            .retain(|(r, _, snap)| r.event.automation.is_none() && g.origin_obs(snap).any(&inside));
+        // An instance launched from an image nobody in the state made (a marketplace AMI) is no
+        // chain of ours. A database is only ever restored from a backup holding someone's data,
+        // and RDS automated snapshots and point-in-time backups leave no creation event.
+        let is_database = self.kind_of(anchor) == Some(ResourceKind::Database);
+        restores.retain(|(r, _, snap)| {
+            r.event.automation.is_none() && (is_database || g.origin_obs(snap).any(&inside))
+        });
         if restores.is_empty() {
             return None;
         }
@@ -922,8 +972,24 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
                 }
             }
         }
-        let admin = &self.config.chain.admin_ports;
-        let mut openings: Vec<&Observation> = Vec::new();
+        // Behind a database's network group only its listener is reachable: its database port
+        // counts as the admin port.
+        let mut admin = self.config.chain.admin_ports.clone();
+        if is_database {
+            admin.extend_from_slice(DATABASE_PORTS);
+        }
+        let admin = &admin;
+        let mut openings: Vec<&Observation> = g
+            .obs(anchor)
+            .iter()
+            .filter(|o| {
+                inside(o)
+                    && matches!(&o.fact, Fact::PublicEndpoint { resource, sources, .. }
+                    if resource.id == anchor
+                        && (sources.is_empty() || sources.iter().any(|s| is_internet_source(s))))
+                    && o.event.automation.is_none()
+            })
+            .collect();
         for group in &groups {
             for o in g.opening_obs(group).filter(|o| inside(o)) {
                 if let Fact::IngressOpened {
@@ -973,17 +1039,24 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
             roots.insert(root);
             context.extend(lineage);
         }
+        // The restore itself may be the opening (RDS `publiclyAccessible` at restore time).
+        context.retain(|c| !openings.iter().any(|o| o.key() == c.key()));
         let mut triggers: Vec<&Observation> = restores.iter().map(|(r, _, _)| *r).collect();
         triggers.extend(openings.iter().copied());
         let what = self.describe(anchor);
         let root = roots.into_iter().next();
         let ports = describe_openings(&openings);
+        let verb = if is_database {
+            "was restored from"
+        } else {
+            "runs on a restore of"
+        };
         Some(Hit {
             rule: Rule::ChainExposedRestore,
             anchor,
             title: format!("{what} restored from a snapshot and opened to the internet"),
             summary: format!(
-                "{what} runs on a restore of {} ({} by {}), and {} opened {ports} to the internet ({}).",
+                "{what} {verb} {} ({} by {}), and {} opened {ports} to the internet ({}).",
                 root.as_deref().unwrap_or("a snapshot"),
                 restores[0].0.event.name,
                 actor_of(restores[0].0),
@@ -1091,6 +1164,23 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
     }
 }
 
+/// Whether a share's audience lets `account` (AWS account id, GCP project) or the principal
+/// `user` use the snapshot: it is public, names the account, names the principal (GCP members
+/// are `type:email`), or names a service account of that project.
+fn audience_admits(audience: &Audience, account: &str, user: Option<&str>) -> bool {
+    match audience {
+        Audience::Public => true,
+        Audience::Accounts(accounts) => accounts.iter().any(|a| a.trim() == account),
+        Audience::Principals(principals) => principals.iter().any(|p| {
+            let email = p.split_once(':').map_or(p.as_str(), |(_, email)| email);
+            user.is_some_and(|u| email.eq_ignore_ascii_case(u))
+                || email.rsplit_once('@').is_some_and(|(_, domain)| {
+                    domain.eq_ignore_ascii_case(&format!("{account}.iam.gserviceaccount.com"))
+                })
+        }),
+    }
+}
+
 fn actor_of(o: &Observation) -> &str {
     o.event.actor.as_deref().unwrap_or("an unknown principal")
 }
@@ -1098,6 +1188,9 @@ fn actor_of(o: &Observation) -> &str {
 fn describe_openings(openings: &[&Observation]) -> String {
     let mut parts = BTreeSet::new();
     for o in openings {
+        if let Fact::PublicEndpoint { setting, .. } = &o.fact {
+            parts.insert(format!("its endpoint ({setting})"));
+        }
         if let Fact::IngressOpened {
             protocol, ports, ..
         } = &o.fact
@@ -1162,5 +1255,7 @@ pub(crate) fn next_steps(rule: Rule) -> Vec<String> {
     steps.iter().map(|s| s.to_string()).collect()
 }
 
+#[cfg(test)]
+mod gap_tests;
 #[cfg(test)]
 mod tests;
