@@ -70,7 +70,7 @@ clean:
 # Local servers and tools the tests use, installed into .tools/ (ignored by git).
 TOOLS := .tools
 .PHONY: tools
-tools: $(TOOLS)/venv/.done $(TOOLS)/checkov/.done $(TOOLS)/node/.done
+tools: $(TOOLS)/venv/.done $(TOOLS)/checkov/.done $(TOOLS)/node/.done $(TOOLS)/cdktf/.done
 
 $(TOOLS)/venv/.done:
 	python3 -m venv $(TOOLS)/venv
@@ -86,6 +86,15 @@ $(TOOLS)/checkov/.done:
 $(TOOLS)/node/.done:
 	mkdir -p $(TOOLS)/node
 	cd $(TOOLS)/node && npm install --silent --no-audit --no-fund dynalite azurite@3.35
+	touch $@
+
+# Prebuilt Terraform CDK provider bindings: only their `.jsii` schema manifests are read, by the
+# offline provider-schema check (tests/infra/provider_schema.py pins the same versions). About
+# 10 s and 0.9 GB; no install scripts, no cdktf peer dependency.
+CDKTF_PROVIDERS := @cdktf/provider-aws@19.65.1 @cdktf/provider-azurerm@14.23.1 @cdktf/provider-google@16.12.1
+$(TOOLS)/cdktf/.done:
+	mkdir -p $(TOOLS)/cdktf
+	cd $(TOOLS)/cdktf && npm install --silent --no-audit --no-fund --ignore-scripts --legacy-peer-deps --save-exact $(CDKTF_PROVIDERS)
 	touch $@
 
 # Per-cloud targets (package-aws, …) live beside the modules they build.

@@ -5,7 +5,7 @@ AZURE_ZIP := target/azure/snapwatch-azure.zip
 AZURE_PYTHON ?= $(TOOLS)/venv/bin/python
 AZURE_CHECKOV ?= $(TOOLS)/checkov/bin/checkov
 
-.PHONY: package-azure test-azure test-infra-azure
+.PHONY: package-azure test-azure test-infra-azure deploy-azure
 
 # Deployable folder and zip: host.json, one folder per function with its function.json, and the
 # handler binary at the root (host.json's defaultExecutablePath). cargo-lambda's zig linker pins
@@ -13,7 +13,10 @@ AZURE_CHECKOV ?= $(TOOLS)/checkov/bin/checkov
 # `cargo build` here would need the build machine's glibc, 2.34+).
 AZURE_GLIBC_TARGET := x86_64-unknown-linux-gnu.2.28
 
-package-azure:
+# cargo-lambda (zig linker) comes from the tools venv (installed on first use, as `make tools` does);
+# `zip` from the system (README, Quick start).
+package-azure: $(TOOLS)/venv/.done
+	@command -v zip >/dev/null 2>&1 || { echo "package-azure: zip is not installed (apt-get install zip)"; exit 1; }
 	PATH="$(CURDIR)/$(TOOLS)/venv/bin:$$PATH" $(CARGO) lambda build --release -p snapwatch-azure \
 		--bin snapwatch-azure --target $(AZURE_GLIBC_TARGET) --lambda-dir target/azure/build
 	rm -rf $(AZURE_PACKAGE) $(AZURE_ZIP)
@@ -23,6 +26,10 @@ package-azure:
 	chmod 755 $(AZURE_PACKAGE)/snapwatch-azure
 	cd $(AZURE_PACKAGE) && zip -q -r -X ../snapwatch-azure.zip .
 	@ls -l $(AZURE_PACKAGE)/snapwatch-azure $(AZURE_ZIP)
+
+# First or later deployment: apply, package, deploy, apply again (infra/azure/deploy.sh).
+deploy-azure:
+	infra/azure/deploy.sh
 
 # The Rust tests of the Azure crate, with Azurite started for the Table Storage ones.
 test-azure:

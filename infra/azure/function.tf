@@ -22,9 +22,14 @@ resource "azurerm_linux_function_app" "this" {
   functions_extension_version = "~4"
   tags                        = local.tags
 
+  # The system identity is the handler's own (table, ARM, Event Hubs). The user-assigned one
+  # resolves the Key Vault reference: it is granted (and the grant has propagated) before the
+  # app exists, so the first start already gets the URL, not the literal reference.
   identity {
-    type = "SystemAssigned"
+    type         = "SystemAssigned, UserAssigned"
+    identity_ids = [azurerm_user_assigned_identity.key_vault_reader.id]
   }
+  key_vault_reference_identity_id = azurerm_user_assigned_identity.key_vault_reader.id
 
   site_config {
     minimum_tls_version = "1.2"
@@ -36,6 +41,19 @@ resource "azurerm_linux_function_app" "this" {
     }
   }
 
+  app_settings = merge(local.app_settings, local.slack_app_setting)
+
+  lifecycle {
+    # `az functionapp deployment source config-zip` (make deploy-azure) sets this to the
+    # deployed package; Terraform must not remove it on the next apply.
+    ignore_changes = [app_settings["WEBSITE_RUN_FROM_PACKAGE"]]
+  }
+
+  # The secret (when the module writes it) and the reader grant exist before the reference does.
+  depends_on = [azurerm_key_vault_secret.slack_webhook, time_sleep.key_vault_reader_propagation]
+}
+
+locals {
   app_settings = {
     FUNCTIONS_WORKER_RUNTIME = "custom"
 
@@ -48,9 +66,6 @@ resource "azurerm_linux_function_app" "this" {
     SNAPWATCH_EVENTHUB_NAME                     = azurerm_eventhub.activity_log.name
     SNAPWATCH_EVENTHUB_CONSUMER_GROUP           = azurerm_eventhub_consumer_group.snapwatch.name
 
-    # Resolved by the platform with the system identity before the handler starts.
-    SNAPWATCH_SLACK_WEBHOOK_URL = "@Microsoft.KeyVault(SecretUri=${azurerm_key_vault_secret.slack_webhook.versionless_id})"
-
     SNAPWATCH_TRUSTED_ACCOUNTS   = join(",", concat([local.subscription_id], var.trusted_subscriptions))
     SNAPWATCH_TRUSTED_PRINCIPALS = join(",", var.trusted_principals)
     SNAPWATCH_WINDOW_DAYS        = tostring(var.window_days)
@@ -62,4 +77,10 @@ resource "azurerm_linux_function_app" "this" {
     # role already allows deleting rows of the state table.
     SNAPWATCH_PURGE_SCHEDULE = var.purge_schedule
   }
+
+  # Resolved by the platform with the user-assigned identity before the handler starts; absent
+  # (findings only logged) when no webhook is configured, never a placeholder.
+  slack_app_setting = local.slack_configured ? {
+    SNAPWATCH_SLACK_WEBHOOK_URL = "@Microsoft.KeyVault(VaultName=${azurerm_key_vault.this.name};SecretName=${local.slack_secret_name})"
+  } : {}
 }

@@ -19,18 +19,37 @@ resource "azurerm_key_vault" "this" {
   }
 }
 
+# Created only from `slack_webhook_url`. With `slack_secret_set_out_of_band`, the operator writes
+# the secret (`az keyvault secret set`) before the apply that references it. Neither: no secret,
+# no app setting, and the handler only logs findings (never a placeholder it would refuse).
 resource "azurerm_key_vault_secret" "slack_webhook" {
   #checkov:skip=CKV_AZURE_41:Slack webhook URLs do not expire; rotation is revoking the webhook in Slack and setting a new version here.
-  name         = "slack-webhook-url"
+  count = local.slack_from_variable ? 1 : 0
+
+  name         = local.slack_secret_name
   key_vault_id = azurerm_key_vault.this.id
-  # A placeholder when the URL is set out of band (az keyvault secret set …).
-  value        = coalesce(var.slack_webhook_url, "set-me-out-of-band")
+  value        = var.slack_webhook_url
   content_type = "text/uri-list"
 
-  depends_on = [azurerm_role_assignment.deployer_secrets_officer]
+  # Writing needs the deployer's Secrets Officer grant to have propagated (a first apply otherwise
+  # gets 403 Forbidden).
+  depends_on = [time_sleep.deployer_propagation]
+}
 
-  lifecycle {
-    # A URL set out of band must not be overwritten by the placeholder on the next apply.
-    ignore_changes = [value]
-  }
+locals {
+  slack_secret_name = "slack-webhook-url"
+  # Whether a URL was given is not itself secret; its value stays sensitive.
+  slack_from_variable = nonsensitive(var.slack_webhook_url != null)
+  slack_configured    = local.slack_from_variable || var.slack_secret_set_out_of_band
+}
+
+# Azure RBAC grants take effect within minutes, not at once: wait before using them.
+resource "time_sleep" "deployer_propagation" {
+  create_duration = var.rbac_propagation_wait
+  depends_on      = [azurerm_role_assignment.deployer_secrets_officer]
+}
+
+resource "time_sleep" "key_vault_reader_propagation" {
+  create_duration = var.rbac_propagation_wait
+  depends_on      = [azurerm_role_assignment.key_vault_reader]
 }

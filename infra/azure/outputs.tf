@@ -44,6 +44,16 @@ output "key_vault_uri" {
 }
 
 output "slack_secret_name" {
-  description = "Set the webhook URL here if it was not passed as a variable."
-  value       = azurerm_key_vault_secret.slack_webhook.name
+  description = "Name of the Slack secret in the vault: write the webhook URL here out of band (then set slack_secret_set_out_of_band = true)."
+  value       = local.slack_secret_name
+}
+
+output "key_vault_name" {
+  description = "Vault holding the Slack webhook secret."
+  value       = azurerm_key_vault.this.name
+}
+
+output "key_vault_reader_identity_id" {
+  description = "User-assigned identity that resolves the Key Vault reference in the app settings."
+  value       = azurerm_user_assigned_identity.key_vault_reader.id
 }

@@ -21,11 +21,20 @@ resource "azurerm_role_assignment" "function_eventhub" {
   principal_id         = azurerm_linux_function_app.this.identity[0].principal_id
 }
 
-# The Key Vault reference in the app settings: read this one secret only.
-resource "azurerm_role_assignment" "function_slack_secret" {
-  scope                = azurerm_key_vault_secret.slack_webhook.resource_versionless_id
+# The Key Vault reference in the app settings is resolved with this identity, which exists and
+# holds its grant before the function app does. Scope: the module's own vault, which holds only
+# the Slack secret (so a secret written out of band is covered too).
+resource "azurerm_user_assigned_identity" "key_vault_reader" {
+  name                = "snapwatch-kv-${var.name_suffix}"
+  resource_group_name = azurerm_resource_group.this.name
+  location            = azurerm_resource_group.this.location
+  tags                = local.tags
+}
+
+resource "azurerm_role_assignment" "key_vault_reader" {
+  scope                = azurerm_key_vault.this.id
   role_definition_name = "Key Vault Secrets User"
-  principal_id         = azurerm_linux_function_app.this.identity[0].principal_id
+  principal_id         = azurerm_user_assigned_identity.key_vault_reader.principal_id
 }
 
 # Whoever applies the module writes the secret (RBAC vaults grant no one by default).

@@ -20,16 +20,42 @@ variable "resource_group_name" {
 }
 
 variable "subscription_id" {
-  description = "The subscription to watch (its Activity Log and resource events). Defaults to the provider's subscription."
+  description = "The subscription to watch (its Activity Log and resource events). Defaults to the provider's subscription; when set, it must be the provider's (a system topic and a subscription diagnostic setting are created through it)."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.subscription_id == null || can(regex("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", var.subscription_id))
+    error_message = "subscription_id must be a subscription GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), not a name or a resource id."
+  }
+}
+
+variable "existing_system_topic" {
+  description = "An Event Grid system topic that already exists for the subscription (Azure allows only one per subscription): {name, resource_group_name}. Null: the module creates it."
+  type = object({
+    name                = string
+    resource_group_name = string
+  })
+  default = null
 }
 
 variable "slack_webhook_url" {
-  description = "Slack incoming webhook URL, stored in Key Vault and referenced (never inlined) from the app settings. Leave null to set the secret out of band."
+  description = "Slack incoming webhook URL, stored in Key Vault and referenced (never inlined) from the app settings (it is then in the Terraform state). Null: no Slack alerts, or see slack_secret_set_out_of_band."
   type        = string
   default     = null
   sensitive   = true
+}
+
+variable "slack_secret_set_out_of_band" {
+  description = "True when the secret `slack-webhook-url` was written into the module's vault out of band (`az keyvault secret set`, after a first apply): the app then references it. Set it only once the secret exists."
+  type        = bool
+  default     = false
+}
+
+variable "rbac_propagation_wait" {
+  description = "How long to wait after a role assignment before using it (Azure RBAC grants take up to a few minutes to apply; Key Vault answers 403 before that)."
+  type        = string
+  default     = "90s"
 }
 
 variable "trusted_subscriptions" {
@@ -84,9 +110,14 @@ variable "purge_schedule" {
 }
 
 variable "function_plan_sku" {
-  description = "App Service plan SKU for the function app (Y1 = Linux consumption, EP1 = Elastic Premium)."
+  description = "App Service plan SKU of the function app: Y1 (Linux Consumption, pay per execution, retiring 30 September 2028) or EP1-EP3 (Elastic Premium, billed per instance even when idle). Flex Consumption (FC1) is not supported by this module yet; see the README."
   type        = string
   default     = "Y1"
+
+  validation {
+    condition     = contains(["Y1", "EP1", "EP2", "EP3"], var.function_plan_sku)
+    error_message = "function_plan_sku must be Y1, EP1, EP2 or EP3."
+  }
 }
 
 variable "eventhub_partition_count" {

@@ -14,7 +14,7 @@ output "firestore_database" {
 }
 
 output "slack_secret_id" {
-  description = "Add the Slack webhook URL here: gcloud secrets versions add <id> --data-file=-"
+  description = "Add the Slack webhook URL here (gcloud secrets versions add <id> --data-file=-), then set slack_secret_version."
   value       = google_secret_manager_secret.slack_webhook.secret_id
 }
 

@@ -55,13 +55,21 @@ resource "google_cloud_run_v2_service" "snapwatch" {
         name  = "SNAPWATCH_MIN_SEVERITY"
         value = var.min_severity
       }
-      # The webhook is a credential: referenced from Secret Manager, never inlined.
       env {
-        name = "SNAPWATCH_SLACK_WEBHOOK_URL"
-        value_source {
-          secret_key_ref {
-            secret  = google_secret_manager_secret.slack_webhook.secret_id
-            version = "latest"
+        name  = "SNAPWATCH_ADMIN_PORTS"
+        value = join(",", [for port in var.admin_ports : tostring(port)])
+      }
+      # The webhook is a credential: referenced from Secret Manager, never inlined, and only once
+      # a version exists (secrets.tf).
+      dynamic "env" {
+        for_each = local.slack_secret_version == null ? [] : [local.slack_secret_version]
+        content {
+          name = "SNAPWATCH_SLACK_WEBHOOK_URL"
+          value_source {
+            secret_key_ref {
+              secret  = google_secret_manager_secret.slack_webhook.secret_id
+              version = env.value
+            }
           }
         }
       }
@@ -74,5 +82,10 @@ resource "google_cloud_run_v2_service" "snapwatch" {
     }
   }
 
-  depends_on = [google_secret_manager_secret_iam_member.slack_reader]
+  # The identity must be able to read the secret (and the version must exist) before a revision
+  # that refers to it starts.
+  depends_on = [
+    google_secret_manager_secret_iam_member.slack_reader,
+    google_secret_manager_secret_version.slack_webhook,
+  ]
 }

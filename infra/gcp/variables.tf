@@ -79,21 +79,42 @@ variable "min_severity" {
 }
 
 variable "slack_secret_id" {
-  description = "Secret Manager secret id holding the Slack webhook URL. The module creates the secret; add its value with `gcloud secrets versions add`."
+  description = "Secret Manager secret id holding the Slack webhook URL. The module creates the secret; see slack_webhook_url and slack_secret_version for its value."
   type        = string
   default     = "snapwatch-slack-webhook"
+}
+
+variable "slack_webhook_url" {
+  description = "Optional Slack incoming webhook URL: the module stores it as the secret's first version (it is then in the Terraform state). Null: add the value out of band and set slack_secret_version."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "slack_secret_version" {
+  description = "Version of the Slack secret the service reads when the value was added out of band (`gcloud secrets versions add`), e.g. \"latest\" or \"1\". Null (and no slack_webhook_url): no Slack setting, findings are only logged. Set it only once a version exists: Cloud Run does not start a revision whose secret cannot be resolved."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.slack_secret_version == null || can(regex("^(latest|[1-9][0-9]*)$", var.slack_secret_version))
+    error_message = "slack_secret_version must be \"latest\" or a version number."
+  }
+}
+
+variable "admin_ports" {
+  description = "Ports whose opening to the internet completes an exposed-restore chain (all ports always count)."
+  type        = list(number)
+  default     = [22, 3389]
+  validation {
+    condition     = alltrue([for port in var.admin_ports : port >= 1 && port <= 65535 && floor(port) == port])
+    error_message = "admin_ports must be port numbers between 1 and 65535."
+  }
 }
 
 variable "kms_key_name" {
   description = "Optional Cloud KMS key for the Slack secret's replicas (customer-managed encryption). Null: Google-managed keys."
   type        = string
   default     = null
-}
-
-variable "manage_compute_audit_config" {
-  description = "Whether this module owns the project's audit-log configuration for compute.googleapis.com (authoritative for that service)."
-  type        = bool
-  default     = true
 }
 
 variable "aggregated_sink_parent" {

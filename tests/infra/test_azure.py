@@ -79,7 +79,10 @@ def one_block(body, key):
 
 
 def app_settings(module):
-    return resource(module, "azurerm_linux_function_app", "this")["app_settings"]
+    """The settings every deployment gets (the Slack reference is added only when configured)."""
+    app = resource(module, "azurerm_linux_function_app", "this")
+    assert app["app_settings"] == "${merge(local.app_settings, local.slack_app_setting)}"
+    return module["locals"]["app_settings"]
 
 
 def function_json(name):
@@ -147,7 +150,8 @@ def test_event_grid_delivers_consumed_operations_to_the_resource_events_function
     assert topic["topic_type"] == "Microsoft.Resources.Subscriptions"
 
     subscription = resource(module, "azurerm_eventgrid_system_topic_event_subscription", "resource_events")
-    assert subscription["system_topic"] == "${azurerm_eventgrid_system_topic.subscription.name}"
+    assert subscription["system_topic"] == "${local.system_topic_name}"
+    assert subscription["resource_group_name"] == "${local.system_topic_resource_group}"
     endpoint = one_block(subscription, "azure_function_endpoint")
     assert endpoint["function_id"] == (
         "${azurerm_linux_function_app.this.id}/functions/${local.event_grid_function}"
@@ -173,21 +177,25 @@ def test_app_settings_give_the_handler_what_it_reads(module):
     assert settings["SNAPWATCH_TABLE_ENDPOINT"] == "${azurerm_storage_account.this.primary_table_endpoint}"
     assert settings["SNAPWATCH_TABLE_NAME"] == "${azurerm_storage_table.state.name}"
     assert "SNAPWATCH_TABLE_KEY" not in settings, "the table is reached with the identity, not a key"
-    # The secret is referenced, never inlined.
-    assert settings["SNAPWATCH_SLACK_WEBHOOK_URL"] == (
-        "@Microsoft.KeyVault(SecretUri=${azurerm_key_vault_secret.slack_webhook.versionless_id})"
-    )
+    # The secret is referenced, never inlined, and only when one is configured.
+    assert module["locals"]["slack_app_setting"] == (
+        '${local.slack_configured ? {SNAPWATCH_SLACK_WEBHOOK_URL = '
+        '"@Microsoft.KeyVault(VaultName=${azurerm_key_vault.this.name};SecretName=${local.slack_secret_name})"} : {}}'
+    ), module["locals"]["slack_app_setting"]
     secret = resource(module, "azurerm_key_vault_secret", "slack_webhook")
     assert secret["key_vault_id"] == "${azurerm_key_vault.this.id}"
+    assert secret["name"] == "${local.slack_secret_name}"
 
     # Every setting the Rust handler requires (and the host does not provide) is set.
     source = (ROOT / "functions/azure/src/settings.rs").read_text()
     names = dict(re.findall(r'pub const ([A-Z_]+): &str = "([A-Z_]+)";', source))
     required = set(re.findall(r"required\(env::([A-Z_]+)\)", source))
     host_provided = {"IDENTITY_ENDPOINT", "IDENTITY_HEADER"}
+    # Set only when a webhook is configured (checked above); the handler runs without it.
+    conditional = {"SNAPWATCH_SLACK_WEBHOOK_URL"}
     for constant in required:
         name = names[constant]
-        assert name in settings or name in host_provided, f"{name} is required by the handler"
+        assert name in settings or name in host_provided | conditional, f"{name} is required by the handler"
     # Detector settings use the core's names.
     core_config = (ROOT / "shared/core/src/config.rs").read_text()
     host_read = host_read_settings()
@@ -200,7 +208,7 @@ def test_app_settings_give_the_handler_what_it_reads(module):
         assert name in settings, f"a function.json reads %{name}% but no app setting sets it"
 
     app = resource(module, "azurerm_linux_function_app", "this")
-    assert one_block(app, "identity")["type"] == "SystemAssigned"
+    assert one_block(app, "identity")["type"] == "SystemAssigned, UserAssigned"
     stack = one_block(one_block(app, "site_config"), "application_stack")
     assert stack["use_custom_runtime"] is True
     assert app["https_only"] is True
@@ -247,8 +255,14 @@ def test_the_function_identity_holds_only_the_narrow_roles(module):
         ("Reader", "${local.subscription_scope}"),
         ("Storage Table Data Contributor", "${azurerm_storage_table.state.resource_manager_id}"),
         ("Azure Event Hubs Data Receiver", "${azurerm_eventhub.activity_log.id}"),
-        ("Key Vault Secrets User", "${azurerm_key_vault_secret.slack_webhook.resource_versionless_id}"),
     }
+    # The Key Vault reference's identity reads secrets of the module's own vault, nothing else.
+    reader = "${azurerm_user_assigned_identity.key_vault_reader.principal_id}"
+    assert {
+        (body["role_definition_name"], body["scope"])
+        for body in assignments.values()
+        if body["principal_id"] == reader
+    } == {("Key Vault Secrets User", "${azurerm_key_vault.this.id}")}
     # The table the role covers is the one the handler is pointed at.
     table = resource(module, "azurerm_storage_table", "state")
     assert table["storage_account_name"] == "${azurerm_storage_account.this.name}"
@@ -283,3 +297,116 @@ def test_the_module_documents_its_interface(module):
     readme = (MODULE / "README.md").read_text()
     assert "terraform validate" in readme
     assert (MODULE / "examples" / "basic" / "main.tf").is_file()
+
+
+# ---- issue 17: a first deployment that works, and a second apply that keeps it ------------------
+
+
+def test_the_next_apply_keeps_the_deployed_package(module):
+    """config-zip sets WEBSITE_RUN_FROM_PACKAGE; the module neither sets it nor plans to remove it
+    (issue 17, Azure 5)."""
+    app = resource(module, "azurerm_linux_function_app", "this")
+    assert "WEBSITE_RUN_FROM_PACKAGE" not in app_settings(module)
+    assert "WEBSITE_RUN_FROM_PACKAGE" not in module["locals"]["slack_app_setting"]
+    ignored = one_block(app, "lifecycle")["ignore_changes"]
+    assert '${app_settings["WEBSITE_RUN_FROM_PACKAGE"]}' in ignored, ignored
+
+
+def test_the_key_vault_reference_resolves_with_an_identity_granted_before_the_app(module):
+    """A user-assigned identity, granted and propagated before the app exists, resolves the
+    reference, so the first start gets the URL (issue 17, Azure 6)."""
+    app = resource(module, "azurerm_linux_function_app", "this")
+    identity = one_block(app, "identity")
+    uai = "${azurerm_user_assigned_identity.key_vault_reader.id}"
+    assert identity["identity_ids"] == [uai]
+    assert app["key_vault_reference_identity_id"] == uai
+    grant = resource(module, "azurerm_role_assignment", "key_vault_reader")
+    assert grant["principal_id"] == "${azurerm_user_assigned_identity.key_vault_reader.principal_id}"
+    wait = resource(module, "time_sleep", "key_vault_reader_propagation")
+    assert wait["depends_on"] == ["${azurerm_role_assignment.key_vault_reader}"]
+    assert wait["create_duration"] == "${var.rbac_propagation_wait}"
+    assert "${time_sleep.key_vault_reader_propagation}" in app["depends_on"]
+
+
+def test_every_secret_is_referenced_only_after_it_can_exist_and_be_read(module):
+    """The secret is written after the deployer's grant propagated, and the app (the only reader)
+    after the secret and the reader's grant (issue 17, Azure 6 and 9)."""
+    secret = resource(module, "azurerm_key_vault_secret", "slack_webhook")
+    assert secret["depends_on"] == ["${time_sleep.deployer_propagation}"]
+    wait = resource(module, "time_sleep", "deployer_propagation")
+    assert wait["depends_on"] == ["${azurerm_role_assignment.deployer_secrets_officer}"]
+    app = resource(module, "azurerm_linux_function_app", "this")
+    assert "${azurerm_key_vault_secret.slack_webhook}" in app["depends_on"]
+    # The reference is present only when the secret is written by Terraform or declared written.
+    assert module["locals"]["slack_configured"] == (
+        "${local.slack_from_variable || var.slack_secret_set_out_of_band}"
+    )
+    assert module["variable"]["slack_secret_set_out_of_band"]["default"] is False
+
+
+def test_an_unset_webhook_stores_no_placeholder(module):
+    """Leaving slack_webhook_url null writes no secret and sets no setting (issue 17, item 13)."""
+    secret = resource(module, "azurerm_key_vault_secret", "slack_webhook")
+    assert secret["count"] == "${local.slack_from_variable ? 1 : 0}"
+    assert secret["value"] == "${var.slack_webhook_url}"
+    assert module["locals"]["slack_from_variable"] == "${nonsensitive(var.slack_webhook_url != null)}"
+    for path in MODULE.rglob("*.tf"):
+        assert "set-me-out-of-band" not in path.read_text(), path
+
+
+def test_an_existing_system_topic_is_accepted_and_the_subscription_validated(module):
+    """One system topic per subscription; only the provider's subscription (issue 17, Azure 8)."""
+    topic = resource(module, "azurerm_eventgrid_system_topic", "subscription")
+    assert topic["count"] == "${var.existing_system_topic == null ? 1 : 0}"
+    precondition = one_block(one_block(topic, "lifecycle"), "precondition")
+    assert precondition["condition"] == (
+        "${lower(local.subscription_id) == lower(data.azurerm_client_config.current.subscription_id)}"
+    )
+    existing = module["data"]["azurerm_eventgrid_system_topic"]["existing"]
+    assert existing["count"] == "${var.existing_system_topic == null ? 0 : 1}"
+    check = one_block(one_block(existing, "lifecycle"), "postcondition")["condition"]
+    assert "self.source_resource_id" in check and "Microsoft.Resources.Subscriptions" in check
+    assert "one(data.azurerm_eventgrid_system_topic.existing[*].name)" in module["locals"]["system_topic_name"]
+    validation = one_block(module["variable"]["subscription_id"], "validation")
+    pattern = re.search(r'regex\("(.*)", var.subscription_id\)', validation["condition"]).group(1)
+    pattern = pattern.encode().decode("unicode_escape")
+    assert re.fullmatch(pattern, "0b1f6471-1bf0-4dda-aec3-111122223333")
+    for bad in ["my-subscription", "/subscriptions/0b1f6471-1bf0-4dda-aec3-111122223333", ""]:
+        assert not re.fullmatch(pattern, bad), bad
+
+
+def test_the_version_floor_and_the_example_are_what_azurerm_4_needs(module):
+    """source_resource_id exists from azurerm 4.40; azurerm 4.x needs subscription_id on the
+    provider (issue 17, Azure 9)."""
+    for path in [MODULE / "versions.tf", MODULE / "examples/basic/main.tf"]:
+        text = path.read_text()
+        assert re.search(r'source\s*=\s*"hashicorp/azurerm"\s*\n\s*version\s*=\s*">= 4.40, < 5.0"', text), path
+        assert 'source  = "hashicorp/time"' in text, path
+    with (MODULE / "examples/basic/main.tf").open() as handle:
+        example = normalize(hcl2.load(handle))
+    provider = example["provider"][0]["azurerm"]
+    assert provider["subscription_id"] == "${var.subscription_id}"
+
+
+def test_the_plan_is_a_documented_variable(module):
+    """Linux Consumption retires on 30 September 2028 (issue 17, Azure 10)."""
+    variable = module["variable"]["function_plan_sku"]
+    assert variable["default"] == "Y1"
+    assert "Y1" in one_block(variable, "validation")["condition"]
+    plan = resource(module, "azurerm_service_plan", "this")
+    assert plan["sku_name"] == "${var.function_plan_sku}"
+    readme = (MODULE / "README.md").read_text()
+    assert "30 September 2028" in readme and "Flex Consumption" in readme
+
+
+def test_the_handler_readme_lists_every_setting_the_bindings_need():
+    """The settings table names what function.json needs (issue 17, item 13)."""
+    table = (ROOT / "functions/azure/README.md").read_text().split("## Settings")[1].split("\n## ")[0]
+    needed = set(host_read_settings())
+    for path in APP.glob("*/function.json"):
+        for found in json.loads(path.read_text())["bindings"]:
+            if "connection" in found:
+                connection = found["connection"]
+                needed.add(connection if connection == "AzureWebJobsStorage" else f"{connection}__fullyQualifiedNamespace")
+    missing = sorted(name for name in needed if f"`{name}`" not in table)
+    assert not missing, f"functions/azure/README.md settings table lacks {missing}"

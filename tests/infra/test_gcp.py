@@ -88,9 +88,15 @@ def test_each_trigger_method_is_consumed_and_each_consumed_method_has_a_trigger(
     assert unquote(trigger["location"]) == "global"
     assert criteria(trigger) == {
         "type": "google.cloud.audit.log.v1.written",
-        "serviceName": "compute.googleapis.com",
+        "serviceName": '${startswith(each.value, "cloudsql.") ? "cloudsql.googleapis.com" : "compute.googleapis.com"}',
         "methodName": "${each.value}",
     }
+    # Cloud SQL methods carry no API version; every other method is Compute Engine's, under any
+    # version prefix or none.
+    for method in methods:
+        assert method.startswith(
+            ("v1.compute.", "beta.compute.", "alpha.compute.", "compute.", "cloudsql.instances.")
+        ), method
 
 
 def test_trigger_names_are_valid_and_distinct():
@@ -112,9 +118,94 @@ def test_cloud_run_service_scales_to_zero_internally_with_concurrency():
     assert template["scaling"][0]["min_instance_count"] == 0
     assert unquote(template["max_instance_request_concurrency"]) == "${var.concurrency}"
     env = {unquote(e["name"]): e for e in template["containers"][0]["env"]}
-    assert "value_source" in env["SNAPWATCH_SLACK_WEBHOOK_URL"], "the webhook comes from Secret Manager"
     for name in ["SNAPWATCH_FIRESTORE_PROJECT", "SNAPWATCH_FIRESTORE_DATABASE", "SNAPWATCH_COLLECTION_PREFIX"]:
         assert name in env, name
+
+
+def slack_env(container):
+    """The (dynamic) env block that carries the Slack webhook: (for_each, content)."""
+    for dynamic in container.get("dynamic", []):
+        for name, body in dynamic.items():
+            content = body["content"][0]
+            if name == "env" and unquote(content["name"]) == "SNAPWATCH_SLACK_WEBHOOK_URL":
+                return unquote(body["for_each"]), content
+    return None, None
+
+
+def test_the_first_apply_refers_to_no_secret_version_that_does_not_exist():
+    """Cloud Run refuses to start a revision whose secret cannot be resolved: the module must
+    not refer to `latest` of a secret it created empty (issue 17, GCP 2)."""
+    module = load_module()
+    container = resources(module, "google_cloud_run_v2_service")["snapwatch"]["template"][0]["containers"][0]
+    plain = [e for e in container.get("env", []) if unquote(e["name"]) == "SNAPWATCH_SLACK_WEBHOOK_URL"]
+    assert not plain, "the Slack secret is referenced unconditionally"
+    for_each, content = slack_env(container)
+    assert for_each == "${local.slack_secret_version == null ? [] : [local.slack_secret_version]}"
+    ref = content["value_source"][0]["secret_key_ref"][0]
+    assert unquote(ref["secret"]) == "${google_secret_manager_secret.slack_webhook.secret_id}"
+    assert unquote(ref["version"]) == "${env.value}"
+
+    # The version referenced is the one the module created, or one the operator names; by
+    # default (neither given) there is none, so the first apply refers to nothing.
+    version = locals_of(module)["slack_secret_version"]
+    assert "google_secret_manager_secret_version.slack_webhook[*].version" in version
+    assert "var.slack_secret_version" in version
+    variables = {}
+    for block in module["variable"]:
+        variables.update(block)
+    assert variables["slack_secret_version"]["default"] is None
+    assert variables["slack_webhook_url"]["default"] is None
+    assert variables["slack_webhook_url"]["sensitive"] is True
+    created = resources(module, "google_secret_manager_secret_version")["slack_webhook"]
+    assert unquote(created["count"]) == "${local.slack_from_variable ? 1 : 0}"
+    assert unquote(created["secret_data"]) == "${var.slack_webhook_url}"
+    assert "nonsensitive(var.slack_webhook_url != null)" in locals_of(module)["slack_from_variable"]
+
+
+def test_every_secret_is_referenced_only_after_it_can_exist_and_be_read():
+    """The service depends on the secret version it reads and on the reader grant."""
+    service = resources(load_module(), "google_cloud_run_v2_service")["snapwatch"]
+    after = {unquote(d) for d in service["depends_on"]}
+    assert after >= {
+        "${google_secret_manager_secret_iam_member.slack_reader}",
+        "${google_secret_manager_secret_version.slack_webhook}",
+    }, after
+
+
+def test_no_audit_config_is_overwritten_and_no_billable_data_access_log_turned_on():
+    """Admin Activity logs (every consumed method) are always on; `google_project_iam_audit_config`
+    is authoritative for its service and ADMIN_READ is billable (issue 17, GCP 3)."""
+    module = load_module()
+    for kind in ("google_project_iam_audit_config", "google_organization_iam_audit_config",
+                 "google_folder_iam_audit_config", "google_project_iam_policy"):
+        assert not resources(module, kind), f"the module must not own {kind}"
+    for path in MODULE.rglob("*.tf"):
+        assert "ADMIN_READ" not in path.read_text(), path
+
+
+def test_the_issue_named_method_variants_are_consumed_and_triggered():
+    """alpha.*, regionDisks.* and the unversioned methods the audit catalog lists (issue 17, GCP 4);
+    instances.bulkInsert is not consumed, so it has no trigger and the README says so."""
+    methods = {unquote(m) for m in locals_of(load_module())["trigger_methods"]}
+    for method in ["alpha.compute.disks.createSnapshot", "alpha.compute.snapshots.setIamPolicy",
+                   "compute.instances.insert", "compute.snapshots.insert",
+                   "v1.compute.regionDisks.insert", "beta.compute.regionDisks.createSnapshot",
+                   "v1.compute.regionDisks.setIamPolicy"]:
+        assert method in methods, method
+    consumed = core_trigger_methods()
+    assert not [m for m in methods | consumed if "bulkInsert" in m]
+    assert "instances.bulkInsert" in (ROOT / "README.md").read_text()
+
+
+def test_admin_ports_is_a_variable_passed_to_the_service():
+    module = load_module()
+    variables = {}
+    for block in module["variable"]:
+        variables.update(block)
+    assert variables["admin_ports"]["default"] == [22, 3389]
+    container = resources(module, "google_cloud_run_v2_service")["snapwatch"]["template"][0]["containers"][0]
+    env = {unquote(e["name"]): unquote(e.get("value")) for e in container["env"]}
+    assert env["SNAPWATCH_ADMIN_PORTS"] == '${join(",", [for port in var.admin_ports : tostring(port)])}'
 
 
 def test_service_account_holds_only_the_roles_it_needs():

@@ -86,7 +86,9 @@ pub struct ArmClient {
     http: reqwest::Client,
     /// `https://management.azure.com` (another cloud's endpoint, or a local server in tests).
     endpoint: reqwest::Url,
-    identity: Arc<ManagedIdentity>,
+    /// `None` when run without a managed identity (locally): every read is refused, so a
+    /// record that needs one is kept in rejects with the reason.
+    identity: Option<Arc<ManagedIdentity>>,
 }
 
 impl ArmClient {
@@ -98,7 +100,16 @@ impl ArmClient {
         ArmClient {
             http,
             endpoint,
-            identity,
+            identity: Some(identity),
+        }
+    }
+
+    /// A client with no identity to read with (the handler run outside Azure).
+    pub fn without_identity(http: reqwest::Client, endpoint: reqwest::Url) -> Self {
+        ArmClient {
+            http,
+            endpoint,
+            identity: None,
         }
     }
 }
@@ -138,7 +149,16 @@ impl ResourceReader for ArmClient {
             }
         })?;
         url.query_pairs_mut().append_pair("api-version", version);
-        let token = self.identity.token(ARM_RESOURCE).await?;
+        let Some(identity) = &self.identity else {
+            return Err(LookupError::Permanent {
+                message: format!(
+                    "cannot read {resource_id} from Resource Manager: no managed identity \
+                     (IDENTITY_ENDPOINT and IDENTITY_HEADER are not set)"
+                ),
+                source: None,
+            });
+        };
+        let token = identity.token(ARM_RESOURCE).await?;
         let response = self
             .http
             .get(url)
@@ -299,6 +319,20 @@ mod tests {
             None
         );
         assert_eq!(api_version("not an id"), None);
+    }
+
+    #[tokio::test]
+    async fn without_an_identity_a_read_is_refused_for_good_naming_the_settings() {
+        let client = ArmClient::without_identity(
+            reqwest::Client::new(),
+            reqwest::Url::parse("http://127.0.0.1:9").unwrap(),
+        );
+        let err = client
+            .read("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/disks/d")
+            .await
+            .unwrap_err();
+        assert!(!err.is_retryable());
+        assert!(err.to_string().contains("IDENTITY_ENDPOINT"), "{err}");
     }
 
     #[test]

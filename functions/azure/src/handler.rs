@@ -6,7 +6,11 @@
 //!   messages each holding `{"records": [...]}`. The Event Hubs trigger checkpoints even when
 //!   the function fails, so a failed invocation would lose the batch: transient failures are
 //!   retried inside the invocation within a bound, and whatever still fails is kept in the
-//!   `rejects` blob output (with malformed records) for replay. The answer is a success.
+//!   `rejects` blob output (with malformed records) for replay. The answer is a success. So
+//!   that a failure cannot happen before the handler sees the batch, the body limit is set
+//!   above the largest batch the host can send ([`MAX_INVOCATION_BYTES`]); so that the host
+//!   never kills a slow batch, each invocation stops at its deadline (below host.json's
+//!   `functionTimeout`) and keeps what it did not finish in `rejects` (`unfinished`).
 //! - [`EVENT_GRID_FUNCTION`]: one Event Grid resource event. Event Grid redelivers on failure
 //!   (and dead-letters in the end), so a transient failure that outlasts the bound answers 500;
 //!   a malformed event is kept in `rejects` and answered 200 (a retry could never succeed).
@@ -18,7 +22,7 @@
 use crate::arm::{self, ResourceReader};
 use crate::table::ExpiryPurge;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -34,6 +38,7 @@ use snapwatch_core::{render, Finding, ParsedEvent};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 /// Function (folder) names: the host calls `/<name>`.
@@ -45,6 +50,31 @@ pub const EVENT_HUB_BINDING: &str = "messages";
 pub const EVENT_GRID_BINDING: &str = "event";
 pub const REJECTS_BINDING: &str = "rejects";
 pub const PURGE_BINDING: &str = "timer";
+
+/// The largest Event Hubs message body: 1 MB on the Standard tier the module deploys (and on
+/// Premium and Dedicated; Basic allows 256 KB).
+pub const MAX_EVENT_HUB_MESSAGE_BYTES: usize = 1024 * 1024;
+/// Messages per invocation at most: host.json's `extensions.eventHubs.maxEventBatchSize`.
+pub const MAX_BATCH_MESSAGES: usize = 64;
+/// The host sends a `dataType: string` batch as the string array serialized to a JSON string
+/// inside the invocation JSON, so every message is JSON-escaped twice (Newtonsoft: only `"`,
+/// `\` and control characters are escaped). In the JSON text of an Activity Log message, `"`
+/// and `\` grow the most: `"` → `\"` → `\\\"`, 4 bytes each.
+const WORST_ESCAPING: usize = 4;
+/// The envelope and `Metadata` (partition context, per-message enqueued times, offsets,
+/// sequence numbers, properties and system properties, double-encoded too): a few hundred
+/// bytes per message in practice.
+const ENVELOPE_BYTES: usize = 1024 * 1024;
+/// The request body the handler accepts: the largest batch the host can send from the
+/// diagnostic setting, 64 × 1 MiB × 4 + 1 MiB = 257 MiB. A real Activity Log batch escapes to
+/// far less (about 1.3× a level), and the memory it takes is only used when a batch is that
+/// big. Axum's default (2 MiB) refused full batches with 413, the invocation failed and the
+/// checkpointed batch was lost. A larger body (only possible from a producer other than the
+/// diagnostic setting) is not read: it is logged and noted in `rejects` (`oversized`).
+pub const MAX_INVOCATION_BYTES: usize =
+    MAX_BATCH_MESSAGES * MAX_EVENT_HUB_MESSAGE_BYTES * WORST_ESCAPING + ENVELOPE_BYTES;
+/// The host's header naming the invocation, for the log and an `oversized` reject.
+const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
 
 /// How hard one invocation tries before it gives up on a transient failure.
 #[derive(Debug, Clone, Copy)]
@@ -71,14 +101,29 @@ impl RetryBudget {
     }
 }
 
-/// What every invocation shares: the detector over its store, the ARM reader, the alert sink,
-/// and the purge of expired state (in Azure the same table as the detector's store).
+/// Where findings go.
+pub enum Alerts<K> {
+    /// To the sink (Slack in Azure).
+    Sink(K),
+    /// No destination configured: findings are logged (warning), nothing is sent.
+    LogOnly,
+    /// A destination was configured but cannot be used (the reason says why and what to do):
+    /// findings are logged as errors and kept in `rejects` (`undelivered`) for replay.
+    Unusable(String),
+}
+
+/// What every invocation shares: the detector over its store, the ARM reader, where alerts
+/// go, and the purge of expired state (in Azure the same table as the detector's store).
 pub struct AppState<S, R, K, P> {
     pub detector: Detector<S>,
     pub reader: R,
-    pub sink: K,
+    pub alerts: Alerts<K>,
     pub clock: Arc<dyn Clock>,
     pub retry: RetryBudget,
+    /// How long one invocation may run; what is left then goes to `rejects`. Below
+    /// host.json's `functionTimeout`, so the host never kills an invocation that still holds
+    /// records.
+    pub deadline: Duration,
     pub purger: P,
     /// Rows one `Purge` run deletes at most; a larger backlog drains over several runs.
     pub purge_max_rows: usize,
@@ -134,6 +179,7 @@ struct Reject {
     reason: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     event_id: Option<String>,
+    // `unfinished`: the invocation's deadline came first; `oversized`: the body was not read.
     /// The record as received (or the finding JSON for `undelivered`).
     record: String,
 }
@@ -153,33 +199,47 @@ struct Outcome {
 
 async fn event_hub<S, R, K, P>(
     State(state): State<Arc<AppState<S, R, K, P>>>,
-    body: Bytes,
+    request: Request,
 ) -> Response
 where
     S: StateStore + 'static,
     R: ResourceReader + 'static,
     K: AlertSink + 'static,
 {
-    invoke(&state, EVENT_HUB_FUNCTION, EVENT_HUB_BINDING, &body, false).await
+    invoke(
+        &state,
+        EVENT_HUB_FUNCTION,
+        EVENT_HUB_BINDING,
+        request,
+        false,
+    )
+    .await
 }
 
 async fn event_grid<S, R, K, P>(
     State(state): State<Arc<AppState<S, R, K, P>>>,
-    body: Bytes,
+    request: Request,
 ) -> Response
 where
     S: StateStore + 'static,
     R: ResourceReader + 'static,
     K: AlertSink + 'static,
 {
-    invoke(&state, EVENT_GRID_FUNCTION, EVENT_GRID_BINDING, &body, true).await
+    invoke(
+        &state,
+        EVENT_GRID_FUNCTION,
+        EVENT_GRID_BINDING,
+        request,
+        true,
+    )
+    .await
 }
 
 async fn invoke<S, R, K, P>(
     state: &AppState<S, R, K, P>,
     function: &'static str,
     binding: &'static str,
-    body: &[u8],
+    request: Request,
     fail_on_transient: bool,
 ) -> Response
 where
@@ -187,7 +247,21 @@ where
     R: ResourceReader,
     K: AlertSink,
 {
-    let invocation: Invocation = match serde_json::from_slice(body) {
+    // The deadline counts from the request's arrival: reading and decoding a large batch
+    // takes part of the host's functionTimeout too.
+    let deadline = Instant::now() + state.deadline;
+    let host_invocation_id = request
+        .headers()
+        .get(INVOCATION_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = match axum::body::to_bytes(request.into_body(), MAX_INVOCATION_BYTES).await {
+        Ok(body) => body,
+        Err(e) => {
+            return unread_invocation(function, host_invocation_id, &e, fail_on_transient);
+        }
+    };
+    let mut invocation: Invocation = match serde_json::from_slice(&body) {
         Ok(invocation) => invocation,
         Err(e) => {
             tracing::error!(function, error = %e, "invocation request is not the host's JSON");
@@ -198,9 +272,13 @@ where
                 .into_response();
         }
     };
+    // Only the messages are needed from here on: free the body (up to MAX_INVOCATION_BYTES).
+    drop(body);
     let invocation_id = invocation_id(&invocation.metadata);
     let span = tracing::info_span!("invocation", function, invocation_id = %invocation_id);
-    let units = match invocation.data.get(binding) {
+    let trigger_data = invocation.data.remove(binding);
+    drop(invocation);
+    let units = match trigger_data {
         Some(value) => message_units(value),
         None => {
             tracing::error!(function, binding, "invocation carries no trigger data");
@@ -211,7 +289,9 @@ where
                 .into_response();
         }
     };
-    let outcome = process(state, &units).instrument(span.clone()).await;
+    let outcome = process(state, units, deadline)
+        .instrument(span.clone())
+        .await;
     let _entered = span.enter();
     let summary = format!(
         "records={} events={} skipped={} findings={} sent={} rejected={}",
@@ -263,6 +343,51 @@ where
             REJECTS_BINDING.into(),
             Value::String(lines.join("\n") + "\n"),
         );
+    }
+    Json(InvocationResult {
+        outputs,
+        logs,
+        return_value: Value::Null,
+    })
+    .into_response()
+}
+
+/// A body that could not be read (larger than [`MAX_INVOCATION_BYTES`], or the connection
+/// failed). Event Hubs checkpoints past the batch whatever the answer, so the loss is at least
+/// recorded in `rejects`; Event Grid is asked to redeliver (and dead-letters in the end).
+fn unread_invocation(
+    function: &'static str,
+    invocation_id: Option<String>,
+    error: &axum::Error,
+    fail_on_transient: bool,
+) -> Response {
+    let reason = format!(
+        "the invocation body could not be read within {MAX_INVOCATION_BYTES} bytes ({}); the \
+         batch was not processed: find it by this invocation id in the Event Hub",
+        error_chain(error)
+    );
+    tracing::error!(function, invocation_id = invocation_id.as_deref().unwrap_or("-"), %reason, "invocation not read");
+    let logs = vec![format!("rejected (oversized): {reason}")];
+    if fail_on_transient {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Json(InvocationResult {
+                outputs: Map::new(),
+                logs,
+                return_value: Value::Null,
+            }),
+        )
+            .into_response();
+    }
+    let reject = Reject {
+        kind: "oversized",
+        reason,
+        event_id: invocation_id,
+        record: String::new(),
+    };
+    let mut outputs = Map::new();
+    if let Ok(line) = serde_json::to_string(&reject) {
+        outputs.insert(REJECTS_BINDING.into(), Value::String(line + "\n"));
     }
     Json(InvocationResult {
         outputs,
@@ -364,34 +489,52 @@ fn invocation_id(metadata: &Map<String, Value>) -> String {
 /// The trigger data as JSON texts, one per message. The host hands Event Hubs batches over as
 /// an array of message bodies (strings, or objects when it decoded them) and sometimes as a
 /// JSON-encoded string of that array; an Event Grid event as an object or a string.
-fn message_units(value: &Value) -> Vec<String> {
+/// Takes the value so that a batch of up to 64 MiB of messages is moved, not copied.
+fn message_units(value: Value) -> Vec<String> {
     match value {
         Value::Null => Vec::new(),
         Value::Array(items) => items
-            .iter()
+            .into_iter()
             .flat_map(|item| match item {
-                Value::String(text) => vec![text.clone()],
-                Value::Array(_) => message_units(item),
+                Value::String(text) => vec![text],
+                item @ Value::Array(_) => message_units(item),
                 other => vec![other.to_string()],
             })
             .collect(),
-        Value::String(text) => match serde_json::from_str::<Value>(text) {
-            Ok(inner @ Value::Array(_)) => message_units(&inner),
-            _ => vec![text.clone()],
-        },
+        // Only an array is unwrapped: an event (an object) stays the text it came as.
+        Value::String(text) if text.trim_start().starts_with('[') => {
+            match serde_json::from_str::<Value>(&text) {
+                Ok(inner @ Value::Array(_)) => message_units(inner),
+                _ => vec![text],
+            }
+        }
+        Value::String(text) => vec![text],
         other => vec![other.to_string()],
     }
 }
 
-async fn process<S, R, K, P>(state: &AppState<S, R, K, P>, units: &[String]) -> Outcome
+/// How much of an invocation's time is kept for delivering alerts after the records: a
+/// quarter, at most 30 s (the Slack sink's own retries stay within that).
+fn delivery_reserve(deadline: Duration) -> Duration {
+    (deadline / 4).min(Duration::from_secs(30))
+}
+
+async fn process<S, R, K, P>(
+    state: &AppState<S, R, K, P>,
+    units: Vec<String>,
+    deadline: Instant,
+) -> Outcome
 where
     S: StateStore,
     R: ResourceReader,
     K: AlertSink,
 {
     let now = state.clock.now();
+    let records_deadline = deadline
+        .checked_sub(delivery_reserve(state.deadline))
+        .unwrap_or(deadline);
     let mut outcome = Outcome::default();
-    for unit in units {
+    for unit in &units {
         // Decoding is synchronous; gather first, then do the I/O per record.
         let mut records: Vec<(String, Result<ParsedEvent, Reject>)> = Vec::new();
         for_each_record(unit, &mut |record| {
@@ -436,7 +579,35 @@ where
                 }
             };
             outcome.events += 1;
-            match ingest_with_retry(state, &raw, &event, now).await {
+            if Instant::now() >= records_deadline {
+                outcome.gave_up_on_transient = true;
+                outcome.rejects.push(Reject {
+                    kind: "unfinished",
+                    reason: format!(
+                        "the invocation deadline ({} s) passed before this record was processed",
+                        state.deadline.as_secs_f32()
+                    ),
+                    event_id: Some(event.meta.id.clone()),
+                    record: raw,
+                });
+                continue;
+            }
+            let ingested = tokio::time::timeout_at(
+                records_deadline,
+                ingest_with_retry(state, &raw, &event, now),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failure {
+                    kind: "unfinished",
+                    reason: format!(
+                        "the invocation deadline ({} s) passed while this record was being \
+                                 processed; replaying it is safe",
+                        state.deadline.as_secs_f32()
+                    ),
+                })
+            });
+            match ingested {
                 Ok(findings) => {
                     for finding in findings {
                         // A later evaluation of the same chain knows at least as much.
@@ -445,7 +616,7 @@ where
                 }
                 Err(failure) => {
                     tracing::error!(event_id = %event.meta.id, kind = failure.kind, reason = %failure.reason, "record kept in rejects");
-                    outcome.gave_up_on_transient |= failure.kind == "transient";
+                    outcome.gave_up_on_transient |= failure.kind != "permanent";
                     outcome.rejects.push(Reject {
                         kind: failure.kind,
                         reason: failure.reason,
@@ -456,7 +627,38 @@ where
             }
         }
     }
-    deliver_with_retry(state, &mut outcome, now).await;
+    let unfinished = outcome
+        .rejects
+        .iter()
+        .filter(|r| r.kind == "unfinished")
+        .count();
+    if unfinished > 0 {
+        tracing::error!(
+            unfinished,
+            deadline_secs = state.deadline.as_secs(),
+            "invocation deadline reached; unfinished records kept in rejects"
+        );
+    }
+    match &state.alerts {
+        Alerts::Sink(sink) => deliver_with_retry(state, sink, &mut outcome, now, deadline).await,
+        Alerts::LogOnly => {
+            for finding in outcome.findings.values() {
+                tracing::warn!(finding = %finding.id, rule = %finding.rule, severity = %finding.severity, alert = %render::finding_json(finding), "finding logged only: Slack is not configured");
+            }
+        }
+        Alerts::Unusable(reason) => {
+            let findings: Vec<Finding> = outcome.findings.values().cloned().collect();
+            for finding in findings {
+                tracing::error!(finding = %finding.id, rule = %finding.rule, severity = %finding.severity, %reason, "finding not alerted: Slack is disabled; kept in rejects");
+                outcome.rejects.push(Reject {
+                    kind: "undelivered",
+                    reason: format!("Slack is disabled: {reason}"),
+                    event_id: None,
+                    record: render::finding_json(&finding),
+                });
+            }
+        }
+    }
     outcome
 }
 
@@ -545,8 +747,10 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 /// replay or the chain's next event alerts it).
 async fn deliver_with_retry<S, R, K, P>(
     state: &AppState<S, R, K, P>,
+    sink: &K,
     outcome: &mut Outcome,
     now: DateTime<Utc>,
+    deadline: Instant,
 ) where
     S: StateStore,
     R: ResourceReader,
@@ -557,10 +761,23 @@ async fn deliver_with_retry<S, R, K, P>(
     let mut last_error = String::new();
     while !pending.is_empty() && attempt < state.retry.attempts {
         attempt += 1;
-        if attempt > 1 {
-            tokio::time::sleep(state.retry.pause(attempt - 1)).await;
+        if attempt > 1
+            && tokio::time::timeout_at(deadline, tokio::time::sleep(state.retry.pause(attempt - 1)))
+                .await
+                .is_err()
+        {
+            last_error = "the invocation deadline passed before the alert could be retried".into();
+            break;
         }
-        match state.detector.deliver(&pending, &state.sink, now).await {
+        // Cut at the deadline, a delivery may have sent an alert whose claim stays taken until
+        // its lease ends: the replay of the reject then alerts once more at most.
+        let Ok(delivered) =
+            tokio::time::timeout_at(deadline, state.detector.deliver(&pending, sink, now)).await
+        else {
+            last_error = "the invocation deadline passed while delivering".into();
+            break;
+        };
+        match delivered {
             Ok(delivery) => {
                 outcome.sent += delivery.sent.len();
                 for sent in &delivery.sent {
@@ -568,7 +785,7 @@ async fn deliver_with_retry<S, R, K, P>(
                         .iter()
                         .find(|f| &f.id == sent)
                         .map(|f| f.rule.as_str());
-                    tracing::info!(finding = %sent, rule = rule.unwrap_or("-"), sink = state.sink.name(), "alert sent");
+                    tracing::info!(finding = %sent, rule = rule.unwrap_or("-"), sink = sink.name(), "alert sent");
                 }
                 for (finding, error) in &delivery.rejected {
                     tracing::error!(finding = %finding, error = %error, "alert permanently rejected by the sink");
@@ -609,22 +826,77 @@ mod tests {
     #[test]
     fn reads_every_form_the_host_hands_messages_in() {
         let record = r#"{"records":[{"a":1}]}"#;
-        assert_eq!(
-            message_units(&json!([record, record])),
-            vec![record, record]
-        );
+        assert_eq!(message_units(json!([record, record])), vec![record, record]);
         let encoded = serde_json::to_string(&json!([record])).unwrap();
-        assert_eq!(message_units(&Value::String(encoded)), vec![record]);
+        assert_eq!(message_units(Value::String(encoded)), vec![record]);
         assert_eq!(
-            message_units(&json!({"records": [{"a": 1}]})),
+            message_units(json!({"records": [{"a": 1}]})),
             vec![r#"{"records":[{"a":1}]}"#]
         );
-        assert_eq!(message_units(&json!([{"id": "e"}])), vec![r#"{"id":"e"}"#]);
+        assert_eq!(message_units(json!([{"id": "e"}])), vec![r#"{"id":"e"}"#]);
+        // An Event Grid event the host passed as a string stays that text.
         assert_eq!(
-            message_units(&Value::String("{broken".into())),
+            message_units(Value::String(r#" {"id":"e"}"#.into())),
+            vec![r#" {"id":"e"}"#]
+        );
+        assert_eq!(
+            message_units(Value::String("{broken".into())),
             vec!["{broken"]
         );
-        assert!(message_units(&Value::Null).is_empty());
+        assert_eq!(
+            message_units(Value::String("[broken".into())),
+            vec!["[broken"]
+        );
+        assert!(message_units(Value::Null).is_empty());
+    }
+
+    #[test]
+    fn the_body_limit_covers_the_largest_batch_host_json_allows() {
+        let host: Value = serde_json::from_str(include_str!("../app/host.json")).unwrap();
+        let batch = host["extensions"]["eventHubs"]["maxEventBatchSize"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(batch, MAX_BATCH_MESSAGES as u64);
+        // Two escapings of a message made of the characters that grow most.
+        let worst = "\"\\".repeat(MAX_EVENT_HUB_MESSAGE_BYTES / 2);
+        let once = serde_json::to_string(&[worst.as_str()]).unwrap();
+        let twice = serde_json::to_string(&once).unwrap();
+        assert!(twice.len() <= WORST_ESCAPING * MAX_EVENT_HUB_MESSAGE_BYTES + 8);
+        assert_eq!(MAX_INVOCATION_BYTES, 257 * 1024 * 1024);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_cannot_be_read_is_noted_in_rejects_for_event_hubs() {
+        let error = axum::Error::new("length limit exceeded");
+        let response = unread_invocation(EVENT_HUB_FUNCTION, Some("inv-1".into()), &error, false);
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let answer: Value = serde_json::from_slice(&body).unwrap();
+        let line: Value =
+            serde_json::from_str(answer["Outputs"]["rejects"].as_str().unwrap().trim()).unwrap();
+        assert_eq!(line["kind"], "oversized");
+        assert_eq!(line["event_id"], "inv-1");
+        assert!(line["reason"]
+            .as_str()
+            .unwrap()
+            .contains("length limit exceeded"));
+        // Event Grid redelivers (and dead-letters) instead.
+        let response = unread_invocation(EVENT_GRID_FUNCTION, None, &error, true);
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn delivery_keeps_a_bounded_share_of_the_deadline() {
+        assert_eq!(
+            delivery_reserve(Duration::from_secs(240)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            delivery_reserve(Duration::from_secs(1)),
+            Duration::from_millis(250)
+        );
     }
 
     #[test]

@@ -3,14 +3,14 @@
 
 use anyhow::Context;
 use snapwatch_azure::arm::ArmClient;
-use snapwatch_azure::handler::{app, AppState};
+use snapwatch_azure::handler::{app, Alerts, AppState};
 use snapwatch_azure::identity::ManagedIdentity;
-use snapwatch_azure::settings::Settings;
+use snapwatch_azure::settings::{env, Settings, SlackSetting};
 use snapwatch_azure::table::client::{TableAuth, TableClient};
 use snapwatch_azure::table::TableStore;
 use snapwatch_core::engine::Detector;
 use snapwatch_core::ports::SystemClock;
-use snapwatch_slack::{RetryPolicy, SlackSink, WebhookUrl};
+use snapwatch_slack::{RetryPolicy, SlackSink};
 use std::sync::Arc;
 
 #[tokio::main]
@@ -23,22 +23,32 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    // The host shows stderr only as text; the log line is what Application Insights keeps.
+    run().await.inspect_err(|e| {
+        tracing::error!(error = %format!("{e:#}"), "snapwatch custom handler cannot start");
+    })
+}
 
+async fn run() -> anyhow::Result<()> {
     let settings = Settings::from_lookup(|name| std::env::var(name).ok())?;
     let http = reqwest::Client::builder()
         .user_agent(concat!("snapwatch-azure/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("building the HTTP client")?;
-    let identity = Arc::new(ManagedIdentity::new(
-        http.clone(),
-        settings.identity.endpoint.clone(),
-        settings.identity.header.clone(),
-    ));
-    let auth = match &settings.table_key {
-        Some(key) => {
-            TableAuth::shared_key(&settings.table_account, key).context("SNAPWATCH_TABLE_KEY")?
+    let identity = settings.identity.as_ref().map(|identity| {
+        Arc::new(ManagedIdentity::new(
+            http.clone(),
+            identity.endpoint.clone(),
+            identity.header.clone(),
+        ))
+    });
+    let auth = match (&settings.table_key, &identity) {
+        (Some(key), _) => {
+            TableAuth::shared_key(&settings.table_account, key).context(env::TABLE_KEY)?
         }
-        None => TableAuth::ManagedIdentity(identity.clone()),
+        (None, Some(identity)) => TableAuth::ManagedIdentity(identity.clone()),
+        // Settings refuse this combination, naming IDENTITY_ENDPOINT.
+        (None, None) => anyhow::bail!("{} or a managed identity is required", env::TABLE_KEY),
     };
     let table = TableClient::new(
         http.clone(),
@@ -47,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
         &settings.table_name,
         auth,
     )
-    .context("SNAPWATCH_TABLE_NAME")?;
+    .context(env::TABLE_NAME)?;
     if settings.table_key.is_some() {
         // Local use (Azurite, a dev account): nothing else creates the table. In Azure the
         // identity may only touch rows of the table Terraform made.
@@ -56,27 +66,64 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("creating the state table (SNAPWATCH_TABLE_NAME)")?;
     }
-    let webhook =
-        WebhookUrl::parse(&settings.slack_webhook_url).context("SNAPWATCH_SLACK_WEBHOOK_URL")?;
-    let sink = SlackSink::new(webhook, RetryPolicy::default()).context("Slack sink")?;
+    let reader = match identity {
+        Some(identity) => ArmClient::new(http.clone(), settings.arm_endpoint.clone(), identity),
+        None => {
+            tracing::warn!(
+                "no managed identity (IDENTITY_ENDPOINT/IDENTITY_HEADER unset): records that need \
+                 a Resource Manager lookup are kept in rejects"
+            );
+            ArmClient::without_identity(http.clone(), settings.arm_endpoint.clone())
+        }
+    };
+    // Slack that cannot be used disables Slack only: the chain state must keep being recorded,
+    // and every finding is kept in rejects until Slack works (see settings.rs).
+    let alerts = match &settings.slack {
+        SlackSetting::Webhook(webhook) => {
+            match SlackSink::new(webhook.clone(), RetryPolicy::default()) {
+                Ok(sink) => Alerts::Sink(sink),
+                Err(e) => {
+                    let reason = format!("the Slack client cannot be built: {e}");
+                    tracing::error!(%reason, "Slack is disabled");
+                    Alerts::Unusable(reason)
+                }
+            }
+        }
+        SlackSetting::Unset => {
+            tracing::warn!(
+                "Slack is not configured ({} unset): findings are logged, not sent",
+                env::SLACK_WEBHOOK_URL
+            );
+            Alerts::LogOnly
+        }
+        SlackSetting::Unusable(reason) => {
+            tracing::error!(
+                %reason,
+                "Slack is disabled: findings are kept in the rejects blob (kind undelivered) \
+                 until it works; chain state is recorded as usual"
+            );
+            Alerts::Unusable(reason.clone())
+        }
+    };
     let store = TableStore::new(table);
     let state = Arc::new(AppState {
         // The purge works on the detector's own table: Table Storage has no TTL to do it.
         purger: store.clone(),
         purge_max_rows: settings.purge_max_rows,
         detector: Detector::new(store, settings.detector.clone()),
-        reader: ArmClient::new(http, settings.arm_endpoint.clone(), identity),
-        sink,
+        reader,
+        alerts,
         clock: Arc::new(SystemClock),
         retry: settings.retry,
+        deadline: settings.invocation_deadline,
     });
 
     // The host talks to the handler over loopback only.
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], settings.port));
     let listener = tokio::net::TcpListener::bind(address)
         .await
-        .with_context(|| format!("binding {address} (FUNCTIONS_CUSTOMHANDLER_PORT)"))?;
-    tracing::info!(%address, table = %settings.table_name, "snapwatch custom handler listening");
+        .with_context(|| format!("binding {address} ({})", env::PORT))?;
+    tracing::info!(%address, table = %settings.table_name, deadline_secs = settings.invocation_deadline.as_secs(), "snapwatch custom handler listening");
     axum::serve(listener, app(state))
         .await
         .context("serving the custom handler")?;

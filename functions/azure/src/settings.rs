@@ -1,9 +1,20 @@
 //! Everything the function reads from its app settings, parsed once at start into types.
 //! A missing or bad value fails the start with the variable's name.
+//!
+//! Two settings are deliberately not fatal:
+//! - the managed identity (`IDENTITY_ENDPOINT`/`IDENTITY_HEADER`) is needed only for what uses
+//!   it: token auth to the table (no `SNAPWATCH_TABLE_KEY`) and ARM lookups. Without it, locally,
+//!   records that need a lookup are kept in rejects;
+//! - Slack: unset means no Slack (findings are logged). A value that cannot be used (most often
+//!   an unresolved Key Vault reference on a first deploy) disables Slack with a loud error
+//!   instead of stopping the handler, so chain state keeps being recorded and every finding is
+//!   kept in the rejects blob for replay. Stopping would lose more: the Event Hubs trigger
+//!   checkpoints past batches the handler never saw.
 
 use crate::handler::RetryBudget;
 use snapwatch_core::config::ConfigError;
 use snapwatch_core::Config;
+use snapwatch_slack::WebhookUrl;
 use std::time::Duration;
 
 /// App setting names (Terraform sets them; see infra/azure).
@@ -18,8 +29,12 @@ pub mod env {
     /// Account key for SharedKey auth (local use); absent in Azure, where the identity is used.
     pub const TABLE_KEY: &str = "SNAPWATCH_TABLE_KEY";
     pub const ARM_ENDPOINT: &str = "SNAPWATCH_ARM_ENDPOINT";
-    /// A Key Vault reference in Azure: the host resolves it before the process starts.
+    /// A Key Vault reference in Azure: the platform resolves it before the process starts.
+    /// Unset: no Slack.
     pub const SLACK_WEBHOOK_URL: &str = "SNAPWATCH_SLACK_WEBHOOK_URL";
+    /// Seconds one invocation may take before it stops and keeps what is left in rejects;
+    /// below host.json's `functionTimeout`.
+    pub const INVOCATION_DEADLINE_SECS: &str = "SNAPWATCH_INVOCATION_DEADLINE_SECS";
     pub const RETRY_ATTEMPTS: &str = "SNAPWATCH_RETRY_ATTEMPTS";
     pub const RETRY_BACKOFF_MS: &str = "SNAPWATCH_RETRY_BACKOFF_MS";
     /// Expired rows one `Purge` run deletes at most (its schedule is the function.json's
@@ -28,6 +43,33 @@ pub mod env {
     /// Set by the Functions host when the app has a managed identity.
     pub const IDENTITY_ENDPOINT: &str = "IDENTITY_ENDPOINT";
     pub const IDENTITY_HEADER: &str = "IDENTITY_HEADER";
+}
+
+/// Seconds an invocation may run by default: host.json's `functionTimeout` is 5 minutes, and
+/// the minute left is for answering and for the host to write the rejects blob (up to the
+/// size of a batch) before the host would kill the invocation.
+pub const DEFAULT_INVOCATION_DEADLINE_SECS: u64 = 240;
+/// A deadline longer than the longest `functionTimeout` a Consumption plan allows (10
+/// minutes) could never be reached before the host kills the invocation.
+const MAX_INVOCATION_DEADLINE_SECS: u64 = 600;
+
+/// What the platform leaves in a setting when it could not resolve a Key Vault reference.
+const KEY_VAULT_REFERENCE_PREFIX: &str = "@microsoft.keyvault(";
+
+/// What to do about an unresolved Key Vault reference.
+const KEY_VAULT_REFERENCE_HELP: &str = "is an unresolved Key Vault reference: the platform passes \
+the reference text itself when it cannot read the secret with the app's identity (typically on a \
+first deploy, before the identity's role assignment has propagated). Check that the identity used \
+for Key Vault references has the Key Vault Secrets User role on the secret and that the secret has \
+a current version, then restart the function app (`az functionapp restart`): references are \
+resolved again at restart, otherwise only about every 24 hours";
+
+/// Whether `value` is a Key Vault reference the platform did not resolve.
+pub fn is_unresolved_key_vault_reference(value: &str) -> bool {
+    value
+        .trim_start()
+        .get(..KEY_VAULT_REFERENCE_PREFIX.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(KEY_VAULT_REFERENCE_PREFIX))
 }
 
 const DEFAULT_PORT: u16 = 8080;
@@ -47,11 +89,32 @@ pub struct SettingsError {
 
 impl From<ConfigError> for SettingsError {
     fn from(e: ConfigError) -> Self {
+        use snapwatch_core::config::env as core;
+        let name = [
+            core::TRUSTED_ACCOUNTS,
+            core::TRUSTED_PRINCIPALS,
+            core::WINDOW_DAYS,
+            core::ADMIN_PORTS,
+            core::MIN_SEVERITY,
+        ]
+        .into_iter()
+        .find(|name| *name == e.name)
+        .unwrap_or("SNAPWATCH_*");
         SettingsError {
-            name: "SNAPWATCH_*",
-            reason: e.to_string(),
+            name,
+            reason: format!("{:?}: {}", e.value, e.reason),
         }
     }
+}
+
+/// Where alerts go, as far as the settings say.
+#[derive(Debug, Clone)]
+pub enum SlackSetting {
+    /// `SNAPWATCH_SLACK_WEBHOOK_URL` unset or empty: no Slack; findings are logged.
+    Unset,
+    Webhook(WebhookUrl),
+    /// Set, but unusable; the reason names the variable and says what to do.
+    Unusable(String),
 }
 
 /// The managed identity endpoint the host provides.
@@ -70,10 +133,13 @@ pub struct Settings {
     /// `Some` → SharedKey; `None` → managed identity.
     pub table_key: Option<String>,
     pub arm_endpoint: reqwest::Url,
-    pub identity: IdentitySettings,
-    /// Kept out of `Debug` output by the Slack crate's own type once parsed.
-    pub slack_webhook_url: String,
+    /// `None` locally (no managed identity): then the table needs a key and ARM lookups fail.
+    pub identity: Option<IdentitySettings>,
+    /// The webhook never shows in `Debug` output (the Slack crate's type hides it).
+    pub slack: SlackSetting,
     pub retry: RetryBudget,
+    /// How long one invocation may run before it keeps what is left in rejects.
+    pub invocation_deadline: Duration,
     pub purge_max_rows: usize,
     pub detector: Config,
 }
@@ -81,6 +147,16 @@ pub struct Settings {
 impl Settings {
     /// Reads the settings through `lookup` (normally `std::env::var(..).ok()`).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+        // Any setting but Slack's that still holds a Key Vault reference stops the start, with
+        // what to do (Slack's only disables Slack, below).
+        for name in FATAL_WHEN_UNRESOLVED {
+            if lookup(name).is_some_and(|v| is_unresolved_key_vault_reference(&v)) {
+                return Err(SettingsError {
+                    name,
+                    reason: KEY_VAULT_REFERENCE_HELP.into(),
+                });
+            }
+        }
         let get = |name: &str| {
             lookup(name)
                 .map(|v| v.trim().to_owned())
@@ -127,9 +203,39 @@ impl Settings {
             env::ARM_ENDPOINT,
             get(env::ARM_ENDPOINT).unwrap_or_else(|| DEFAULT_ARM_ENDPOINT.to_owned()),
         )?;
-        let identity = IdentitySettings {
-            endpoint: url(env::IDENTITY_ENDPOINT, required(env::IDENTITY_ENDPOINT)?)?,
-            header: required(env::IDENTITY_HEADER)?,
+        let table_key = get(env::TABLE_KEY);
+        let identity = match (get(env::IDENTITY_ENDPOINT), get(env::IDENTITY_HEADER)) {
+            (Some(endpoint), Some(header)) => Some(IdentitySettings {
+                endpoint: url(env::IDENTITY_ENDPOINT, endpoint)?,
+                header,
+            }),
+            (Some(_), None) => {
+                return Err(SettingsError {
+                    name: env::IDENTITY_HEADER,
+                    reason: format!("is required with {}", env::IDENTITY_ENDPOINT),
+                })
+            }
+            (None, Some(_)) => {
+                return Err(SettingsError {
+                    name: env::IDENTITY_ENDPOINT,
+                    reason: format!("is required with {}", env::IDENTITY_HEADER),
+                })
+            }
+            (None, None) if table_key.is_none() => {
+                return Err(SettingsError {
+                    name: env::IDENTITY_ENDPOINT,
+                    reason: format!(
+                        "is required when {} is not set: the state table is then reached with the \
+                         app's managed identity (the Functions host sets {} and {} when the app has \
+                         one; locally, set {} instead)",
+                        env::TABLE_KEY,
+                        env::IDENTITY_ENDPOINT,
+                        env::IDENTITY_HEADER,
+                        env::TABLE_KEY
+                    ),
+                })
+            }
+            (None, None) => None,
         };
         let attempts = match get(env::RETRY_ATTEMPTS) {
             Some(raw) => match number(env::RETRY_ATTEMPTS, raw)? {
@@ -159,21 +265,69 @@ impl Settings {
             },
             None => DEFAULT_PURGE_MAX_ROWS,
         };
+        let invocation_deadline = match get(env::INVOCATION_DEADLINE_SECS) {
+            Some(raw) => match number(env::INVOCATION_DEADLINE_SECS, raw)? {
+                n @ 1..=MAX_INVOCATION_DEADLINE_SECS => Duration::from_secs(n),
+                _ => {
+                    return Err(SettingsError {
+                        name: env::INVOCATION_DEADLINE_SECS,
+                        reason: format!(
+                            "must be between 1 and {MAX_INVOCATION_DEADLINE_SECS}, and below \
+                             host.json's functionTimeout"
+                        ),
+                    })
+                }
+            },
+            None => Duration::from_secs(DEFAULT_INVOCATION_DEADLINE_SECS),
+        };
+        let slack = match lookup(env::SLACK_WEBHOOK_URL).map(|v| v.trim().to_owned()) {
+            None => SlackSetting::Unset,
+            Some(raw) if raw.is_empty() => SlackSetting::Unset,
+            Some(raw) if is_unresolved_key_vault_reference(&raw) => SlackSetting::Unusable(
+                format!("{} {KEY_VAULT_REFERENCE_HELP}", env::SLACK_WEBHOOK_URL),
+            ),
+            Some(raw) => match WebhookUrl::parse(&raw) {
+                Ok(webhook) => SlackSetting::Webhook(webhook),
+                // The value itself is a credential: only the reason is kept.
+                Err(e) => {
+                    SlackSetting::Unusable(format!("{} is unusable: {e}", env::SLACK_WEBHOOK_URL))
+                }
+            },
+        };
         Ok(Settings {
             port,
             table_endpoint,
             table_account,
             table_name: get(env::TABLE_NAME).unwrap_or_else(|| DEFAULT_TABLE.to_owned()),
-            table_key: get(env::TABLE_KEY),
+            table_key,
             arm_endpoint,
             identity,
-            slack_webhook_url: required(env::SLACK_WEBHOOK_URL)?,
+            slack,
             retry: RetryBudget { attempts, backoff },
+            invocation_deadline,
             purge_max_rows,
             detector: Config::from_lookup(&lookup)?,
         })
     }
 }
+
+/// Settings that stop the start when they hold an unresolved Key Vault reference.
+const FATAL_WHEN_UNRESOLVED: &[&str] = &[
+    env::TABLE_ENDPOINT,
+    env::TABLE_NAME,
+    env::TABLE_ACCOUNT,
+    env::TABLE_KEY,
+    env::ARM_ENDPOINT,
+    env::RETRY_ATTEMPTS,
+    env::RETRY_BACKOFF_MS,
+    env::PURGE_MAX_ROWS,
+    env::INVOCATION_DEADLINE_SECS,
+    snapwatch_core::config::env::TRUSTED_ACCOUNTS,
+    snapwatch_core::config::env::TRUSTED_PRINCIPALS,
+    snapwatch_core::config::env::WINDOW_DAYS,
+    snapwatch_core::config::env::ADMIN_PORTS,
+    snapwatch_core::config::env::MIN_SEVERITY,
+];
 
 /// `https://<account>.table.core.windows.net` → account; `http://host:port/<account>` (Azurite's
 /// path style) → account.
@@ -217,6 +371,12 @@ mod tests {
     #[test]
     fn reads_a_minimal_azure_environment_with_defaults() {
         let s = Settings::from_lookup(lookup(MINIMAL)).unwrap();
+        assert!(matches!(s.slack, SlackSetting::Webhook(_)), "{:?}", s.slack);
+        assert_eq!(
+            s.identity.map(|i| i.endpoint.to_string()).as_deref(),
+            Some("http://127.0.0.1:41741/msi/token")
+        );
+        assert_eq!(s.invocation_deadline, Duration::from_secs(240));
         assert_eq!(s.port, 8080);
         assert_eq!(s.table_account, "swstate01");
         assert_eq!(s.table_name, "snapwatch");
@@ -229,11 +389,6 @@ mod tests {
 
     #[test]
     fn names_the_variable_at_fault() {
-        let mut pairs = MINIMAL.to_vec();
-        pairs.retain(|(k, _)| *k != env::SLACK_WEBHOOK_URL);
-        let err = Settings::from_lookup(lookup(&pairs)).unwrap_err();
-        assert_eq!(err.name, env::SLACK_WEBHOOK_URL);
-
         let mut pairs = MINIMAL.to_vec();
         pairs.push((env::PORT, "70000"));
         assert_eq!(
@@ -266,10 +421,142 @@ mod tests {
             500
         );
 
-        let mut pairs = MINIMAL.to_vec();
-        pairs.push(("SNAPWATCH_WINDOW_DAYS", "zero"));
+        // The core's detector settings are named too, out-of-range values included.
+        for bad in ["zero", "0"] {
+            let mut pairs = MINIMAL.to_vec();
+            pairs.push(("SNAPWATCH_WINDOW_DAYS", bad));
+            let err = Settings::from_lookup(lookup(&pairs)).unwrap_err();
+            assert_eq!(err.name, "SNAPWATCH_WINDOW_DAYS", "{err}");
+            assert!(err.to_string().contains("SNAPWATCH_WINDOW_DAYS"), "{err}");
+        }
+
+        for bad in ["0", "601", "soon"] {
+            let mut pairs = MINIMAL.to_vec();
+            pairs.push((env::INVOCATION_DEADLINE_SECS, bad));
+            assert_eq!(
+                Settings::from_lookup(lookup(&pairs)).unwrap_err().name,
+                env::INVOCATION_DEADLINE_SECS,
+                "{bad}"
+            );
+        }
+    }
+
+    /// A local run: Azurite with its key, no managed identity, no Slack.
+    const LOCAL: &[(&str, &str)] = &[
+        (
+            env::TABLE_ENDPOINT,
+            "http://127.0.0.1:10002/devstoreaccount1",
+        ),
+        (env::TABLE_KEY, "a2V5"),
+    ];
+
+    #[test]
+    fn runs_locally_without_a_managed_identity_or_slack() {
+        let s = Settings::from_lookup(lookup(LOCAL)).unwrap();
+        assert!(s.identity.is_none());
+        assert!(matches!(s.slack, SlackSetting::Unset), "{:?}", s.slack);
+        assert_eq!(s.table_key.as_deref(), Some("a2V5"));
+
+        // An empty value (a setting Terraform left blank) is no Slack either.
+        let mut pairs = LOCAL.to_vec();
+        pairs.push((env::SLACK_WEBHOOK_URL, " "));
+        let s = Settings::from_lookup(lookup(&pairs)).unwrap();
+        assert!(matches!(s.slack, SlackSetting::Unset), "{:?}", s.slack);
+    }
+
+    #[test]
+    fn the_identity_is_required_only_when_the_table_has_no_key() {
+        let mut pairs = LOCAL.to_vec();
+        pairs.retain(|(k, _)| *k != env::TABLE_KEY);
         let err = Settings::from_lookup(lookup(&pairs)).unwrap_err();
-        assert!(err.reason.contains("SNAPWATCH_WINDOW_DAYS"), "{err}");
+        assert_eq!(err.name, env::IDENTITY_ENDPOINT);
+        assert!(err.reason.contains(env::TABLE_KEY), "{err}");
+
+        // Half an identity is a mistake whichever half is missing.
+        let mut pairs = LOCAL.to_vec();
+        pairs.push((env::IDENTITY_ENDPOINT, "http://127.0.0.1:41741/msi/token"));
+        assert_eq!(
+            Settings::from_lookup(lookup(&pairs)).unwrap_err().name,
+            env::IDENTITY_HEADER
+        );
+        let mut pairs = LOCAL.to_vec();
+        pairs.push((env::IDENTITY_HEADER, "h"));
+        assert_eq!(
+            Settings::from_lookup(lookup(&pairs)).unwrap_err().name,
+            env::IDENTITY_ENDPOINT
+        );
+    }
+
+    const REFERENCE: &str =
+        "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/slack-webhook-url/)";
+
+    #[test]
+    fn an_unresolved_key_vault_reference_for_slack_disables_slack_and_says_what_to_do() {
+        for reference in [REFERENCE, " @microsoft.keyvault(VaultName=kv;SecretName=s)"] {
+            let mut pairs = MINIMAL.to_vec();
+            pairs.retain(|(k, _)| *k != env::SLACK_WEBHOOK_URL);
+            pairs.push((env::SLACK_WEBHOOK_URL, reference));
+            let s = Settings::from_lookup(lookup(&pairs)).unwrap();
+            let SlackSetting::Unusable(reason) = &s.slack else {
+                panic!("{:?}", s.slack)
+            };
+            for needle in [
+                env::SLACK_WEBHOOK_URL,
+                "unresolved Key Vault reference",
+                "Key Vault Secrets User",
+                "restart",
+            ] {
+                assert!(reason.contains(needle), "{needle}: {reason}");
+            }
+        }
+
+        // Anything else unusable (the old Terraform placeholder) disables Slack too, without
+        // repeating the value: it may be a credential.
+        let mut pairs = MINIMAL.to_vec();
+        pairs.retain(|(k, _)| *k != env::SLACK_WEBHOOK_URL);
+        pairs.push((env::SLACK_WEBHOOK_URL, "set-me-out-of-band"));
+        let s = Settings::from_lookup(lookup(&pairs)).unwrap();
+        let SlackSetting::Unusable(reason) = &s.slack else {
+            panic!("{:?}", s.slack)
+        };
+        assert!(reason.contains(env::SLACK_WEBHOOK_URL), "{reason}");
+        assert!(!reason.contains("set-me"), "{reason}");
+    }
+
+    #[test]
+    fn an_unresolved_key_vault_reference_elsewhere_stops_the_start_naming_the_setting() {
+        let mut pairs = LOCAL.to_vec();
+        pairs.retain(|(k, _)| *k != env::TABLE_KEY);
+        pairs.push((env::TABLE_KEY, REFERENCE));
+        let err = Settings::from_lookup(lookup(&pairs)).unwrap_err();
+        assert_eq!(err.name, env::TABLE_KEY);
+        assert!(
+            err.to_string().contains("unresolved Key Vault reference"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("restart"), "{err}");
+        assert!(!is_unresolved_key_vault_reference(
+            "https://hooks.slack.com/x"
+        ));
+        assert!(!is_unresolved_key_vault_reference("@Microsoft"));
+    }
+
+    /// host.json's `functionTimeout` in seconds (`hh:mm:ss`).
+    fn function_timeout_secs() -> u64 {
+        let host: serde_json::Value =
+            serde_json::from_str(include_str!("../app/host.json")).expect("host.json");
+        let raw = host["functionTimeout"].as_str().expect("functionTimeout");
+        raw.split(':')
+            .map(|part| part.parse::<u64>().expect("hh:mm:ss"))
+            .fold(0, |total, part| total * 60 + part)
+    }
+
+    #[test]
+    fn the_default_deadline_leaves_the_host_a_minute_before_function_timeout() {
+        let timeout = function_timeout_secs();
+        assert_eq!(timeout, 300);
+        // The README says 300 s and a minute left for the host.
+        assert!(DEFAULT_INVOCATION_DEADLINE_SECS + 60 <= timeout);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 use snapwatch_azure::arm::{enrich, ArmClient, ResourceReader};
-use snapwatch_azure::handler::{app, AppState, RetryBudget, EVENT_GRID_FUNCTION};
+use snapwatch_azure::handler::{app, Alerts, AppState, RetryBudget, EVENT_GRID_FUNCTION};
 use snapwatch_azure::identity::ManagedIdentity;
 use snapwatch_azure::table::{ExpiryPurge, PurgeReport};
 use snapwatch_core::engine::Detector;
@@ -304,7 +304,7 @@ async fn the_event_grid_function_alerts_through_the_real_arm_client() {
     let state = Arc::new(AppState {
         detector: Detector::new(MemoryStore::new(), Config::default()),
         reader: arm,
-        sink: sink.clone(),
+        alerts: Alerts::Sink(sink.clone()),
         clock: Arc::new(FixedClock(
             Utc.with_ymd_and_hms(2024, 4, 15, 12, 0, 0).unwrap(),
         )),
@@ -314,6 +314,7 @@ async fn the_event_grid_function_alerts_through_the_real_arm_client() {
         },
         purger: NoPurge,
         purge_max_rows: 1,
+        deadline: Duration::from_secs(240),
     });
     let events: Vec<Value> = serde_json::from_str(GRID_CHAIN).unwrap();
     for event in &events {

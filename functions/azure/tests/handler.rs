@@ -8,7 +8,7 @@ use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 use snapwatch_azure::arm::{LookupError, ResourceReader};
 use snapwatch_azure::handler::{
-    app, AppState, RetryBudget, EVENT_GRID_FUNCTION, EVENT_HUB_FUNCTION, PURGE_FUNCTION,
+    app, Alerts, AppState, RetryBudget, EVENT_GRID_FUNCTION, EVENT_HUB_FUNCTION, PURGE_FUNCTION,
 };
 use snapwatch_azure::table::{ExpiryPurge, PurgeReport};
 use snapwatch_core::engine::Detector;
@@ -40,6 +40,8 @@ fn id(path: &str) -> String {
 #[derive(Clone, Default)]
 struct RecordingSink {
     sent: Arc<Mutex<Vec<Finding>>>,
+    /// Set: `send` never answers, like a webhook endpoint that accepts and stalls.
+    stalls: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RecordingSink {
@@ -53,6 +55,9 @@ impl AlertSink for RecordingSink {
         "recording"
     }
     async fn send(&self, finding: &Finding) -> Result<(), SinkError> {
+        if self.stalls.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         self.sent.lock().expect("lock").push(finding.clone());
         Ok(())
     }
@@ -176,6 +181,24 @@ fn harness<S: StateStore + 'static>(store: S) -> Harness<S> {
 }
 
 fn harness_with_purger<S: StateStore + 'static>(store: S, purger: FakePurger) -> Harness<S> {
+    harness_with(store, purger, Duration::from_secs(240))
+}
+
+fn harness_with<S: StateStore + 'static>(
+    store: S,
+    purger: FakePurger,
+    deadline: Duration,
+) -> Harness<S> {
+    harness_alerting(store, purger, deadline, Alerts::Sink)
+}
+
+/// `alerts` decides where findings go, given the recording sink.
+fn harness_alerting<S: StateStore + 'static>(
+    store: S,
+    purger: FakePurger,
+    deadline: Duration,
+    alerts: impl FnOnce(RecordingSink) -> Alerts<RecordingSink>,
+) -> Harness<S> {
     let sink = RecordingSink::default();
     let arm = FakeArm::from_fixture();
     let state = Arc::new(AppState {
@@ -183,7 +206,7 @@ fn harness_with_purger<S: StateStore + 'static>(store: S, purger: FakePurger) ->
         purge_max_rows: PURGE_MAX_ROWS,
         detector: Detector::new(store, Config::default()),
         reader: arm.clone(),
-        sink: sink.clone(),
+        alerts: alerts(sink.clone()),
         clock: Arc::new(FixedClock(
             Utc.with_ymd_and_hms(2024, 4, 15, 12, 0, 0).unwrap(),
         )),
@@ -191,6 +214,7 @@ fn harness_with_purger<S: StateStore + 'static>(store: S, purger: FakePurger) ->
             attempts: 3,
             backoff: Duration::from_millis(1),
         },
+        deadline,
     });
     Harness { state, sink, arm }
 }
@@ -551,4 +575,353 @@ async fn purge_refuses_a_request_that_is_not_an_invocation() {
         .expect("infallible");
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert!(purger.calls.lock().expect("lock").is_empty());
+}
+
+/// The most an Event Hubs message body can be on the Standard tier the module deploys.
+const EVENT_HUB_MESSAGE_MAX: usize = 1024 * 1024;
+
+/// One Activity Log message as the diagnostic setting writes it, filled to just under
+/// `EVENT_HUB_MESSAGE_MAX` bytes: the chain's seven records (with their JSON-in-JSON response
+/// bodies, the worst case for escaping) and then `listKeys` records, which the parser skips,
+/// each with its own correlation id.
+fn full_activity_log_message(message: usize) -> (String, usize) {
+    let mut records: Vec<Value> = Vec::new();
+    for batch in [BATCH_A, BATCH_B] {
+        let batch: Value = serde_json::from_str(batch).expect("fixture");
+        records.extend(
+            batch["records"]
+                .as_array()
+                .expect("records")
+                .iter()
+                .cloned(),
+        );
+    }
+    let filler = records
+        .iter()
+        .find(|r| {
+            r["operationName"]
+                .as_str()
+                .is_some_and(|op| op.ends_with("LISTKEYS/ACTION"))
+        })
+        .cloned()
+        .expect("a listKeys record in the fixture");
+    let mut size = json!({ "records": records }).to_string().len();
+    let mut n = 0;
+    loop {
+        let mut next = filler.clone();
+        next["correlationId"] = json!(format!("{message:08x}-0000-4000-8000-{n:012x}"));
+        let added = next.to_string().len() + 1;
+        if size + added > EVENT_HUB_MESSAGE_MAX {
+            break;
+        }
+        size += added;
+        records.push(next);
+        n += 1;
+    }
+    let text = json!({ "records": records }).to_string();
+    assert!(text.len() <= EVENT_HUB_MESSAGE_MAX, "{}", text.len());
+    let count = records.len();
+    (text, count)
+}
+
+#[tokio::test]
+async fn a_full_batch_of_64_one_megabyte_messages_in_the_hosts_double_encoded_form_is_processed() {
+    let h = harness(MemoryStore::new());
+    let mut messages = Vec::new();
+    let mut records = 0;
+    for i in 0..64 {
+        let (text, count) = full_activity_log_message(i);
+        messages.push(text);
+        records += count;
+    }
+    let payload: usize = messages.iter().map(String::len).sum();
+    assert!(payload > 64_000_000, "{payload} bytes of messages");
+    // What the host sends for `cardinality: many` with `dataType: string`: the string array
+    // serialized to a JSON string, inside the invocation JSON (each message escaped twice).
+    let data = json!({ "messages": serde_json::to_string(&messages).expect("array") });
+    let body = json!({"Data": data, "Metadata": {"sys": {"MethodName": EVENT_HUB_FUNCTION, "RandGuid": "big-batch"}}})
+        .to_string();
+    let started = std::time::Instant::now();
+    let request = Request::post(format!("/{EVENT_HUB_FUNCTION}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.clone()))
+        .expect("request");
+    let response = app(h.state.clone())
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    let elapsed = started.elapsed();
+    eprintln!(
+        "64-message batch: {payload} bytes of messages, {} bytes on the wire, answered in {elapsed:?}",
+        body.len()
+    );
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let answer: Value = serde_json::from_slice(&bytes).expect("JSON answer");
+    // 5 chain events per message (the VM's Start record and every listKeys are skipped).
+    assert_eq!(
+        summary(&answer),
+        format!(
+            "records={records} events={} skipped={} findings=1 sent=1 rejected=0",
+            64 * 5,
+            records - 64 * 5
+        )
+    );
+    assert_eq!(h.sink.sent().len(), 1);
+    assert_exposed_restore(&h.sink.sent()[0]);
+}
+
+#[tokio::test]
+async fn event_hub_messages_in_the_plain_array_form_are_processed_too() {
+    let h = harness(MemoryStore::new());
+    let (status, body) = h
+        .invoke(
+            EVENT_HUB_FUNCTION,
+            json!({ "messages": [BATCH_B, BATCH_A] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        summary(&body),
+        "records=7 events=5 skipped=2 findings=1 sent=1 rejected=0"
+    );
+}
+
+#[tokio::test]
+async fn event_grid_events_in_the_object_and_the_string_form_are_processed() {
+    let events: Vec<Value> = serde_json::from_str(GRID_CHAIN).expect("fixture");
+    for as_string in [false, true] {
+        let h = harness(MemoryStore::new());
+        for (i, event) in events.iter().enumerate() {
+            // The host passes the trigger value as a JSON object, or (when it holds it as a
+            // string) as that text, serialized once more.
+            let data = if as_string {
+                json!({ "event": event.to_string() })
+            } else {
+                json!({ "event": event })
+            };
+            let (status, body) = h.invoke(EVENT_GRID_FUNCTION, data).await;
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "string form {as_string}, event {i}: {body}"
+            );
+            assert_eq!(
+                summary(&body),
+                "records=1 events=1 skipped=0 findings=".to_owned()
+                    + if i == events.len() - 1 {
+                        "1 sent=1"
+                    } else {
+                        "0 sent=0"
+                    }
+                    + " rejected=0",
+                "string form {as_string}, event {i}"
+            );
+        }
+        assert_eq!(h.sink.sent().len(), 1, "string form {as_string}");
+        assert_exposed_restore(&h.sink.sent()[0]);
+    }
+}
+
+/// A store whose `add_facts` answers the first `answered` calls and then never answers, like
+/// a table that stopped responding in the middle of a batch.
+struct StallingStore {
+    inner: MemoryStore,
+    answered: usize,
+    calls: AtomicUsize,
+}
+
+impl StateStore for StallingStore {
+    async fn add_facts(&self, batch: &[ResourceFacts]) -> Result<usize, StoreError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) >= self.answered {
+            std::future::pending::<()>().await;
+        }
+        self.inner.add_facts(batch).await
+    }
+    async fn load_facts(
+        &self,
+        resources: &[String],
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Vec<ResourceFacts>, StoreError> {
+        self.inner.load_facts(resources, now).await
+    }
+    async fn claim_alert(
+        &self,
+        finding_id: &str,
+        now: chrono::DateTime<Utc>,
+        lease_secs: i64,
+        expires_at: i64,
+    ) -> Result<Claim, StoreError> {
+        self.inner
+            .claim_alert(finding_id, now, lease_secs, expires_at)
+            .await
+    }
+    async fn mark_alert_sent(&self, finding_id: &str) -> Result<(), StoreError> {
+        self.inner.mark_alert_sent(finding_id).await
+    }
+    async fn release_alert(&self, finding_id: &str) -> Result<(), StoreError> {
+        self.inner.release_alert(finding_id).await
+    }
+}
+
+/// One snapshot write per record, each of its own snapshot: one `add_facts` call each.
+fn snapshot_writes(count: usize) -> String {
+    let records: Vec<Value> = (0..count)
+        .map(|i| {
+            json!({
+                "time": format!("2024-04-15T10:{i:02}:00Z"),
+                "resourceId": format!("/subscriptions/6d1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b/resourceGroups/Ops-RG/providers/Microsoft.Compute/snapshots/s{i}"),
+                "operationName": "MICROSOFT.COMPUTE/SNAPSHOTS/WRITE",
+                "resultType": "Success",
+                "correlationId": format!("11111111-2222-4333-8444-{i:012}"),
+            })
+        })
+        .collect();
+    json!({ "records": records }).to_string()
+}
+
+#[tokio::test]
+async fn a_batch_that_outlasts_the_deadline_keeps_what_it_did_not_finish_in_rejects() {
+    let deadline = Duration::from_secs(1);
+    let store = StallingStore {
+        inner: MemoryStore::new(),
+        answered: 2,
+        calls: AtomicUsize::new(0),
+    };
+    let h = harness_with(store, FakePurger::default(), deadline);
+    let message = snapshot_writes(5);
+    let started = std::time::Instant::now();
+    // Without a deadline the invocation would hang until the host kills it (functionTimeout)
+    // and the batch, already checkpointed, would be gone.
+    let (status, body) = tokio::time::timeout(Duration::from_secs(30), h.event_hub(&[&message]))
+        .await
+        .expect("the invocation answers once its deadline passes");
+    // Records stop a quarter before the deadline (the rest is kept for alert delivery).
+    let elapsed = started.elapsed();
+    assert!(elapsed >= deadline / 2, "{elapsed:?}");
+    assert!(elapsed < deadline + Duration::from_secs(5), "{elapsed:?}");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        summary(&body),
+        "records=5 events=5 skipped=0 findings=0 sent=0 rejected=3"
+    );
+    let rejects = rejects(&body);
+    assert_eq!(rejects.len(), 3, "{rejects:#?}");
+    for (reject, snapshot) in rejects.iter().zip(["s2", "s3", "s4"]) {
+        assert_eq!(reject["kind"], "unfinished", "{reject}");
+        assert!(
+            reject["reason"].as_str().unwrap().contains("deadline"),
+            "{reject}"
+        );
+        let record: Value = serde_json::from_str(reject["record"].as_str().unwrap())
+            .expect("the record as received");
+        assert!(
+            record["resourceId"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/snapshots/{snapshot}")),
+            "{record}"
+        );
+    }
+    // The two records that finished are stored.
+    assert_eq!(h.state.detector.store().inner.fact_count(), 2);
+}
+
+#[tokio::test]
+async fn a_sink_that_stalls_past_the_deadline_leaves_the_finding_in_rejects() {
+    let deadline = Duration::from_secs(1);
+    let h = harness_with(MemoryStore::new(), FakePurger::default(), deadline);
+    h.sink.stalls.store(true, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let (status, body) =
+        tokio::time::timeout(Duration::from_secs(30), h.event_hub(&[BATCH_B, BATCH_A]))
+            .await
+            .expect("the invocation answers once its deadline passes");
+    assert!(started.elapsed() < deadline + Duration::from_secs(5));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        summary(&body),
+        "records=7 events=5 skipped=2 findings=1 sent=0 rejected=1"
+    );
+    let rejects = rejects(&body);
+    assert_eq!(rejects[0]["kind"], "undelivered", "{rejects:?}");
+    assert!(
+        rejects[0]["reason"].as_str().unwrap().contains("deadline"),
+        "{rejects:?}"
+    );
+    let finding: Value =
+        serde_json::from_str(rejects[0]["record"].as_str().unwrap()).expect("finding JSON");
+    assert_eq!(finding["rule"], "chain.exposed-restore");
+}
+
+#[tokio::test]
+async fn without_slack_findings_are_logged_and_nothing_is_claimed() {
+    let h = harness_alerting(
+        MemoryStore::new(),
+        FakePurger::default(),
+        Duration::from_secs(240),
+        |_| Alerts::LogOnly,
+    );
+    let (status, body) = h.event_hub(&[BATCH_B, BATCH_A]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        summary(&body),
+        "records=7 events=5 skipped=2 findings=1 sent=0 rejected=0"
+    );
+    assert!(h.sink.sent().is_empty());
+    // Nothing was claimed: once Slack is configured, the chain's next event alerts it. The
+    // finding's id is the same in a harness that does alert.
+    let alerting = harness(MemoryStore::new());
+    alerting.event_hub(&[BATCH_B, BATCH_A]).await;
+    let id = alerting.sink.sent()[0].id.clone();
+    let now = Utc.with_ymd_and_hms(2024, 4, 15, 12, 0, 0).unwrap();
+    let claim = h
+        .state
+        .detector
+        .store()
+        .claim_alert(&id, now, 60, now.timestamp() + 3600)
+        .await
+        .expect("claim");
+    assert!(matches!(claim, Claim::Won), "{claim:?}");
+}
+
+#[tokio::test]
+async fn unusable_slack_keeps_every_finding_in_rejects_with_the_reason() {
+    let h = harness_alerting(
+        MemoryStore::new(),
+        FakePurger::default(),
+        Duration::from_secs(240),
+        |_| {
+            Alerts::Unusable(
+                "SNAPWATCH_SLACK_WEBHOOK_URL is an unresolved Key Vault reference".into(),
+            )
+        },
+    );
+    let (status, body) = h.event_hub(&[BATCH_B, BATCH_A]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        summary(&body),
+        "records=7 events=5 skipped=2 findings=1 sent=0 rejected=1"
+    );
+    let rejects = rejects(&body);
+    assert_eq!(rejects[0]["kind"], "undelivered");
+    assert_eq!(
+        rejects[0]["reason"],
+        "Slack is disabled: SNAPWATCH_SLACK_WEBHOOK_URL is an unresolved Key Vault reference"
+    );
+    assert!(h.sink.sent().is_empty());
+    // Event Grid is not asked to redeliver for it: a redelivery cannot fix the setting.
+    let events: Vec<Value> = serde_json::from_str(GRID_CHAIN).expect("fixture");
+    for event in &events {
+        let (status, _) = h.event_grid(event).await;
+        assert_eq!(status, StatusCode::OK);
+    }
 }

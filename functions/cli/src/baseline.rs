@@ -87,7 +87,14 @@ async fn run_async<S: StateStore>(
             .await
             .with_context(|| format!("chain state store failed ({region})"))?;
         let delivery = detector.deliver(&check.findings, &sink, now).await?;
-        sink.flush();
+        if let Some(reason) = sink.failure() {
+            // Before the commit: the next run judges this region again and prints what was lost.
+            anyhow::bail!(
+                "cannot write findings to stdout: {}; {} not delivered ({region} not recorded)",
+                snapwatch_core::render::escape_line(&reason),
+                delivery.retry.len() + delivery.rejected.len()
+            );
+        }
         baseline::commit(&detector, &check)
             .await
             .with_context(|| format!("cannot record the baseline of {region}"))?;

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use snapwatch_cli::input;
 use snapwatch_core::rules::Rule;
 use snapwatch_core::Config;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -105,6 +106,8 @@ pub enum OutputFormat {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into a log file or pipe.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SNAPWATCH_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
@@ -145,12 +148,16 @@ fn run_scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     // An unreadable PATH is the same failure whether found now or mid-scan: exit 1.
     for path in &args.paths {
         if let Err(message) = input::check_readable(path) {
-            eprintln!("snapwatch: error: {message}");
+            eprintln!(
+                "snapwatch: error: {}",
+                snapwatch_core::render::escape_line(&message)
+            );
             return Ok(ExitCode::from(1));
         }
     }
     let options = scan::Options {
         format: args.format,
+        state: args.state.is_some(),
         paths: args.paths,
         read: input::ReadOptions {
             limits: input::Limits {
@@ -168,7 +175,10 @@ fn run_scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         }
         None => scan::run(snapwatch_core::memory::MemoryStore::new(), config, &options)?,
     };
-    Ok(if report.unreadable_paths > 0 {
+    // Lost findings outrank an unreadable path: the reader saw less than the scan found.
+    Ok(if report.not_delivered > 0 {
+        ExitCode::from(3)
+    } else if report.unreadable_paths > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -73,7 +73,12 @@ async fn shared_snapshot() -> String {
 }
 
 fn baseline(state: &std::path::Path) -> Output {
+    baseline_to(state, std::process::Stdio::piped())
+}
+
+fn baseline_to(state: &std::path::Path, stdout: std::process::Stdio) -> Output {
     Command::new(env!("CARGO_BIN_EXE_snapwatch"))
+        .stdout(stdout)
         .args([
             "baseline",
             "--region",
@@ -152,4 +157,30 @@ fn an_unreachable_endpoint_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("sts:GetCallerIdentity"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_finding_stdout_could_not_take_is_printed_by_the_next_run() {
+    let snapshot = shared_snapshot().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db");
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+
+    let failed = baseline_to(&state, full.into());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not delivered"), "{stderr}");
+
+    let rerun = baseline(&state);
+    let stderr = String::from_utf8_lossy(&rerun.stderr);
+    assert!(rerun.status.success(), "{stderr}");
+    let mine = String::from_utf8_lossy(&rerun.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("finding JSON"))
+        .filter(|f| f["snapshot"] == snapshot.as_str())
+        .count();
+    assert_eq!(mine, 1, "the rerun prints the lost finding: {stderr}");
 }

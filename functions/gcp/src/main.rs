@@ -20,7 +20,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
 
-    let settings = Settings::from_lookup(|name| std::env::var(name).ok())?;
+    // Cloud Logging keeps the JSON line; the variable is a field of its own to filter on.
+    let settings = Settings::from_lookup(|name| std::env::var(name).ok()).inspect_err(|e| {
+        tracing::error!(variable = e.variable(), error = %e, "invalid setting: the service cannot start");
+    })?;
     let store = FirestoreStore::new(settings.firestore.clone(), settings.collections.clone())
         .context("Firestore client")?;
     let slack = match &settings.slack_webhook_url {

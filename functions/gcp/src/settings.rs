@@ -60,6 +60,16 @@ pub enum SettingsError {
     Detector(#[from] ConfigError),
 }
 
+impl SettingsError {
+    /// The environment variable at fault, for the start error and its log line.
+    pub fn variable(&self) -> &str {
+        match self {
+            SettingsError::Missing { name, .. } | SettingsError::Invalid { name, .. } => name,
+            SettingsError::Detector(e) => &e.name,
+        }
+    }
+}
+
 impl Settings {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let present = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
@@ -179,5 +189,13 @@ mod tests {
         ])
         .expect_err("bad window");
         assert!(matches!(window, SettingsError::Detector(_)), "{window:?}");
+        // Every variant names the environment variable, for the start error and its log line.
+        assert_eq!(window.variable(), "SNAPWATCH_WINDOW_DAYS");
+        assert!(
+            window.to_string().contains("SNAPWATCH_WINDOW_DAYS"),
+            "{window}"
+        );
+        assert_eq!(missing.variable(), env::FIRESTORE_PROJECT);
+        assert_eq!(port.variable(), env::PORT);
     }
 }

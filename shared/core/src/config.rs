@@ -134,7 +134,13 @@ impl Config {
                 reason,
             })?;
         }
-        config.validate()?;
+        // A value that parses but is out of range: name the variable that set it, not the key.
+        config.validate().map_err(|mut e| {
+            if e.name == "chain.window_days" {
+                e.name = env::WINDOW_DAYS.into();
+            }
+            e
+        })?;
         Ok(config)
     }
 
@@ -167,25 +173,64 @@ impl Config {
         account == own_account || self.trust.accounts.iter().any(|a| a == account)
     }
 
-    /// Principals matching a configured glob. GCP member prefixes (`user:`) are ignored.
+    /// Whether `principal` matches a configured trust pattern. Each pattern form matches one
+    /// kind of principal only (README, Configuration):
+    ///
+    /// - `arn:…` patterns match AWS ARNs, field by field: `*` and `?` stay inside one `:` field
+    ///   or `/` segment, `**` may span `/` segments. A session
+    ///   `arn:aws:sts::A:assumed-role/R/S` also matches as its role `arn:aws:iam::A:role/R`.
+    /// - patterns with an `@` match e-mail principals only (Azure UPNs, GCP principal e-mails,
+    ///   `user:`/`serviceAccount:`/`group:` members), never an ARN: the session name of an
+    ///   assumed role is chosen by the caller, so `…/assumed-role/x/mallory@example.com` is not
+    ///   `mallory@example.com`. `*` and `?` never match `@`; letter case is ignored.
+    /// - other patterns match the remaining principals (Azure object and application ids,
+    ///   `domain:` members, AWS service names) with the same segment rule.
     pub fn is_trusted_principal(&self, principal: &str) -> bool {
-        let bare = principal
-            .split_once(':')
-            .filter(|(kind, _)| {
-                matches!(
-                    *kind,
-                    "user" | "serviceAccount" | "group" | "domain" | "principal"
-                )
-            })
-            .map(|(_, rest)| rest)
-            .unwrap_or(principal);
-        let role = assumed_role_arn(principal);
-        self.trust.principals.iter().any(|pattern| {
-            glob_match(pattern, bare)
-                || glob_match(pattern, principal)
-                || role.as_deref().is_some_and(|r| glob_match(pattern, r))
-        })
+        self.trust
+            .principals
+            .iter()
+            .any(|pattern| principal_matches(pattern, principal))
     }
+}
+
+/// GCP IAM member kinds that may prefix a principal or a pattern (`user:bob@example.com`).
+const MEMBER_KINDS: [&str; 5] = ["user", "serviceAccount", "group", "domain", "principal"];
+
+fn split_member(s: &str) -> (Option<&str>, &str) {
+    match s.split_once(':') {
+        Some((kind, rest)) if MEMBER_KINDS.contains(&kind) => (Some(kind), rest),
+        _ => (None, s),
+    }
+}
+
+/// One pattern against one principal, by the rules of [`Config::is_trusted_principal`].
+pub fn principal_matches(pattern: &str, principal: &str) -> bool {
+    let is_arn = principal.starts_with("arn:");
+    if pattern.starts_with("arn:") {
+        return is_arn
+            && (segment_glob(pattern, principal, false)
+                || assumed_role_arn(principal)
+                    .is_some_and(|role| segment_glob(pattern, &role, false)));
+    }
+    if is_arn {
+        return false;
+    }
+    let (pattern_kind, pattern_rest) = split_member(pattern);
+    let (principal_kind, principal_rest) = split_member(principal);
+    if pattern_kind.is_some() && pattern_kind != principal_kind {
+        return false;
+    }
+    if pattern_rest.contains('@') {
+        is_email(principal_rest) && segment_glob(pattern_rest, principal_rest, true)
+    } else {
+        !is_email(principal_rest) && segment_glob(pattern_rest, principal_rest, false)
+    }
+}
+
+/// `local@domain` with exactly one `@` and something on each side.
+fn is_email(s: &str) -> bool {
+    matches!(s.split_once('@'), Some((local, domain))
+        if !local.is_empty() && !domain.is_empty() && !domain.contains('@'))
 }
 
 /// CloudTrail names a role session `arn:aws:sts::ACCT:assumed-role/NAME/SESSION`, while people
@@ -207,32 +252,64 @@ fn assumed_role_arn(principal: &str) -> Option<String> {
     Some(format!("arn:{partition}:iam::{account}:role/{role}"))
 }
 
-/// Glob match with `*` (any run, including `/` and `:`) and `?` (one character).
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
+/// Glob match where `*` (any run) and `?` (one character) never match a separator (`:`, `/`, and
+/// for e-mail patterns `@`), and `**` is any run that may include `/` (role and user paths).
+/// E-mail patterns ignore letter case, as mail domains and Azure UPNs do.
+pub fn segment_glob(pattern: &str, text: &str, email: bool) -> bool {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Token {
+        Literal(char),
+        One,
+        Star,
+        DoubleStar,
+    }
+    let fold = |c: char| if email { c.to_ascii_lowercase() } else { c };
+    let mut tokens = Vec::new();
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        tokens.push(match c {
+            '*' if chars.peek() == Some(&'*') => {
+                chars.next();
+                Token::DoubleStar
+            }
+            '*' => Token::Star,
+            '?' => Token::One,
+            c => Token::Literal(fold(c)),
+        });
+    }
+    let text: Vec<char> = text.chars().map(fold).collect();
+    let separator = |c: char| c == ':' || c == '/' || (email && c == '@');
+    let spans = |token: Token, c: char| match token {
+        Token::Star | Token::One => !separator(c),
+        Token::DoubleStar => c != ':' && !(email && c == '@'),
+        Token::Literal(_) => false,
+    };
+    // reachable[i]: the tokens so far can match exactly text[..i]. Linear in pattern × text,
+    // so a long principal cannot make matching slow.
+    let mut reachable = vec![false; text.len() + 1];
+    reachable[0] = true;
+    for &token in &tokens {
+        let mut next = vec![false; text.len() + 1];
+        for i in 0..=text.len() {
+            match token {
+                Token::Literal(l) => {
+                    if i > 0 && reachable[i - 1] && text[i - 1] == l {
+                        next[i] = true;
+                    }
+                }
+                Token::One => {
+                    if i > 0 && reachable[i - 1] && spans(token, text[i - 1]) {
+                        next[i] = true;
+                    }
+                }
+                Token::Star | Token::DoubleStar => {
+                    next[i] = reachable[i] || (i > 0 && next[i - 1] && spans(token, text[i - 1]));
+                }
+            }
         }
+        reachable = next;
     }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
+    reachable[text.len()]
 }
 
 #[cfg(test)]
@@ -242,17 +319,143 @@ mod tests {
 
     #[test]
     fn globs() {
-        assert!(glob_match(
+        assert!(segment_glob(
             "arn:aws:iam::*:role/backup-*",
-            "arn:aws:iam::1234:role/backup-nightly"
+            "arn:aws:iam::1234:role/backup-nightly",
+            false
         ));
-        assert!(!glob_match(
+        assert!(!segment_glob(
             "arn:aws:iam::*:role/backup-*",
-            "arn:aws:iam::1234:role/admin"
+            "arn:aws:iam::1234:role/admin",
+            false
         ));
-        assert!(glob_match("*@example.com", "alice@example.com"));
-        assert!(!glob_match("*@example.com", "alice@example.com.evil.io"));
-        assert!(glob_match("a?c", "abc"));
+        assert!(segment_glob("*@example.com", "alice@example.com", true));
+        assert!(!segment_glob(
+            "*@example.com",
+            "alice@example.com.evil.io",
+            true
+        ));
+        assert!(segment_glob("a?c", "abc", false));
+        assert!(!segment_glob("a?c", "a/c", false));
+        assert!(segment_glob("a**c", "a/b/c", false));
+        assert!(!segment_glob("a**c", "a:c", false));
+        // Matching stays linear: a long hostile principal against many stars.
+        let long = "a".repeat(20_000);
+        assert!(!segment_glob("*a*a*a*a*a*a*a*b", &long, false));
+    }
+
+    /// Pattern × principal × trusted?, covering each pattern form against each principal kind.
+    #[test]
+    fn each_pattern_form_matches_only_its_kind_of_principal() {
+        let session = |name: &str| format!("arn:aws:sts::111122223333:assumed-role/{name}");
+        let table: Vec<(&str, String, bool)> = vec![
+            // E-mail patterns: e-mail principals only, never an ARN's session name.
+            (
+                "*@example.com",
+                session("attacker-role/mallory@example.com"),
+                false,
+            ),
+            (
+                "*@example.com",
+                "arn:aws:iam::111122223333:user/alice@example.com".into(),
+                false,
+            ),
+            ("*@example.com", "alice@example.com".into(), true),
+            ("*@example.com", "Alice@Example.COM".into(), true),
+            ("*@example.com", "user:bob@example.com".into(), true),
+            (
+                "*@example.com",
+                "serviceAccount:sa@example.com".into(),
+                true,
+            ),
+            ("*@example.com", "mallory@evil.io@example.com".into(), false),
+            ("*@example.com", "alice@example.com.evil.io".into(), false),
+            ("*@example.com", "alice@sub.example.com".into(), false),
+            ("*@*.example.com", "alice@sub.example.com".into(), true),
+            ("user:*@example.com", "user:bob@example.com".into(), true),
+            (
+                "user:*@example.com",
+                "serviceAccount:bob@example.com".into(),
+                false,
+            ),
+            ("user:*@example.com", "bob@example.com".into(), false),
+            ("alice@example.com", "alice@example.com".into(), true),
+            ("alice@example.com", "user:alice@example.com".into(), true),
+            // ARN patterns: ARNs only, `*` within one field or segment.
+            (
+                "arn:aws:iam::*:role/backup-*",
+                session("backup-nightly/s-1"),
+                true,
+            ),
+            (
+                "arn:aws:iam::*:role/backup-*",
+                session("admin/backup-x"),
+                false,
+            ),
+            (
+                "arn:aws:iam::*:role/backup-*",
+                "arn:aws:iam::111122223333:role/backup-x".into(),
+                true,
+            ),
+            (
+                "arn:aws:iam::*:role/backup-*",
+                "arn:aws:iam::111122223333:role/backup-x/y".into(),
+                false,
+            ),
+            (
+                "arn:aws:iam::*:role/*",
+                "arn:aws:iam::111122223333:role/ops/admin".into(),
+                false,
+            ),
+            (
+                "arn:aws:iam::*:role/**",
+                "arn:aws:iam::111122223333:role/ops/admin".into(),
+                true,
+            ),
+            (
+                "arn:aws:iam::*:role/backup-*",
+                "arn:aws:iam::1:2:role/backup-x".into(),
+                false,
+            ),
+            (
+                "arn:aws:iam::*:user/*",
+                "arn:aws:iam::111122223333:user/alice".into(),
+                true,
+            ),
+            (
+                "arn:aws:sts::*:assumed-role/ops/*",
+                session("ops/alice"),
+                true,
+            ),
+            (
+                "arn:aws:sts::*:assumed-role/ops/*",
+                session("ops/a/b"),
+                false,
+            ),
+            ("arn:*", session("attacker-role/x"), false),
+            ("arn:aws:iam::*:role/backup-*", "backup-x".into(), false),
+            (
+                "arn:aws:iam::*:role/backup-*",
+                "user:arn:aws:iam::1:role/backup-x".into(),
+                false,
+            ),
+            // Other patterns: ids and names, never an ARN or an e-mail.
+            ("*", session("attacker-role/x"), false),
+            ("*", "alice@example.com".into(), false),
+            ("*", "11111111-2222-3333-4444-555555555555".into(), true),
+            ("*example.com", "mallory@example.com".into(), false),
+            ("domain:example.com", "domain:example.com".into(), true),
+            ("ec2.amazonaws.com", "ec2.amazonaws.com".into(), true),
+        ];
+        for (pattern, principal, trusted) in table {
+            let mut c = Config::default();
+            c.trust.principals = vec![pattern.into()];
+            assert_eq!(
+                c.is_trusted_principal(&principal),
+                trusted,
+                "pattern {pattern:?} × principal {principal:?}"
+            );
+        }
     }
 
     #[test]
@@ -293,5 +496,8 @@ mod tests {
         let err =
             Config::from_lookup(|k| (k == env::MIN_SEVERITY).then(|| "urgent".into())).unwrap_err();
         assert_eq!(err.name, env::MIN_SEVERITY);
+        // A value that parses but is out of range names the variable too, not the TOML key.
+        let err = Config::from_lookup(|k| (k == env::WINDOW_DAYS).then(|| "0".into())).unwrap_err();
+        assert_eq!(err.name, env::WINDOW_DAYS);
     }
 }

@@ -12,12 +12,38 @@ use serde_json::{json, Value};
 use std::fmt::Write as _;
 
 /// The finding JSON of DESIGN section 4, one line (this is the SNS message body and the CLI's jsonl).
+///
+/// Display hazards serde_json leaves raw (DEL, C1 controls such as NEL, U+2028 / U+2029, bidi
+/// and invisible format characters) are written as `\uXXXX` escapes: the same JSON value, but
+/// tools that split on Unicode line breaks still see one object per line, and nothing in the
+/// line reorders or hides text when it is shown.
 pub fn finding_json(f: &Finding) -> String {
     // Every field is a string, list, enum or timestamp, so serialisation cannot fail; the
     // fallback only keeps this function infallible without a panic path.
-    serde_json::to_string(f).unwrap_or_else(|err| {
+    let json = serde_json::to_string(f).unwrap_or_else(|err| {
         json!({ "id": f.id, "rule": f.rule, "render_error": err.to_string() }).to_string()
-    })
+    });
+    json_escape_hazards(json)
+}
+
+/// serde_json escapes C0 controls itself, and outside strings its output is ASCII, so every
+/// hazard left is inside a string literal, where a `\uXXXX` escape means the same character.
+fn json_escape_hazards(json: String) -> String {
+    if !json.chars().any(is_display_hazard) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 32);
+    for c in json.chars() {
+        if is_display_hazard(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// SNS message body: exactly [`finding_json`], so subscribers parse one contract.
@@ -79,11 +105,10 @@ pub fn sns_subject(f: &Finding) -> String {
 /// A multi-line plain-text form for people (CLI `--format text`): headline, title, summary,
 /// the chain in time order, resources, actors, ATT&CK techniques and next steps.
 ///
-/// Control characters and text-reordering characters in any value are written as `\u{..}`
-/// escapes, so a value can neither start a new line nor send a terminal escape sequence.
-/// No trailing newline.
+/// Every value goes through [`escape_line`], so a value can neither start a new line, send a
+/// terminal escape sequence, reorder the text nor hide characters. No trailing newline.
 pub fn text(f: &Finding) -> String {
-    let e = text_escape;
+    let e = escape_line;
     let mut out = String::new();
     let region = f
         .region
@@ -157,7 +182,7 @@ pub fn text(f: &Finding) -> String {
     out
 }
 
-// Block Kit limits, in characters (https://api.slack.com/reference/block-kit/blocks).
+// Block Kit limits, in characters as Slack counts them ([`slack_len`]).
 const HEADER_TEXT_MAX: usize = 150;
 const SECTION_TEXT_MAX: usize = 3000;
 const SECTION_FIELDS_MAX: usize = 10;
@@ -192,7 +217,45 @@ fn found_by_label(found_by: FoundBy) -> &'static str {
     }
 }
 
+///
+/// Lengths are counted as Slack counts them ([`slack_len`]), and the text of all blocks together
+/// stays within [`MESSAGE_TEXT_MAX`]: when padded values would exceed it, every value's budget is
+/// shrunk step by step until the message fits, so no finding is refused by Slack and lost.
 pub fn slack_message(f: &Finding) -> Value {
+    let mut message = slack_message_scaled(f, BUDGET_STEPS_PERMILLE[0]);
+    for &permille in &BUDGET_STEPS_PERMILLE[1..] {
+        if text_len(&message["blocks"]) <= MESSAGE_TEXT_MAX {
+            break;
+        }
+        message = slack_message_scaled(f, permille);
+    }
+    message
+}
+
+/// Slack refuses (`msg_blocks_too_long`) messages whose blocks hold more than about 13,000
+/// characters in total, well below the sum of the per-block limits; keep a margin below that.
+pub const MESSAGE_TEXT_MAX: usize = 12_000;
+/// Fractions (per mille) of the per-value budgets tried in turn. The last one bounds the whole
+/// message far below [`MESSAGE_TEXT_MAX`] whatever the values hold.
+const BUDGET_STEPS_PERMILLE: [usize; 7] = [1000, 600, 400, 250, 150, 100, 50];
+
+/// Total Slack length of every `text` string in a Block Kit value.
+fn text_len(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => items.iter().map(text_len).sum(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(key, v)| match v {
+                Value::String(s) if key == "text" => slack_len(s),
+                v => text_len(v),
+            })
+            .sum(),
+        _ => 0,
+    }
+}
+
+fn slack_message_scaled(f: &Finding, permille: usize) -> Value {
+    let fit = |limit: usize| limit * permille / 1000;
     let severity = severity_upper(f.severity);
 
     let header_prefix = format!("{} {severity}: ", severity_emoji(f.severity));
@@ -200,7 +263,7 @@ pub fn slack_message(f: &Finding) -> Value {
         "{header_prefix}{}",
         slack_escape(
             &f.title,
-            HEADER_TEXT_MAX.saturating_sub(header_prefix.chars().count()),
+            HEADER_TEXT_MAX.saturating_sub(slack_len(&header_prefix)),
             false
         )
     );
@@ -223,49 +286,49 @@ pub fn slack_message(f: &Finding) -> Value {
     .take(SECTION_FIELDS_MAX)
     .map(|(label, value)| {
         let label = format!("*{label}*\n");
-        let budget = FIELD_TEXT_MAX.saturating_sub(label.chars().count());
+        let budget = fit(FIELD_TEXT_MAX).saturating_sub(slack_len(&label));
         mrkdwn(format!("{label}{}", slack_code(value, budget)))
     })
     .collect();
 
     let summary = non_empty(
-        slack_escape(&f.summary, SECTION_TEXT_MAX, false),
+        slack_escape(&f.summary, fit(SECTION_TEXT_MAX), false),
         "(no summary)",
     );
 
     let events = events_in_time_order(f);
-    let event_lines: Vec<String> = events.iter().map(|e| slack_event_line(e)).collect();
+    let event_lines: Vec<String> = events.iter().map(|e| slack_event_line(e, &fit)).collect();
     let chain = compact_list(
         &format!("*Chain* ({} events, in time order)", events.len()),
         &event_lines,
         "events",
-        SECTION_TEXT_MAX,
+        fit(SECTION_TEXT_MAX),
     );
 
-    let resource_lines = bullet_codes(&f.resources);
+    let resource_lines = bullet_codes(&f.resources, fit(LIST_VALUE_MAX));
     let resources = compact_list(
         &format!("*Resources* ({})", f.resources.len()),
         &resource_lines,
         "resources",
-        SECTION_TEXT_MAX,
+        fit(SECTION_TEXT_MAX),
     );
-    let actor_lines = bullet_codes(&f.actors);
+    let actor_lines = bullet_codes(&f.actors, fit(LIST_VALUE_MAX));
     let actors = compact_list(
         &format!("*Actors* ({})", f.actors.len()),
         &actor_lines,
         "actors",
-        SECTION_TEXT_MAX,
+        fit(SECTION_TEXT_MAX),
     );
     let technique_lines: Vec<String> = f
         .techniques
         .iter()
-        .map(|t| format!("• {}", technique_link(t)))
+        .map(|t| format!("• {}", technique_link(t, fit(LIST_VALUE_MAX))))
         .collect();
     let techniques = compact_list(
         "*ATT&amp;CK techniques*",
         &technique_lines,
         "techniques",
-        SECTION_TEXT_MAX,
+        fit(SECTION_TEXT_MAX),
     );
 
     let mut blocks = vec![
@@ -282,16 +345,19 @@ pub fn slack_message(f: &Finding) -> Value {
             .next_steps
             .iter()
             .enumerate()
-            .map(|(n, step)| format!("{}. {}", n + 1, slack_escape(step, NEXT_STEP_MAX, false)))
+            .map(|(n, step)| {
+                let step = slack_escape(step, fit(NEXT_STEP_MAX), false);
+                format!("{}. {step}", n + 1)
+            })
             .collect();
         // plain_text: step wording can carry ids, and plain text cannot be formatted.
-        let steps = compact_list("Next steps", &step_lines, "steps", SECTION_TEXT_MAX);
+        let steps = compact_list("Next steps", &step_lines, "steps", fit(SECTION_TEXT_MAX));
         blocks.push(section(plain(steps)));
     }
     blocks.push(json!({ "type": "divider" }));
     let context = format!(
         "snapwatch finding {}",
-        slack_code(&f.id, FINDING_ID_MAX.min(CONTEXT_TEXT_MAX))
+        slack_code(&f.id, fit(FINDING_ID_MAX).min(CONTEXT_TEXT_MAX))
     );
     blocks.push(json!({ "type": "context", "elements": [mrkdwn(context)] }));
     blocks.truncate(BLOCKS_MAX);
@@ -301,7 +367,7 @@ pub fn slack_message(f: &Finding) -> Value {
         "{fallback_prefix}{}",
         slack_escape(
             &f.title,
-            FALLBACK_TEXT_MAX.saturating_sub(fallback_prefix.chars().count()),
+            FALLBACK_TEXT_MAX.saturating_sub(slack_len(&fallback_prefix)),
             false
         )
     );
@@ -346,94 +412,129 @@ fn short_resource_name(id: &str) -> &str {
 }
 
 /// Characters that break or disguise displayed text: Unicode control characters (C0, DEL,
-/// C1, so line breaks and ESC) plus the bidirectional overrides and line / paragraph
-/// separators, which are not "control" to Unicode but reorder or split what people read.
-fn is_display_hazard(c: char) -> bool {
+/// C1, so line breaks, NEL and ESC), the line / paragraph separators and bidirectional
+/// controls, which are not "control" to Unicode but split or reorder what people read, and the
+/// invisible format characters (zero-width spaces and joiners, BOM, soft hyphen, Hangul
+/// fillers, tag characters…), which make two different principals look the same.
+pub fn is_display_hazard(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
-            '\u{061C}'
-                | '\u{200E}'
-                | '\u{200F}'
-                | '\u{2028}'
-                | '\u{2029}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2066}'..='\u{2069}'
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{0600}'..='\u{0605}'
+                | '\u{061C}'
+                | '\u{06DD}'
+                | '\u{070F}'
+                | '\u{0890}'..='\u{0891}'
+                | '\u{08E2}'
+                | '\u{115F}'..='\u{1160}'
+                | '\u{17B4}'..='\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{110BD}'
+                | '\u{110CD}'
+                | '\u{13430}'..='\u{1343F}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E007F}'
         )
 }
 
-/// Writes display hazards as `\u{1b}`-style escapes and keeps everything else.
-fn text_escape(s: &str) -> String {
+/// The one escaping for every line a person reads (text findings, stderr, reject reasons):
+/// display hazards become visible `\u{1b}`-style escapes, everything else is kept.
+pub fn escape_line(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        if is_display_hazard(c) {
-            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-        } else {
-            out.push(c);
-        }
+        push_visible(&mut out, c);
     }
     out
 }
 
-/// Slack-safe text of at most `max_chars` characters.
+fn push_visible(out: &mut String, c: char) {
+    if is_display_hazard(c) {
+        let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+    } else {
+        out.push(c);
+    }
+}
+
+/// Slack-safe text of at most `max_len` characters as Slack counts them (UTF-16 code units,
+/// see [`slack_len`]).
 ///
-/// Line breaks and tabs become spaces (words stay apart), other display hazards are dropped,
-/// `&`, `<` and `>` are escaped as Slack requires (which also kills `<!channel>`, `<@U…>` and
-/// `<url|label>` injection), `@channel`, `@here` and `@everyone` get a WORD JOINER after the
-/// `@` so they cannot notify, and inside code spans (`in_code`) backticks become U+02CB so a
-/// value cannot close its span. A cut is marked with "…" and never splits an escape.
-fn slack_escape(raw: &str, max_chars: usize, in_code: bool) -> String {
-    // Hazards are removed before mentions are looked for: "@\u{1}here" must not survive as "@here".
-    let cleaned: Vec<char> = raw
+/// Line breaks and tabs become spaces (words stay apart), other display hazards are shown as
+/// `\u{..}` escapes as in [`escape_line`] (an invisible character must not make two values
+/// look alike), `&`, `<` and `>` are escaped as Slack requires (which also kills `<!channel>`,
+/// `<@U…>` and `<url|label>` injection), `@channel`, `@here` and `@everyone` get a WORD JOINER
+/// after the `@` so they cannot notify, and inside code spans (`in_code`) backticks become
+/// U+02CB so a value cannot close its span. A cut is marked with "…" and never splits an escape.
+fn slack_escape(raw: &str, max_len: usize, in_code: bool) -> String {
+    // Hazards are replaced before mentions are looked for: "@\u{1}here" must not survive as
+    // "@here". Each entry is what mention matching sees, and the escape shown instead, if any.
+    let cleaned: Vec<(char, Option<String>)> = raw
         .chars()
-        .filter_map(|c| match c {
-            '\n' | '\r' | '\t' => Some(' '),
-            c if is_display_hazard(c) => None,
-            c => Some(c),
+        .map(|c| match c {
+            '\n' | '\r' | '\t' => (' ', None),
+            c if is_display_hazard(c) => ('\\', Some(escape_line(&c.to_string()))),
+            c => (c, None),
         })
         .collect();
 
     let mut out = String::with_capacity(cleaned.len());
-    let mut out_chars = 0;
-    // (byte length, character count) of `out` after each whole piece: where a cut is safe.
+    let mut out_len = 0;
+    // (byte length, Slack length) of `out` after each whole piece: where a cut is safe.
     let mut cut_points = vec![(0usize, 0usize)];
-    for (i, &c) in cleaned.iter().enumerate() {
-        let piece_chars = match c {
-            '&' => push_counted(&mut out, "&amp;"),
-            '<' => push_counted(&mut out, "&lt;"),
-            '>' => push_counted(&mut out, "&gt;"),
-            '`' if in_code => push_counted(&mut out, "\u{02CB}"),
-            '@' if starts_with_broadcast(cleaned.iter().skip(i + 1)) => {
+    for (i, (c, escape)) in cleaned.iter().enumerate() {
+        let piece_len = match (*c, escape) {
+            (_, Some(escape)) => push_counted(&mut out, escape),
+            ('&', _) => push_counted(&mut out, "&amp;"),
+            ('<', _) => push_counted(&mut out, "&lt;"),
+            ('>', _) => push_counted(&mut out, "&gt;"),
+            ('`', _) if in_code => push_counted(&mut out, "\u{02CB}"),
+            ('@', _) if starts_with_broadcast(cleaned.iter().skip(i + 1).map(|(c, _)| c)) => {
                 push_counted(&mut out, "@\u{2060}")
             }
-            c => {
+            (c, _) => {
                 out.push(c);
-                1
+                c.len_utf16()
             }
         };
-        out_chars += piece_chars;
-        cut_points.push((out.len(), out_chars));
+        out_len += piece_len;
+        cut_points.push((out.len(), out_len));
     }
-    if out_chars <= max_chars {
+    if out_len <= max_len {
         return out;
     }
-    if max_chars == 0 {
+    if max_len == 0 {
         return String::new();
     }
-    let budget = max_chars - 1; // room for "…"
+    let budget = max_len - 1; // room for "…"
     let keep_bytes = cut_points
         .iter()
         .rev()
-        .find(|(_, chars)| *chars <= budget)
+        .find(|(_, len)| *len <= budget)
         .map_or(0, |(bytes, _)| *bytes);
     out.truncate(keep_bytes);
     out.push('…');
     out
 }
 
+/// Length as Slack counts it: UTF-16 code units, so a character outside the Basic Multilingual
+/// Plane (most emoji, mathematical letters, tag characters) counts twice.
+pub fn slack_len(s: &str) -> usize {
+    s.encode_utf16().count()
+}
+
 fn push_counted(out: &mut String, piece: &str) -> usize {
     out.push_str(piece);
-    piece.chars().count()
+    slack_len(piece)
 }
 
 /// Whether the characters after an `@` spell a broadcast mention, in any letter case.
@@ -459,36 +560,36 @@ fn slack_code(raw: &str, max_chars: usize) -> String {
     }
 }
 
-fn slack_event_line(event: &ChainEvent) -> String {
+fn slack_event_line(event: &ChainEvent, fit: &impl Fn(usize) -> usize) -> String {
     let or_unknown = |value: Option<&str>, max: usize| {
         value.map_or_else(|| "(unknown)".to_owned(), |v| slack_code(v, max))
     };
     format!(
         "• {} {} by {} from {}",
         slack_code(&rfc3339(&event.time), 40),
-        slack_code(&event.name, EVENT_NAME_MAX),
-        or_unknown(event.actor.as_deref(), EVENT_ACTOR_MAX),
-        or_unknown(event.source_ip.as_deref(), EVENT_IP_MAX)
+        slack_code(&event.name, fit(EVENT_NAME_MAX)),
+        or_unknown(event.actor.as_deref(), fit(EVENT_ACTOR_MAX)),
+        or_unknown(event.source_ip.as_deref(), fit(EVENT_IP_MAX))
     )
 }
 
-fn bullet_codes(values: &[String]) -> Vec<String> {
+fn bullet_codes(values: &[String], max_len: usize) -> Vec<String> {
     values
         .iter()
-        .map(|v| format!("• {}", slack_code(v, LIST_VALUE_MAX)))
+        .map(|v| format!("• {}", slack_code(v, max_len)))
         .collect()
 }
 
 /// `T1578.001` → a link to its ATT&CK page. Anything not shaped like a technique id is shown
 /// as code instead, so the URL is only ever built from digits.
-fn technique_link(technique: &str) -> String {
+fn technique_link(technique: &str, max_len: usize) -> String {
     let mut parts = technique.strip_prefix('T').unwrap_or("").split('.');
     let base = parts.next().unwrap_or("");
     let sub = parts.next();
     let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
     let well_formed = digits(base, 4) && sub.is_none_or(|s| digits(s, 3)) && parts.next().is_none();
     if !well_formed {
-        return slack_code(technique, LIST_VALUE_MAX);
+        return slack_code(technique, max_len);
     }
     match sub {
         Some(sub) => {
@@ -505,8 +606,8 @@ fn compact_list(heading: &str, lines: &[String], noun: &str, max_chars: usize) -
     if lines.is_empty() {
         return format!("{heading}\nnone");
     }
-    let line_chars: Vec<usize> = lines.iter().map(|l| l.chars().count() + 1).collect();
-    let heading_chars = heading.chars().count();
+    let line_chars: Vec<usize> = lines.iter().map(|l| slack_len(l) + 1).collect();
+    let heading_chars = slack_len(heading);
     if lines.len() <= LIST_LINES_MAX
         && heading_chars + line_chars.iter().sum::<usize>() <= max_chars
     {
@@ -520,7 +621,7 @@ fn compact_list(heading: &str, lines: &[String], noun: &str, max_chars: usize) -
     // Reserve room for the widest possible "more" line before choosing lines.
     let mut budget = max_chars
         .saturating_sub(heading_chars)
-        .saturating_sub(more_line(lines.len()).chars().count() + 1);
+        .saturating_sub(slack_len(&more_line(lines.len())) + 1);
     let shown_max = LIST_LINES_MAX.min(lines.len());
     let (mut head, mut tail) = (0usize, 0usize);
     loop {
@@ -927,7 +1028,7 @@ mod tests {
     /// Block Kit structure and limits the renderer promises, checked on the JSON itself.
     fn assert_block_kit_valid(message: &Value) {
         let fallback = message["text"].as_str().expect("fallback text");
-        assert!(!fallback.trim().is_empty() && fallback.chars().count() <= 3000);
+        assert!(!fallback.trim().is_empty() && slack_len(fallback) <= 3000);
         let blocks = message["blocks"].as_array().expect("blocks");
         assert!(
             !blocks.is_empty() && blocks.len() <= 50,
@@ -935,7 +1036,8 @@ mod tests {
             blocks.len()
         );
         for block in blocks {
-            let chars = |object: &Value| text_of(object).chars().count();
+            // Slack counts UTF-16 code units, not Rust chars.
+            let chars = |object: &Value| slack_len(text_of(object));
             match block["type"].as_str().expect("block type") {
                 "header" => {
                     assert_eq!(block["text"]["type"], "plain_text");
@@ -974,6 +1076,8 @@ mod tests {
                 other => panic!("unexpected block type {other}"),
             }
         }
+        let total = text_len(&message["blocks"]);
+        assert!(total <= MESSAGE_TEXT_MAX, "blocks hold {total} characters");
     }
 
     /// Every `&` in Slack text starts one of the three escapes: none was cut in half.
@@ -1082,7 +1186,8 @@ mod tests {
             assert_eq!(s.matches('>').count(), s.matches('<').count(), "{s:?}");
         }
         let all = strings(&message).join("\n");
-        assert!(all.contains("&lt;!channel&gt; @\u{2060}here @\u{2060}Everyone &lt;https://evil.example|click&gt; &lt;@U123&gt; &amp; co line2[31mred"));
+        // ESC is shown, not dropped: what the value really holds stays visible.
+        assert!(all.contains("&lt;!channel&gt; @\u{2060}here @\u{2060}Everyone &lt;https://evil.example|click&gt; &lt;@U123&gt; &amp; co line2\\u{1b}[31mred"));
         // Inside code spans the backticks were replaced, so spans stay balanced per line.
         for text in mrkdwn_texts(&message) {
             for line in text.lines() {
@@ -1098,25 +1203,141 @@ mod tests {
     }
 
     #[test]
-    fn slack_mention_defusing_sees_through_stripped_control_characters() {
+    fn slack_mention_defusing_sees_through_control_characters() {
         let mut f = finding();
-        f.title = "@\u{1}here and @\u{202E}channel".to_owned();
+        f.title = "@\u{1}here and @\u{202E}channel and @here".to_owned();
         let message = slack_message(&f);
         assert_eq!(
             message["text"],
-            "[CRITICAL] snapwatch: @\u{2060}here and @\u{2060}channel"
+            "[CRITICAL] snapwatch: @\\u{1}here and @\\u{202e}channel and @\u{2060}here"
+        );
+    }
+
+    /// Look-alikes: each character that is invisible, breaks a line or reorders text.
+    const INVISIBLE: [(char, &str); 12] = [
+        ('\u{200B}', "\\u{200b}"),
+        ('\u{FEFF}', "\\u{feff}"),
+        ('\u{00AD}', "\\u{ad}"),
+        ('\u{2060}', "\\u{2060}"),
+        ('\u{E0041}', "\\u{e0041}"),
+        ('\u{E007F}', "\\u{e007f}"),
+        ('\u{3164}', "\\u{3164}"),
+        ('\u{202E}', "\\u{202e}"),
+        ('\u{2028}', "\\u{2028}"),
+        ('\u{85}', "\\u{85}"),
+        ('\u{9b}', "\\u{9b}"),
+        ('\u{7f}', "\\u{7f}"),
+    ];
+
+    #[test]
+    fn escape_line_shows_every_invisible_or_line_breaking_character() {
+        for (c, shown) in INVISIBLE {
+            assert_eq!(escape_line(&format!("ad{c}min")), format!("ad{shown}min"));
+        }
+        assert_eq!(escape_line("snap-0abc/ü✓ 名前"), "snap-0abc/ü✓ 名前");
+    }
+
+    #[test]
+    fn text_and_slack_show_invisible_characters_in_principals() {
+        for (c, shown) in INVISIBLE {
+            let mut f = finding();
+            f.actors[0] = format!("admin{c}@example.com");
+            let out = text(&f);
+            assert!(
+                out.contains(&format!("  - admin{shown}@example.com\n")),
+                "{c:?}: {out}"
+            );
+            let all = strings(&slack_message(&f)).join("\n");
+            assert!(
+                all.contains(&format!("`admin{shown}@example.com`")),
+                "{c:?}: {all}"
+            );
+        }
+    }
+
+    #[test]
+    fn finding_json_escapes_unicode_line_breaks_c1_bidi_and_invisible_characters() {
+        let mut f = finding();
+        let hostile: String = INVISIBLE.iter().map(|(c, _)| *c).collect();
+        f.actors[0] = format!("x{hostile}y");
+        let json = finding_json(&f);
+        assert!(!json.chars().any(is_display_hazard), "{json:?}");
+        assert!(json.contains(
+            "x\\u200b\\ufeff\\u00ad\\u2060\\udb40\\udc41\\udb40\\udc7f\\u3164\\u202e\\u2028\\u0085\\u009b\\u007fy"
+        ));
+        let back: Finding = serde_json::from_str(&json).expect("still the same JSON value");
+        assert_eq!(back, f);
+        assert_eq!(
+            json.split(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}'])
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn slack_counts_as_slack_does_and_caps_the_whole_message() {
+        // Outside the BMP: one Rust char, two UTF-16 units, as Slack counts.
+        let wide = |n: usize| "\u{1D41A}".repeat(n);
+        let mut f = finding();
+        f.title = wide(200);
+        f.summary = wide(5000);
+        f.snapshot = wide(5000);
+        f.account = wide(5000);
+        f.region = Some(wide(5000));
+        f.id = wide(5000);
+        f.resources = vec![wide(400); 20];
+        f.actors = vec![wide(400); 20];
+        f.next_steps = vec![wide(1000); 5];
+        for e in &mut f.events {
+            e.name = wide(500);
+            e.actor = Some(wide(500));
+        }
+        let message = slack_message(&f);
+        assert_block_kit_valid(&message);
+        // Still useful: the account, region and snapshot fields show part of their value.
+        let fields = message["blocks"][1]["fields"].as_array().expect("fields");
+        for field in &fields[3..=5] {
+            assert!(text_of(field).contains('\u{1D41A}'), "{field}");
+        }
+        assert_eq!(slack_len("\u{1D41A}"), 2);
+        assert_eq!(slack_escape(&wide(3), 5, false), "\u{1D41A}\u{1D41A}…");
+    }
+
+    #[test]
+    fn slack_message_of_padded_ascii_stays_under_the_total_cap() {
+        let pad = |n: usize| "x".repeat(n);
+        let mut f = finding();
+        f.summary = pad(3000);
+        f.snapshot = pad(2000);
+        f.account = pad(2000);
+        f.region = Some(pad(2000));
+        f.resources = vec![pad(290); 10];
+        f.actors = vec![pad(290); 10];
+        f.next_steps = vec![pad(590); 5];
+        let message = slack_message(&f);
+        assert_block_kit_valid(&message);
+        // An ordinary finding keeps its full budgets.
+        assert_eq!(
+            slack_message_scaled(&finding(), 1000),
+            slack_message(&finding())
         );
     }
 
     #[test]
     fn slack_technique_links_only_for_well_formed_ids() {
         assert_eq!(
-            technique_link("T1537"),
+            technique_link("T1537", LIST_VALUE_MAX),
             "<https://attack.mitre.org/techniques/T1537/|T1537>"
         );
-        assert_eq!(technique_link("T1578.1x1"), "`T1578.1x1`");
-        assert_eq!(technique_link("T1578.001.002"), "`T1578.001.002`");
-        assert_eq!(technique_link("T1578|<x>"), "`T1578|&lt;x&gt;`");
+        assert_eq!(technique_link("T1578.1x1", LIST_VALUE_MAX), "`T1578.1x1`");
+        assert_eq!(
+            technique_link("T1578.001.002", LIST_VALUE_MAX),
+            "`T1578.001.002`"
+        );
+        assert_eq!(
+            technique_link("T1578|<x>", LIST_VALUE_MAX),
+            "`T1578|&lt;x&gt;`"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod detect;
 pub mod gcp;
 
 use crate::model::ParsedEvent;
+use crate::render::escape_line;
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 /// What a parser made of one well-formed record.
@@ -50,15 +51,18 @@ impl Skip {
 }
 
 /// Why a record could not be used. Always reported with the record's location, never fatal.
+///
+/// The messages quote record values, so they are shown through [`escape_line`]: a reject line
+/// (stderr, rejects table, dead-letter log) can neither break into two nor hide or reorder text.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
-    #[error("invalid JSON: {0}")]
+    #[error("invalid JSON: {}", escape_line(&.0.to_string()))]
     InvalidJson(#[from] serde_json::Error),
-    #[error("unrecognised record format: {0}")]
+    #[error("unrecognised record format: {}", escape_line(.0))]
     UnknownFormat(String),
     #[error("missing required field `{0}`")]
     MissingField(&'static str),
-    #[error("invalid value for `{field}`: {reason}")]
+    #[error("invalid value for `{field}`: {}", escape_line(.reason))]
     InvalidField { field: &'static str, reason: String },
 }
 
@@ -88,6 +92,27 @@ pub fn parse_time(field: &'static str, value: &str) -> Result<DateTime<Utc>, Par
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reject_reasons_show_hostile_characters_escaped() {
+        let hostile = "2\u{202E}2\u{85}\u{2028}\u{9b}\u{7f}\nforged\u{200B}";
+        let reasons = [
+            ParseError::InvalidField {
+                field: "destinationPortRange",
+                reason: format!("not a port range: {hostile}"),
+            }
+            .to_string(),
+            ParseError::UnknownFormat(hostile.to_owned()).to_string(),
+            ParseError::from(serde_json::from_str::<u8>(&format!("\"{hostile}\"")).unwrap_err())
+                .to_string(),
+        ];
+        for reason in reasons {
+            assert!(
+                !reason.chars().any(crate::render::is_display_hazard),
+                "{reason:?}"
+            );
+        }
+    }
 
     #[test]
     fn parses_the_time_shapes_clouds_emit() {

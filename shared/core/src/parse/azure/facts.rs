@@ -4,6 +4,7 @@ use super::ids;
 use super::Operation;
 use crate::model::{Fact, PortRange, Protocol, Resource, ResourceKind};
 use crate::parse::ParseError;
+use crate::render::escape_line;
 use serde_json::{Map, Value};
 
 /// How a SAS-URL export is named in [`Fact::SnapshotExported`].
@@ -332,7 +333,12 @@ fn port_range(value: &Value) -> Result<PortRange, String> {
     let text = match value {
         Value::String(s) => s.trim().to_owned(),
         Value::Number(n) => n.to_string(),
-        other => return Err(format!("not a port range: {other}")),
+        other => {
+            return Err(format!(
+                "not a port range: {}",
+                escape_line(&other.to_string())
+            ))
+        }
     };
     if text == "*" {
         return Ok(PortRange::ALL);
@@ -340,14 +346,17 @@ fn port_range(value: &Value) -> Result<PortRange, String> {
     let port = |s: &str| {
         s.trim()
             .parse::<u16>()
-            .map_err(|_| format!("not a port range: {text:?}"))
+            .map_err(|_| format!("not a port range: {}", escape_line(&format!("{text:?}"))))
     };
     match text.split_once('-') {
         None => port(&text).map(PortRange::single),
         Some((from, to)) => {
             let (from, to) = (port(from)?, port(to)?);
             if from > to {
-                return Err(format!("port range runs backwards: {text:?}"));
+                return Err(format!(
+                    "port range runs backwards: {}",
+                    escape_line(&format!("{text:?}"))
+                ));
             }
             Ok(PortRange { from, to })
         }
@@ -358,6 +367,26 @@ fn port_range(value: &Value) -> Result<PortRange, String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn port_range_reasons_show_hostile_characters_escaped() {
+        for raw in [
+            json!("22\u{202E}33"),
+            json!("22\u{85}\u{2028}\u{9b}\u{7f}forged"),
+            json!("1-2\u{200B}"),
+            json!(["\u{202E}"]),
+        ] {
+            let reason = port_range(&raw).expect_err("not a port range");
+            assert!(
+                !reason.chars().any(crate::render::is_display_hazard),
+                "{reason:?}"
+            );
+            assert!(
+                reason.contains("\\u{"),
+                "the character is shown: {reason:?}"
+            );
+        }
+    }
 
     #[test]
     fn reads_port_ranges_as_logged() {
