@@ -76,8 +76,31 @@ impl AlertSink for StdoutSink {
         let mut rendered = match self.format {
             OutputFormat::Jsonl => render::finding_json(finding),
             OutputFormat::Text => render::text(finding),
+            // One page holds every finding: `write_page`, never one finding at a time.
+            OutputFormat::Html => {
+                return Err(SinkError::Permanent {
+                    sink: "stdout",
+                    message: "an HTML report is written as one page".into(),
+                })
+            }
         };
         rendered.push('\n');
+        self.write(&rendered)
+    }
+}
+
+impl StdoutSink {
+    /// The whole HTML report, written and flushed at once: its findings count as delivered
+    /// only when this returns `Ok`.
+    pub(crate) fn write_page(
+        &self,
+        findings: &[&Finding],
+        now: DateTime<Utc>,
+    ) -> Result<(), SinkError> {
+        self.write(&snapwatch_core::render_html::page(findings, now))
+    }
+
+    fn write(&self, rendered: &str) -> Result<(), SinkError> {
         let mut broken = self.broken.lock().map_err(|_| SinkError::Permanent {
             sink: "stdout",
             message: "stdout lock poisoned".into(),
@@ -229,7 +252,12 @@ pub fn run<S: StateStore>(store: S, config: Config, options: &Options) -> anyhow
     let now = scanner.newest.unwrap_or_else(Utc::now);
     let findings = evaluate_in_chunks(&detector, &touched, now)?;
     let sink = StdoutSink::new(options.format);
-    let delivery: Delivery = pollster::block_on(detector.deliver(&findings, &sink, now))?;
+    let delivery: Delivery = if options.format == OutputFormat::Html {
+        let write = |page: &[&Finding]| sink.write_page(page, now);
+        pollster::block_on(detector.deliver_as_one(&findings, sink.name(), write, now))?
+    } else {
+        pollster::block_on(detector.deliver(&findings, &sink, now))?
+    };
     report.findings = findings.len();
     report.printed = delivery.sent.len();
     report.not_delivered = delivery.retry.len() + delivery.rejected.len();

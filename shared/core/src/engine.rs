@@ -1022,5 +1022,6 @@ pub(crate) fn next_steps(rule: Rule) -> Vec<String> {
     steps.iter().map(|s| s.to_string()).collect()
 }
 
+mod as_one;
 #[cfg(test)]
 mod tests;
