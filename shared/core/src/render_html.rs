@@ -70,7 +70,7 @@ th[data-key]{cursor:pointer;user-select:none}
 th[data-key]::after{content:" \2195";color:#a0aec0}
 th[aria-sort=ascending]::after{content:" \25B2";color:var(--ink)}
 th[aria-sort=descending]::after{content:" \25BC";color:var(--ink)}
-td.rule-cell,td.where{white-space:nowrap}
+td.rule-cell,td.where,td.when{white-space:nowrap}
 td.mono,.mono{font-family:"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12px;overflow-wrap:anywhere}
 .summary{margin:14px 0 26px;border:1px solid var(--line);border-radius:6px;overflow:hidden}
 section.finding{background:#fff;border:1px solid var(--line);border-left:6px solid var(--sev);border-radius:6px;margin:0 0 22px;padding:14px 18px}
@@ -249,7 +249,8 @@ fn summary_table(out: &mut String, findings: &[&Finding]) {
             num = n + 1,
             title = html_cut(&f.title, 120),
             cloud = f.cloud,
-            region = f.region.as_deref().map_or_else(|| "-".to_owned(), |r| html_cut(r, 24)),
+            // GCP findings carry no region: the project says where instead.
+            region = html_cut(f.region.as_deref().unwrap_or(&f.account), 24),
             first_text = short_time(&f.first_seen),
             last_text = short_time(&f.last_seen),
         );
@@ -359,10 +360,11 @@ impl Stage {
         Stage::Network,
     ];
 
-    fn heading(self) -> &'static str {
+    fn heading(self, disks: DiskRoles) -> &'static str {
         match self {
             Stage::Source => "source",
             Stage::Snapshot => "snapshots & images",
+            Stage::Restored if disks == DiskRoles::Either => "volumes & disks",
             Stage::Restored => "restored volumes & disks",
             Stage::Instance => "instances",
             Stage::Network => "network rules",
@@ -428,24 +430,40 @@ impl Shape {
     }
 }
 
-/// Whether the chain's disks and databases are what its snapshot was taken of rather than
-/// restores: the events took a snapshot and restored no disk or database (a restore straight
+/// Whether the chain's disks and databases are what its snapshot was taken of or restores of
+/// it: sources when the events took a snapshot and made no disk or database (a restore straight
 /// into an instance creates a volume the logs do not name).
-fn disks_are_sources(f: &Finding) -> bool {
+fn disk_roles(f: &Finding) -> DiskRoles {
     let names: Vec<String> = f
         .events
         .iter()
         .map(|e| e.name.to_ascii_lowercase())
         .collect();
     let any = |parts: &[&str]| names.iter().any(|n| parts.iter().any(|p| n.contains(p)));
-    any(&[
+    let snapshot_taken = any(&[
         "createsnapshot",
         "createdbsnapshot",
         "createdbclustersnapshot",
         "snapshots/write",
         "snapshots.insert",
         "createimage",
-    ]) && !any(&["createvolume", "restoredb", "disks/write", "disks.insert"])
+    ]);
+    let disk_made = any(&["createvolume", "restoredb", "disks/write", "disks.insert"]);
+    match (snapshot_taken, disk_made) {
+        (true, false) => DiskRoles::Sources,
+        (true, true) => DiskRoles::Either,
+        (false, _) => DiskRoles::Restores,
+    }
+}
+
+/// What the chain's disks, volumes and databases were to its snapshot, as far as the event
+/// names tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DiskRoles {
+    Sources,
+    Restores,
+    /// A snapshot was taken and a disk made: some disks are sources, some restores.
+    Either,
 }
 
 fn short_name(id: &str) -> &str {
@@ -465,7 +483,8 @@ fn chain_graph(out: &mut String, f: &Finding) {
     const BOX_H: i64 = 40;
     const ROW_H: i64 = 52;
     const TOP: i64 = 24;
-    let sources = disks_are_sources(f);
+    let disks = disk_roles(f);
+    let sources = disks == DiskRoles::Sources;
     let mut ids: Vec<&str> = f.resources.iter().map(String::as_str).collect();
     if !ids.contains(&f.snapshot.as_str()) {
         ids.push(&f.snapshot);
@@ -511,7 +530,7 @@ fn chain_graph(out: &mut String, f: &Finding) {
         let _ = writeln!(
             out,
             "<text class=\"col\" x=\"{x}\" y=\"14\">{}</text>",
-            html(stage.heading())
+            html(stage.heading(disks))
         );
         let nodes = &columns[stage];
         let shown = if nodes.len() > NODES_PER_COLUMN_MAX + 1 {
@@ -607,7 +626,7 @@ fn time_axis(out: &mut String, events: &[&ChainEvent], actors: &BTreeMap<&str, &
         let mut lanes = Vec::new();
         for (event, &x) in shown.iter().zip(&xs) {
             let chars = if labelled {
-                event.name.chars().count().min(LABEL_MAX)
+                short_event_name(&event.name).chars().count().min(LABEL_MAX)
             } else {
                 0
             };
@@ -664,7 +683,7 @@ fn time_axis(out: &mut String, events: &[&ChainEvent], actors: &BTreeMap<&str, &
         let number = n + 1;
         let y = axis_y - DOT_R - 4 - lane as i64 * LANE_H;
         let label = if labelled {
-            let chars = event.name.chars().count().min(LABEL_MAX);
+            let chars = short_event_name(&event.name).chars().count().min(LABEL_MAX);
             let (lx, anchor) = if label_left(x, chars) {
                 (x - DOT_R - 4, "end")
             } else {
@@ -673,7 +692,7 @@ fn time_axis(out: &mut String, events: &[&ChainEvent], actors: &BTreeMap<&str, &
             format!(
                 "<text class=\"label\" x=\"{lx}\" y=\"{}\" text-anchor=\"{anchor}\">{}</text>",
                 y + 4,
-                html_cut(&event.name, LABEL_MAX)
+                html_cut(short_event_name(&event.name), LABEL_MAX)
             )
         } else {
             String::new()
@@ -703,6 +722,18 @@ fn time_axis(out: &mut String, events: &[&ChainEvent], actors: &BTreeMap<&str, &
     }
 }
 
+/// The telling end of an operation name for an axis label: `SNAPSHOTS/WRITE` of an Azure
+/// operation, `disks.createSnapshot` of a GCP method; AWS names are short already.
+fn short_event_name(name: &str) -> &str {
+    if let Some((slash, _)) = name.rmatch_indices('/').nth(1) {
+        return &name[slash + 1..];
+    }
+    match name.find(".compute.") {
+        Some(at) => &name[at + ".compute.".len()..],
+        None => name,
+    }
+}
+
 fn human_duration(d: chrono::TimeDelta) -> String {
     let secs = d.num_seconds();
     match secs {
@@ -719,7 +750,7 @@ fn event_table(out: &mut String, events: &[&ChainEvent], actors: &BTreeMap<&str,
         let color = color_of(event, actors);
         let _ = writeln!(
             out,
-            "<tr><td>{num}</td><td class=\"mono\">{time}</td><td class=\"mono\">{name}</td>\
+            "<tr><td>{num}</td><td class=\"mono when\">{time}</td><td class=\"mono\">{name}</td>\
              <td class=\"mono\"><svg class=\"actor\" width=\"10\" height=\"10\" viewBox=\"0 0 10 10\" aria-hidden=\"true\"><circle cx=\"5\" cy=\"5\" r=\"5\" fill=\"{color}\"/></svg>{actor}</td>\
              <td class=\"mono\">{ip}</td></tr>",
             num = n + 1,
