@@ -599,7 +599,7 @@ fn time_axis(out: &mut String, events: &[&ChainEvent], actors: &BTreeMap<&str, &
     const DOT_R: i64 = 9;
     const LABEL_MAX: usize = 30;
     /// Average advance of an 11 px sans-serif character, for packing labels into lanes.
-    const CHAR_W: i64 = 6;
+    const CHAR_W: i64 = 7;
     const LABELLED_LANES_MAX: usize = 6;
     let (Some(first), Some(last)) = (events.first(), events.last()) else {
         out.push_str("<p class=\"meta\">No events.</p>\n");
