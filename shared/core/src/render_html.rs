@@ -170,7 +170,7 @@ fn base64(bytes: &[u8]) -> String {
 
 /// The whole page. `generated_at` is the scan's clock (the newest event time for exported
 /// logs), shown in the header; findings appear in the order given.
-pub fn page<'f>(findings: &[&'f Finding], generated_at: DateTime<Utc>) -> String {
+pub fn page(findings: &[&Finding], generated_at: DateTime<Utc>) -> String {
     let mut out = String::with_capacity(4096 + findings.len() * 6144);
     let csp = format!(
         "default-src 'none'; style-src {}; script-src {}; img-src data:; base-uri 'none'; form-action 'none'",
