@@ -190,6 +190,16 @@ fn chromium() -> Option<PathBuf> {
 
 /// Runs headless Chromium on `page` with `extra` arguments; returns (stdout, stderr).
 fn run_chromium(browser: &Path, page: &Path, extra: &[&str]) -> (String, String) {
+    run_chromium_at(browser, page, "", extra)
+}
+
+/// As [`run_chromium`], with `fragment` (`#…`) appended to the page's address.
+fn run_chromium_at(
+    browser: &Path,
+    page: &Path,
+    fragment: &str,
+    extra: &[&str],
+) -> (String, String) {
     let profile = tempfile::tempdir().unwrap();
     let mut child = Command::new(browser)
         .args([
@@ -207,7 +217,7 @@ fn run_chromium(browser: &Path, page: &Path, extra: &[&str]) -> (String, String)
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(extra)
-        .arg(format!("file://{}", page.display()))
+        .arg(format!("file://{}{fragment}", page.display()))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -327,6 +337,42 @@ fn check_in_browser(
     Some(dom)
 }
 
+/// The `data-KEY` values of the summary rows, top to bottom, as the browser left them.
+fn row_values(dom: &str, key: &str) -> Vec<i64> {
+    let needle = format!(" data-{key}=\"");
+    dom.split("<tr class=\"sev-")
+        .skip(1)
+        .map(|row| {
+            let start = row.find(&needle).expect("row carries the key") + needle.len();
+            let end = start + row[start..].find('"').expect("closing quote");
+            row[start..end].parse().expect("numeric sort key")
+        })
+        .collect()
+}
+
+#[test]
+fn the_summary_sorts_in_chromium() {
+    let Some(browser) = chromium() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("demo.html");
+    std::fs::write(&file, html_report("tests/demo")).unwrap();
+    for key in ["severity", "first", "last", "events"] {
+        let (dom, log) = run_chromium_at(&browser, &file, &format!("#sort={key}"), &["--dump-dom"]);
+        assert!(dom.contains("data-report-ready=\"1\""), "{log}");
+        let values = row_values(&dom, key);
+        assert_eq!(values.len(), jsonl_findings("tests/demo"));
+        let mut sorted = values.clone();
+        sorted.sort_by(|a, b| b.cmp(a));
+        assert_eq!(values, sorted, "rows sorted by {key}, descending");
+        if key == "severity" {
+            let unsorted = row_values(&html_report("tests/demo"), key);
+            assert_ne!(unsorted, sorted, "the demo's own order is not by severity");
+        }
+    }
+}
+
 #[test]
 fn the_demo_report_renders_in_chromium() {
     let expected = jsonl_findings("tests/demo");
@@ -349,6 +395,70 @@ fn a_hostile_report_renders_in_chromium_with_nothing_injected() {
         "an injected handler changed the DOM"
     );
     assert!(dom.contains("&lt;script&gt;document.documentElement.dataset.pwned=1&lt;/script&gt;"));
+}
+
+/// The demo's AWS chains copied `copies` times with distinct resource and event ids: as many
+/// independent chains, so several findings each.
+fn write_many_chains(dir: &Path, copies: usize) -> PathBuf {
+    fn rename(value: &mut Value, copy: usize) {
+        match value {
+            Value::String(s) => {
+                for id in [
+                    "snap-0d1e2f3a4b5c6d7e8",
+                    "i-0fedcba9876543210",
+                    "vol-0a1b2c3d4e5f60718",
+                    "sg-0f1e2d3c4b5a69788",
+                ] {
+                    if s.contains(id) {
+                        *s = s.replace(id, &format!("{id}{copy:04}"));
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| rename(v, copy)),
+            Value::Object(map) => {
+                for (key, v) in map.iter_mut() {
+                    match (key.as_str(), v) {
+                        ("eventID" | "requestID", Value::String(id)) => {
+                            id.push_str(&format!("-{copy}"))
+                        }
+                        (_, v) => rename(v, copy),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let text = std::fs::read_to_string(repo().join("tests/demo/aws-cloudtrail.json"))
+        .expect("demo CloudTrail log");
+    let log: Value = serde_json::from_str(&text).expect("demo log is JSON");
+    let records = log["Records"].as_array().expect("Records");
+    let mut all = Vec::new();
+    for copy in 0..copies {
+        for record in records {
+            let mut record = record.clone();
+            rename(&mut record, copy);
+            all.push(record);
+        }
+    }
+    let path = dir.join("many-chains.json");
+    let body = serde_json::json!({ "Records": all });
+    std::fs::write(&path, serde_json::to_vec(&body).expect("encode")).expect("write log");
+    path
+}
+
+#[test]
+fn a_report_of_hundreds_of_findings_renders_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = write_many_chains(dir.path(), 100);
+    let logs = logs.to_str().unwrap();
+    let expected = jsonl_findings(logs);
+    assert!(
+        expected >= 300,
+        "100 copies of the demo's AWS chains: {expected}"
+    );
+    let page = html_report(logs);
+    eprintln!("{expected} findings: page of {} bytes", page.len());
+    check_in_browser("hundreds", &page, expected, 50_000);
 }
 
 #[test]

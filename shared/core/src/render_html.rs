@@ -99,7 +99,8 @@ ol.steps li{margin:2px 0}
 footer{color:var(--mute);font-size:12px;padding:0 28px 24px}
 "#;
 
-/// Sorts the summary table by a clicked column; marks the page ready for the browser test.
+/// Sorts the summary table by a clicked column (or `#sort=KEY` in the address); marks the page
+/// ready for the browser test.
 const SCRIPT: &str = r#"
 (function(){
   var table=document.getElementById("summary");
@@ -121,6 +122,9 @@ const SCRIPT: &str = r#"
         rows.forEach(function(r){body.appendChild(r);});
       });
     });
+    // A link can carry its order: report.html#sort=severity (descending).
+    var wanted=/^#sort=(severity|first|last|events)$/.exec(location.hash);
+    if(wanted){table.querySelector("th[data-key='"+wanted[1]+"']").click();}
   }
   document.documentElement.setAttribute("data-report-ready","1");
 })();
