@@ -202,7 +202,7 @@ pub fn page(findings: &[&Finding], generated_at: DateTime<Utc>) -> String {
         short_time(&generated_at)
     );
     if findings.is_empty() {
-        out.push_str("<p class=\"empty\" id=\"no-findings\">No findings: no snapshot chain in these logs matched a rule.</p>\n");
+        out.push_str("<p class=\"empty\" id=\"no-findings\">No findings to report: no snapshot chain in these logs matched a rule, or each one was reported before.</p>\n");
     } else {
         summary_table(&mut out, findings);
         for (n, finding) in findings.iter().enumerate() {
@@ -495,7 +495,11 @@ fn chain_graph(out: &mut String, f: &Finding) {
     }
     let mut columns: BTreeMap<Stage, Vec<(&str, Shape)>> = BTreeMap::new();
     for id in ids {
-        let shape = Shape::of(id);
+        let shape = match Shape::of(id) {
+            // The finding names its snapshot even when the id has no recognisable form.
+            Shape::Other if id == f.snapshot => Shape::Snapshot,
+            shape => shape,
+        };
         let stage = match shape {
             Shape::Snapshot | Shape::Image => Stage::Snapshot,
             _ if id == f.snapshot => Stage::Snapshot,
