@@ -3,6 +3,7 @@
 //!
 //! The browser tests need Chromium (`apt-get install chromium`). Without it they print a loud
 //! SKIPPED line and pass, unless `SNAPWATCH_REQUIRE_BROWSER=1` (CI) makes its absence a failure.
+//! `SNAPWATCH_CHROMIUM=PATH` picks another browser binary.
 //! Screenshots land in `target/report-browser/` for a person to look at.
 
 use serde_json::Value;
@@ -170,12 +171,15 @@ fn a_closed_pipe_loses_no_finding_of_the_page() {
 // ---- the real browser ----
 
 fn chromium() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("SNAPWATCH_CHROMIUM").map(PathBuf::from),
-        Some(PathBuf::from("/usr/bin/chromium")),
-        Some(PathBuf::from("/usr/bin/chromium-browser")),
-    ];
-    let found = candidates.into_iter().flatten().find(|p| p.exists());
+    // SNAPWATCH_CHROMIUM names the one browser to use (a missing path shows the skip).
+    let candidates = match std::env::var_os("SNAPWATCH_CHROMIUM") {
+        Some(path) => vec![PathBuf::from(path)],
+        None => vec![
+            PathBuf::from("/usr/bin/chromium"),
+            PathBuf::from("/usr/bin/chromium-browser"),
+        ],
+    };
+    let found = candidates.into_iter().find(|p| p.exists());
     if found.is_none() {
         let message = "SKIPPED: no Chromium (/usr/bin/chromium; `apt-get install chromium`): \
                        the HTML report was NOT checked in a browser";
