@@ -101,6 +101,8 @@ struct BaselineArgs {
 pub enum OutputFormat {
     Text,
     Jsonl,
+    /// One self-contained HTML page (`scan` only), written when every finding is known.
+    Html,
 }
 
 fn main() -> ExitCode {

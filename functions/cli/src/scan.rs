@@ -10,7 +10,7 @@ use crate::input::{self, UnitHandler};
 use crate::OutputFormat;
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use snapwatch_core::engine::Detector;
+use snapwatch_core::engine::{sort_findings, Delivery, Detector};
 use snapwatch_core::memory::MemoryStore;
 use snapwatch_core::parse::detect::{for_each_contained_record, for_each_record, RecordOutcome};
 use snapwatch_core::parse::Parsed;
@@ -130,8 +130,31 @@ impl AlertSink for StdoutSink {
         let mut rendered = match self.format {
             OutputFormat::Jsonl => render::finding_json(finding),
             OutputFormat::Text => render::text(finding),
+            // One page holds every finding: `write_page`, never one finding at a time.
+            OutputFormat::Html => {
+                return Err(SinkError::Permanent {
+                    sink: "stdout",
+                    message: "an HTML report is written as one page".into(),
+                })
+            }
         };
         rendered.push('\n');
+        self.write(&rendered)
+    }
+}
+
+impl StdoutSink {
+    /// The whole HTML report, written and flushed at once: its findings count as delivered
+    /// only when this returns `Ok`.
+    pub(crate) fn write_page(
+        &self,
+        findings: &[&Finding],
+        now: DateTime<Utc>,
+    ) -> Result<(), SinkError> {
+        self.write(&snapwatch_core::render_html::page(findings, now))
+    }
+
+    fn write(&self, rendered: &str) -> Result<(), SinkError> {
         let mut broken = self.broken.lock().map_err(|_| SinkError::Permanent {
             sink: "stdout",
             message: "stdout lock poisoned".into(),
@@ -171,6 +194,8 @@ struct Scanner<'d, S> {
     printed: BTreeSet<String>,
     /// Findings stdout did not take (a finding printed in a later interval is not counted).
     undelivered: BTreeSet<String>,
+    /// With `--format html`, the findings held for the one page written at the end.
+    page: Option<BTreeMap<String, Finding>>,
     sink: &'d StdoutSink,
     store_error: Option<anyhow::Error>,
     progress: ProgressBar,
@@ -244,15 +269,25 @@ impl<S: ScanState> Scanner<'_, S> {
                 pollster::block_on(self.detector.evaluate_held(&touched, EVALUATION_CHUNK))?;
             // Claims are about delivery, which happens now: their lease and expiry follow the
             // wall clock, whatever the age of the logs.
-            let delivery =
-                pollster::block_on(self.detector.deliver(&findings, self.sink, Utc::now()))?;
+            match &mut self.page {
+                // One HTML document: its findings are delivered together at the end, and a
+                // chain evaluated again in a later interval keeps its fullest version.
+                Some(page) => {
+                    for finding in &findings {
+                        page.insert(finding.id.clone(), finding.clone());
+                    }
+                }
+                None => {
+                    let delivery = pollster::block_on(self.detector.deliver(
+                        &findings,
+                        self.sink,
+                        Utc::now(),
+                    ))?;
+                    self.delivered(delivery);
+                }
+            }
             // A chain evaluated in several intervals is counted once.
             let min_severity = self.detector.config().alerts.min_severity;
-            self.printed.extend(delivery.sent);
-            self.undelivered
-                .extend(delivery.retry.into_iter().map(|(id, _)| id));
-            self.undelivered
-                .extend(delivery.rejected.into_iter().map(|(id, _)| id));
             for finding in findings {
                 let entry = self.found.entry(finding.id).or_insert(Found {
                     ended: finding.last_seen,
@@ -266,6 +301,35 @@ impl<S: ScanState> Scanner<'_, S> {
             let cutoff = oldest.timestamp() - 1;
             self.detector.store().purge_facts(cutoff)?;
         }
+        Ok(())
+    }
+
+    fn delivered(&mut self, delivery: Delivery) {
+        self.printed.extend(delivery.sent);
+        self.undelivered
+            .extend(delivery.retry.into_iter().map(|(id, _)| id));
+        self.undelivered
+            .extend(delivery.rejected.into_iter().map(|(id, _)| id));
+    }
+
+    /// Writes the HTML page of every finding held for it, as one delivery: each finding counts
+    /// as printed only once the whole page is written and flushed.
+    fn deliver_page(&mut self) -> anyhow::Result<()> {
+        let Some(page) = self.page.take() else {
+            return Ok(());
+        };
+        let mut findings: Vec<Finding> = page.into_values().collect();
+        sort_findings(&mut findings);
+        let generated_at = self.newest.unwrap_or_else(Utc::now);
+        let sink = self.sink;
+        let write = |page: &[&Finding]| sink.write_page(page, generated_at);
+        let delivery = pollster::block_on(self.detector.deliver_as_one(
+            &findings,
+            sink.name(),
+            write,
+            Utc::now(),
+        ))?;
+        self.delivered(delivery);
         Ok(())
     }
 
@@ -338,6 +402,7 @@ pub fn run<S: ScanState>(store: S, config: Config, options: &Options) -> anyhow:
         found: BTreeMap::new(),
         printed: BTreeSet::new(),
         undelivered: BTreeSet::new(),
+        page: (options.format == OutputFormat::Html).then(BTreeMap::new),
         sink: &sink,
         store_error: None,
         progress,
@@ -360,6 +425,7 @@ pub fn run<S: ScanState>(store: S, config: Config, options: &Options) -> anyhow:
     }
     scanner
         .flush()
+        .and_then(|()| scanner.deliver_page())
         .map_err(|e| e.context("chain state store failed"))?;
     detector
         .store()

@@ -1255,6 +1255,7 @@ pub(crate) fn next_steps(rule: Rule) -> Vec<String> {
     steps.iter().map(|s| s.to_string()).collect()
 }
 
+mod as_one;
 #[cfg(test)]
 mod gap_tests;
 #[cfg(test)]
