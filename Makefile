@@ -12,10 +12,34 @@ TEST_RUNNER := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo "nexte
 # builds anyway), in one feature set so nothing is compiled twice.
 WORKSPACE_FEATURES := --features snapwatch-cli/baseline
 
-.PHONY: demo test fmt fmt-check lint check-core-deps unit test-infra bench clean tools
+.PHONY: demo test fmt fmt-check lint check-core-deps unit test-infra bench clean tools report-picture check-chromium
+
+# The demo's findings as one HTML page; `make demo` writes it and says where (on stderr, so the
+# printed findings stay exactly what `snapwatch scan tests/demo` prints).
+DEMO_REPORT := target/snapwatch-demo.html
 
 demo:
 	$(CARGO) run -q -p snapwatch-cli -- scan tests/demo
+	@mkdir -p target
+	@$(CARGO) run -q -p snapwatch-cli -- scan --format html tests/demo > $(DEMO_REPORT) 2> target/snapwatch-demo.log \
+		|| { cat target/snapwatch-demo.log >&2; exit 1; }
+	@echo "HTML report of these findings: $(DEMO_REPORT) (open it in a browser)" >&2
+
+# The README's picture of the demo report: headless Chromium's screenshot of the page's top
+# (summary table and the first finding).
+CHROMIUM ?= /usr/bin/chromium
+CHROMIUM_FLAGS := --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+	--disable-background-networking --disable-component-update --disable-sync --hide-scrollbars
+
+check-chromium:
+	@test -x $(CHROMIUM) || { echo "check-chromium: $(CHROMIUM) is missing (apt-get install -y chromium): the HTML report cannot be checked in a browser" >&2; exit 1; }
+
+report-picture: check-chromium demo
+	@mkdir -p docs
+	profile=$$(mktemp -d) && \
+	$(CHROMIUM) $(CHROMIUM_FLAGS) --user-data-dir=$$profile --window-size=1240,1466 \
+		--screenshot=$(abspath docs/report-demo.png) file://$(abspath $(DEMO_REPORT)) 2>/dev/null; \
+	status=$$?; rm -rf $$profile; exit $$status
 
 test: tools fmt-check lint check-core-deps unit test-infra
 
@@ -51,6 +75,17 @@ test-infra:
 
 bench:
 	BENCH_RECORDS=$(BENCH_RECORDS) BENCH_DIR=$(BENCH_DIR) bash tests/bench/run.sh
+
+# Fuzzing (nightly toolchain + cargo-fuzz): each target for FUZZ_SECONDS; `fuzz-smoke` is the
+# short bounded pass CI runs so that a regression that panics is caught.
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 20
+.PHONY: fuzz fuzz-smoke
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh
+
+fuzz-smoke:
+	FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) bash fuzz/run.sh
 
 clean:
 	$(CARGO) clean

@@ -15,7 +15,7 @@ resource "google_eventarc_trigger" "audit_log" {
   }
   matching_criteria {
     attribute = "serviceName"
-    value     = "compute.googleapis.com"
+    value     = startswith(each.value, "cloudsql.") ? "cloudsql.googleapis.com" : "compute.googleapis.com"
   }
   matching_criteria {
     attribute = "methodName"

@@ -66,5 +66,10 @@ locals {
     "beta.compute.firewalls.update",
     "alpha.compute.firewalls.update",
     "compute.firewalls.update",
+    # Cloud SQL logs its methods without an API version, under cloudsql.googleapis.com.
+    "cloudsql.instances.restoreBackup",
+    "cloudsql.instances.clone",
+    "cloudsql.instances.create",
+    "cloudsql.instances.update",
   ]
 }

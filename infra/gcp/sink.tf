@@ -6,7 +6,7 @@ locals {
   aggregate         = var.aggregated_sink_parent != null
   aggregate_is_org  = local.aggregate && startswith(coalesce(var.aggregated_sink_parent, "-"), "organizations/")
   aggregate_id      = local.aggregate ? split("/", var.aggregated_sink_parent)[1] : ""
-  aggregated_filter = "logName:\"cloudaudit.googleapis.com%2Factivity\" AND protoPayload.serviceName=\"compute.googleapis.com\" AND protoPayload.methodName=(${join(" OR ", [for m in local.trigger_methods : "\"${m}\""])})"
+  aggregated_filter = "logName:\"cloudaudit.googleapis.com%2Factivity\" AND protoPayload.serviceName=(\"compute.googleapis.com\" OR \"cloudsql.googleapis.com\") AND protoPayload.methodName=(${join(" OR ", [for m in local.trigger_methods : "\"${m}\""])})"
 }
 
 resource "google_pubsub_topic" "aggregated" {

@@ -88,9 +88,15 @@ def test_each_trigger_method_is_consumed_and_each_consumed_method_has_a_trigger(
     assert unquote(trigger["location"]) == "global"
     assert criteria(trigger) == {
         "type": "google.cloud.audit.log.v1.written",
-        "serviceName": "compute.googleapis.com",
+        "serviceName": '${startswith(each.value, "cloudsql.") ? "cloudsql.googleapis.com" : "compute.googleapis.com"}',
         "methodName": "${each.value}",
     }
+    # Cloud SQL methods carry no API version; every other method is Compute Engine's, under any
+    # version prefix or none.
+    for method in methods:
+        assert method.startswith(
+            ("v1.compute.", "beta.compute.", "alpha.compute.", "compute.", "cloudsql.instances.")
+        ), method
 
 
 def test_trigger_names_are_valid_and_distinct():

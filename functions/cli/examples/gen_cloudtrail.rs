@@ -1,12 +1,24 @@
-//! Writes a realistic CloudTrail mix as JSON lines for `make bench`:
-//! `gen_cloudtrail <records> <out-file>`.
+//! Writes a realistic CloudTrail mix for `make bench`:
+//! `gen_cloudtrail <records> <out-file> [jsonl|array|records|pretty] [--days N]`: JSON lines
+//! (default), one top-level array (an element per line), one `{"Records":[...]}` line (the
+//! CloudTrail S3 file shape), or concatenated pretty-printed documents, spread over N days of
+//! event time; or a hub: `gen_cloudtrail --hub N <out-file>`.
 //!
 //! About 99 % of records are calls the chain does not consume (Describe*, AssumeRole, GetObject,
 //! KMS Decrypt…), the rest are snapshot/instance/security-group calls: mostly benign (backups,
 //! routine launches), with one complete attack chain per 50,000 records. Deterministic output.
+//! `--days N` spreads the records evenly over N days of event time (a long history) instead of
+//! the default few hours. `--hub N` writes one snapshot and N instances launched from it into
+//! one security group: a node with N dependents.
 
+use chrono::{Duration, TimeZone, Utc};
 use serde_json::{json, Value};
 use std::io::{BufWriter, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Milliseconds of event time between consecutive records when `--days` is given; 0 keeps the
+/// default clock (20 records per second from 2026-05-01).
+static MILLIS_PER_RECORD: AtomicU64 = AtomicU64::new(0);
 
 struct Rng(u64);
 
@@ -75,14 +87,21 @@ fn record(
     req: Value,
     resp: Value,
 ) -> Value {
-    let secs = i / 20;
-    let time = format!(
-        "2026-05-{:02}T{:02}:{:02}:{:02}Z",
-        1 + (secs / 86_400) % 28,
-        (secs / 3600) % 24,
-        (secs / 60) % 60,
-        secs % 60
-    );
+    let step = MILLIS_PER_RECORD.load(Ordering::Relaxed);
+    let time = if step == 0 {
+        let secs = i / 20;
+        format!(
+            "2026-05-{:02}T{:02}:{:02}:{:02}Z",
+            1 + (secs / 86_400) % 28,
+            (secs / 3600) % 24,
+            (secs / 60) % 60,
+            secs % 60
+        )
+    } else {
+        let start = Utc.with_ymd_and_hms(2025, 6, 1, 0, 0, 0).unwrap();
+        let at = start + Duration::milliseconds((i * step) as i64);
+        at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    };
     json!({
         "eventVersion": "1.09",
         "userIdentity": user,
@@ -248,15 +267,79 @@ fn attack(rng: &mut Rng, i: u64) -> Vec<Value> {
     ]
 }
 
+/// One snapshot and `n` instances launched from it into one security group, by its creator.
+fn hub(n: u64, out: &str) -> anyhow::Result<()> {
+    let mut rng = Rng(0x4ab_cafe_f00d_d00d);
+    let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(out)?);
+    let snap = "snap-0a0b0c0d0e0f01234";
+    let group = "sg-0a0b0c0d0e0f01234";
+    let creator = identity(&mut rng);
+    let first = record(
+        &mut rng,
+        0,
+        "ec2.amazonaws.com",
+        "CreateSnapshot",
+        creator.clone(),
+        json!({"volumeId": "vol-0a0b0c0d0e0f01234"}),
+        json!({"snapshotId": snap, "status": "pending"}),
+    );
+    serde_json::to_writer(&mut w, &first)?;
+    w.write_all(b"\n")?;
+    for i in 1..=n {
+        let instance = format!("i-{}", rng.hex(17));
+        let r = record(
+            &mut rng,
+            i,
+            "ec2.amazonaws.com",
+            "RunInstances",
+            creator.clone(),
+            json!({"instancesSet": {"items": [{"imageId": "ami-0abcdef1234567890", "minCount": 1, "maxCount": 1}]}, "groupSet": {"items": [{"groupId": group}]}, "blockDeviceMapping": {"items": [{"deviceName": "/dev/sdf", "ebs": {"snapshotId": snap}}]}}),
+            json!({"instancesSet": {"items": [{"instanceId": instance, "groupSet": {"items": [{"groupId": group}]}}]}}),
+        );
+        serde_json::to_writer(&mut w, &r)?;
+        w.write_all(b"\n")?;
+    }
+    w.flush()?;
+    eprintln!("gen_cloudtrail: snapshot {snap} with {n} dependent instances in {group} -> {out}");
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--hub") {
+        let (Some(n), Some(out)) = (args.get(2), args.get(3)) else {
+            anyhow::bail!("usage: gen_cloudtrail --hub <dependents> <out-file>");
+        };
+        return hub(n.parse()?, out);
+    }
     let (Some(count), Some(out)) = (args.get(1), args.get(2)) else {
-        anyhow::bail!("usage: gen_cloudtrail <records> <out-file>");
+        anyhow::bail!(
+            "usage: gen_cloudtrail <records> <out-file> [jsonl|array|records|pretty] [--days N]"
+        );
+    };
+    let rest = &args[3.min(args.len())..];
+    let (layout, rest) = match rest.first().map(String::as_str) {
+        Some(l) if !l.starts_with("--") => (l, &rest[1..]),
+        _ => ("jsonl", rest),
+    };
+    let (open, separator, close): (&[u8], &[u8], &[u8]) = match layout {
+        "jsonl" | "pretty" => (b"", b"\n", b"\n"),
+        "array" => (b"[\n", b",\n", b"\n]\n"),
+        "records" => (b"{\"Records\":[", b",", b"]}\n"),
+        other => anyhow::bail!("unknown layout {other:?}: jsonl, array, records or pretty"),
     };
     let count: u64 = count.parse()?;
+    if rest.first().map(String::as_str) == Some("--days") {
+        let days: u64 = rest
+            .get(1)
+            .ok_or_else(|| anyhow::anyhow!("--days needs a number"))?
+            .parse()?;
+        MILLIS_PER_RECORD.store((days * 86_400_000 / count.max(1)).max(1), Ordering::Relaxed);
+    }
     let mut rng = Rng(0x5eed_cafe_f00d_d00d);
     let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(out)?);
     let (mut written, mut consumed, mut chains) = (0u64, 0u64, 0u64);
+    w.write_all(open)?;
     while written < count {
         let roll = rng.below(10_000);
         let batch = if written % 50_000 == 25_000 {
@@ -283,11 +366,18 @@ fn main() -> anyhow::Result<()> {
             }) {
                 consumed += 1;
             }
-            serde_json::to_writer(&mut w, &r)?;
-            w.write_all(b"\n")?;
+            if written > 0 {
+                w.write_all(separator)?;
+            }
+            if layout == "pretty" {
+                serde_json::to_writer_pretty(&mut w, &r)?;
+            } else {
+                serde_json::to_writer(&mut w, &r)?;
+            }
             written += 1;
         }
     }
+    w.write_all(close)?;
     w.flush()?;
     eprintln!("gen_cloudtrail: {written} records, {consumed} consumed by the chain ({:.2} %), {chains} attack chains -> {out}", consumed as f64 * 100.0 / written as f64);
     Ok(())

@@ -33,6 +33,10 @@ pub struct Report {
 }
 
 pub fn run<S: StateStore>(store: S, config: Config, options: &Options) -> anyhow::Result<Report> {
+    anyhow::ensure!(
+        options.format != OutputFormat::Html,
+        "--format html is for `snapwatch scan`; baseline prints text or jsonl"
+    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -3,11 +3,11 @@
 
 #[cfg(feature = "baseline")]
 mod baseline;
-mod input;
 mod scan;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use snapwatch_cli::input;
 use snapwatch_core::rules::Rule;
 use snapwatch_core::Config;
 use std::io::IsTerminal;
@@ -61,6 +61,17 @@ struct ScanArgs {
     /// Keep chain state in this embedded database so consecutive scans link up.
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
+    /// Largest record (a line, an array element, a non-container document) held in memory;
+    /// larger ones are rejected with their location. Bytes, or with K, M or G.
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = input::parse_size)]
+    max_record_bytes: u64,
+    /// Largest top-level document (a whole array or `Records` file) read from one input; past
+    /// it the rest of that input is rejected. Bytes, or with K, M or G.
+    #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = input::parse_size)]
+    max_document_bytes: u64,
+    /// Also read entries whose name starts with `.` (and `.git/`) when walking directories.
+    #[arg(long)]
+    include_hidden: bool,
     /// Files, directories (walked) or `-` for stdin. `.gz` files are decompressed.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
@@ -90,6 +101,8 @@ struct BaselineArgs {
 pub enum OutputFormat {
     Text,
     Jsonl,
+    /// One self-contained HTML page (`scan` only), written when every finding is known.
+    Html,
 }
 
 fn main() -> ExitCode {
@@ -134,13 +147,27 @@ fn run_scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         Some(path) => load_config(path)?,
         None => Config::default(),
     };
+    // An unreadable PATH is the same failure whether found now or mid-scan: exit 1.
     for path in &args.paths {
-        input::check_readable(path)?;
+        if let Err(message) = input::check_readable(path) {
+            eprintln!(
+                "snapwatch: error: {}",
+                snapwatch_core::render::escape_line(&message)
+            );
+            return Ok(ExitCode::from(1));
+        }
     }
     let options = scan::Options {
         format: args.format,
         state: args.state.is_some(),
         paths: args.paths,
+        read: input::ReadOptions {
+            limits: input::Limits {
+                max_record_bytes: usize::try_from(args.max_record_bytes).unwrap_or(usize::MAX),
+                max_document_bytes: args.max_document_bytes,
+            },
+            include_hidden: args.include_hidden,
+        },
     };
     let report = match &args.state {
         Some(path) => {

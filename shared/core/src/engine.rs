@@ -17,7 +17,7 @@ use crate::ports::{
 use crate::rules::{Rule, T1578_002};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 /// A node with more children than this (a golden AMI launched thousands of times, a default
@@ -26,6 +26,18 @@ use std::net::IpAddr;
 pub const MAX_CHILDREN_PER_NODE: usize = 1_000;
 /// Cloud batch reads take at most 100 keys; the engine never asks for more at once.
 pub const LOAD_BATCH: usize = 100;
+/// Listener ports of the managed database engines (SQL Server, Oracle, MySQL/MariaDB,
+/// PostgreSQL, Redshift, Db2): an opening of one of them on a database's network group exposes
+/// the database as an admin port exposes an instance.
+pub const DATABASE_PORTS: &[u16] = &[1433, 1521, 3306, 5432, 5439, 50000];
+/// Automation that shares a snapshot only with the service's own account or agent, to do its
+/// own work on it (GuardDuty Malware Protection's scan, a Google service agent). AWS Backup and
+/// DLM share with the accounts a person configured, so a use after their share is still an
+/// outside use.
+const SELF_SHARING_AUTOMATION: &[&str] = &[
+    "guardduty-malware-protection",
+    crate::parse::gcp::SERVICE_AGENT_AUTOMATION,
+];
 /// How long a won alert claim may stay unsent before another delivery attempt may take it over.
 pub const CLAIM_LEASE_SECS: i64 = 300;
 
@@ -151,25 +163,59 @@ impl<S: StateStore> Detector<S> {
         Ok(Ingested { new_facts, touched })
     }
 
-    /// Evaluates every chain the `touched` resources take part in, as the state stands at `now`.
+    /// Evaluates every chain the `touched` resources take part in, as an event at `as_of` sees
+    /// them: with every stored fact that can still link to it (facts of events at most the
+    /// window before `as_of`, and all later ones). Each rule checks that its chain fits in one
+    /// window of the chain's own events, so the result does not depend on when it is asked.
     /// Pure with respect to the store (reads only): the same state gives the same findings.
     pub async fn evaluate(
         &self,
         touched: &[String],
-        now: DateTime<Utc>,
+        as_of: DateTime<Utc>,
     ) -> Result<Vec<Finding>, EngineError> {
-        let mut graph = Graph::new(&self.store, now);
-        let anchors = graph.affected(touched).await?;
-        graph.load_ancestors(&anchors).await?;
+        self.evaluate_in_chunks(touched, as_of, usize::MAX).await
+    }
+
+    /// Like [`Detector::evaluate`] over every fact the store still holds, whatever its age: the
+    /// batch path of `snapwatch scan`, where each chain is judged in its own time.
+    pub async fn evaluate_held(
+        &self,
+        touched: &[String],
+        chunk: usize,
+    ) -> Result<Vec<Finding>, EngineError> {
+        self.evaluate_in_chunks(touched, DateTime::<Utc>::MIN_UTC, chunk)
+            .await
+    }
+
+    /// Evaluates `touched` `chunk` resources at a time, so the facts held decoded at once follow
+    /// one chunk's chains rather than the whole batch. Nodes large enough to be hubs (a snapshot
+    /// with thousands of restores) stay decoded across chunks, so each is loaded once and
+    /// evaluation stays linear in the facts. Findings are deduplicated and sorted.
+    pub async fn evaluate_in_chunks(
+        &self,
+        touched: &[String],
+        as_of: DateTime<Utc>,
+        chunk: usize,
+    ) -> Result<Vec<Finding>, EngineError> {
+        // Facts are visible when they can link to an event at `as_of`: expires_at >= as_of.
+        let horizon = as_of
+            .checked_sub_signed(chrono::Duration::seconds(1))
+            .unwrap_or(as_of);
+        let mut graph = Graph::new(&self.store, horizon);
         let mut findings: BTreeMap<String, Finding> = BTreeMap::new();
-        let ctx = RuleContext {
-            graph: &graph,
-            config: &self.config,
-        };
-        for anchor in &anchors {
-            for finding in ctx.evaluate_anchor(anchor) {
-                findings.insert(finding.id.clone(), finding);
+        for part in touched.chunks(chunk.max(1)) {
+            let anchors = graph.affected(part).await?;
+            graph.load_ancestors(&anchors).await?;
+            let ctx = RuleContext {
+                graph: &graph,
+                config: &self.config,
+            };
+            for anchor in &anchors {
+                for finding in ctx.evaluate_anchor(anchor) {
+                    findings.insert(finding.id.clone(), finding);
+                }
             }
+            graph.forget_small_nodes();
         }
         let mut out: Vec<Finding> = findings.into_values().collect();
         sort_findings(&mut out);
@@ -177,6 +223,8 @@ impl<S: StateStore> Detector<S> {
     }
 
     /// Ingests one event and evaluates what it touched: the per-event path of the functions.
+    /// The chain is judged as of the event's own time (never later than `now`), so a late event
+    /// links to the facts that were within the window of it, as the scan does.
     pub async fn process(
         &self,
         event: &ParsedEvent,
@@ -185,7 +233,8 @@ impl<S: StateStore> Detector<S> {
         let ingested = self.ingest(event).await?;
         // Always re-evaluate, even for a redelivery: the earlier attempt may have stored the facts
         // and then failed before delivering. Claims make the re-evaluation alert nothing twice.
-        self.evaluate(&ingested.touched, now).await
+        self.evaluate(&ingested.touched, event.meta.time.min(now))
+            .await
     }
 
     /// Delivers findings at or above the configured severity to `sink`, each at most once per
@@ -299,26 +348,96 @@ pub fn opens_admin_port(
     }
 }
 
+/// A node with at least this many observations is kept decoded across evaluation chunks: it is
+/// a hub many chains share, and reloading it per chunk made evaluation quadratic.
+pub const HUB_OBSERVATIONS: usize = 256;
+
 /// Facts loaded so far in one evaluation, per resource id.
 struct Graph<'s, S> {
     store: &'s S,
-    now: DateTime<Utc>,
+    /// Passed to [`StateStore::load_facts`]: facts expiring after it are visible.
+    horizon: DateTime<Utc>,
     nodes: HashMap<String, Vec<Observation>>,
+    /// Per node, where its observations of each role are, so that rules evaluated on each of a
+    /// hub's thousands of dependents never scan the hub's whole list.
+    index: HashMap<String, NodeIndex>,
+}
+
+/// Positions in a node's observations, by the role the node plays in them.
+#[derive(Default)]
+struct NodeIndex {
+    /// Origin facts of the node ([`is_origin_fact`]).
+    origins: Vec<usize>,
+    /// Network memberships where the node is the member.
+    member_of: Vec<usize>,
+    /// Ingress openings on the node (a network group).
+    opened: Vec<usize>,
+}
+
+impl NodeIndex {
+    fn of(id: &str, observations: &[Observation]) -> Self {
+        let mut index = NodeIndex::default();
+        for (i, o) in observations.iter().enumerate() {
+            if is_origin_fact(&o.fact, id) {
+                index.origins.push(i);
+            }
+            match &o.fact {
+                Fact::NetworkMember { member, .. } if member.id == id => index.member_of.push(i),
+                Fact::IngressOpened { group, .. } if group.id == id => index.opened.push(i),
+                _ => {}
+            }
+        }
+        index
+    }
 }
 
 const EMPTY: &[Observation] = &[];
 
 impl<'s, S: StateStore> Graph<'s, S> {
-    fn new(store: &'s S, now: DateTime<Utc>) -> Self {
+    fn new(store: &'s S, horizon: DateTime<Utc>) -> Self {
         Graph {
             store,
-            now,
+            horizon,
             nodes: HashMap::new(),
+            index: HashMap::new(),
         }
     }
 
     fn obs(&self, id: &str) -> &[Observation] {
         self.nodes.get(id).map(Vec::as_slice).unwrap_or(EMPTY)
+    }
+
+    fn indexed<'g>(
+        &'g self,
+        id: &str,
+        role: impl Fn(&NodeIndex) -> &[usize],
+    ) -> impl Iterator<Item = &'g Observation> + 'g {
+        let obs = self.obs(id);
+        let positions: &'g [usize] = self.index.get(id).map(role).unwrap_or(&[]);
+        positions.iter().filter_map(move |&i| obs.get(i))
+    }
+
+    /// The node's origin facts (creation, copy, registration, share, export, outside use).
+    fn origin_obs<'g>(&'g self, id: &str) -> impl Iterator<Item = &'g Observation> + 'g {
+        self.indexed(id, |ix| &ix.origins)
+    }
+
+    /// The network memberships in which the node is the member.
+    fn member_obs<'g>(&'g self, id: &str) -> impl Iterator<Item = &'g Observation> + 'g {
+        self.indexed(id, |ix| &ix.member_of)
+    }
+
+    /// The ingress openings on the node.
+    fn opening_obs<'g>(&'g self, id: &str) -> impl Iterator<Item = &'g Observation> + 'g {
+        self.indexed(id, |ix| &ix.opened)
+    }
+
+    /// Drops decoded nodes too small to be hubs; they are cheap to load again if a later chunk
+    /// needs them, and dropping them keeps memory to one chunk's chains plus the hubs.
+    fn forget_small_nodes(&mut self) {
+        self.nodes.retain(|_, obs| obs.len() >= HUB_OBSERVATIONS);
+        let nodes = &self.nodes;
+        self.index.retain(|id, _| nodes.contains_key(id));
     }
 
     async fn load(&mut self, ids: impl IntoIterator<Item = String>) -> Result<(), EngineError> {
@@ -329,7 +448,7 @@ impl<'s, S: StateStore> Graph<'s, S> {
             .into_iter()
             .collect();
         for chunk in missing.chunks(LOAD_BATCH) {
-            let loaded = self.store.load_facts(chunk, self.now).await?;
+            let loaded = self.store.load_facts(chunk, self.horizon).await?;
             for id in chunk {
                 self.nodes.entry(id.clone()).or_default();
             }
@@ -349,6 +468,10 @@ impl<'s, S: StateStore> Graph<'s, S> {
                 // Deterministic order whatever order the store returns.
                 observations.sort_by_cached_key(|o| (o.event.time, o.key()));
                 observations.dedup_by(|a, b| a.key() == b.key());
+                self.index.insert(
+                    rf.resource.clone(),
+                    NodeIndex::of(&rf.resource, &observations),
+                );
                 self.nodes.insert(rf.resource, observations);
             }
         }
@@ -501,10 +624,8 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
                 continue;
             }
             let mut ups = Vec::new();
-            for o in self.graph.obs(&node) {
-                if is_origin_fact(&o.fact, &node) {
-                    out.push(o);
-                }
+            for o in self.graph.origin_obs(&node) {
+                out.push(o);
                 match &o.fact {
                     Fact::SnapshotCopied { snapshot, source } if snapshot.id == node => {
                         ups.push(source.id.clone())
@@ -571,9 +692,17 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
                     methods.insert(method.clone());
                     exported.push(o);
                 }
-                // Never suppressed as automation: the other account's use is the signal.
+                // The other account's use is the signal, whoever it was; only a use that the
+                // chain shows a managed service itself granted (and no person) is the service's
+                // own work.
                 Fact::UsedExternally { snapshot, account }
-                    if snapshot.id == anchor && !self.config.is_trusted_account(own, account) =>
+                    if snapshot.id == anchor
+                        && !self.config.is_trusted_account(own, account)
+                        && !self.granted_only_by_automation(
+                            anchor,
+                            account,
+                            o.event.actor.as_deref(),
+                        ) =>
                 {
                     used_by.insert(account.clone());
                     used.push(o);
@@ -655,6 +784,31 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
         }
     }
 
+    /// Whether the shares in the chain that let `account` (or the principal `user` acting for
+    /// it) use `anchor` were all made by a service sharing with itself: GuardDuty Malware
+    /// Protection sharing its scan snapshot with its own account, a Google service agent granting
+    /// itself a disk. False when a person (or automation a person configures, such as DLM) shared
+    /// with it, made the snapshot public, or nobody in the state shared with it at all.
+    fn granted_only_by_automation(&self, anchor: &str, account: &str, user: Option<&str>) -> bool {
+        let mut by_automation = false;
+        for o in self.graph.obs(anchor) {
+            if let Fact::SnapshotShared { snapshot, audience } = &o.fact {
+                if snapshot.id == anchor && audience_admits(audience, account, user) {
+                    let self_sharing = o
+                        .event
+                        .automation
+                        .as_deref()
+                        .is_some_and(|label| SELF_SHARING_AUTOMATION.contains(&label));
+                    if !self_sharing {
+                        return false;
+                    }
+                    by_automation = true;
+                }
+            }
+        }
+        by_automation
+    }
+
     fn restored_by_other(&self, anchor: &'a str, hits: &mut Vec<Hit<'a>>) {
         if !self
             .kind_of(anchor)
@@ -722,6 +876,9 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
         });
     }
 
+    /// An exposed restore is one chain: the snapshot's origin, the restore, the instance's
+    /// network membership and the opening. It fires only when all of them fit in one window of
+    /// their own times, as they would have been held together had the events arrived live.
     fn exposed_restore(&self, anchor: &'a str, hits: &mut Vec<Hit<'a>>) {
         if !matches!(
             self.kind_of(anchor),
@@ -729,17 +886,46 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
         ) {
             return;
         }
+        // Cheap test first: with no time limit at all, nothing fires on most anchors.
+        let Some(unbounded) = self.exposed_restore_between(anchor, i64::MIN, i64::MAX) else {
+            return;
+        };
+        // Any chain that fits in a window starts at one of the observations the unbounded
+        // evaluation used; try those starts in time order and keep the first that fires.
+        let window = self.config.window_secs();
+        let mut starts: Vec<i64> = unbounded
+            .triggers
+            .iter()
+            .chain(unbounded.context.iter())
+            .map(|o| o.event.time.timestamp())
+            .collect();
+        starts.sort_unstable();
+        starts.dedup();
+        for start in starts {
+            if let Some(hit) =
+                self.exposed_restore_between(anchor, start, start.saturating_add(window))
+            {
+                hits.push(hit);
+                return;
+            }
+        }
+    }
+
+    /// The exposed-restore chain of `anchor` using only observations between `from` and `to`
+    /// (unix seconds, inclusive).
+    fn exposed_restore_between(&self, anchor: &'a str, from: i64, to: i64) -> Option<Hit<'a>> {
         let g = self.graph;
+        let inside = |o: &Observation| (from..=to).contains(&o.event.time.timestamp());
         // Restores of this instance from a watched snapshot-like resource: directly (boot disk
         // built from it) or through a disk restored from it and attached.
         let mut restores: Vec<(&Observation, Option<&Observation>, &str)> = Vec::new();
-        for o in g.obs(anchor) {
+        for o in g.obs(anchor).iter().filter(|o| inside(o)) {
             match &o.fact {
                 Fact::RestoredFrom { resource, snapshot } if resource.id == anchor => {
                     restores.push((o, None, snapshot.id.as_str()));
                 }
                 Fact::Uses { instance, disk } if instance.id == anchor => {
-                    for d in g.obs(&disk.id) {
+                    for d in g.obs(&disk.id).iter().filter(|d| inside(d)) {
                         if let Fact::RestoredFrom { resource, snapshot } = &d.fact {
                             if resource.id == disk.id {
                                 restores.push((d, Some(o), snapshot.id.as_str()));
@@ -750,12 +936,15 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
                 _ => {}
             }
         }
+        // An instance launched from an image nobody in the state made (a marketplace AMI) is no
+        // chain of ours. A database is only ever restored from a backup holding someone's data,
+        // and RDS automated snapshots and point-in-time backups leave no creation event.
+        let is_database = self.kind_of(anchor) == Some(ResourceKind::Database);
         restores.retain(|(r, _, snap)| {
-            r.event.automation.is_none()
-                && g.obs(snap).iter().any(|o| is_origin_fact(&o.fact, snap))
+            r.event.automation.is_none() && (is_database || g.origin_obs(snap).any(&inside))
         });
         if restores.is_empty() {
-            return;
+            return None;
         }
         // Network groups the instance is in (directly, or through its NICs), with its tags.
         let mut memberships: Vec<&Observation> = Vec::new();
@@ -767,7 +956,7 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
             if !seen.insert(node) {
                 continue;
             }
-            for o in g.obs(node) {
+            for o in g.member_obs(node).filter(|o| inside(o)) {
                 if let Fact::NetworkMember {
                     member,
                     group,
@@ -783,10 +972,26 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
                 }
             }
         }
-        let admin = &self.config.chain.admin_ports;
-        let mut openings: Vec<&Observation> = Vec::new();
+        // Behind a database's network group only its listener is reachable: its database port
+        // counts as the admin port.
+        let mut admin = self.config.chain.admin_ports.clone();
+        if is_database {
+            admin.extend_from_slice(DATABASE_PORTS);
+        }
+        let admin = &admin;
+        let mut openings: Vec<&Observation> = g
+            .obs(anchor)
+            .iter()
+            .filter(|o| {
+                inside(o)
+                    && matches!(&o.fact, Fact::PublicEndpoint { resource, sources, .. }
+                    if resource.id == anchor
+                        && (sources.is_empty() || sources.iter().any(|s| is_internet_source(s))))
+                    && o.event.automation.is_none()
+            })
+            .collect();
         for group in &groups {
-            for o in g.obs(group) {
+            for o in g.opening_obs(group).filter(|o| inside(o)) {
                 if let Fact::IngressOpened {
                     group: gr,
                     protocol,
@@ -821,7 +1026,7 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
             .filter(|i| restores.iter().any(|(r, _, _)| within(r, i)))
             .collect();
         if restores.is_empty() || openings.is_empty() {
-            return;
+            return None;
         }
         let mut context: Vec<&Observation> = memberships;
         let mut roots = BTreeSet::new();
@@ -834,17 +1039,24 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
             roots.insert(root);
             context.extend(lineage);
         }
+        // The restore itself may be the opening (RDS `publiclyAccessible` at restore time).
+        context.retain(|c| !openings.iter().any(|o| o.key() == c.key()));
         let mut triggers: Vec<&Observation> = restores.iter().map(|(r, _, _)| *r).collect();
         triggers.extend(openings.iter().copied());
         let what = self.describe(anchor);
         let root = roots.into_iter().next();
         let ports = describe_openings(&openings);
-        hits.push(Hit {
+        let verb = if is_database {
+            "was restored from"
+        } else {
+            "runs on a restore of"
+        };
+        Some(Hit {
             rule: Rule::ChainExposedRestore,
             anchor,
             title: format!("{what} restored from a snapshot and opened to the internet"),
             summary: format!(
-                "{what} runs on a restore of {} ({} by {}), and {} opened {ports} to the internet ({}).",
+                "{what} {verb} {} ({} by {}), and {} opened {ports} to the internet ({}).",
                 root.as_deref().unwrap_or("a snapshot"),
                 restores[0].0.event.name,
                 actor_of(restores[0].0),
@@ -855,7 +1067,7 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
             triggers,
             context,
             instance_involved: true,
-        });
+        })
     }
 
     fn describe(&self, id: &str) -> String {
@@ -883,8 +1095,9 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
         all.sort_by_cached_key(|o| (o.event.time, o.key()));
         all.dedup_by(|a, b| a.key() == b.key());
         let mut events: Vec<ChainEvent> = Vec::new();
+        let mut listed: HashSet<&str> = HashSet::new();
         for o in &all {
-            if events.iter().any(|e| e.id == o.event.id) {
+            if !listed.insert(o.event.id.as_str()) {
                 continue;
             }
             events.push(ChainEvent {
@@ -927,8 +1140,8 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
         } else {
             FoundBy::Events
         };
-        let first_seen = events.first().map(|e| e.time).unwrap_or(self.graph.now);
-        let last_seen = events.last().map(|e| e.time).unwrap_or(self.graph.now);
+        let first_seen = events.first().map(|e| e.time).unwrap_or_default();
+        let last_seen = events.last().map(|e| e.time).unwrap_or_default();
         Finding {
             id: finding_id(hit.rule, cloud, hit.anchor),
             rule: hit.rule.id().to_string(),
@@ -951,6 +1164,23 @@ impl<'a, 's, S: StateStore> RuleContext<'a, 's, S> {
     }
 }
 
+/// Whether a share's audience lets `account` (AWS account id, GCP project) or the principal
+/// `user` use the snapshot: it is public, names the account, names the principal (GCP members
+/// are `type:email`), or names a service account of that project.
+fn audience_admits(audience: &Audience, account: &str, user: Option<&str>) -> bool {
+    match audience {
+        Audience::Public => true,
+        Audience::Accounts(accounts) => accounts.iter().any(|a| a.trim() == account),
+        Audience::Principals(principals) => principals.iter().any(|p| {
+            let email = p.split_once(':').map_or(p.as_str(), |(_, email)| email);
+            user.is_some_and(|u| email.eq_ignore_ascii_case(u))
+                || email.rsplit_once('@').is_some_and(|(_, domain)| {
+                    domain.eq_ignore_ascii_case(&format!("{account}.iam.gserviceaccount.com"))
+                })
+        }),
+    }
+}
+
 fn actor_of(o: &Observation) -> &str {
     o.event.actor.as_deref().unwrap_or("an unknown principal")
 }
@@ -958,6 +1188,9 @@ fn actor_of(o: &Observation) -> &str {
 fn describe_openings(openings: &[&Observation]) -> String {
     let mut parts = BTreeSet::new();
     for o in openings {
+        if let Fact::PublicEndpoint { setting, .. } = &o.fact {
+            parts.insert(format!("its endpoint ({setting})"));
+        }
         if let Fact::IngressOpened {
             protocol, ports, ..
         } = &o.fact
@@ -1022,5 +1255,8 @@ pub(crate) fn next_steps(rule: Rule) -> Vec<String> {
     steps.iter().map(|s| s.to_string()).collect()
 }
 
+mod as_one;
+#[cfg(test)]
+mod gap_tests;
 #[cfg(test)]
 mod tests;

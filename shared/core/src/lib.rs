@@ -13,6 +13,7 @@ pub mod model;
 pub mod parse;
 pub mod ports;
 pub mod render;
+pub mod render_html;
 pub mod rules;
 
 pub use config::Config;

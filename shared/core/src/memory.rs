@@ -35,6 +35,33 @@ impl MemoryStore {
             .map_err(|_| StoreError::permanent("memory store mutex poisoned"))
     }
 
+    /// Deletes facts that expired at or before `at` (unix seconds), as the cloud stores' TTL does;
+    /// returns how many. A scan passes its event-time watermark, so that old logs keep their
+    /// facts for as long as later events in the same logs can link to them.
+    pub fn purge_facts_expired(&self, at: i64) -> usize {
+        let Ok(mut inner) = self.inner.lock() else {
+            return 0;
+        };
+        let mut removed = 0;
+        inner.facts.retain(|_, slot| {
+            let before = slot.len();
+            slot.retain(|_, f| f.expires_at > at);
+            removed += before - slot.len();
+            !slot.is_empty()
+        });
+        removed
+    }
+
+    /// Deletes alert claims that expired at or before `at` (unix seconds); returns how many.
+    pub fn purge_claims_expired(&self, at: i64) -> usize {
+        let Ok(mut inner) = self.inner.lock() else {
+            return 0;
+        };
+        let before = inner.alerts.len();
+        inner.alerts.retain(|_, c| c.expires_at > at);
+        before - inner.alerts.len()
+    }
+
     /// Number of facts held (expired ones included), for tests of boundedness.
     pub fn fact_count(&self) -> usize {
         self.inner

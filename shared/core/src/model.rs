@@ -259,6 +259,17 @@ pub enum Fact {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rule: Option<String>,
     },
+    /// A managed database was made reachable from the internet by a setting of its own rather
+    /// than by a network group's rule: RDS `publiclyAccessible`, Cloud SQL authorized networks,
+    /// an Azure database server's public network access with a firewall rule.
+    PublicEndpoint {
+        resource: Resource,
+        /// The setting as logged (`publiclyAccessible`, `authorizedNetworks`…), for the report.
+        setting: String,
+        /// Addresses the setting admits; empty when the setting alone opens it to everyone.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sources: Vec<String>,
+    },
 }
 
 impl Fact {
@@ -279,6 +290,7 @@ impl Fact {
             Fact::Uses { instance, disk } => vec![disk, instance],
             Fact::NetworkMember { member, group, .. } => vec![member, group],
             Fact::IngressOpened { group, .. } => vec![group],
+            Fact::PublicEndpoint { resource, .. } => vec![resource],
         }
     }
 
@@ -307,6 +319,7 @@ impl Fact {
             Fact::Uses { .. } => "uses",
             Fact::NetworkMember { .. } => "network_member",
             Fact::IngressOpened { .. } => "ingress_opened",
+            Fact::PublicEndpoint { .. } => "public_endpoint",
         }
     }
 }

@@ -158,7 +158,8 @@ pub trait AlertSink: Send + Sync {
     fn send(&self, finding: &Finding) -> impl Future<Output = Result<(), SinkError>> + Send;
 }
 
-/// Time source: wall clock on the clouds; the newest event time when scanning old logs.
+/// Time source for delivery (claim leases and expiry) and for stamping runs: the wall clock.
+/// Chains are never judged by it: the engine judges each chain by its own events' times.
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
 }
@@ -173,7 +174,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// A fixed instant, for tests and for batch evaluation of exported logs.
+/// A fixed instant, for tests.
 #[derive(Debug, Clone, Copy)]
 pub struct FixedClock(pub DateTime<Utc>);
 

@@ -83,7 +83,7 @@ impl Rule {
                 "restored by a principal other than the one that created it, within the window"
             }
             Rule::ChainExposedRestore => {
-                "an instance runs on a disk restored from a snapshot and its network is opened to the internet on an admin port, in either order, within the window"
+                "an instance runs on a disk restored from a snapshot, or a database is restored from a backup, and it is opened to the internet (an admin or database port, or made publicly accessible), in either order, within the window"
             }
             Rule::SnapshotUnexplained => {
                 "the scheduled baseline finds a snapshot, DB snapshot or image, or a new permission on one, that no received event accounts for (a gap in the event stream)"

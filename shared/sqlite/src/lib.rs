@@ -192,6 +192,60 @@ impl SqliteStore {
         })
     }
 
+    /// Deletes facts that expired at or before `at` (unix seconds); returns rows removed. A scan
+    /// passes its event-time watermark rather than the wall clock: old logs keep their facts for
+    /// as long as later events of the same logs can link to them.
+    pub fn purge_facts_expired(&self, at: i64) -> Result<usize, SqliteError> {
+        self.lock()
+            .execute("DELETE FROM facts WHERE expires_at <= ?1", params![at])
+            .map_err(|source| SqliteError::Query {
+                path: self.path.clone(),
+                operation: "purging expired facts",
+                source,
+            })
+    }
+
+    /// Deletes alert claims that expired at or before `at` (unix seconds); returns rows removed.
+    pub fn purge_claims_expired(&self, at: i64) -> Result<usize, SqliteError> {
+        self.lock()
+            .execute(
+                "DELETE FROM alert_claims WHERE expires_at <= ?1",
+                params![at],
+            )
+            .map_err(|source| SqliteError::Query {
+                path: self.path.clone(),
+                operation: "purging expired alert claims",
+                source,
+            })
+    }
+
+    /// Distinct facts held (one per event fact, however many resources it is stored under).
+    pub fn fact_count(&self) -> Result<u64, SqliteError> {
+        self.lock()
+            .query_row("SELECT count(DISTINCT key) FROM facts", [], |row| {
+                row.get(0)
+            })
+            .map_err(|source| SqliteError::Query {
+                path: self.path.clone(),
+                operation: "counting facts",
+                source,
+            })
+    }
+
+    /// Bytes the state takes on disk (the database and its write-ahead log); 0 in memory.
+    pub fn file_size(&self) -> u64 {
+        if self.path == Path::new(IN_MEMORY) {
+            return 0;
+        }
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        [self.path.clone(), PathBuf::from(wal)]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
     /// The file this store keeps its state in (`:memory:` for an in-memory store).
     pub fn path(&self) -> &Path {
         &self.path
@@ -461,6 +515,28 @@ mod tests {
         other.execute_batch("ROLLBACK").unwrap();
         let added = pollster::block_on(store.add_facts(&batch)).unwrap();
         assert_eq!(added, 1);
+    }
+
+    /// Facts and claims are purged on separate clocks: facts by the scan's event time, claims
+    /// by the wall clock, each only once expired.
+    #[test]
+    fn purges_remove_only_expired_rows() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let batch = [ResourceFacts {
+            resource: "snap-1".into(),
+            facts: vec![fact("evt-1#0", 100, "{}"), fact("evt-2#0", 200, "{}")],
+        }];
+        pollster::block_on(store.add_facts(&batch)).unwrap();
+        let now = Utc::now();
+        pollster::block_on(store.claim_alert("old", now, 60, 1_000)).unwrap();
+        pollster::block_on(store.claim_alert("live", now, 60, 2_000)).unwrap();
+
+        assert_eq!(store.purge_facts_expired(99).unwrap(), 0);
+        assert_eq!(store.purge_facts_expired(100).unwrap(), 1);
+        assert_eq!(store.fact_count().unwrap(), 1);
+        assert_eq!(store.purge_claims_expired(1_000).unwrap(), 1);
+        assert_eq!(store.purge_claims_expired(1_000).unwrap(), 0);
+        assert_eq!(store.file_size(), 0, "in memory");
     }
 
     #[test]

@@ -27,6 +27,7 @@ locals {
       "RunInstances",
       "ModifyInstanceAttribute",
       "AuthorizeSecurityGroupIngress",
+      "ModifySecurityGroupRules",
     ]
     # EBS direct APIs are CloudTrail data events: they reach EventBridge only when a trail logs
     # EBS data events (see the README).
@@ -45,6 +46,13 @@ locals {
       "StartExportTask",
       "RestoreDBInstanceFromDBSnapshot",
       "RestoreDBClusterFromSnapshot",
+      "RestoreDBInstanceToPointInTime",
+      "RestoreDBClusterToPointInTime",
+      "RestoreDBInstanceFromS3",
+      "RestoreDBClusterFromS3",
+      "ModifyDBInstance",
+      "ModifyDBCluster",
+      "CreateDBInstance",
     ]
   }
 

@@ -129,7 +129,8 @@ fn attack_chain() -> Vec<ParsedEvent> {
     ]
 }
 
-/// Batch mode: ingest everything, then evaluate everything touched, as the CLI does.
+/// Batch mode: ingest everything, then evaluate everything touched over every held fact, as
+/// the CLI does.
 fn batch(config: &Config, events: &[ParsedEvent]) -> Vec<Finding> {
     let detector = Detector::new(MemoryStore::new(), config.clone());
     block_on(async {
@@ -137,9 +138,8 @@ fn batch(config: &Config, events: &[ParsedEvent]) -> Vec<Finding> {
         for e in events {
             touched.extend(detector.ingest(e).await.unwrap().touched);
         }
-        let now = events.iter().map(|e| e.meta.time).max().unwrap_or_else(t0);
         detector
-            .evaluate(&touched.into_iter().collect::<Vec<_>>(), now)
+            .evaluate_held(&touched.into_iter().collect::<Vec<_>>(), 2)
             .await
             .unwrap()
     })
@@ -833,6 +833,173 @@ fn admin_ports() {
         &[PortRange::ALL],
         &admin
     ));
+}
+
+mod own_time {
+    use super::*;
+    use crate::ports::{ResourceFacts, StoreError};
+    use std::collections::BTreeMap;
+
+    const DAY: i64 = 24 * 60;
+
+    /// A share judged at the end of a scan that reaches far past it is still a share.
+    #[test]
+    fn a_single_event_chain_is_judged_whenever_the_scan_ends() {
+        let events = vec![
+            shared("s1", 0, "snap-1", Audience::Accounts(vec![OUTSIDE.into()])),
+            ingress(
+                "late",
+                400 * DAY,
+                "sg-9",
+                Protocol::Tcp,
+                vec![PortRange::single(22)],
+                "0.0.0.0/0",
+            ),
+        ];
+        assert_eq!(
+            rules_of(&batch(&Config::default(), &events)),
+            vec!["snapshot.shared-external"]
+        );
+        assert_eq!(streaming(&Config::default(), &events).len(), 1);
+    }
+
+    /// A late event is judged at its own time by the per-event path: it links to the facts that
+    /// were within the window of it, even when the wall clock is months later.
+    #[test]
+    fn the_per_event_path_judges_a_late_event_at_its_own_time() {
+        let detector = Detector::new(MemoryStore::new(), Config::default());
+        let months_later = t0() + Duration::days(90);
+        block_on(async {
+            detector
+                .ingest(&created("e1", 0, ALICE, "snap-1"))
+                .await
+                .unwrap();
+            let restore = ev(
+                "r1",
+                "CreateVolume",
+                10,
+                MALLORY,
+                vec![Fact::RestoredFrom {
+                    resource: r(K::Disk, "vol-9"),
+                    snapshot: r(K::Snapshot, "snap-1"),
+                }],
+            );
+            let found = detector.process(&restore, months_later).await.unwrap();
+            assert_eq!(rules_of(&found), vec!["snapshot.restored-by-other"]);
+        });
+    }
+
+    /// Every pair of an exposed restore is within the window, but the whole chain is not: the
+    /// snapshot's origin and the opening are 40 days apart, so they were never held together.
+    #[test]
+    fn an_exposed_restore_must_fit_in_one_window() {
+        let chain = |open_at: i64| {
+            vec![
+                created("e1", 0, ALICE, "snap-1"),
+                run_instance("e2", 20 * DAY, "i-1", "snap-1", "sg-1"),
+                ingress(
+                    "e3",
+                    open_at,
+                    "sg-1",
+                    Protocol::Tcp,
+                    vec![PortRange::single(22)],
+                    "0.0.0.0/0",
+                ),
+            ]
+        };
+        let c = Config::default();
+        let exposed = |events: &[ParsedEvent]| {
+            rules_of(&batch(&c, events)).contains(&"chain.exposed-restore")
+        };
+        assert!(exposed(&chain(29 * DAY)));
+        assert!(!exposed(&chain(40 * DAY)));
+        let streamed = |events: &[ParsedEvent]| streaming(&c, events).len();
+        assert_eq!(
+            streamed(&chain(29 * DAY)),
+            2,
+            "exposed-restore and restored-by-other"
+        );
+        assert_eq!(streamed(&chain(40 * DAY)), 1, "restored-by-other only");
+    }
+
+    /// Counts how often each resource is read from the store.
+    #[derive(Default)]
+    struct CountingStore {
+        inner: MemoryStore,
+        loads: Mutex<BTreeMap<String, usize>>,
+    }
+
+    impl StateStore for CountingStore {
+        async fn add_facts(&self, batch: &[ResourceFacts]) -> Result<usize, StoreError> {
+            self.inner.add_facts(batch).await
+        }
+        async fn load_facts(
+            &self,
+            resources: &[String],
+            now: DateTime<Utc>,
+        ) -> Result<Vec<ResourceFacts>, StoreError> {
+            {
+                let mut loads = self.loads.lock().unwrap();
+                for r in resources {
+                    *loads.entry(r.clone()).or_default() += 1;
+                }
+            }
+            self.inner.load_facts(resources, now).await
+        }
+        async fn claim_alert(
+            &self,
+            finding_id: &str,
+            now: DateTime<Utc>,
+            lease_secs: i64,
+            expires_at: i64,
+        ) -> Result<Claim, StoreError> {
+            self.inner
+                .claim_alert(finding_id, now, lease_secs, expires_at)
+                .await
+        }
+        async fn mark_alert_sent(&self, finding_id: &str) -> Result<(), StoreError> {
+            self.inner.mark_alert_sent(finding_id).await
+        }
+        async fn release_alert(&self, finding_id: &str) -> Result<(), StoreError> {
+            self.inner.release_alert(finding_id).await
+        }
+    }
+
+    /// A snapshot with thousands of dependents is read once per evaluation, not once per chunk:
+    /// reloading it per chunk made evaluation quadratic in the hub's size.
+    #[test]
+    fn a_hub_is_loaded_once_however_many_chunks_reach_it() {
+        let detector = Detector::new(CountingStore::default(), Config::default());
+        let dependents = 3 * HUB_OBSERVATIONS;
+        let findings = block_on(async {
+            let mut touched = BTreeSet::new();
+            let mut events = vec![created("c1", 0, ALICE, "snap-hub")];
+            for i in 0..dependents {
+                events.push(ev(
+                    &format!("r{i}"),
+                    "CreateVolume",
+                    1 + i as i64,
+                    ALICE,
+                    vec![Fact::RestoredFrom {
+                        resource: r(K::Disk, &format!("vol-{i:05}")),
+                        snapshot: r(K::Snapshot, "snap-hub"),
+                    }],
+                ));
+            }
+            for e in &events {
+                touched.extend(detector.ingest(e).await.unwrap().touched);
+            }
+            let touched: Vec<String> = touched.into_iter().collect();
+            detector.evaluate_held(&touched, 50).await.unwrap()
+        });
+        assert!(
+            findings.is_empty(),
+            "the creator's own restores: {findings:?}"
+        );
+        let loads = detector.store().loads.lock().unwrap();
+        assert_eq!(loads["snap-hub"], 1, "hub reloaded per chunk");
+        assert!(loads.values().all(|&n| n <= 2), "{loads:?}");
+    }
 }
 
 mod order_independence {

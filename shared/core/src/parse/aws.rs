@@ -81,6 +81,7 @@ consumed_events! {
         RunInstances,
         ModifyInstanceAttribute,
         AuthorizeSecurityGroupIngress,
+        ModifySecurityGroupRules,
     ],
     "ebs.amazonaws.com" => [ListSnapshotBlocks, ListChangedBlocks, GetSnapshotBlock],
     "rds.amazonaws.com" => [
@@ -93,6 +94,13 @@ consumed_events! {
         StartExportTask,
         RestoreDBInstanceFromDBSnapshot,
         RestoreDBClusterFromSnapshot,
+        RestoreDBInstanceToPointInTime,
+        RestoreDBClusterToPointInTime,
+        RestoreDBInstanceFromS3,
+        RestoreDBClusterFromS3,
+        ModifyDBInstance,
+        ModifyDBCluster,
+        CreateDBInstance,
     ],
 }
 
@@ -323,6 +331,8 @@ impl Ctx<'_> {
 
 impl Api {
     fn facts(self, sections: &Sections, ctx: &mut Ctx) -> Result<Vec<Fact>, ParseError> {
+        use rds::Family::{Cluster, Instance};
+        use rds::RestoreSource;
         match self {
             Api::CreateSnapshot => ec2::create_snapshot(sections, ctx),
             Api::CreateSnapshots => ec2::create_snapshots(sections, ctx),
@@ -340,6 +350,7 @@ impl Api {
             Api::RunInstances => ec2::run_instances(sections, ctx),
             Api::ModifyInstanceAttribute => network::modify_instance_attribute(sections),
             Api::AuthorizeSecurityGroupIngress => network::authorize_ingress(sections),
+            Api::ModifySecurityGroupRules => network::modify_security_group_rules(sections),
             Api::ListSnapshotBlocks | Api::ListChangedBlocks | Api::GetSnapshotBlock => {
                 ec2::ebs_direct_read(sections)
             }
@@ -357,9 +368,24 @@ impl Api {
             }
             Api::StartExportTask => rds::start_export_task(sections),
             Api::RestoreDBInstanceFromDBSnapshot => {
-                rds::restore(rds::Family::Instance, sections, ctx)
+                rds::restore(Instance, RestoreSource::Snapshot, sections, ctx)
             }
-            Api::RestoreDBClusterFromSnapshot => rds::restore(rds::Family::Cluster, sections, ctx),
+            Api::RestoreDBClusterFromSnapshot => {
+                rds::restore(Cluster, RestoreSource::Snapshot, sections, ctx)
+            }
+            Api::RestoreDBInstanceToPointInTime => {
+                rds::restore(Instance, RestoreSource::PointInTime, sections, ctx)
+            }
+            Api::RestoreDBClusterToPointInTime => {
+                rds::restore(Cluster, RestoreSource::PointInTime, sections, ctx)
+            }
+            Api::RestoreDBInstanceFromS3 => {
+                rds::restore(Instance, RestoreSource::S3, sections, ctx)
+            }
+            Api::RestoreDBClusterFromS3 => rds::restore(Cluster, RestoreSource::S3, sections, ctx),
+            Api::ModifyDBInstance => rds::modify_database(Instance, sections, ctx),
+            Api::ModifyDBCluster => rds::modify_database(Cluster, sections, ctx),
+            Api::CreateDBInstance => rds::create_database_instance(sections, ctx),
         }
     }
 }

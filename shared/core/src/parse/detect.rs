@@ -229,6 +229,12 @@ pub fn for_each_record<'a>(unit: &'a str, each: &mut dyn FnMut(RecordOutcome<'a>
     visit(unit, each, 0);
 }
 
+/// Like [`for_each_record`] for one element of a `Records`/`records` container read on its own
+/// (the CLI streams containers): a container inside it is not opened, as inside a whole file.
+pub fn for_each_contained_record<'a>(record: &'a str, each: &mut dyn FnMut(RecordOutcome<'a>)) {
+    visit(record, each, 1);
+}
+
 fn visit<'a>(raw: &'a str, each: &mut dyn FnMut(RecordOutcome<'a>), depth: u8) {
     let probe: Probe<'a> = match serde_json::from_str(raw) {
         Ok(p) => p,

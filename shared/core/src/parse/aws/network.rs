@@ -1,7 +1,7 @@
 //! Network exposure: security-group ingress rules and instance group membership.
 
 use super::ec2::{network_group, GroupRef};
-use super::shapes::{lenient_int, lenient_string, list, present, section};
+use super::shapes::{lenient_int, lenient_string, list, one_or_many, present, section};
 use super::{Sections, REQUEST, RESPONSE};
 use crate::model::{Fact, PortRange, Protocol, Resource, ResourceKind};
 use crate::parse::ParseError;
@@ -246,6 +246,93 @@ fn port_number(field: &'static str, port: i64) -> Result<u16, ParseError> {
         field,
         reason: format!("{port} is not a port number"),
     })
+}
+
+// ---- ModifySecurityGroupRules --------------------------------------------------------------
+
+/// CloudTrail logs this newer call in the query API's own casing, wrapped in
+/// `ModifySecurityGroupRulesRequest`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ModifyRulesParameters {
+    #[serde(rename = "ModifySecurityGroupRulesRequest")]
+    request: Option<ModifyRulesRequest>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ModifyRulesRequest {
+    #[serde(rename = "GroupId")]
+    group_id: Option<String>,
+    #[serde(rename = "SecurityGroupRule", deserialize_with = "one_or_many")]
+    rules: Vec<RuleUpdate>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RuleUpdate {
+    #[serde(rename = "SecurityGroupRuleId")]
+    rule_id: Option<String>,
+    #[serde(rename = "SecurityGroupRule")]
+    rule: Option<RuleRequest>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RuleRequest {
+    #[serde(rename = "IpProtocol", deserialize_with = "lenient_string")]
+    ip_protocol: Option<String>,
+    #[serde(rename = "FromPort", deserialize_with = "lenient_int")]
+    from_port: Option<i64>,
+    #[serde(rename = "ToPort", deserialize_with = "lenient_int")]
+    to_port: Option<i64>,
+    #[serde(rename = "CidrIpv4")]
+    cidr_ipv4: Option<String>,
+    #[serde(rename = "CidrIpv6")]
+    cidr_ipv6: Option<String>,
+    #[serde(rename = "PrefixListId")]
+    prefix_list_id: Option<String>,
+    #[serde(rename = "ReferencedGroupId")]
+    referenced_group_id: Option<String>,
+}
+
+/// ModifySecurityGroupRules rewrites existing rules in place: a rule changed to an internet
+/// source opens the group as an `AuthorizeSecurityGroupIngress` would. The record does not say
+/// whether a rule is inbound or outbound, so every rewritten rule counts as inbound.
+pub(super) fn modify_security_group_rules(sections: &Sections) -> Facts {
+    let parameters: ModifyRulesParameters = section(sections.request, REQUEST)?;
+    let Some(request) = parameters.request else {
+        return Ok(Vec::new());
+    };
+    let Some(group_id) = present(&request.group_id) else {
+        return Ok(Vec::new());
+    };
+    let mut facts = Vec::new();
+    for update in &request.rules {
+        let Some(rule) = &update.rule else { continue };
+        let sources: Vec<String> = [
+            present(&rule.cidr_ipv4),
+            present(&rule.cidr_ipv6),
+            present(&rule.prefix_list_id),
+            present(&rule.referenced_group_id),
+        ]
+        .into_iter()
+        .flatten()
+        .map(str::to_owned)
+        .collect();
+        if sources.is_empty() {
+            continue;
+        }
+        facts.push(ingress(
+            group_id,
+            rule.ip_protocol.as_deref(),
+            rule.from_port,
+            rule.to_port,
+            sources,
+            present(&update.rule_id),
+        )?);
+    }
+    Ok(facts)
 }
 
 // ---- ModifyInstanceAttribute ---------------------------------------------------------------

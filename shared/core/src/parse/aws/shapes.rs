@@ -298,6 +298,23 @@ pub(super) fn lenient_string<'de, D: Deserializer<'de>>(
     deserializer.deserialize_any(StringVisitor)
 }
 
+/// A flag that may be logged as a JSON boolean or as a string (`"publiclyAccessible": "true"`).
+/// Anything else reads as absent: a flag we cannot read states nothing.
+pub(super) fn lenient_bool<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<bool>, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(match value {
+        serde_json::Value::Bool(flag) => Some(flag),
+        serde_json::Value::String(text) => match text.trim().to_ascii_lowercase().as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -625,6 +625,7 @@ fn restore_db_instance_from_snapshot() {
             ),
             facts: vec![
                 restored(restored_db.clone(), db_snapshot(PAYROLL_SNAPSHOT)),
+                public(restored_db.clone()),
                 member(restored_db.clone(), "sg-0db0db0db0db0db00"),
                 member(restored_db, "sg-0aaaabbbbccccdddd"),
             ],
@@ -642,6 +643,201 @@ fn restore_db_cluster_from_snapshot() {
             restored(cluster.clone(), db_snapshot(ORDERS_CLUSTER_SNAPSHOT)),
             member(cluster, SG),
         ]
+    );
+}
+
+fn public(resource: Resource) -> Fact {
+    Fact::PublicEndpoint {
+        resource,
+        setting: "publiclyAccessible".to_owned(),
+        sources: vec![],
+    }
+}
+
+#[test]
+fn restore_db_instance_from_snapshot_without_public_flag_is_not_public() {
+    let mut record: Value =
+        serde_json::from_str(fixture!("restore_db_instance_from_db_snapshot")).unwrap();
+    record["requestParameters"]["publiclyAccessible"] = json!(false);
+    record["responseElements"]["publiclyAccessible"] = json!(false);
+    let facts = facts(&record.to_string());
+    assert!(!facts
+        .iter()
+        .any(|f| matches!(f, Fact::PublicEndpoint { .. })));
+    // The flag logged as a string counts like the boolean.
+    record["requestParameters"]["publiclyAccessible"] = json!("true");
+    let facts = self::facts(&record.to_string());
+    assert!(facts.contains(&public(database(
+        "arn:aws:rds:eu-west-1:111122223333:db:payroll-restored"
+    ))));
+}
+
+#[test]
+fn restore_db_instance_to_point_in_time_reads_the_source_backups() {
+    let pitr = database("arn:aws:rds:eu-west-1:111122223333:db:payroll-pitr");
+    let backups = db_snapshot("arn:aws:rds:eu-west-1:111122223333:db:payroll-prod/backups");
+    assert_eq!(
+        facts(fixture!("restore_db_instance_to_point_in_time_public")),
+        vec![
+            restored(pitr.clone(), backups),
+            public(pitr.clone()),
+            member(pitr, "sg-0db0db0db0db0db00"),
+        ]
+    );
+    // The automated-backups ARN form, public only by what the response reports.
+    let pitr2 = database("arn:aws:rds:eu-west-1:111122223333:db:payroll-pitr2");
+    assert_eq!(
+        facts(fixture!(
+            "restore_db_instance_to_point_in_time_response_public"
+        )),
+        vec![
+            restored(
+                pitr2.clone(),
+                db_snapshot("arn:aws:rds:eu-west-1:111122223333:auto-backup:ab-7example2m3n4o5p6q")
+            ),
+            public(pitr2),
+        ]
+    );
+}
+
+#[test]
+fn restore_db_cluster_to_point_in_time() {
+    let cluster = database("arn:aws:rds:eu-west-1:111122223333:cluster:ledger-pitr");
+    assert_eq!(
+        facts(fixture!("restore_db_cluster_to_point_in_time")),
+        vec![
+            restored(
+                cluster.clone(),
+                db_snapshot("arn:aws:rds:eu-west-1:111122223333:cluster:ledger-prod/backups")
+            ),
+            member(cluster, "sg-0c1c2c3c4c5c6c7c8"),
+        ]
+    );
+}
+
+#[test]
+fn restores_from_s3_name_the_bucket_as_their_source() {
+    let db = database("arn:aws:rds:eu-west-1:111122223333:db:crm-from-s3");
+    assert_eq!(
+        facts(fixture!("restore_db_instance_from_s3")),
+        vec![
+            restored(
+                db.clone(),
+                db_snapshot("arn:aws:s3:::crm-xtrabackup/2025-03-06")
+            ),
+            public(db.clone()),
+            member(db, "sg-0default000000000"),
+        ]
+    );
+    let cluster = database("arn:aws:rds:eu-west-1:111122223333:cluster:crm-aurora");
+    assert_eq!(
+        facts(fixture!("restore_db_cluster_from_s3")),
+        vec![
+            restored(cluster.clone(), db_snapshot("arn:aws:s3:::crm-xtrabackup")),
+            member(cluster, "sg-0c1c2c3c4c5c6c7c8"),
+        ]
+    );
+}
+
+#[test]
+fn modify_db_instance_states_exposure_and_groups() {
+    let db = database("arn:aws:rds:eu-west-1:111122223333:db:payroll-restored");
+    // The request sets the flag; the response still shows the old value (pending).
+    assert_eq!(
+        facts(fixture!("modify_db_instance_public")),
+        vec![
+            public(db.clone()),
+            member(db.clone(), "sg-0db0db0db0db0db00")
+        ]
+    );
+    // A group being removed is no membership.
+    assert_eq!(
+        facts(fixture!("modify_db_instance_security_groups")),
+        vec![member(db.clone(), "sg-0open0open0open00")]
+    );
+    // Made private: the request wins over the response's pending old value.
+    assert_eq!(facts(fixture!("modify_db_instance_made_private")), vec![]);
+}
+
+#[test]
+fn modify_db_cluster_and_cluster_instances_expose_the_cluster() {
+    let cluster = database("arn:aws:rds:eu-west-1:111122223333:cluster:ledger-pitr");
+    assert_eq!(
+        facts(fixture!("modify_db_cluster_public")),
+        vec![public(cluster.clone())]
+    );
+    assert_eq!(
+        facts(fixture!("create_db_instance_in_cluster_public")),
+        vec![Fact::PublicEndpoint {
+            resource: cluster,
+            setting: "publiclyAccessible instance ledger-pitr-writer".to_owned(),
+            sources: vec![],
+        }]
+    );
+    // A new standalone instance holds no restored data.
+    assert_eq!(facts(fixture!("create_db_instance_standalone")), vec![]);
+}
+
+#[test]
+fn modify_security_group_rules_rewrites_count_as_openings() {
+    assert_eq!(
+        facts(fixture!("modify_security_group_rules")),
+        vec![Fact::IngressOpened {
+            group: group(SG),
+            protocol: Protocol::Tcp,
+            ports: vec![PortRange::single(22)],
+            sources: vec!["0.0.0.0/0".to_owned()],
+            target_tags: vec![],
+            rule: Some("sgr-0f1e2d3c4b5a69788".to_owned()),
+        }]
+    );
+    // Several rules logged as a list; every protocol means every port.
+    assert_eq!(
+        facts(fixture!("modify_security_group_rules_several")),
+        vec![
+            Fact::IngressOpened {
+                group: group(SG),
+                protocol: Protocol::All,
+                ports: vec![PortRange::ALL],
+                sources: vec!["::/0".to_owned()],
+                target_tags: vec![],
+                rule: Some("sgr-0a1b2c3d4e5f60718".to_owned()),
+            },
+            Fact::IngressOpened {
+                group: group(SG),
+                protocol: Protocol::Tcp,
+                ports: vec![PortRange::single(443)],
+                sources: vec![SG2.to_owned()],
+                target_tags: vec![],
+                rule: Some("sgr-0b2c3d4e5f6071829".to_owned()),
+            },
+        ]
+    );
+}
+
+#[test]
+fn guardduty_share_and_its_use_keep_their_evidence() {
+    let share = event(fixture!("modify_snapshot_attribute_guardduty"));
+    assert_eq!(
+        share.meta.automation.as_deref(),
+        Some("guardduty-malware-protection")
+    );
+    assert_eq!(
+        share.facts,
+        vec![shared(
+            snapshot("snap-07a6b5c4d3e2f1a09"),
+            accounts(&["999988887777"])
+        )]
+    );
+    // The service account's use is an `AWSAccount` call: never automation by itself.
+    let used = event(fixture!("shared_snapshot_volume_created_guardduty"));
+    assert_eq!(used.meta.automation, None);
+    assert_eq!(
+        used.facts,
+        vec![Fact::UsedExternally {
+            snapshot: snapshot("snap-07a6b5c4d3e2f1a09"),
+            account: "999988887777".to_owned(),
+        }]
     );
 }
 
@@ -1345,5 +1541,227 @@ fn public_corpus_samples_yield_the_expected_facts() {
                 "sg-f839b688"
             )]
         );
+    }
+}
+
+// ---- sweep: every consumed call, in each section variant CloudTrail logs --------------------
+
+/// The fact kinds a record states, in order, deduplicated.
+fn kinds(facts: &[Fact]) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for fact in facts {
+        if !out.contains(&fact.kind_name()) {
+            out.push(fact.kind_name());
+        }
+    }
+    out
+}
+
+/// A fixture with one section removed, as CloudTrail logs calls whose request or response it
+/// elides (`null`, or the key missing).
+fn without(raw: &str, section: &str) -> String {
+    let mut record: Value = serde_json::from_str(raw).expect("fixture is JSON");
+    record[section] = Value::Null;
+    record.to_string()
+}
+
+fn read_fixture(name: &str) -> String {
+    let path = format!(
+        "{}/../../tests/fixtures/aws/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Issue 10's sweep: for every consumed call, the facts its rules need come out of the record
+/// as logged, and out of each single section that documents them, so no logged variant is
+/// consumed and silently raises nothing. Columns: fixture, the kinds the full record states,
+/// the kinds kept with only `requestParameters`, and with only `responseElements`.
+#[test]
+fn every_consumed_call_states_its_rule_facts_in_each_logged_variant() {
+    type Row = (
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+        &'static [&'static str],
+    );
+    const CREATED: &[&str] = &["snapshot_created"];
+    const SHARED: &[&str] = &["snapshot_shared"];
+    const EXPORTED: &[&str] = &["snapshot_exported"];
+    const USED: &[&str] = &["used_externally"];
+    const INGRESS: &[&str] = &["ingress_opened"];
+    const NONE: &[&str] = &[];
+    let table: &[Row] = &[
+        ("create_snapshot", CREATED, NONE, CREATED),
+        ("create_snapshots", CREATED, NONE, CREATED),
+        ("copy_snapshot", &["snapshot_copied"], NONE, NONE),
+        ("create_image", CREATED, NONE, CREATED),
+        ("register_image", &["image_registered"], NONE, NONE),
+        ("copy_image", &["snapshot_copied"], NONE, NONE),
+        (
+            "modify_snapshot_attribute_add_accounts",
+            SHARED,
+            SHARED,
+            NONE,
+        ),
+        ("modify_snapshot_attribute_group_all", SHARED, SHARED, NONE),
+        (
+            "modify_image_attribute_launch_permission",
+            SHARED,
+            SHARED,
+            NONE,
+        ),
+        ("shared_snapshot_volume_created", USED, USED, USED),
+        ("shared_snapshot_copy_initiated", USED, USED, USED),
+        (
+            "create_volume",
+            &["restored_from"],
+            NONE,
+            &["restored_from"],
+        ),
+        ("attach_volume", &["uses"], &["uses"], &["uses"]),
+        (
+            "run_instances",
+            &["restored_from", "network_member"],
+            NONE,
+            // The response names each instance's image and groups.
+            &["restored_from", "network_member"],
+        ),
+        (
+            "modify_instance_attribute_group_set",
+            &["network_member"],
+            &["network_member"],
+            NONE,
+        ),
+        (
+            "authorize_security_group_ingress_ip_permissions",
+            INGRESS,
+            INGRESS,
+            NONE,
+        ),
+        (
+            "authorize_security_group_ingress_rule_set",
+            INGRESS,
+            INGRESS,
+            INGRESS,
+        ),
+        ("modify_security_group_rules", INGRESS, INGRESS, NONE),
+        ("ebs_list_snapshot_blocks", EXPORTED, EXPORTED, NONE),
+        ("ebs_list_changed_blocks", EXPORTED, EXPORTED, NONE),
+        ("ebs_get_snapshot_block", EXPORTED, EXPORTED, NONE),
+        ("create_db_snapshot", CREATED, CREATED, CREATED),
+        ("create_db_cluster_snapshot", CREATED, CREATED, CREATED),
+        (
+            "copy_db_snapshot",
+            &["snapshot_copied"],
+            &["snapshot_copied"],
+            NONE,
+        ),
+        (
+            "copy_db_cluster_snapshot",
+            &["snapshot_copied"],
+            &["snapshot_copied"],
+            NONE,
+        ),
+        ("modify_db_snapshot_attribute_public", SHARED, SHARED, NONE),
+        (
+            "modify_db_cluster_snapshot_attribute_add",
+            SHARED,
+            SHARED,
+            NONE,
+        ),
+        ("start_export_task", EXPORTED, EXPORTED, EXPORTED),
+        (
+            "restore_db_instance_from_db_snapshot",
+            &["restored_from", "public_endpoint", "network_member"],
+            &["restored_from", "public_endpoint", "network_member"],
+            &["public_endpoint", "network_member"],
+        ),
+        (
+            "restore_db_cluster_from_snapshot",
+            &["restored_from", "network_member"],
+            &["restored_from", "network_member"],
+            &["network_member"],
+        ),
+        (
+            "restore_db_instance_to_point_in_time_public",
+            &["restored_from", "public_endpoint", "network_member"],
+            &["restored_from", "public_endpoint", "network_member"],
+            &["public_endpoint", "network_member"],
+        ),
+        (
+            "restore_db_cluster_to_point_in_time",
+            &["restored_from", "network_member"],
+            &["restored_from", "network_member"],
+            &["network_member"],
+        ),
+        (
+            "restore_db_instance_from_s3",
+            &["restored_from", "public_endpoint", "network_member"],
+            &["restored_from", "public_endpoint"],
+            &["public_endpoint", "network_member"],
+        ),
+        (
+            "restore_db_cluster_from_s3",
+            &["restored_from", "network_member"],
+            &["restored_from", "network_member"],
+            NONE,
+        ),
+        (
+            "modify_db_instance_public",
+            &["public_endpoint", "network_member"],
+            &["public_endpoint"],
+            &["network_member"],
+        ),
+        (
+            "modify_db_cluster_public",
+            &["public_endpoint"],
+            &["public_endpoint"],
+            &["public_endpoint"],
+        ),
+        (
+            "create_db_instance_in_cluster_public",
+            &["public_endpoint"],
+            &["public_endpoint"],
+            &["public_endpoint"],
+        ),
+    ];
+    let mut covered: Vec<String> = Vec::new();
+    let mut failures = Vec::new();
+    for (name, full, request_only, response_only) in table {
+        let raw = read_fixture(name);
+        let whole = event(&raw);
+        covered.push(whole.meta.name.clone());
+        let variants = [
+            ("as logged", raw.clone(), *full),
+            (
+                "request only",
+                without(&raw, "responseElements"),
+                *request_only,
+            ),
+            (
+                "response only",
+                without(&raw, "requestParameters"),
+                *response_only,
+            ),
+        ];
+        for (variant, record, want) in variants {
+            match parse_record(&record) {
+                Ok(Parsed::Event(parsed)) => {
+                    let got = kinds(&parsed.facts);
+                    if got != want {
+                        failures.push(format!("{name} ({variant}): {got:?}, want {want:?}"));
+                    }
+                }
+                other => failures.push(format!("{name} ({variant}): {other:?}")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    for api in Api::ALL {
+        let name = format!("{api:?}");
+        // CreateDBInstance states something only for an instance joining a cluster; the
+        // standalone fixture is checked in its own test.
+        assert!(covered.contains(&name), "{name}: no row in the sweep");
     }
 }

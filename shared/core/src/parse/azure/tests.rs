@@ -892,3 +892,79 @@ fn corpus_records_parse_without_panic() {
     }
     eprintln!("{checked} corpus records checked against their own operation and result");
 }
+
+// ---- sweep: every consumed operation, with the body in either of the fields it is logged in --
+
+fn kinds(facts: &[Fact]) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for fact in facts {
+        if !out.contains(&fact.kind_name()) {
+            out.push(fact.kind_name());
+        }
+    }
+    out
+}
+
+/// Issue 10's sweep: for every consumed operation, the facts its rules need come out of the
+/// record whether the resource body is logged as `responseBody` (success records) or only as
+/// `requestbody` (the PUT body, which some exports keep instead), so neither variant is consumed
+/// and silently raises nothing.
+#[test]
+fn every_consumed_operation_states_its_rule_facts_from_either_body() {
+    let table: &[(&str, &[&str])] = &[
+        ("diag_snapshot_copy_success.json", &["snapshot_copied"]),
+        ("rest_snapshot_write_succeeded.json", &["snapshot_created"]),
+        ("diag_disk_write_restore_success.json", &["restored_from"]),
+        (
+            "rest_image_write_from_snapshots.json",
+            &["image_registered"],
+        ),
+        ("rest_vm_write_succeeded.json", &["uses"]),
+        ("diag_nic_write_success.json", &["network_member"]),
+        ("diag_nsg_write_inline_rules.json", &["ingress_opened"]),
+        ("diag_rule_write_ssh_internet.json", &["ingress_opened"]),
+        (
+            "eventgrid_snapshot_begingetaccess.json",
+            &["snapshot_exported"],
+        ),
+        (
+            "cloudevent_disk_begingetaccess.json",
+            &["snapshot_exported"],
+        ),
+    ];
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/azure");
+    let mut failures = Vec::new();
+    let mut covered = Vec::new();
+    for (name, want) in table {
+        let raw = std::fs::read_to_string(dir.join(name)).expect("fixture");
+        let mut variants = vec![("as logged", raw.clone())];
+        let mut record: serde_json::Value = serde_json::from_str(&raw).expect("JSON");
+        if let Some(properties) = record.get_mut("properties").and_then(|p| p.as_object_mut()) {
+            if let Some(body) = properties.remove("responseBody") {
+                properties.insert("requestbody".to_string(), body);
+                variants.push(("request body only", record.to_string()));
+            }
+        }
+        for (variant, text) in variants {
+            match parse_record(&text) {
+                Ok(Parsed::Event(parsed)) => {
+                    covered.push(parsed.meta.name.to_ascii_lowercase());
+                    let got = kinds(&parsed.facts);
+                    let missing: Vec<&&str> = want.iter().filter(|k| !got.contains(k)).collect();
+                    if !missing.is_empty() {
+                        failures.push(format!("{name} ({variant}): {got:?}, want {want:?}"));
+                    }
+                }
+                other => failures.push(format!("{name} ({variant}): {other:?}")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    for op in Operation::ALL {
+        assert!(
+            covered.iter().any(|name| name == op.name()),
+            "{}: no row in the sweep",
+            op.name()
+        );
+    }
+}

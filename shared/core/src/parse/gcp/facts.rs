@@ -3,10 +3,10 @@
 
 use super::record::{
     request_as, AttachedDisk, AuditLog, Binding, CreateRequest, FirewallAllowed, FirewallRequest,
-    InstanceInsertRequest, SetIamPolicyRequest,
+    InstanceInsertRequest, SetIamPolicyRequest, SqlRequest,
 };
 use super::resource_path::{Collection, Location, ResourcePath, Scope};
-use crate::model::{Audience, Fact, PortRange, Protocol};
+use crate::model::{Audience, Fact, PortRange, Protocol, Resource, ResourceKind};
 use crate::parse::ParseError;
 use serde::de::DeserializeOwned;
 
@@ -21,6 +21,10 @@ pub(super) enum Method {
     InstanceInsert,
     InstanceAttachDisk,
     FirewallWrite,
+    /// Cloud SQL: restore a backup into an instance, clone one, create or update one.
+    SqlRestoreBackup,
+    SqlClone,
+    SqlWrite,
 }
 
 impl Method {
@@ -42,6 +46,9 @@ impl Method {
             "compute.firewalls.insert" | "compute.firewalls.patch" | "compute.firewalls.update" => {
                 Method::FirewallWrite
             }
+            "cloudsql.instances.restoreBackup" => Method::SqlRestoreBackup,
+            "cloudsql.instances.clone" => Method::SqlClone,
+            "cloudsql.instances.create" | "cloudsql.instances.update" => Method::SqlWrite,
             _ => return None,
         })
     }
@@ -147,7 +154,146 @@ pub(super) fn facts(record: &Record<'_>) -> Result<Vec<Fact>, ParseError> {
         Method::InstanceInsert => instance_insert(record),
         Method::InstanceAttachDisk => attach_disk(record),
         Method::FirewallWrite => firewall_write(record),
+        Method::SqlRestoreBackup => sql_restore_backup(record),
+        Method::SqlClone => sql_clone(record),
+        Method::SqlWrite => sql_write(record),
     }
+}
+
+// ---- Cloud SQL ------------------------------------------------------------------------------
+
+/// A Cloud SQL instance: `projects/<p>/instances/<name>`, as `resourceName` logs it.
+fn sql_instance(project: &str, name: &str) -> Resource {
+    Resource::new(
+        ResourceKind::Database,
+        format!("projects/{project}/instances/{}", name.trim()),
+    )
+}
+
+/// The instance a Cloud SQL record acts on: `resourceName`, else the request's
+/// `project`/`instance` (or the body's `name`).
+fn sql_subject(record: &Record<'_>, request: &SqlRequest) -> Result<Resource, ParseError> {
+    if let Some(name) = record.resource_name() {
+        let mut parts = name.trim_start_matches('/').split('/');
+        if let (Some("projects"), Some(project), Some("instances"), Some(instance), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) {
+            return Ok(sql_instance(project, instance));
+        }
+        return Err(ParseError::InvalidField {
+            field: "protoPayload.resourceName",
+            reason: format!("{name:?} does not name a Cloud SQL instance"),
+        });
+    }
+    let project = non_empty(request.project.as_deref()).unwrap_or(record.scope.project);
+    let name = non_empty(request.instance.as_deref())
+        .or_else(|| non_empty(request.body.as_ref()?.name.as_deref()))
+        .ok_or(ParseError::MissingField("protoPayload.resourceName"))?;
+    Ok(sql_instance(project, name))
+}
+
+fn non_empty(value: Option<&str>) -> Option<&str> {
+    value.map(str::trim).filter(|text| !text.is_empty())
+}
+
+/// `instances.restoreBackup`: the backup (a backup run of an instance, or a backup resource)
+/// overwrites the instance's data.
+fn sql_restore_backup(record: &Record<'_>) -> Result<Vec<Fact>, ParseError> {
+    let request: SqlRequest = record.request();
+    let instance = sql_subject(record, &request)?;
+    let body = request.body.unwrap_or_default();
+    let backup = match (body.backup.as_deref(), body.restore_backup_context) {
+        (Some(backup), _) if !backup.trim().is_empty() => Some(backup.trim().to_string()),
+        (_, Some(context)) => {
+            let project = non_empty(context.project.as_deref()).unwrap_or(record.scope.project);
+            let source = non_empty(context.instance_id.as_deref());
+            let run = context.backup_run_id.as_ref().and_then(json_id);
+            match (source, run) {
+                (Some(source), Some(run)) => Some(format!(
+                    "projects/{project}/instances/{source}/backupRuns/{run}"
+                )),
+                (Some(source), None) => {
+                    Some(format!("projects/{project}/instances/{source}/backups"))
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    Ok(backup
+        .map(|backup| Fact::RestoredFrom {
+            resource: instance,
+            snapshot: Resource::new(ResourceKind::DbSnapshot, backup),
+        })
+        .into_iter()
+        .collect())
+}
+
+/// A backup run id, logged as a number or a string.
+fn json_id(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::Number(number) => Some(number.to_string()),
+        serde_json::Value::String(text) => non_empty(Some(text)).map(str::to_string),
+        _ => None,
+    }
+}
+
+/// `instances.clone`: a new instance with the source's data (now or at a point in time), named
+/// like a point-in-time restore's source: `<source instance>/backups`.
+fn sql_clone(record: &Record<'_>) -> Result<Vec<Fact>, ParseError> {
+    let request: SqlRequest = record.request();
+    let source = sql_subject(record, &request)?;
+    let Some(destination) = request
+        .body
+        .as_ref()
+        .and_then(|body| body.clone_context.as_ref())
+        .and_then(|context| non_empty(context.destination_instance_name.as_deref()))
+    else {
+        return Ok(Vec::new());
+    };
+    let project = source
+        .id
+        .split('/')
+        .nth(1)
+        .unwrap_or(record.scope.project)
+        .to_string();
+    Ok(vec![Fact::RestoredFrom {
+        resource: sql_instance(&project, destination),
+        snapshot: Resource::new(ResourceKind::DbSnapshot, format!("{}/backups", source.id)),
+    }])
+}
+
+/// `instances.create` / `update`: authorized networks admit those addresses to the instance's
+/// public IP (unless the request turns the public IP off).
+fn sql_write(record: &Record<'_>) -> Result<Vec<Fact>, ParseError> {
+    let request: SqlRequest = record.request();
+    let instance = sql_subject(record, &request)?;
+    let Some(ip) = request
+        .body
+        .as_ref()
+        .and_then(|body| body.settings.as_ref())
+        .and_then(|settings| settings.ip_configuration.as_ref())
+    else {
+        return Ok(Vec::new());
+    };
+    let sources: Vec<String> = ip
+        .authorized_networks
+        .iter()
+        .filter_map(|network| non_empty(network.value.as_deref()))
+        .map(str::to_string)
+        .collect();
+    if ip.ipv4_enabled == Some(false) || sources.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(vec![Fact::PublicEndpoint {
+        resource: instance,
+        setting: "authorizedNetworks".to_string(),
+        sources,
+    }])
 }
 
 /// `snapshots.insert`. Besides the usual case (a snapshot of a disk, logged in the snapshot's
@@ -270,12 +416,24 @@ fn disk_create_snapshot(record: &Record<'_>) -> Result<Vec<Fact>, ParseError> {
 fn set_iam_policy(record: &Record<'_>, collection: Collection) -> Result<Vec<Fact>, ParseError> {
     let subject = record.subject(collection)?;
     let request: SetIamPolicyRequest = record.request();
-    let bindings: Vec<&Binding> = request
+    // The response is the policy as set (a `Policy`, bindings at its top level): it states the
+    // grants when the request was dropped or elided.
+    let response: SetIamPolicyRequest = request_as(record.payload.response.as_ref());
+    let mut bindings: Vec<&Binding> = request
         .policy
         .iter()
         .flat_map(|policy| policy.bindings.iter())
         .chain(request.bindings.iter())
         .collect();
+    // A request that carries a policy, even an empty one, is what was set.
+    if request.policy.is_none() && request.bindings.is_empty() {
+        bindings = response
+            .policy
+            .iter()
+            .flat_map(|policy| policy.bindings.iter())
+            .chain(response.bindings.iter())
+            .collect();
+    }
     let mut public = false;
     let mut principals: Vec<String> = Vec::new();
     for member in bindings.iter().flat_map(|binding| binding.members.iter()) {

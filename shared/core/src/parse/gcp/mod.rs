@@ -13,9 +13,11 @@ mod tests;
 
 use super::{parse_time, ParseError, Parsed, Skip};
 use crate::model::{Cloud, EventMeta, ParsedEvent};
+use chrono::{DateTime, Utc};
 use record::{AuditLog, CloudEvent, LogEntry, Operation};
 use resource_path::{Location, ResourcePath, Scope};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 /// Method-name suffixes the chain consumes, e.g. "compute.snapshots.insert" (matched after the
 /// version prefix: "v1.compute…", "beta.compute…", "alpha.compute…").
@@ -36,6 +38,10 @@ pub const CONSUMED_METHODS: &[&str] = &[
     "compute.firewalls.insert",
     "compute.firewalls.patch",
     "compute.firewalls.update",
+    "cloudsql.instances.restoreBackup",
+    "cloudsql.instances.clone",
+    "cloudsql.instances.create",
+    "cloudsql.instances.update",
 ];
 
 /// The method-name prefixes Compute Engine logs a consumed method under, so the ones Eventarc
@@ -74,12 +80,18 @@ fn method_suffix_matches(method_name: &str, suffix: &str) -> bool {
     }
 }
 
-/// The full method names Eventarc triggers must filter on (each prefix of each suffix).
+/// The full method names Eventarc triggers must filter on: every version prefix of each Compute
+/// Engine suffix (a trigger matches the name exactly); Cloud SQL logs its methods without one.
 pub fn trigger_method_names() -> Vec<String> {
     CONSUMED_METHODS
         .iter()
         .flat_map(|suffix| {
-            TRIGGER_VERSIONS
+            let versions: &[&str] = if suffix.starts_with("compute.") {
+                &TRIGGER_VERSIONS
+            } else {
+                &[""]
+            };
+            versions
                 .iter()
                 .map(move |version| format!("{version}{suffix}"))
         })
@@ -123,11 +135,61 @@ fn parse_entry_value(value: Value) -> Result<Parsed, ParseError> {
             "a LogEntry must be a JSON object".to_string(),
         ));
     }
+    // Only a record without `insertId` needs its content hashed.
+    let has_insert_id = ["insertId", "insertid"].iter().any(|key| {
+        value
+            .get(key)
+            .and_then(Value::as_str)
+            .is_some_and(|id| !id.trim().is_empty())
+    });
+    let content_id = (!has_insert_id).then(|| content_id(&value));
     let entry: LogEntry = serde_json::from_value(value)?;
-    parse_log_entry(&entry)
+    parse_log_entry(&entry, content_id)
 }
 
-fn parse_log_entry(entry: &LogEntry) -> Result<Parsed, ParseError> {
+/// A stable id for an entry shortened without `insertId`: a digest of its content with object
+/// keys sorted, so the same record re-exported with other key order or spacing gets the same id
+/// and the engine's idempotence holds.
+fn content_id(value: &Value) -> String {
+    fn canonical(value: &Value, out: &mut String) {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, key) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(key.clone()).to_string());
+                    out.push(':');
+                    if let Some(item) = map.get(key) {
+                        canonical(item, out);
+                    }
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    canonical(item, out);
+                }
+                out.push(']');
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
+    }
+    let mut text = String::new();
+    canonical(value, &mut text);
+    let digest = Sha256::digest(text.as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+fn parse_log_entry(entry: &LogEntry, content_id: Option<String>) -> Result<Parsed, ParseError> {
     let payload = entry.proto_payload.as_ref().ok_or_else(|| {
         ParseError::UnknownFormat("no `protoPayload`: not a Cloud Audit Log entry".to_string())
     })?;
@@ -142,7 +204,7 @@ fn parse_log_entry(entry: &LogEntry) -> Result<Parsed, ParseError> {
     if entry.operation.as_ref().is_some_and(is_intermediate) {
         return Ok(Parsed::Skipped(Skip::Intermediate));
     }
-    let meta = event_meta(entry, payload, name)?;
+    let meta = event_meta(entry, payload, name, content_id)?;
     let subject = payload.resource_name.as_deref().and_then(|name| {
         let project_only = Scope {
             project: &meta.account,
@@ -208,11 +270,48 @@ fn is_intermediate(operation: &Operation) -> bool {
     operation.last == Some(true) && operation.first != Some(true)
 }
 
-fn event_meta(entry: &LogEntry, payload: &AuditLog, name: String) -> Result<EventMeta, ParseError> {
-    let id = non_empty(entry.insert_id.as_deref()).ok_or(ParseError::MissingField("insertId"))?;
-    let raw_time =
-        non_empty(entry.timestamp.as_deref()).ok_or(ParseError::MissingField("timestamp"))?;
-    let time = parse_time("timestamp", raw_time)?;
+/// The record's time: `timestamp`, else `receiveTimestamp`, else when the long-running operation
+/// in the response was inserted or started. A record is rejected only when none of them holds a
+/// usable time: for the first one present but unreadable, or for a missing `timestamp`.
+fn entry_time(entry: &LogEntry, payload: &AuditLog) -> Result<DateTime<Utc>, ParseError> {
+    let response = payload.response.as_ref();
+    let operation_time = |key: &str| response.and_then(|r| r.get(key)).and_then(Value::as_str);
+    let candidates = [
+        ("timestamp", entry.timestamp.as_deref()),
+        ("receiveTimestamp", entry.receive_timestamp.as_deref()),
+        (
+            "protoPayload.response.insertTime",
+            operation_time("insertTime"),
+        ),
+        (
+            "protoPayload.response.startTime",
+            operation_time("startTime"),
+        ),
+    ];
+    let mut first_error = None;
+    for (field, raw) in candidates {
+        let Some(raw) = non_empty(raw) else { continue };
+        match parse_time(field, raw) {
+            Ok(time) => return Ok(time),
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    Err(first_error.unwrap_or(ParseError::MissingField("timestamp")))
+}
+
+fn event_meta(
+    entry: &LogEntry,
+    payload: &AuditLog,
+    name: String,
+    content_id: Option<String>,
+) -> Result<EventMeta, ParseError> {
+    let id = non_empty(entry.insert_id.as_deref())
+        .map(str::to_string)
+        .or(content_id)
+        .ok_or(ParseError::MissingField("insertId"))?;
+    let time = entry_time(entry, payload)?;
     let authentication = payload.authentication_info.as_ref();
     let actor = non_empty(authentication.and_then(|info| info.principal_email.as_deref()))
         .or_else(|| non_empty(authentication.and_then(|info| info.principal_subject.as_deref())))
@@ -239,7 +338,7 @@ fn event_meta(entry: &LogEntry, payload: &AuditLog, name: String) -> Result<Even
         .filter(|principal| is_google_service_agent(principal))
         .map(|_| SERVICE_AGENT_AUTOMATION.to_string());
     Ok(EventMeta {
-        id: id.to_string(),
+        id,
         name,
         time,
         actor,

@@ -52,6 +52,10 @@ pub(super) struct LogEntry {
     pub log_name: Option<String>,
     #[serde(deserialize_with = "lenient")]
     pub timestamp: Option<String>,
+    /// When Cloud Logging received the entry: the time of a record shortened without
+    /// `timestamp`.
+    #[serde(alias = "receivetimestamp", deserialize_with = "lenient")]
+    pub receive_timestamp: Option<String>,
     #[serde(deserialize_with = "lenient")]
     pub proto_payload: Option<AuditLog>,
     #[serde(deserialize_with = "lenient")]
@@ -280,4 +284,74 @@ pub(super) struct FirewallAllowed {
     pub ip_protocol: Option<String>,
     #[serde(deserialize_with = "lenient_list")]
     pub ports: Vec<String>,
+}
+
+/// A Cloud SQL Admin request as the audit log writes it: the path parameters beside the body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(super) struct SqlRequest {
+    #[serde(deserialize_with = "lenient")]
+    pub project: Option<String>,
+    #[serde(deserialize_with = "lenient")]
+    pub instance: Option<String>,
+    #[serde(deserialize_with = "lenient")]
+    pub body: Option<SqlBody>,
+}
+
+/// The body of `instances.create`/`update` (a `DatabaseInstance`), `restoreBackup` and `clone`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(super) struct SqlBody {
+    #[serde(deserialize_with = "lenient")]
+    pub name: Option<String>,
+    #[serde(deserialize_with = "lenient")]
+    pub settings: Option<SqlSettings>,
+    #[serde(deserialize_with = "lenient")]
+    pub restore_backup_context: Option<RestoreBackupContext>,
+    /// The newer form: a backup resource name (`projects/<p>/backups/<id>`).
+    #[serde(deserialize_with = "lenient")]
+    pub backup: Option<String>,
+    #[serde(deserialize_with = "lenient")]
+    pub clone_context: Option<CloneContext>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(super) struct SqlSettings {
+    #[serde(deserialize_with = "lenient")]
+    pub ip_configuration: Option<IpConfiguration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(super) struct IpConfiguration {
+    #[serde(deserialize_with = "lenient")]
+    pub ipv4_enabled: Option<bool>,
+    #[serde(deserialize_with = "lenient_list")]
+    pub authorized_networks: Vec<AclEntry>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct AclEntry {
+    #[serde(deserialize_with = "lenient")]
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(super) struct RestoreBackupContext {
+    #[serde(deserialize_with = "lenient")]
+    pub project: Option<String>,
+    #[serde(deserialize_with = "lenient")]
+    pub instance_id: Option<String>,
+    /// An int64: logged as a string or a number.
+    pub backup_run_id: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(super) struct CloneContext {
+    #[serde(deserialize_with = "lenient")]
+    pub destination_instance_name: Option<String>,
 }

@@ -129,16 +129,134 @@ fn every_consumed_method_has_a_fact_extractor() {
 #[test]
 fn trigger_method_names_list_every_prefix_of_each_consumed_method() {
     let names = trigger_method_names();
-    assert_eq!(names.len(), CONSUMED_METHODS.len() * 4);
+    let compute = CONSUMED_METHODS
+        .iter()
+        .filter(|suffix| suffix.starts_with("compute."))
+        .count();
+    assert_eq!(
+        names.len(),
+        compute * 4 + (CONSUMED_METHODS.len() - compute)
+    );
     for suffix in CONSUMED_METHODS {
-        for prefix in ["v1.", "beta.", "alpha.", ""] {
-            assert!(
-                names.contains(&format!("{prefix}{suffix}")),
-                "{prefix}{suffix}"
-            );
+        if suffix.starts_with("compute.") {
+            for prefix in ["v1.", "beta.", "alpha.", ""] {
+                assert!(
+                    names.contains(&format!("{prefix}{suffix}")),
+                    "{prefix}{suffix}"
+                );
+            }
+        } else {
+            // Cloud SQL logs its methods without an API version.
+            assert!(names.contains(&suffix.to_string()), "{suffix}");
         }
     }
     assert!(names.iter().all(|name| is_consumed(name)));
+}
+
+// ---- Cloud SQL ------------------------------------------------------------------------------
+
+fn sql(name: &str) -> Resource {
+    Resource::new(
+        ResourceKind::Database,
+        format!("projects/acme-prod/instances/{name}"),
+    )
+}
+
+#[test]
+fn cloudsql_restore_backup_links_the_instance_to_the_backup_run() {
+    let parsed = event(fixture!("cloudsql_instances_restoreBackup"));
+    assert_eq!(parsed.meta.name, "cloudsql.instances.restoreBackup");
+    assert_eq!(parsed.meta.account, PROJECT);
+    assert_eq!(parsed.meta.region.as_deref(), Some("europe-west1"));
+    assert_eq!(
+        parsed.facts,
+        vec![Fact::RestoredFrom {
+            resource: sql("payroll-restore"),
+            snapshot: Resource::new(
+                ResourceKind::DbSnapshot,
+                "projects/acme-prod/instances/payroll-prod/backupRuns/1712966400123"
+            ),
+        }]
+    );
+    // The newer form names a backup resource; a numeric run id reads like a string one.
+    let newer = edited(fixture!("cloudsql_instances_restoreBackup"), |entry| {
+        entry["protoPayload"]["request"]["body"] =
+            serde_json::json!({"backup": "projects/acme-prod/backups/5e1a9c"});
+    });
+    assert_eq!(
+        facts(&newer),
+        vec![Fact::RestoredFrom {
+            resource: sql("payroll-restore"),
+            snapshot: Resource::new(
+                ResourceKind::DbSnapshot,
+                "projects/acme-prod/backups/5e1a9c"
+            ),
+        }]
+    );
+    let numeric = edited(fixture!("cloudsql_instances_restoreBackup"), |entry| {
+        entry["protoPayload"]["request"]["body"]["restoreBackupContext"]["backupRunId"] =
+            serde_json::json!(1712966400123_u64);
+    });
+    assert_eq!(
+        facts(&numeric),
+        facts(fixture!("cloudsql_instances_restoreBackup"))
+    );
+}
+
+#[test]
+fn cloudsql_clone_restores_the_source_data_into_the_new_instance() {
+    assert_eq!(
+        facts(fixture!("cloudsql_instances_clone")),
+        vec![Fact::RestoredFrom {
+            resource: sql("reporting-copy"),
+            snapshot: Resource::new(
+                ResourceKind::DbSnapshot,
+                "projects/acme-prod/instances/reporting/backups"
+            ),
+        }]
+    );
+}
+
+#[test]
+fn cloudsql_authorized_networks_are_a_public_endpoint() {
+    let endpoint = |name: &str, sources: &[&str]| Fact::PublicEndpoint {
+        resource: sql(name),
+        setting: "authorizedNetworks".to_string(),
+        sources: strings(sources),
+    };
+    assert_eq!(
+        facts(fixture!("cloudsql_instances_update_authorized_world")),
+        vec![endpoint("payroll-restore", &["0.0.0.0/0"])]
+    );
+    // The engine decides what is the internet; the parser states what was admitted.
+    assert_eq!(
+        facts(fixture!("cloudsql_instances_update_authorized_office")),
+        vec![endpoint("reporting-copy", &["203.0.113.0/24"])]
+    );
+    assert_eq!(
+        facts(fixture!("cloudsql_instances_create_public")),
+        vec![endpoint("payroll-restore", &["198.51.100.7/32", "::/0"])]
+    );
+    // No public IP: authorized networks admit nobody.
+    let private = edited(fixture!("cloudsql_instances_create_public"), |entry| {
+        entry["protoPayload"]["request"]["body"]["settings"]["ipConfiguration"]["ipv4Enabled"] =
+            serde_json::json!(false);
+    });
+    assert_eq!(facts(&private), vec![]);
+    // Without resourceName the request's project and instance name it.
+    let unnamed = edited(
+        fixture!("cloudsql_instances_update_authorized_world"),
+        |entry| {
+            entry["protoPayload"]
+                .as_object_mut()
+                .expect("protoPayload")
+                .remove("resourceName");
+        },
+    );
+    assert_eq!(
+        facts(&unnamed),
+        vec![endpoint("payroll-restore", &["0.0.0.0/0"])]
+    );
 }
 
 // ---- event metadata -------------------------------------------------------------------------
@@ -808,16 +926,80 @@ fn garbage_is_an_error() {
 }
 
 #[test]
-fn required_fields_are_reported_by_name() {
+fn entry_without_insert_id_gets_a_stable_content_id() {
+    let full = event(fixture!("snapshots_insert_v1"));
     let no_id = edited(fixture!("snapshots_insert_v1"), |entry| {
         entry.as_object_mut().expect("entry").remove("insertId");
     });
+    let parsed = event(&no_id);
+    assert!(parsed.meta.id.starts_with("sha256:"), "{}", parsed.meta.id);
+    assert_eq!(parsed.facts, full.facts);
+    assert_eq!(parsed.meta.time, full.meta.time);
+    // The same record with other key order and spacing is the same record.
+    let value: Value = serde_json::from_str(&no_id).expect("JSON");
+    let pretty = serde_json::to_string_pretty(&value).expect("JSON");
+    assert_eq!(event(&pretty).meta.id, parsed.meta.id);
+    // Another record gets another id.
+    let other = edited(&no_id, |entry| {
+        entry["receiveTimestamp"] = Value::from("2024-04-12T16:14:04Z");
+    });
+    assert_ne!(event(&other).meta.id, parsed.meta.id);
+    // An empty insertId is as good as none.
+    let empty = edited(fixture!("snapshots_insert_v1"), |entry| {
+        entry["insertId"] = Value::from(" ");
+    });
+    assert!(event(&empty).meta.id.starts_with("sha256:"));
+}
+
+#[test]
+fn entry_without_timestamp_takes_the_next_usable_time() {
+    let no_timestamp = edited(fixture!("snapshots_insert_v1"), |entry| {
+        entry.as_object_mut().expect("entry").remove("timestamp");
+    });
+    assert_eq!(
+        event(&no_timestamp).meta.time,
+        time("2024-04-12T16:14:03.874312093Z")
+    );
+    // No log times at all: the operation's insert time in the response.
+    let operation_only = edited(&no_timestamp, |entry| {
+        entry
+            .as_object_mut()
+            .expect("entry")
+            .remove("receiveTimestamp");
+    });
+    assert_eq!(
+        event(&operation_only).meta.time,
+        time("2024-04-12T16:14:03.512Z")
+    );
+    // An unreadable timestamp does not hide a readable receive time.
+    let bad_time = edited(fixture!("snapshots_insert_v1"), |entry| {
+        entry["timestamp"] = Value::from("yesterday");
+    });
+    assert_eq!(
+        event(&bad_time).meta.time,
+        time("2024-04-12T16:14:03.874312093Z")
+    );
+}
+
+#[test]
+fn required_fields_are_reported_by_name() {
+    let no_time_at_all = edited(fixture!("snapshots_insert_v1"), |entry| {
+        let object = entry.as_object_mut().expect("entry");
+        object.remove("timestamp");
+        object.remove("receiveTimestamp");
+        entry["protoPayload"]["response"] = Value::Null;
+    });
     assert!(matches!(
-        parse_entry(&no_id),
-        Err(ParseError::MissingField("insertId"))
+        parse_entry(&no_time_at_all),
+        Err(ParseError::MissingField("timestamp"))
     ));
     let bad_time = edited(fixture!("snapshots_insert_v1"), |entry| {
         entry["timestamp"] = Value::from("yesterday");
+        entry
+            .as_object_mut()
+            .expect("entry")
+            .remove("receiveTimestamp");
+        entry["protoPayload"]["response"] = Value::Null;
     });
     assert!(matches!(
         parse_entry(&bad_time),
@@ -944,8 +1126,8 @@ proptest::proptest! {
 
 // ---- the shared corpus of public samples ----------------------------------------------------
 
-/// What each public sample must parse to. Abridged samples that lack `insertId` are rejected
-/// by name: an event without its id could not be deduplicated.
+/// What each public sample must parse to. Samples that lack `insertId` get a content id;
+/// abridged samples that also lack every time field are rejected, naming `timestamp`.
 enum Expected {
     Event(usize),
     Skipped(Skip),
@@ -956,7 +1138,7 @@ enum Expected {
 fn corpus_expectation(file_name: &str) -> Option<Expected> {
     Some(match file_name {
         "compute.disks.setIamPolicy_grant_external_user_stratus_abridged.json" => {
-            Expected::Missing("insertId")
+            Expected::Missing("timestamp")
         }
         "compute.disks.setIamPolicy_panther.json" => Expected::Event(1),
         "compute.firewalls.insert_by_GKE_service_agent_abridged.json" => {
@@ -973,12 +1155,11 @@ fn corpus_expectation(file_name: &str) -> Option<Expected> {
         "compute.instances.insert_from_image_deployment_manager_elastic-integrations.json" => {
             Expected::Event(1)
         }
-        "compute.instances.insert_with_service_account_panther.json" => {
-            Expected::Missing("insertId")
-        }
+        // Abridged ("...") disks and interfaces: an event with nothing to link.
+        "compute.instances.insert_with_service_account_panther.json" => Expected::Event(0),
         "compute.snapshots.insert_panther.json" => Expected::Event(1),
         "compute.snapshots.setIamPolicy_grant_external_user_stratus_abridged.json" => {
-            Expected::Missing("insertId")
+            Expected::Missing("timestamp")
         }
         name if name.ends_with(".INVALID_JSON.txt") => Expected::InvalidJson,
         _ => return None,
@@ -1085,5 +1266,171 @@ fn public_samples_state_the_expected_facts() {
                 audience: Audience::Principals(strings(&["user:anonymized@example.com"])),
             }]
         );
+    }
+}
+
+// ---- sweep: every consumed method, in each payload variant the audit log writes -------------
+
+fn kinds(facts: &[Fact]) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for fact in facts {
+        if !out.contains(&fact.kind_name()) {
+            out.push(fact.kind_name());
+        }
+    }
+    out
+}
+
+fn read_fixture(name: &str) -> String {
+    let path = format!(
+        "{}/../../tests/fixtures/gcp/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Issue 10's sweep: for every consumed method, the facts its rules need come out of the entry
+/// as logged, and out of each half of the payload that documents them (an exporter or a sink
+/// filter may drop `request` or `response`). Columns: fixture, kinds as logged, with only
+/// `request`, with only `response`.
+#[test]
+fn every_consumed_method_states_its_rule_facts_in_each_payload_variant() {
+    type Row = (
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+        &'static [&'static str],
+    );
+    const SHARED: &[&str] = &["snapshot_shared"];
+    const INGRESS: &[&str] = &["ingress_opened"];
+    let table: &[Row] = &[
+        (
+            "snapshots_insert_v1",
+            &["snapshot_created"],
+            &["snapshot_created"],
+            &["snapshot_created"],
+        ),
+        // The operation in the response targets the disk: without the request the snapshot's
+        // name is unknown, and the entry is rejected naming the field.
+        (
+            "disks_createSnapshot_beta",
+            &["snapshot_created"],
+            &["snapshot_created"],
+            &["rejected: protoPayload.request.name"],
+        ),
+        ("snapshots_setIamPolicy_allUsers", SHARED, SHARED, SHARED),
+        (
+            "snapshots_setIamPolicy_external_user",
+            SHARED,
+            SHARED,
+            SHARED,
+        ),
+        ("images_setIamPolicy_domain", SHARED, SHARED, SHARED),
+        ("disks_setIamPolicy_mixed_members", SHARED, SHARED, SHARED),
+        // Regional disks log the zonal shapes under `regions/…`.
+        (
+            "regionDisks_setIamPolicy_mixed_members",
+            SHARED,
+            SHARED,
+            SHARED,
+        ),
+        (
+            "regionDisks_createSnapshot_beta",
+            &["snapshot_created"],
+            &["snapshot_created"],
+            &["rejected: protoPayload.request.name"],
+        ),
+        (
+            "regionDisks_insert_from_snapshot",
+            &["restored_from"],
+            &["restored_from"],
+            &[],
+        ),
+        (
+            "disks_insert_from_snapshot",
+            &["restored_from"],
+            &["restored_from"],
+            &[],
+        ),
+        (
+            "images_insert_from_snapshot",
+            &["image_registered"],
+            &["image_registered"],
+            &[],
+        ),
+        (
+            "instances_insert_beta_restore",
+            &["restored_from", "uses", "network_member"],
+            &["restored_from", "uses", "network_member"],
+            &[],
+        ),
+        ("instances_attachDisk", &["uses"], &["uses"], &[]),
+        ("firewalls_insert_ssh_world", INGRESS, INGRESS, &[]),
+        ("firewalls_patch_no_network", INGRESS, INGRESS, &[]),
+        (
+            "cloudsql_instances_restoreBackup",
+            &["restored_from"],
+            &["restored_from"],
+            &[],
+        ),
+        (
+            "cloudsql_instances_clone",
+            &["restored_from"],
+            &["restored_from"],
+            &[],
+        ),
+        (
+            "cloudsql_instances_update_authorized_world",
+            &["public_endpoint"],
+            &["public_endpoint"],
+            &[],
+        ),
+        (
+            "cloudsql_instances_create_public",
+            &["public_endpoint"],
+            &["public_endpoint"],
+            &[],
+        ),
+    ];
+    let mut failures = Vec::new();
+    let mut covered = Vec::new();
+    for (name, full, request_only, response_only) in table {
+        let raw = read_fixture(name);
+        let strip = |field: &str| {
+            edited(&raw, |entry| {
+                if let Some(payload) = entry["protoPayload"].as_object_mut() {
+                    payload.remove(field);
+                }
+            })
+        };
+        let variants = [
+            ("as logged", raw.clone(), *full),
+            ("request only", strip("response"), *request_only),
+            ("response only", strip("request"), *response_only),
+        ];
+        for (variant, record, want) in variants {
+            match parse_entry(&record) {
+                Ok(Parsed::Event(parsed)) => {
+                    if variant == "as logged" {
+                        covered.push(consumed_suffix(&parsed.meta.name).unwrap_or_default());
+                    }
+                    let got = kinds(&parsed.facts);
+                    if got != want {
+                        failures.push(format!("{name} ({variant}): {got:?}, want {want:?}"));
+                    }
+                }
+                Err(ParseError::MissingField(field))
+                    if want == [format!("rejected: {field}").as_str()] => {}
+                other => failures.push(format!("{name} ({variant}): {other:?}")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    for suffix in CONSUMED_METHODS {
+        // firewalls.update shares the patch shape; its own test covers the REST spelling.
+        if *suffix == "compute.firewalls.update" {
+            continue;
+        }
+        assert!(covered.contains(suffix), "{suffix}: no row in the sweep");
     }
 }
