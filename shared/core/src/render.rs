@@ -11,6 +11,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
+pub mod ocsf;
+
 /// The finding JSON of DESIGN section 4, one line (this is the SNS message body and the CLI's jsonl).
 ///
 /// Display hazards serde_json leaves raw (DEL, C1 controls such as NEL, U+2028 / U+2029, bidi
@@ -28,7 +30,7 @@ pub fn finding_json(f: &Finding) -> String {
 
 /// serde_json escapes C0 controls itself, and outside strings its output is ASCII, so every
 /// hazard left is inside a string literal, where a `\uXXXX` escape means the same character.
-fn json_escape_hazards(json: String) -> String {
+pub(crate) fn json_escape_hazards(json: String) -> String {
     if !json.chars().any(is_display_hazard) {
         return json;
     }
