@@ -10,6 +10,7 @@ locals {
       SNAPWATCH_WINDOW_DAYS        = tostring(var.window_days)
       SNAPWATCH_ADMIN_PORTS        = join(",", [for port in var.admin_ports : tostring(port)])
       SNAPWATCH_MIN_SEVERITY       = var.min_severity
+      SNAPWATCH_SNS_FORMAT         = var.sns_format
       RUST_LOG                     = var.log_level
     },
     # A reference to the secret, never the URL.

@@ -549,6 +549,7 @@ def test_function_runtime_tracing_concurrency_and_environment(deployed: dict) ->
     assert environment["SNAPWATCH_WINDOW_DAYS"] == "30"
     assert environment["SNAPWATCH_ADMIN_PORTS"] == "22,3389"
     assert environment["SNAPWATCH_MIN_SEVERITY"] == "medium"
+    assert environment["SNAPWATCH_SNS_FORMAT"] == "finding"
     assert not [value for value in environment.values() if "hooks.slack.com" in value], "a webhook URL in plain env"
     concurrency = lambda_client.get_function_concurrency(FunctionName=deployed["function_name"])
     assert concurrency["ReservedConcurrentExecutions"] == 10

@@ -90,6 +90,7 @@ struct BaselineArgs {
 pub enum OutputFormat {
     Text,
     Jsonl,
+    Ocsf,
 }
 
 fn main() -> ExitCode {

@@ -76,6 +76,7 @@ impl AlertSink for StdoutSink {
         let mut rendered = match self.format {
             OutputFormat::Jsonl => render::finding_json(finding),
             OutputFormat::Text => render::text(finding),
+            OutputFormat::Ocsf => render::ocsf::detection_finding_json(finding),
         };
         rendered.push('\n');
         let mut broken = self.broken.lock().map_err(|_| SinkError::Permanent {
