@@ -171,7 +171,11 @@ fn resource(f: &Finding, id: &str) -> Value {
     if let Some(kind) = resource_type(f.cloud, id) {
         out.insert("type".into(), json!(kind));
     }
-    let region = arn_field(id, 3).or(f.region.as_deref());
+    // The id's own region when it names one (ARN field, GCP `zones/…` or `regions/…`).
+    let region = arn_field(id, 3)
+        .map(str::to_owned)
+        .or_else(|| gcp_region(id))
+        .or_else(|| f.region.clone());
     if let Some(region) = region {
         out.insert("region".into(), json!(region));
     }
@@ -200,6 +204,24 @@ fn arn_field(id: &str, n: usize) -> Option<&str> {
         return None;
     }
     id.splitn(6, ':').nth(n).filter(|v| !v.is_empty())
+}
+
+/// A GCP path's region: `regions/R/…` gives R, `zones/us-central1-a/…` gives `us-central1`.
+fn gcp_region(id: &str) -> Option<String> {
+    let mut parts = id.split('/');
+    while let Some(part) = parts.next() {
+        match (part, parts.clone().next()) {
+            ("regions", Some(region)) if !region.is_empty() => return Some(region.to_owned()),
+            ("zones", Some(zone)) => {
+                return zone
+                    .rsplit_once('-')
+                    .map(|(region, _)| region.to_owned())
+                    .filter(|region| !region.is_empty())
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The AWS partition, from the first ARN the finding holds; `aws` when it holds none.
@@ -517,15 +539,31 @@ mod tests {
             Some("compute.googleapis.com/Snapshot")
         );
         assert_eq!(resource_type(Cloud::Gcp, "x"), None);
+        assert_eq!(
+            gcp_region("projects/p/zones/us-central1-a/disks/d").as_deref(),
+            Some("us-central1")
+        );
+        assert_eq!(
+            gcp_region("projects/p/regions/europe-west4/disks/d").as_deref(),
+            Some("europe-west4")
+        );
+        assert_eq!(gcp_region("projects/p/global/snapshots/s"), None);
         let mut gcp = aws_finding();
         gcp.cloud = Cloud::Gcp;
         gcp.account = "northwind-prod".into();
-        gcp.resources = vec!["projects/northwind-prod/global/networks/prod-vpc".into()];
+        gcp.region = None;
+        gcp.resources = vec![
+            "projects/northwind-prod/global/networks/prod-vpc".into(),
+            "projects/northwind-prod/zones/us-central1-a/instances/scratch-7".into(),
+        ];
         let v = detection_finding(&gcp);
         assert_eq!(v["cloud"]["provider"], "GCP");
         assert_eq!(v["cloud"]["account"]["type"], "GCP Project");
         assert!(v["resources"][0].get("cloud_partition").is_none());
         assert_eq!(v["resources"][0]["type"], "compute.googleapis.com/Network");
+        assert!(v["resources"][0].get("region").is_none());
+        assert_eq!(v["resources"][1]["region"], "us-central1");
+        assert!(v["cloud"].get("region").is_none());
     }
 
     #[test]
