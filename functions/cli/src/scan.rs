@@ -115,7 +115,7 @@ struct Scanner<'d, S> {
 impl<S: StateStore> Scanner<'_, S> {
     fn record(&mut self, outcome: RecordOutcome<'_>, source: &str, unit: &str, line: usize) {
         self.report.records += 1;
-        if self.report.records % 16_384 == 0 {
+        if self.report.records.is_multiple_of(16_384) {
             self.progress.set_message(format!(
                 "{} records, {} chain events",
                 self.report.records, self.report.events
