@@ -198,7 +198,7 @@ fn read_lines<R: Read>(
         }
         emit_line(source, &buf, line_no, handler);
         line_no += 1;
-        if line_no.is_multiple_of(65_536) {
+        if line_no % 65_536 == 0 {
             handler.progress(reader.get_ref().bytes);
         }
     }
