@@ -71,7 +71,7 @@ test-infra:
 		echo "checkov $$module"; \
 		$(TOOLS)/checkov/bin/checkov -d $$module --framework terraform --skip-download --compact --quiet || exit 1; \
 	done
-	tests/servers/with-servers.sh $(TOOLS)/venv/bin/python -m pytest -q tests/infra
+	tests/servers/with-servers.sh $(TOOLS)/venv/bin/python -m pytest -q tests/infra tests/formats
 
 bench:
 	BENCH_RECORDS=$(BENCH_RECORDS) BENCH_DIR=$(BENCH_DIR) bash tests/bench/run.sh
@@ -98,7 +98,7 @@ tools: $(TOOLS)/venv/.done $(TOOLS)/checkov/.done $(TOOLS)/node/.done $(TOOLS)/c
 
 $(TOOLS)/venv/.done:
 	python3 -m venv $(TOOLS)/venv
-	$(TOOLS)/venv/bin/pip install -q --disable-pip-version-check 'moto[server]==5.*' 'cargo-lambda' 'python-hcl2' 'boto3' 'pytest'
+	$(TOOLS)/venv/bin/pip install -q --disable-pip-version-check 'moto[server]==5.*' 'cargo-lambda' 'python-hcl2' 'boto3' 'pytest' 'py-ocsf-models==0.10.0'
 	touch $@
 
 # checkov gets its own venv: it and python-hcl2 overwrite each other's `hcl2` package.

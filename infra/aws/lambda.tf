@@ -11,6 +11,7 @@ locals {
       SNAPWATCH_ADMIN_PORTS        = join(",", [for port in var.admin_ports : tostring(port)])
       SNAPWATCH_MIN_SEVERITY       = var.min_severity
       SNAPWATCH_SECURITYHUB        = var.security_hub_enabled ? "on" : "off"
+      SNAPWATCH_SNS_FORMAT         = var.sns_format
       RUST_LOG                     = var.log_level
     },
     # A reference to the secret, never the URL.

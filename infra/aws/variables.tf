@@ -135,6 +135,17 @@ variable "min_severity" {
   }
 }
 
+variable "sns_format" {
+  description = "SNS message body: finding (the snapwatch finding JSON) or ocsf (an OCSF 1.5.0 Detection Finding, for subscribers that load Security Lake or a SIEM)."
+  type        = string
+  default     = "finding"
+
+  validation {
+    condition     = contains(["finding", "ocsf"], var.sns_format)
+    error_message = "sns_format must be finding or ocsf."
+  }
+}
+
 variable "organization_id" {
   description = "Organization mode: the AWS Organizations id (o-…) whose accounts forward their events to a central event bus created here, where the detector's rule runs. Null: the rule watches this account's default bus in this region."
   type        = string

@@ -591,6 +591,7 @@ def test_function_runtime_tracing_concurrency_and_environment(deployed: dict) ->
     assert environment["SNAPWATCH_ADMIN_PORTS"] == "22,3389"
     assert environment["SNAPWATCH_MIN_SEVERITY"] == "medium"
     assert environment["SNAPWATCH_SECURITYHUB"] == "on"
+    assert environment["SNAPWATCH_SNS_FORMAT"] == "finding"
     assert not [value for value in environment.values() if "hooks.slack.com" in value], "a webhook URL in plain env"
     concurrency = lambda_client.get_function_concurrency(FunctionName=deployed["function_name"])
     assert concurrency["ReservedConcurrentExecutions"] == 10
@@ -836,6 +837,23 @@ def test_baseline_enabled_without_its_zip_names_the_variable(module_root: tuple[
     )
     assert result.returncode != 0, "plan accepted baseline_enabled without baseline_zip_path"
     assert "baseline_zip_path is required when baseline_enabled is true" in result.stderr, result.stderr
+
+
+def test_sns_format_takes_finding_or_ocsf_and_a_typo_names_the_variable(module_root: tuple[Path, list[str]]) -> None:
+    # The applied environment (SNAPWATCH_SNS_FORMAT) is checked on the deployment above; the
+    # plan cannot show it, as the map holds values known only after apply.
+    workdir, variables = module_root
+    assert "aws_lambda_function.detector" in planned_addresses(workdir, [*variables, "-var=sns_format=ocsf"])
+    result = subprocess.run(
+        [terraform_binary(), "plan", "-input=false", "-no-color", *variables, "-var=sns_format=json"],
+        cwd=workdir,
+        env=terraform_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0, "plan accepted sns_format=json"
+    assert "sns_format must be finding or ocsf" in result.stderr, result.stderr
 
 
 class PatternRouter:

@@ -38,10 +38,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             aws_sdk_sqs::Client::new(&sdk),
             &settings.dead_letter_queue_url,
         ),
-        sns: settings
-            .sns_topic_arn
-            .as_ref()
-            .map(|arn| SnsSink::new(aws_sdk_sns::Client::new(&sdk), arn)),
+        sns: settings.sns_topic_arn.as_ref().map(|arn| {
+            SnsSink::new(aws_sdk_sns::Client::new(&sdk), arn).with_format(settings.sns_format)
+        }),
         slack,
         securityhub,
         clock: Arc::new(SystemClock),

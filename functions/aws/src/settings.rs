@@ -11,6 +11,8 @@ pub mod env {
     pub const SLACK_WEBHOOK_URL: &str = "SNAPWATCH_SLACK_WEBHOOK_URL";
     pub const ALLOW_PLAINTEXT_WEBHOOK: &str = "SNAPWATCH_ALLOW_PLAINTEXT_WEBHOOK";
     pub const DEAD_LETTER_QUEUE_URL: &str = "SNAPWATCH_DEAD_LETTER_QUEUE_URL";
+    /// SNS message body: `finding` (the finding JSON, default) or `ocsf`.
+    pub const SNS_FORMAT: &str = "SNAPWATCH_SNS_FORMAT";
     /// Baseline function only: comma-separated regions to list (default: the function's own).
     pub const BASELINE_REGIONS: &str = "SNAPWATCH_BASELINE_REGIONS";
     /// Set by Lambda: the function's own region.
@@ -42,11 +44,36 @@ impl std::fmt::Debug for SlackWebhookSource {
     }
 }
 
+/// What an SNS message body carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SnsFormat {
+    /// The finding JSON (README "Finding JSON").
+    #[default]
+    Finding,
+    /// An OCSF Detection Finding, for subscribers that load Security Lake or a SIEM.
+    Ocsf,
+}
+
+impl SnsFormat {
+    fn from_setting(get: &impl Fn(&str) -> Option<String>) -> Result<SnsFormat, ConfigError> {
+        match get(env::SNS_FORMAT).as_deref() {
+            None | Some("finding") => Ok(SnsFormat::Finding),
+            Some("ocsf") => Ok(SnsFormat::Ocsf),
+            Some(other) => Err(ConfigError {
+                name: env::SNS_FORMAT.into(),
+                value: other.into(),
+                reason: "expected finding or ocsf".into(),
+            }),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub detector: Config,
     pub table_name: String,
     pub sns_topic_arn: Option<String>,
+    pub sns_format: SnsFormat,
     pub slack_webhook: Option<SlackWebhookSource>,
     /// Where events that cannot be parsed are kept.
     pub dead_letter_queue_url: String,
@@ -78,6 +105,7 @@ impl Settings {
             detector,
             table_name,
             sns_topic_arn,
+            sns_format: SnsFormat::from_setting(&get)?,
             slack_webhook,
             dead_letter_queue_url,
             securityhub: security_hub(&get)?,
@@ -189,6 +217,7 @@ pub struct BaselineSettings {
     pub detector: Config,
     pub table_name: String,
     pub sns_topic_arn: Option<String>,
+    pub sns_format: SnsFormat,
     pub slack_webhook: Option<SlackWebhookSource>,
     pub regions: Vec<String>,
     /// `AWS_ENDPOINT_URL`, for local servers.
@@ -253,6 +282,7 @@ impl BaselineSettings {
             detector,
             table_name,
             sns_topic_arn,
+            sns_format: SnsFormat::from_setting(&get)?,
             slack_webhook,
             regions,
             endpoint_url: get(env::AWS_ENDPOINT_URL),
@@ -307,6 +337,33 @@ mod tests {
             ))
         );
         assert_eq!(s.detector.chain.window_days, 7);
+        assert_eq!(s.sns_format, SnsFormat::Finding);
+    }
+
+    #[test]
+    fn sns_format_is_finding_or_ocsf_and_a_typo_names_the_variable() {
+        let mut vars = BASE.to_vec();
+        vars.push((env::SNS_TOPIC_ARN, "arn"));
+        vars.push((env::SNS_FORMAT, "ocsf"));
+        assert_eq!(settings(&vars).unwrap().sns_format, SnsFormat::Ocsf);
+        vars.pop();
+        vars.push((env::SNS_FORMAT, " finding "));
+        assert_eq!(settings(&vars).unwrap().sns_format, SnsFormat::Finding);
+        vars.pop();
+        vars.push((env::SNS_FORMAT, "OCSF-1.5"));
+        let err = settings(&vars).unwrap_err();
+        assert_eq!(err.name, env::SNS_FORMAT);
+        assert!(err.reason.contains("ocsf"), "{err}");
+        let baseline_vars = [
+            (env::TABLE_NAME, "t"),
+            (env::SNS_TOPIC_ARN, "arn"),
+            (env::AWS_REGION, "eu-west-1"),
+            (env::SNS_FORMAT, "ocsf"),
+        ];
+        assert_eq!(
+            baseline(&baseline_vars).unwrap().sns_format,
+            SnsFormat::Ocsf
+        );
     }
 
     #[test]

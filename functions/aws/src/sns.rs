@@ -1,5 +1,6 @@
-//! SNS [`AlertSink`]: the finding JSON as the message, the core's subject, and the message
-//! attributes `rule`, `severity`, `cloud` that subscription filter policies match on.
+//! SNS [`AlertSink`]: the finding JSON (or, with `SNAPWATCH_SNS_FORMAT=ocsf`, an OCSF Detection
+//! Finding) as the message, the core's subject, and the message attributes `rule`, `severity`,
+//! `cloud` that subscription filter policies match on.
 
 use aws_sdk_sns::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sns::types::MessageAttributeValue;
@@ -7,6 +8,8 @@ use aws_sdk_sns::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use snapwatch_core::ports::{AlertSink, SinkError};
 use snapwatch_core::{render, Finding};
+
+use crate::settings::SnsFormat;
 
 const SINK: &str = "sns";
 
@@ -26,6 +29,7 @@ const RETRYABLE_CODES: &[&str] = &[
 pub struct SnsSink {
     client: Client,
     topic_arn: String,
+    format: SnsFormat,
 }
 
 impl SnsSink {
@@ -33,6 +37,20 @@ impl SnsSink {
         SnsSink {
             client,
             topic_arn: topic_arn.into(),
+            format: SnsFormat::Finding,
+        }
+    }
+
+    /// The message body subscribers get; the subject and attributes stay the same.
+    pub fn with_format(mut self, format: SnsFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    fn message(&self, finding: &Finding) -> String {
+        match self.format {
+            SnsFormat::Finding => render::sns_message(finding),
+            SnsFormat::Ocsf => render::ocsf::detection_finding_json(finding),
         }
     }
 }
@@ -48,7 +66,7 @@ impl AlertSink for SnsSink {
             .publish()
             .topic_arn(&self.topic_arn)
             .subject(render::sns_subject(finding))
-            .message(render::sns_message(finding));
+            .message(self.message(finding));
         for (name, value) in render::sns_attributes(finding) {
             let attribute = MessageAttributeValue::builder()
                 .data_type("String")

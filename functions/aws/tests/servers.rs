@@ -9,6 +9,7 @@ use snapwatch_aws::clients::RequestCounter;
 use snapwatch_aws::dead_letter::SqsDeadLetter;
 use snapwatch_aws::dynamo::DynamoStore;
 use snapwatch_aws::handler::{App, HandlerError, Status};
+use snapwatch_aws::settings::SnsFormat;
 use snapwatch_aws::sns::SnsSink;
 use snapwatch_core::memory::MemoryStore;
 use snapwatch_core::ports::{FixedClock, StateStore};
@@ -421,4 +422,42 @@ async fn fact_item_sizes(store: &DynamoStore) -> (usize, usize, usize) {
             return (items, total, largest);
         }
     }
+}
+
+#[tokio::test]
+async fn with_sns_format_ocsf_subscribers_get_an_ocsf_detection_finding() {
+    let sdk = local_sdk(&server_endpoint(MOTO)).await;
+    let topic = AlertTopic::create(&sdk).await;
+    let mut config = Config::default();
+    config.alerts.min_severity = Severity::Critical;
+    let app: App<DynamoStore, RecordingDeadLetter, SnsSink, SlackSink> = App {
+        store: new_store(MOTO, None).await,
+        config,
+        dead_letter: RecordingDeadLetter::default(),
+        sns: Some(SnsSink::new(topic.sns.clone(), &topic.topic_arn).with_format(SnsFormat::Ocsf)),
+        slack: None,
+        clock: Arc::new(FixedClock(fixture_now())),
+    };
+    for raw in single_instance_chain() {
+        app.handle(&raw).await.expect("handled");
+    }
+    let messages = topic.findings().await;
+    assert_eq!(messages.len(), 1, "one SNS message: {messages:#?}");
+    let ocsf = &messages[0];
+    assert_eq!(ocsf["class_uid"], 2004);
+    assert_eq!(ocsf["type_uid"], 200401);
+    assert_eq!(
+        ocsf["metadata"]["version"],
+        snapwatch_core::render::ocsf::OCSF_VERSION
+    );
+    assert_eq!(
+        ocsf["finding_info"]["types"],
+        serde_json::json!(["chain.exposed-restore"])
+    );
+    assert_eq!(ocsf["severity_id"], 5);
+    assert_eq!(ocsf["cloud"]["provider"], "AWS");
+    assert_eq!(
+        ocsf["unmapped"]["snapshot"], "snap-0f1e2d3c4b5a69788",
+        "{ocsf:#}"
+    );
 }

@@ -103,6 +103,8 @@ pub enum OutputFormat {
     Jsonl,
     /// One self-contained HTML page (`scan` only), written when every finding is known.
     Html,
+    /// One OCSF 1.5.0 Detection Finding per line.
+    Ocsf,
 }
 
 fn main() -> ExitCode {

@@ -137,6 +137,7 @@ impl AlertSink for StdoutSink {
                     message: "an HTML report is written as one page".into(),
                 })
             }
+            OutputFormat::Ocsf => render::ocsf::detection_finding_json(finding),
         };
         rendered.push('\n');
         self.write(&rendered)

@@ -105,6 +105,7 @@ fn a_full_disk_on_stdout_loses_no_finding() {
     }
     failed_stdout_keeps_findings_for_the_rerun(dev_full, "jsonl");
     failed_stdout_keeps_findings_for_the_rerun(dev_full, "text");
+    failed_stdout_keeps_findings_for_the_rerun(dev_full, "ocsf");
 }
 
 #[test]

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use std::fmt::Write as _;
 
 pub mod asff;
+pub mod ocsf;
 
 /// The finding JSON of DESIGN section 4, one line (this is the SNS message body and the CLI's jsonl).
 ///
@@ -30,7 +31,7 @@ pub fn finding_json(f: &Finding) -> String {
 
 /// serde_json escapes C0 controls itself, and outside strings its output is ASCII, so every
 /// hazard left is inside a string literal, where a `\uXXXX` escape means the same character.
-fn json_escape_hazards(json: String) -> String {
+pub(crate) fn json_escape_hazards(json: String) -> String {
     if !json.chars().any(is_display_hazard) {
         return json;
     }

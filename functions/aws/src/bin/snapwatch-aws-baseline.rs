@@ -46,10 +46,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         config: settings.detector.clone(),
         lister,
         regions: settings.regions.clone(),
-        sns: settings
-            .sns_topic_arn
-            .as_ref()
-            .map(|arn| SnsSink::new(aws_sdk_sns::Client::new(&sdk), arn)),
+        sns: settings.sns_topic_arn.as_ref().map(|arn| {
+            SnsSink::new(aws_sdk_sns::Client::new(&sdk), arn).with_format(settings.sns_format)
+        }),
         slack,
         securityhub,
         clock: Arc::new(SystemClock),
