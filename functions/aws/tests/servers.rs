@@ -436,6 +436,7 @@ async fn with_sns_format_ocsf_subscribers_get_an_ocsf_detection_finding() {
         dead_letter: RecordingDeadLetter::default(),
         sns: Some(SnsSink::new(topic.sns.clone(), &topic.topic_arn).with_format(SnsFormat::Ocsf)),
         slack: None,
+        securityhub: None,
         clock: Arc::new(FixedClock(fixture_now())),
     };
     for raw in single_instance_chain() {
