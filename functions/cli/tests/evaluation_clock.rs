@@ -272,3 +272,45 @@ fn one_scan_over_a_year_keeps_about_one_window_of_facts() {
         "facts of eleven months ago are still held"
     );
 }
+
+/// An HTML report is one page however many intervals the scan evaluated: a finding from an
+/// interval long before the end is on it, once, and the second scan with the same state has
+/// nothing left to show.
+#[test]
+fn an_html_report_holds_the_findings_of_every_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("trail.jsonl");
+    let snap = "snap-0a1b2c3d4e5f60718";
+    write_lines(
+        &file,
+        &[
+            share("e-share", at(0, 0), OWN, "mallory", snap, OUTSIDE),
+            make_public("e-public", at(120, 0), OTHER_OWN, "mallory", snap),
+            open_ssh(
+                "e-later",
+                at(400, 0),
+                OTHER_OWN,
+                "eu-west-1",
+                "ops",
+                "sg-0fedcba9876543210",
+            ),
+        ],
+    );
+    let state = dir.path().join("state.db");
+    let (state, file) = (state.display().to_string(), file.display().to_string());
+    let html = |expected: usize| {
+        let out = snapwatch(&["scan", "--format", "html", "--state", &state, &file]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let page = String::from_utf8_lossy(&out.stdout).to_string();
+        assert_eq!(page.matches("<!DOCTYPE html>").count(), 1, "one page");
+        assert!(
+            page.contains(&format!("data-findings=\"{expected}\"")),
+            "{expected} findings: {stderr}"
+        );
+        page
+    };
+    let page = html(2);
+    assert!(page.contains("snapshot.shared-external") && page.contains("snapshot.public"));
+    html(0);
+}
