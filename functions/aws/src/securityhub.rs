@@ -11,12 +11,9 @@
 //! retryable (the engine releases the claim and the event is retried); any other error code
 //! is a permanent rejection with Security Hub's code and message (the engine reports it).
 
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use serde::Deserialize;
+use snapwatch_aws_inventory::signing::{signed_post_headers, CachedCredentials};
 use snapwatch_aws_inventory::{RetryPolicy, SnapshotLister};
 use snapwatch_core::ports::{AlertSink, Clock, SinkError};
 use snapwatch_core::render::asff::{self, AsffTarget};
@@ -28,7 +25,6 @@ use std::time::{Duration, SystemTime};
 const SINK: &str = "securityhub";
 const SIGNING_NAME: &str = "securityhub";
 const JSON_CONTENT_TYPE: &str = "application/json";
-const CREDENTIALS_REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
 /// Error codes (of the HTTP error or of a `FailedFindings` entry) after which the same import
 /// may succeed later.
@@ -80,8 +76,7 @@ pub enum CallError {
 #[derive(Clone)]
 pub struct SecurityHubClient {
     http: reqwest::Client,
-    credentials: SharedCredentialsProvider,
-    cached_credentials: Arc<tokio::sync::Mutex<Option<Credentials>>>,
+    credentials: CachedCredentials,
     endpoint: reqwest::Url,
     region: String,
 }
@@ -110,8 +105,7 @@ impl SecurityHubClient {
         }
         Ok(SecurityHubClient {
             http,
-            credentials,
-            cached_credentials: Arc::new(tokio::sync::Mutex::new(None)),
+            credentials: CachedCredentials::new(credentials),
             endpoint,
             region: region.to_string(),
         })
@@ -127,9 +121,21 @@ impl SecurityHubClient {
         let mut url = self.endpoint.clone();
         let base = url.path().trim_end_matches('/').to_string();
         url.set_path(&format!("{base}{path}"));
-        let credentials = self.credentials().await?;
-        let headers = signed_headers(&credentials, &self.region, &url, body, SystemTime::now())
-            .map_err(|e| CallError::Signing(e.to_string()))?;
+        let credentials = self
+            .credentials
+            .get()
+            .await
+            .map_err(|e| CallError::Credentials(e.to_string()))?;
+        let headers = signed_post_headers(
+            &credentials,
+            SIGNING_NAME,
+            &self.region,
+            &url,
+            JSON_CONTENT_TYPE,
+            body,
+            SystemTime::now(),
+        )
+        .map_err(|e| CallError::Signing(e.to_string()))?;
         let mut request = self
             .http
             .post(url)
@@ -143,60 +149,6 @@ impl SecurityHubClient {
         let text = response.text().await?;
         Ok((status, text))
     }
-
-    /// Current credentials, refreshed only when missing or about to expire (the providers
-    /// aws-config hands out do not cache by themselves).
-    async fn credentials(&self) -> Result<Credentials, CallError> {
-        let mut cached = self.cached_credentials.lock().await;
-        if let Some(credentials) = cached.as_ref() {
-            let fresh = credentials.expiry().is_none_or(|expiry| {
-                expiry
-                    .duration_since(SystemTime::now())
-                    .is_ok_and(|left| left > CREDENTIALS_REFRESH_MARGIN)
-            });
-            if fresh {
-                return Ok(credentials.clone());
-            }
-        }
-        let credentials = self
-            .credentials
-            .provide_credentials()
-            .await
-            .map_err(|e| CallError::Credentials(e.to_string()))?;
-        *cached = Some(credentials.clone());
-        Ok(credentials)
-    }
-}
-
-/// SigV4 headers for a JSON POST: `content-type`, `host`, `x-amz-date` and the body's hash signed.
-fn signed_headers(
-    credentials: &Credentials,
-    region: &str,
-    url: &reqwest::Url,
-    body: &str,
-    time: SystemTime,
-) -> Result<Vec<(&'static str, String)>, Box<dyn std::error::Error + Send + Sync>> {
-    let identity: Identity = credentials.clone().into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name(SIGNING_NAME)
-        .time(time)
-        .settings(SigningSettings::default())
-        .build()?
-        .into();
-    let request = SignableRequest::new(
-        "POST",
-        url.as_str(),
-        std::iter::once(("content-type", JSON_CONTENT_TYPE)),
-        SignableBody::Bytes(body.as_bytes()),
-    )?;
-    let (instructions, _signature) = sign(request, &params)?.into_parts();
-    let (headers, _query) = instructions.into_parts();
-    Ok(headers
-        .into_iter()
-        .map(|h| (h.name(), h.value().to_string()))
-        .collect())
 }
 
 #[derive(Debug, Deserialize)]
@@ -489,8 +441,9 @@ mod tests {
             regional_endpoint("cn-north-1"),
             "https://securityhub.cn-north-1.amazonaws.com.cn"
         );
-        let credentials =
-            SharedCredentialsProvider::new(Credentials::new("a", "b", None, None, "t"));
+        let credentials = SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
+            "a", "b", None, None, "t",
+        ));
         assert!(SecurityHubClient::new(
             reqwest::Client::new(),
             credentials.clone(),

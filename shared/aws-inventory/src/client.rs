@@ -5,23 +5,16 @@
 //! compile time.
 
 use crate::error::{classify_code, CodeClass, InventoryError, TransportError};
+use crate::signing::{signed_post_headers, CachedCredentials};
 use crate::xml;
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tracing::Instrument;
 
 const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
-
-/// Credentials are refreshed this long before they expire, so a signed request never carries
-/// credentials that expire in flight.
-const CREDENTIALS_REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
 /// The AWS services this crate talks to, each with its Query-API version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -115,8 +108,7 @@ fn random_fraction_of(limit: Duration) -> Duration {
 #[derive(Clone)]
 pub struct QueryClient {
     http: reqwest::Client,
-    credentials: SharedCredentialsProvider,
-    cached_credentials: Arc<tokio::sync::Mutex<Option<Credentials>>>,
+    credentials: CachedCredentials,
     endpoint_url: Option<String>,
     retry: RetryPolicy,
 }
@@ -152,8 +144,7 @@ impl QueryClient {
     ) -> Self {
         QueryClient {
             http,
-            credentials,
-            cached_credentials: Arc::new(tokio::sync::Mutex::new(None)),
+            credentials: CachedCredentials::new(credentials),
             endpoint_url,
             retry: RetryPolicy::default(),
         }
@@ -272,28 +263,11 @@ impl QueryClient {
         Ok(url)
     }
 
-    /// Current credentials, refreshed through the provider only when missing or about to
-    /// expire: the providers aws-config hands out do not cache by themselves (the SDK clients
-    /// do), and a listing makes thousands of calls.
     async fn credentials(&self) -> Result<Credentials, InventoryError> {
-        let mut cached = self.cached_credentials.lock().await;
-        if let Some(credentials) = cached.as_ref() {
-            let fresh = credentials.expiry().is_none_or(|expiry| {
-                expiry
-                    .duration_since(SystemTime::now())
-                    .is_ok_and(|left| left > CREDENTIALS_REFRESH_MARGIN)
-            });
-            if fresh {
-                return Ok(credentials.clone());
-            }
-        }
-        let credentials = self
-            .credentials
-            .provide_credentials()
+        self.credentials
+            .get()
             .await
-            .map_err(InventoryError::Credentials)?;
-        *cached = Some(credentials.clone());
-        Ok(credentials)
+            .map_err(InventoryError::Credentials)
     }
 
     async fn attempt(
@@ -423,9 +397,7 @@ fn percent_encode(raw: &str) -> String {
     encoded
 }
 
-/// The SigV4 headers (`authorization`, `x-amz-date`, and `x-amz-security-token` for temporary
-/// credentials) for a form POST to `url`. Signed: `content-type`, `host`, `x-amz-date`, and the
-/// body's SHA-256 inside the signature.
+/// The SigV4 headers of a form POST to `url` (see [`signed_post_headers`]).
 fn signed_headers(
     credentials: &Credentials,
     service: Service,
@@ -434,32 +406,23 @@ fn signed_headers(
     body: &str,
     time: SystemTime,
 ) -> Result<Vec<(&'static str, String)>, TransportError> {
-    let identity: Identity = credentials.clone().into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name(service.signing_name())
-        .time(time)
-        .settings(SigningSettings::default())
-        .build()?
-        .into();
-    let request = SignableRequest::new(
-        "POST",
-        url.as_str(),
-        std::iter::once(("content-type", FORM_CONTENT_TYPE)),
-        SignableBody::Bytes(body.as_bytes()),
-    )?;
-    let (instructions, _signature) = sign(request, &params)?.into_parts();
-    let (headers, _query) = instructions.into_parts();
-    Ok(headers
-        .into_iter()
-        .map(|h| (h.name(), h.value().to_string()))
-        .collect())
+    signed_post_headers(
+        credentials,
+        service.signing_name(),
+        region,
+        url,
+        FORM_CONTENT_TYPE,
+        body,
+        time,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    use aws_sigv4::sign::v4;
+    use aws_smithy_runtime_api::client::identity::Identity;
     use chrono::{TimeZone, Utc};
 
     fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> SystemTime {

@@ -20,6 +20,7 @@
 mod client;
 mod error;
 mod lister;
+pub mod signing;
 mod xml;
 
 pub use client::{QueryClient, RetryPolicy, Service};

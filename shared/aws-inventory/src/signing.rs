@@ -1,0 +1,89 @@
+//! SigV4 for the few AWS calls snapwatch signs itself instead of compiling an SDK client: the
+//! baseline's Query calls (EC2, RDS, STS) and the Security Hub sink's JSON import. Both need the
+//! same two things: credentials cached between calls, and the signed headers of one POST.
+
+use crate::error::TransportError;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Credentials are refreshed this long before they expire, so a signed request never carries
+/// credentials that expire in flight.
+const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+
+/// The provider's credentials, asked for only when missing or about to expire: the providers
+/// aws-config hands out do not cache by themselves (the SDK clients do), and a baseline run
+/// makes thousands of calls. Cheap to clone; clones share the cache, and one caller refreshes
+/// while the others wait for its answer.
+#[derive(Clone)]
+pub struct CachedCredentials {
+    provider: SharedCredentialsProvider,
+    cached: Arc<tokio::sync::Mutex<Option<Credentials>>>,
+}
+
+impl CachedCredentials {
+    pub fn new(provider: SharedCredentialsProvider) -> Self {
+        CachedCredentials {
+            provider,
+            cached: Arc::new(tokio::sync::Mutex::new(None)),
+        }
+    }
+
+    /// Current credentials, refreshed through the provider when needed.
+    pub async fn get(&self) -> Result<Credentials, CredentialsError> {
+        let mut cached = self.cached.lock().await;
+        if let Some(credentials) = cached.as_ref() {
+            let fresh = credentials.expiry().is_none_or(|expiry| {
+                expiry
+                    .duration_since(SystemTime::now())
+                    .is_ok_and(|left| left > REFRESH_MARGIN)
+            });
+            if fresh {
+                return Ok(credentials.clone());
+            }
+        }
+        let credentials = self.provider.provide_credentials().await?;
+        *cached = Some(credentials.clone());
+        Ok(credentials)
+    }
+}
+
+/// The SigV4 headers (`authorization`, `x-amz-date`, and `x-amz-security-token` for temporary
+/// credentials) for a POST of `body` with `content_type` to `url`. Signed: `content-type`,
+/// `host`, `x-amz-date`, and the body's SHA-256 inside the signature.
+pub fn signed_post_headers(
+    credentials: &Credentials,
+    signing_name: &str,
+    region: &str,
+    url: &reqwest::Url,
+    content_type: &str,
+    body: &str,
+    time: SystemTime,
+) -> Result<Vec<(&'static str, String)>, TransportError> {
+    let identity: Identity = credentials.clone().into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(signing_name)
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()?
+        .into();
+    let request = SignableRequest::new(
+        "POST",
+        url.as_str(),
+        std::iter::once(("content-type", content_type)),
+        SignableBody::Bytes(body.as_bytes()),
+    )?;
+    let (instructions, _signature) = sign(request, &params)?.into_parts();
+    let (headers, _query) = instructions.into_parts();
+    Ok(headers
+        .into_iter()
+        .map(|h| (h.name(), h.value().to_string()))
+        .collect())
+}
