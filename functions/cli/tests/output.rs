@@ -1,30 +1,14 @@
 //! What reaches the reader: findings on stdout are counted as delivered only once written and
 //! flushed, and every line on stderr is escaped, whatever the input or the file names hold.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn scan_to(stdout: Stdio, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_snapwatch"))
-        .arg("scan")
-        .args(args)
-        .current_dir(repo())
-        .stdout(stdout)
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run snapwatch")
-}
+use support::{scan_to, stderr};
 
 fn finding_lines(out: &Output) -> usize {
     String::from_utf8_lossy(&out.stdout).lines().count()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Findings on the demo with a fresh state file: the count every failed delivery must keep.

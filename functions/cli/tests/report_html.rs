@@ -6,30 +6,14 @@
 //! `SNAPWATCH_CHROMIUM=PATH` picks another browser binary.
 //! Screenshots land in `target/report-browser/` for a person to look at.
 
+mod support;
+
 use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn scan_to(stdout: Stdio, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_snapwatch"))
-        .arg("scan")
-        .args(args)
-        .current_dir(repo())
-        .stdout(stdout)
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run snapwatch")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use support::{repo, scan_to, stderr};
 
 /// How many findings the same input gives as JSON lines: the count the page must show.
 fn jsonl_findings(path: &str) -> usize {

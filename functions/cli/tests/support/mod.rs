@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 pub const OWN: &str = "111122223333";
 pub const OTHER_OWN: &str = "444455556666";
@@ -180,6 +180,23 @@ pub fn write_lines(path: &Path, records: &[Value]) {
 
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `snapwatch scan ARGS…` with stdout sent where the test says (a pipe, `/dev/full`, a pipe
+/// whose reader is gone) and stderr captured.
+pub fn scan_to(stdout: Stdio, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_snapwatch"))
+        .arg("scan")
+        .args(args)
+        .current_dir(repo())
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run snapwatch")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 pub fn snapwatch(args: &[&str]) -> Output {
