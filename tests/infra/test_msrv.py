@@ -85,12 +85,24 @@ def test_the_dockerfile_is_structurally_buildable():
     assert re.search(r'^ENTRYPOINT \["/snapwatch-gcp"\]', text, re.M)
 
 
+def test_the_image_copies_every_workspace_member(metadata):
+    """Cargo loads every member's manifest before building one: a member left out of the image
+    (the CLI when it moved to cli/) fails the build with "failed to load manifest"."""
+    copied = [path.rstrip("/") for source in re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE.read_text(), re.M)
+              for path in source.split()]
+    for member in metadata["workspace_members"]:
+        package = next(p for p in metadata["packages"] if p["id"] == member)
+        relative = Path(package["manifest_path"]).parent.relative_to(ROOT).as_posix()
+        assert any(relative == c or relative.startswith(c + "/") for c in copied), \
+            f"{package['name']} ({relative}) is not copied into the image"
+
+
 def test_the_build_context_leaves_out_target_and_tools():
     ignore = (ROOT / ".dockerignore").read_text().split("\n")
     rules = [line.strip() for line in ignore if line.strip() and not line.startswith("#")]
     assert rules[0] == "*", "everything is excluded first"
     allowed = {rule[1:] for rule in rules if rule.startswith("!")}
-    assert allowed == {"Cargo.toml", "Cargo.lock", "shared", "functions"}
+    assert allowed == {"Cargo.toml", "Cargo.lock", "shared", "functions", "cli"}
     # Everything the Dockerfile copies is let through.
     for source in re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE.read_text(), re.M):
         for path in source.split():

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn scenarios() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/scenarios");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
         .expect("tests/scenarios exists")
         .map(|e| e.unwrap().path())

@@ -179,7 +179,7 @@ pub fn write_lines(path: &Path, records: &[Value]) {
 }
 
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 /// `snapwatch scan ARGS…` with stdout sent where the test says (a pipe, `/dev/full`, a pipe
