@@ -1,5 +1,5 @@
 //! `snapwatch` as a user runs it: the real binary over files, directories, stdin and gzip,
-//! with the exit codes and stderr reports the DESIGN contract promises.
+//! with the exit codes and stderr reports the README's "`snapwatch` command" section promises.
 
 #![allow(
     clippy::unwrap_used,

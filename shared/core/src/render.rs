@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 pub mod asff;
 pub mod ocsf;
 
-/// The finding JSON of DESIGN section 4, one line (this is the SNS message body and the CLI's jsonl).
+/// The finding JSON of the README's "Finding JSON" section, one line (this is the SNS message body and the CLI's jsonl).
 ///
 /// Display hazards serde_json leaves raw (DEL, C1 controls such as NEL, U+2028 / U+2029, bidi
 /// and invisible format characters) are written as `\uXXXX` escapes: the same JSON value, but
