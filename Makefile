@@ -2,6 +2,17 @@
 # `make test` runs every check CI runs.
 
 CARGO ?= cargo
+TERRAFORM ?= terraform
+# Tools the tests use, installed by `make tools` into .tools/ (ignored by git). The per-cloud
+# targets in mk/*.mk use these same variables.
+TOOLS := .tools
+PYTEST := $(TOOLS)/venv/bin/python -m pytest
+CHECKOV := $(TOOLS)/checkov/bin/checkov
+# cargo-lambda and the zig linker it drives, from the tools venv (packaging installs it first).
+CARGO_LAMBDA := PATH="$(CURDIR)/$(TOOLS)/venv/bin:$$PATH" $(TOOLS)/venv/bin/cargo-lambda lambda
+# Adapter tests talk to real local servers; the wrapper starts and stops them.
+WITH_SERVERS := tests/servers/with-servers.sh
+
 BENCH_RECORDS ?= 1000000
 BENCH_DIR ?= bench-data
 
@@ -59,19 +70,18 @@ check-core-deps:
 	if [ -n "$$leaks" ]; then echo "snapwatch-core depends on forbidden crates:"; echo "$$leaks"; exit 1; fi; \
 	echo "check-core-deps: snapwatch-core has no runtime, SDK or HTTP framework dependency"
 
-# Adapter tests talk to real local servers; the wrapper starts and stops them.
 unit:
-	tests/servers/with-servers.sh $(CARGO) $(TEST_RUNNER) --workspace $(WORKSPACE_FEATURES)
+	$(WITH_SERVERS) $(CARGO) $(TEST_RUNNER) --workspace $(WORKSPACE_FEATURES)
 
 # Terraform fmt and checkov over every module, then the structural tests and (AWS) the apply
 # against moto in tests/infra.
 test-infra:
-	terraform fmt -check -recursive infra
+	$(TERRAFORM) fmt -check -recursive infra
 	@for module in infra/*/; do \
 		echo "checkov $$module"; \
-		$(TOOLS)/checkov/bin/checkov -d $$module --framework terraform --skip-download --compact --quiet || exit 1; \
+		$(CHECKOV) -d $$module --framework terraform --skip-download --compact --quiet || exit 1; \
 	done
-	tests/servers/with-servers.sh $(TOOLS)/venv/bin/python -m pytest -q tests/infra tests/formats
+	$(WITH_SERVERS) $(PYTEST) -q tests/infra tests/formats
 
 bench:
 	BENCH_RECORDS=$(BENCH_RECORDS) BENCH_DIR=$(BENCH_DIR) bash tests/bench/run.sh
@@ -91,8 +101,7 @@ clean:
 	$(CARGO) clean
 	rm -rf $(BENCH_DIR)
 
-# Local servers and tools the tests use, installed into .tools/ (ignored by git).
-TOOLS := .tools
+# Local servers and tools the tests use, installed into $(TOOLS).
 .PHONY: tools
 tools: $(TOOLS)/venv/.done $(TOOLS)/checkov/.done $(TOOLS)/node/.done $(TOOLS)/cdktf/.done
 
@@ -121,5 +130,6 @@ $(TOOLS)/cdktf/.done:
 	cd $(TOOLS)/cdktf && npm install --silent --no-audit --no-fund --ignore-scripts --legacy-peer-deps --save-exact $(CDKTF_PROVIDERS)
 	touch $@
 
-# Per-cloud targets (package-aws, …) live beside the modules they build.
+# Per-cloud targets, one file per cloud, one naming scheme: package-<cloud>, test-<cloud> (the
+# function crate's tests), test-infra-<cloud>, fmt-infra-<cloud>, deploy-<cloud> (Azure, GCP).
 -include mk/*.mk

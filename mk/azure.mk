@@ -1,11 +1,14 @@
-# Azure: the custom handler package and the infrastructure checks. Included by the Makefile.
+# Azure: the Functions custom handler (functions/azure) and its Terraform module (infra/azure).
+# Included by the Makefile, which defines the tool variables ($(CARGO), $(CARGO_LAMBDA), …).
+#   make package-azure    target/azure/package/ and target/azure/snapwatch-azure.zip
+#   make test-azure       the crate's tests, with Azurite started by the local-server wrapper
+#   make test-infra-azure terraform fmt -check, checkov, structural test
+#   make fmt-infra-azure  terraform fmt over infra/azure
+#   make deploy-azure     first or later deployment: apply, package, deploy, apply again
+.PHONY: package-azure test-azure test-infra-azure fmt-infra-azure deploy-azure
 
 AZURE_PACKAGE := target/azure/package
 AZURE_ZIP := target/azure/snapwatch-azure.zip
-AZURE_PYTHON ?= $(TOOLS)/venv/bin/python
-AZURE_CHECKOV ?= $(TOOLS)/checkov/bin/checkov
-
-.PHONY: package-azure test-azure test-infra-azure deploy-azure
 
 # Deployable folder and zip: host.json, one folder per function with its function.json, and the
 # handler binary at the root (host.json's defaultExecutablePath). cargo-lambda's zig linker pins
@@ -17,7 +20,7 @@ AZURE_GLIBC_TARGET := x86_64-unknown-linux-gnu.2.28
 # `zip` from the system (README, Quick start).
 package-azure: $(TOOLS)/venv/.done
 	@command -v zip >/dev/null 2>&1 || { echo "package-azure: zip is not installed (apt-get install zip)"; exit 1; }
-	PATH="$(CURDIR)/$(TOOLS)/venv/bin:$$PATH" $(CARGO) lambda build --release -p snapwatch-azure \
+	$(CARGO_LAMBDA) build --release -p snapwatch-azure \
 		--bin snapwatch-azure --target $(AZURE_GLIBC_TARGET) --lambda-dir target/azure/build
 	rm -rf $(AZURE_PACKAGE) $(AZURE_ZIP)
 	mkdir -p $(AZURE_PACKAGE)
@@ -27,15 +30,16 @@ package-azure: $(TOOLS)/venv/.done
 	cd $(AZURE_PACKAGE) && zip -q -r -X ../snapwatch-azure.zip .
 	@ls -l $(AZURE_PACKAGE)/snapwatch-azure $(AZURE_ZIP)
 
-# First or later deployment: apply, package, deploy, apply again (infra/azure/deploy.sh).
-deploy-azure:
-	infra/azure/deploy.sh
-
-# The Rust tests of the Azure crate, with Azurite started for the Table Storage ones.
 test-azure:
-	tests/servers/with-servers.sh $(CARGO) nextest run -p snapwatch-azure --no-fail-fast
+	$(WITH_SERVERS) $(CARGO) $(TEST_RUNNER) -p snapwatch-azure
 
 test-infra-azure:
-	terraform fmt -check -recursive infra/azure
-	$(AZURE_CHECKOV) -d infra/azure --framework terraform --skip-download --compact --quiet
-	$(AZURE_PYTHON) -m pytest -q tests/infra/test_azure.py
+	$(TERRAFORM) fmt -check -recursive infra/azure
+	$(CHECKOV) -d infra/azure --framework terraform --skip-download --compact --quiet
+	$(PYTEST) -q tests/infra/test_azure.py
+
+fmt-infra-azure:
+	$(TERRAFORM) fmt -recursive infra/azure
+
+deploy-azure:
+	infra/azure/deploy.sh

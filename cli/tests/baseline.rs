@@ -1,6 +1,12 @@
 //! `snapwatch baseline` as a user runs it, against moto's EC2 (started by
 //! tests/servers/with-servers.sh): the caller's credentials from the environment, findings on
 //! stdout, the baseline kept in the `--state` file between runs.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
 #![cfg(feature = "baseline")]
 
 use aws_credential_types::provider::SharedCredentialsProvider;

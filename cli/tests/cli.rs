@@ -1,5 +1,11 @@
 //! `snapwatch` as a user runs it: the real binary over files, directories, stdin and gzip,
-//! with the exit codes and stderr reports the DESIGN contract promises.
+//! with the exit codes and stderr reports the README's "`snapwatch` command" section promises.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,12 @@
 //! A chain is judged in its own time: the window counts between a chain's own events, never from
 //! the newest event of the scan, within one scan and across `--state` batches.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 mod support;
 
 use support::*;

@@ -4,6 +4,12 @@
 //! intended change with `UPDATE_GOLDEN=1 cargo test -p snapwatch-cli --test golden` and review
 //! the diff.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

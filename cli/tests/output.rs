@@ -1,6 +1,12 @@
 //! What reaches the reader: findings on stdout are counted as delivered only once written and
 //! flushed, and every line on stderr is escaped, whatever the input or the file names hold.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 mod support;
 
 use std::path::Path;

@@ -6,6 +6,12 @@
 //! `SNAPWATCH_CHROMIUM=PATH` picks another browser binary.
 //! Screenshots land in `target/report-browser/` for a person to look at.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 mod support;
 
 use serde_json::Value;

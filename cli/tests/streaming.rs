@@ -4,6 +4,12 @@
 //! functions use (`Detector::process` + `deliver`). Histories span months with gaps longer than
 //! the window; records are shuffled within their files, duplicated, and two accounts interleave.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 mod support;
 
 use proptest::prelude::*;

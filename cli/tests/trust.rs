@@ -1,6 +1,12 @@
 //! `trust.principals` as an attacker meets it: the caller chooses an assumed role's session name,
 //! so an e-mail pattern must not trust a session that merely ends in a trusted address.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -2,6 +2,12 @@
 //! shared directly on moto's EC2 and RDS (no event sent), chain state in dynalite, alerts through
 //! SNS on moto read back from an SQS subscription. Started by tests/servers/with-servers.sh.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 mod common;
 
 use chrono::{DateTime, Duration, Utc};

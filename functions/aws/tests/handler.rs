@@ -1,6 +1,12 @@
 //! Handler tests without any network: EventBridge fixtures through `App::handle` with the
 //! in-memory store, recording sinks and a recording dead-letter queue.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 mod common;
 
 use common::*;

@@ -7,6 +7,12 @@
 //! function's responses checked; the test also reports the init figure the function logs
 //! (process start → first event handled).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 mod common;
 
 use chrono::{Duration as ChronoDuration, Utc};

@@ -2,6 +2,12 @@
 //! and read back with GetFindings, a re-import that updates instead of duplicating, and the
 //! partial failures of a 200 answer (`FailedFindings`) retried or reported, from a local stub.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 mod common;
 
 use axum::extract::State;

@@ -2,6 +2,12 @@
 //! the store conformance suite, and whole chains through the handler ending in SNS (read back
 //! through an SQS subscription) and in a local Slack-like receiver.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 mod common;
 
 use common::*;

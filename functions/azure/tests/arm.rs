@@ -2,6 +2,12 @@
 //! the managed identity token from a local stand-in for the Functions identity endpoint. No live
 //! Azure call anywhere.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};

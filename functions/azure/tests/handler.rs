@@ -2,6 +2,12 @@
 //! `/<FunctionName>` through `oneshot` (no port), fixtures in the real Activity Log and Event Grid
 //! shapes, an in-memory store (or a failing one), a recording sink and an in-memory ARM reader.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::{TimeZone, Utc};

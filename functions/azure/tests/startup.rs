@@ -2,6 +2,12 @@
 //! settings in its environment, answering invocations on `FUNCTIONS_CUSTOMHANDLER_PORT`. The
 //! state table is Azurite's (run under tests/servers/with-servers.sh).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 mod azurite;
 
 use serde_json::{json, Value};

@@ -2,6 +2,12 @@
 //! key. Azurite accepts tokens only over HTTPS with its own certificates, so a local server stands
 //! in for the table endpoint and the Functions identity endpoint and checks what arrives.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};

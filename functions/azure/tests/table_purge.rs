@@ -5,6 +5,12 @@
 //! Needs `SNAPWATCH_AZURITE_TABLE_ENDPOINT`: run under tests/servers/with-servers.sh (make test
 //! does). Every test uses its own table.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 use snapwatch_azure::table::client::{BatchDeletion, Deletion, EntityKey, PageRequest};

@@ -4,6 +4,12 @@
 //! Needs `SNAPWATCH_AZURITE_TABLE_ENDPOINT`: run under tests/servers/with-servers.sh (make test
 //! does). Every test uses its own table, so nextest's one-process-per-test runs never collide.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 use chrono::{DateTime, TimeZone, Utc};
 use snapwatch_azure::table::client::{TableAuth, TableClient, AZURITE_ACCOUNT};
 use snapwatch_azure::table::TableStore;

@@ -1,6 +1,12 @@
 //! The Cloud Run handler through its router (`oneshot`, no port), in both CloudEvent modes, from
 //! the project's GCP fixtures (real Cloud Audit Log shapes).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 mod common;
 
 use axum::body::Body;

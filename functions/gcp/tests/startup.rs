@@ -2,6 +2,12 @@
 //! first `terraform apply` no secret version exists, so the service runs without
 //! `SNAPWATCH_SLACK_WEBHOOK_URL` (or with it empty) and must still serve and keep chain state.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 mod common;
 
 use serde_json::{json, Value};

@@ -7,6 +7,12 @@
 //! it that pages the item sets (`MaxResults`/`NextToken`, `MaxRecords`/`Marker`) and throttles
 //! the first request of every action.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use axum::body::Bytes;

@@ -1,4 +1,4 @@
-//! Detector settings (DESIGN section 4), parsed once into a typed struct.
+//! Detector settings (the README's "Configuration" section), parsed once into a typed struct.
 //!
 //! The CLI deserializes the TOML form; the functions build the same struct from environment
 //! variables through [`Config::from_lookup`], so tests never touch the process environment.

@@ -6,15 +6,20 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// The cloud provider a record came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Cloud {
+    /// Amazon Web Services (CloudTrail, EventBridge).
     Aws,
+    /// Microsoft Azure (Activity Log).
     Azure,
+    /// Google Cloud (Cloud Audit Logs).
     Gcp,
 }
 
 impl Cloud {
+    /// The name used in finding JSON and configuration: `aws`, `azure` or `gcp`.
     pub fn as_str(self) -> &'static str {
         match self {
             Cloud::Aws => "aws",
@@ -34,14 +39,20 @@ impl fmt::Display for Cloud {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Worth a look, not an alert on its own.
     Info,
+    /// Low.
     Low,
+    /// Medium.
     Medium,
+    /// High.
     High,
+    /// Critical.
     Critical,
 }
 
 impl Severity {
+    /// The name used in finding JSON and configuration: `info` … `critical`.
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Info => "info",
@@ -83,15 +94,19 @@ pub struct EventMeta {
     pub id: String,
     /// API / operation / method name as the cloud logged it.
     pub name: String,
+    /// When the cloud says the operation happened.
     pub time: DateTime<Utc>,
     /// Principal: ARN, UPN / object id, or e-mail. `None` when the record does not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// Caller address as logged (an IP, or a service name such as `ec2.amazonaws.com`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ip: Option<String>,
+    /// Which cloud logged the record.
     pub cloud: Cloud,
     /// AWS account id / Azure subscription id / GCP project id where the record was logged.
     pub account: String,
+    /// Region or location of the operation, when the record names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     /// Set when the evidence shows a cloud service's own automation acted (AWS Backup, DLM,
@@ -101,6 +116,7 @@ pub struct EventMeta {
     pub automation: Option<String>,
 }
 
+/// What sort of resource a [`Resource`] is, across clouds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ResourceKind {
@@ -136,11 +152,14 @@ impl ResourceKind {
 /// Azure resource ids, GCP `projects/…` paths. Parsers are responsible for normalising.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Resource {
+    /// What sort of resource it is.
     pub kind: ResourceKind,
+    /// Its normalised id, unique within its cloud.
     pub id: String,
 }
 
 impl Resource {
+    /// A reference to resource `id` of `kind` (the id must already be normalised).
     pub fn new(kind: ResourceKind, id: impl Into<String>) -> Self {
         Resource {
             kind,
@@ -167,7 +186,9 @@ pub enum Audience {
 pub enum Protocol {
     /// `-1`, `all`, `*`: every protocol and so every port.
     All,
+    /// TCP.
     Tcp,
+    /// UDP.
     Udp,
     /// ICMP and anything else that has no ports.
     Other,
@@ -176,21 +197,27 @@ pub enum Protocol {
 /// Inclusive port range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortRange {
+    /// First port of the range.
     pub from: u16,
+    /// Last port of the range (inclusive).
     pub to: u16,
 }
 
 impl PortRange {
+    /// Every port.
     pub const ALL: PortRange = PortRange { from: 0, to: 65535 };
+    /// The range holding only `port`.
     pub fn single(port: u16) -> Self {
         PortRange {
             from: port,
             to: port,
         }
     }
+    /// Whether `port` lies in the range.
     pub fn contains(&self, port: u16) -> bool {
         self.from <= port && port <= self.to
     }
+    /// Whether the range covers every port (a range from port 0 or 1 to 65535).
     pub fn is_all(&self) -> bool {
         self.from <= 1 && self.to == 65535
     }
@@ -205,50 +232,81 @@ pub enum Fact {
     /// (volume, disk, instance, database). The source is context only, not a chain link:
     /// a volume's daily snapshots are not one chain.
     SnapshotCreated {
+        /// The new snapshot, image or DB snapshot.
         snapshot: Resource,
+        /// What it was taken of, when the record says.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         source: Option<Resource>,
     },
     /// A snapshot was made from another snapshot (`CopySnapshot`, `CopyDBSnapshot`, GCP
     /// snapshot of a disk restored…): lineage `source → snapshot`.
     SnapshotCopied {
+        /// The new copy.
         snapshot: Resource,
+        /// The snapshot it was copied from.
         source: Resource,
     },
     /// An image was registered over snapshots (`RegisterImage` with block device mappings).
     ImageRegistered {
+        /// The new image.
         image: Resource,
+        /// The snapshots backing its block devices.
         snapshots: Vec<Resource>,
     },
     /// Sharing permission added.
     SnapshotShared {
+        /// The shared snapshot.
         snapshot: Resource,
+        /// Who it was shared with.
         audience: Audience,
     },
     /// The snapshot's data was read out directly (SAS URL, EBS direct API, RDS export).
-    SnapshotExported { snapshot: Resource, method: String },
+    SnapshotExported {
+        /// The snapshot read out.
+        snapshot: Resource,
+        /// How, as logged (the API or access kind), for the report.
+        method: String,
+    },
     /// Victim-side evidence that another account used our snapshot.
-    UsedExternally { snapshot: Resource, account: String },
+    UsedExternally {
+        /// Our snapshot.
+        snapshot: Resource,
+        /// The other account that used it.
+        account: String,
+    },
     /// `resource` (disk, volume, database, or an instance whose boot disk was built from it)
     /// was created from `snapshot`.
     RestoredFrom {
+        /// The resource built from the snapshot.
         resource: Resource,
+        /// The snapshot it was built from.
         snapshot: Resource,
     },
     /// An instance runs on a disk / volume (attach, VM storage profile).
-    Uses { instance: Resource, disk: Resource },
+    Uses {
+        /// The instance.
+        instance: Resource,
+        /// The disk or volume it runs on.
+        disk: Resource,
+    },
     /// `member` (instance, NIC, database) belongs to network `group` (security group, NSG, VPC
     /// network). `tags` are GCP network tags / service accounts used by firewall targeting.
     NetworkMember {
+        /// The instance, NIC or database joining the network.
         member: Resource,
+        /// The security group, NSG or VPC network.
         group: Resource,
+        /// GCP network tags / service accounts of the member.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         tags: Vec<String>,
     },
     /// An inbound allow rule was added to `group`.
     IngressOpened {
+        /// The security group, NSG or VPC network the rule belongs to.
         group: Resource,
+        /// The protocol the rule admits.
         protocol: Protocol,
+        /// The ports the rule admits (ignored when the protocol has none).
         ports: Vec<PortRange>,
         /// CIDRs or service tags as logged (`0.0.0.0/0`, `::/0`, `Internet`, `*`).
         sources: Vec<String>,
@@ -263,6 +321,7 @@ pub enum Fact {
     /// than by a network group's rule: RDS `publiclyAccessible`, Cloud SQL authorized networks,
     /// an Azure database server's public network access with a firewall rule.
     PublicEndpoint {
+        /// The database (instance, cluster or server).
         resource: Resource,
         /// The setting as logged (`publiclyAccessible`, `authorizedNetworks`…), for the report.
         setting: String,
@@ -307,6 +366,7 @@ impl Fact {
         v
     }
 
+    /// The fact's `fact` tag in its JSON form (`snapshot_created`…), for logs and tests.
     pub fn kind_name(&self) -> &'static str {
         match self {
             Fact::SnapshotCreated { .. } => "snapshot_created",
@@ -327,16 +387,20 @@ impl Fact {
 /// What a parser makes of one relevant, successful record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParsedEvent {
+    /// Who did what, when and where.
     pub meta: EventMeta,
+    /// What the record states, in order; `(meta.id, index)` identifies each.
     pub facts: Vec<Fact>,
 }
 
 /// A fact together with the event that stated it: the unit the engine stores.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Observation {
+    /// The event that stated the fact.
     pub event: EventMeta,
     /// Position of the fact within its event: `(event.id, index)` is the fact's identity.
     pub index: u32,
+    /// The fact itself.
     pub fact: Fact,
 }
 
@@ -350,30 +414,50 @@ impl Observation {
 /// One event of a finding's chain, as the finding JSON carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainEvent {
+    /// The record's id ([`EventMeta::id`]).
     pub id: String,
+    /// The operation as logged.
     pub name: String,
+    /// When it happened.
     pub time: DateTime<Utc>,
+    /// Who did it, if the record says.
     pub actor: Option<String>,
+    /// From where, if the record says.
     pub source_ip: Option<String>,
 }
 
-/// The finding contract of DESIGN section 4. Field order is the JSON order.
+/// The finding JSON the README's "Finding JSON" section promises. Field order is the JSON order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
+    /// Stable key of (rule, chain anchor): `sw-` plus 24 hex characters.
     pub id: String,
+    /// The rule that fired.
     pub rule: String,
+    /// How bad it is.
     pub severity: Severity,
+    /// Where the chain happened.
     pub cloud: Cloud,
+    /// Account, subscription or project id.
     pub account: String,
+    /// Region of the root snapshot, if known.
     pub region: Option<String>,
+    /// Id of the chain's root snapshot, following copies and images back to the first.
     pub snapshot: String,
+    /// Every resource id in the chain.
     pub resources: Vec<String>,
+    /// Every principal that took part.
     pub actors: Vec<String>,
+    /// ATT&CK technique ids (`T1578.001`…).
     pub techniques: Vec<String>,
+    /// The chain's events, in event-time order.
     pub events: Vec<ChainEvent>,
+    /// Time of the chain's first event.
     pub first_seen: DateTime<Utc>,
+    /// Time of the chain's last event.
     pub last_seen: DateTime<Utc>,
+    /// One line of plain text.
     pub title: String,
+    /// One line of plain text saying what happened.
     pub summary: String,
     /// What a responder should do next.
     pub next_steps: Vec<String>,
@@ -394,6 +478,7 @@ pub enum FoundBy {
 }
 
 impl FoundBy {
+    /// The name used in finding JSON: `events` or `baseline`.
     pub fn as_str(self) -> &'static str {
         match self {
             FoundBy::Events => "events",

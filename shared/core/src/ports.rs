@@ -22,7 +22,9 @@ pub struct StoredFact {
 /// Facts to add under one resource id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceFacts {
+    /// The resource id the facts are stored under (see [`crate::model::Resource::id`]).
     pub resource: String,
+    /// The facts naming that resource.
     pub facts: Vec<StoredFact>,
 }
 
@@ -37,37 +39,45 @@ pub enum Claim {
     AlreadySent,
 }
 
+/// Why a [`StateStore`] call failed, split by whether retrying the invocation can help.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Throttling, timeouts, connection failures: the whole invocation may be retried.
     #[error("state store temporarily unavailable: {message}")]
     Unavailable {
+        /// What failed, for the log.
         message: String,
+        /// The underlying error, if any.
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// Misconfiguration, missing table, access denied, corrupt data: retrying will not help.
     #[error("state store failed permanently: {message}")]
     Permanent {
+        /// What failed, for the log.
         message: String,
+        /// The underlying error, if any.
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 }
 
 impl StoreError {
+    /// A retryable failure with no underlying error.
     pub fn unavailable(message: impl Into<String>) -> Self {
         StoreError::Unavailable {
             message: message.into(),
             source: None,
         }
     }
+    /// A permanent failure with no underlying error.
     pub fn permanent(message: impl Into<String>) -> Self {
         StoreError::Permanent {
             message: message.into(),
             source: None,
         }
     }
+    /// A retryable failure caused by `source`.
     pub fn unavailable_from(
         message: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
@@ -77,6 +87,7 @@ impl StoreError {
             source: Some(Box::new(source)),
         }
     }
+    /// A permanent failure caused by `source`.
     pub fn permanent_from(
         message: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
@@ -86,6 +97,7 @@ impl StoreError {
             source: Some(Box::new(source)),
         }
     }
+    /// Whether retrying the invocation may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, StoreError::Unavailable { .. })
     }
@@ -132,21 +144,31 @@ pub trait StateStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Why an [`AlertSink`] did not deliver, split by whether a retry can help.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// Rate limited / 5xx / network: retry later (optionally not before `retry_after_secs`).
     #[error("alert sink {sink} temporarily failed: {message}")]
     Retryable {
+        /// The sink's [`AlertSink::name`].
         sink: &'static str,
+        /// What failed, for the log.
         message: String,
+        /// How long the destination asked us to wait (HTTP `Retry-After`), if it said.
         retry_after_secs: Option<u64>,
     },
     /// The destination rejected the message (bad webhook, 4xx): report, do not retry forever.
     #[error("alert sink {sink} rejected the alert: {message}")]
-    Permanent { sink: &'static str, message: String },
+    Permanent {
+        /// The sink's [`AlertSink::name`].
+        sink: &'static str,
+        /// What the destination said, for the log.
+        message: String,
+    },
 }
 
 impl SinkError {
+    /// Whether a later attempt may deliver.
     pub fn is_retryable(&self) -> bool {
         matches!(self, SinkError::Retryable { .. })
     }
@@ -154,13 +176,16 @@ impl SinkError {
 
 /// Somewhere findings go: SNS, Slack, stdout.
 pub trait AlertSink: Send + Sync {
+    /// Short name for logs and errors (`slack`, `sns`, `stdout`…).
     fn name(&self) -> &'static str;
+    /// Delivers one finding. Called only by the holder of the finding's claim.
     fn send(&self, finding: &Finding) -> impl Future<Output = Result<(), SinkError>> + Send;
 }
 
 /// Time source for delivery (claim leases and expiry) and for stamping runs: the wall clock.
 /// Chains are never judged by it: the engine judges each chain by its own events' times.
 pub trait Clock: Send + Sync {
+    /// The current time.
     fn now(&self) -> DateTime<Utc>;
 }
 

@@ -1,4 +1,4 @@
-//! The rule catalogue (DESIGN section 3). Ids are stable: users filter and suppress on them.
+//! The rule catalogue (the README's "Rules" section). Ids are stable: users filter and suppress on them.
 
 use crate::model::Severity;
 

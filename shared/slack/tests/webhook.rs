@@ -1,6 +1,12 @@
 //! The Slack sink against a local HTTP receiver that behaves like a Slack webhook: records
 //! requests and answers 200, 429 with Retry-After, 500 or 400 on demand.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;

@@ -1,6 +1,12 @@
 //! The SQLite store against the shared conformance suite, plus what only a file store has:
 //! persistence, several processes on one file, bad files, purging.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 use chrono::{DateTime, Utc};
 use snapwatch_core::ports::{Claim, ResourceFacts, StateStore, StoredFact};
 use snapwatch_sqlite::{SqliteError, SqliteStore, SCHEMA_VERSION};

@@ -245,7 +245,8 @@ impl TableStore {
         let mut facts = Vec::new();
         for entity in self.client.query(&filter).await? {
             let fact = decode_fact(&entity)?;
-            // The query already filtered; DESIGN asks readers to check again all the same.
+            // The query already filtered; `load_facts` promises only unexpired facts, so check
+            // again rather than trust the service's filter alone.
             if fact.expires_at > now {
                 facts.push(fact);
             }

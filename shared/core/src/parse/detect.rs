@@ -145,7 +145,24 @@ struct Probe<'a> {
 /// What a probe decided about one record.
 enum Route<'a> {
     Container(Vec<&'a RawValue>),
-    Record(RecordFormat, bool),
+    Record(RecordFormat, Relevance),
+}
+
+/// Whether a record's operation is one the detectors consume: only those are parsed in full.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Relevance {
+    Consumed,
+    Irrelevant,
+}
+
+impl Relevance {
+    fn of(consumed: bool) -> Self {
+        if consumed {
+            Self::Consumed
+        } else {
+            Self::Irrelevant
+        }
+    }
 }
 
 fn gcp_method<'p>(p: &'p ProtoProbe<'_>) -> Option<&'p str> {
@@ -167,35 +184,44 @@ fn route<'a>(probe: Probe<'a>) -> Result<Route<'a>, ParseError> {
             .as_ref()
             .and_then(|d| d.event_name.0.as_deref())
             .is_some_and(aws::is_consumed);
-        return Ok(Route::Record(RecordFormat::EventBridge, consumed));
+        return Ok(Route::Record(
+            RecordFormat::EventBridge,
+            Relevance::of(consumed),
+        ));
     }
     if let Some(proto) = &probe.proto_payload {
         let consumed = gcp_method(proto).is_some_and(gcp::is_consumed);
-        return Ok(Route::Record(RecordFormat::GcpLogEntry, consumed));
+        return Ok(Route::Record(
+            RecordFormat::GcpLogEntry,
+            Relevance::of(consumed),
+        ));
     }
     if let Some(data) = &probe.data {
         if let Some(proto) = &data.proto_payload {
             let consumed = gcp_method(proto).is_some_and(gcp::is_consumed);
-            return Ok(Route::Record(RecordFormat::GcpCloudEvent, consumed));
+            return Ok(Route::Record(
+                RecordFormat::GcpCloudEvent,
+                Relevance::of(consumed),
+            ));
         }
         if let Some(op) = data.operation_name.0.as_deref() {
             return Ok(Route::Record(
                 RecordFormat::AzureActivity,
-                azure::is_consumed(op),
+                Relevance::of(azure::is_consumed(op)),
             ));
         }
     }
     if let Some(op) = probe.operation_name.0.as_deref() {
         return Ok(Route::Record(
             RecordFormat::AzureActivity,
-            azure::is_consumed(op),
+            Relevance::of(azure::is_consumed(op)),
         ));
     }
     if probe.event_version.is_some() || probe.event_source.is_some() {
         if let Some(name) = probe.event_name.0.as_deref() {
             return Ok(Route::Record(
                 RecordFormat::CloudTrail,
-                aws::is_consumed(name),
+                Relevance::of(aws::is_consumed(name)),
             ));
         }
     }
@@ -218,8 +244,11 @@ fn parse_as(format: RecordFormat, raw: &str) -> Result<Parsed, ParseError> {
 
 /// One record's outcome, with the record's own text (for locating rejects).
 pub struct RecordOutcome<'a> {
+    /// The record's own JSON text.
     pub raw: &'a str,
+    /// The format it was recognised as; `None` when it was not recognised.
     pub format: Option<RecordFormat>,
+    /// Its facts, why it was skipped, or why it was rejected.
     pub result: Result<Parsed, ParseError>,
 }
 
@@ -258,13 +287,12 @@ fn visit<'a>(raw: &'a str, each: &mut dyn FnMut(RecordOutcome<'a>), depth: u8) {
             format: None,
             result: Err(ParseError::UnknownFormat("nested record container".into())),
         }),
-        Ok(Route::Record(format, consumed)) => each(RecordOutcome {
+        Ok(Route::Record(format, relevance)) => each(RecordOutcome {
             raw,
             format: Some(format),
-            result: if consumed {
-                parse_as(format, raw)
-            } else {
-                Ok(Parsed::Skipped(Skip::Irrelevant))
+            result: match relevance {
+                Relevance::Consumed => parse_as(format, raw),
+                Relevance::Irrelevant => Ok(Parsed::Skipped(Skip::Irrelevant)),
             },
         }),
         Err(e) => each(RecordOutcome {

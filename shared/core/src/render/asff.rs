@@ -13,13 +13,19 @@ use crate::rules::{T1537, T1578_001, T1578_002};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
+/// The ASFF `SchemaVersion` every finding carries.
 pub const SCHEMA_VERSION: &str = "2018-10-08";
-/// ASFF limits, in characters.
+/// ASFF limit on `Title`, in characters.
 pub const TITLE_MAX: usize = 256;
+/// ASFF limit on `Description`, in characters.
 pub const DESCRIPTION_MAX: usize = 1024;
+/// ASFF limit on `Remediation.Recommendation.Text`, in characters.
 pub const RECOMMENDATION_TEXT_MAX: usize = 512;
+/// ASFF limit on the number of `Resources`.
 pub const RESOURCES_MAX: usize = 32;
+/// ASFF limit on the number of `ProductFields`.
 pub const PRODUCT_FIELDS_MAX: usize = 50;
+/// ASFF limit on one `ProductFields` value, in characters.
 pub const PRODUCT_FIELD_VALUE_MAX: usize = 2048;
 /// `Resources[].Id`, `Types[]` and `GeneratorId` are kept well inside Security Hub's 512.
 pub const ID_MAX: usize = 512;
@@ -31,11 +37,14 @@ pub const ID_MAX: usize = 512;
 /// `ProductFields."snapwatch/account"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AsffTarget {
+    /// The account the sink runs in (and the findings are imported into).
     pub account: String,
+    /// The region the sink runs in.
     pub region: String,
 }
 
 impl AsffTarget {
+    /// The import target for `account` in `region`.
     pub fn new(account: impl Into<String>, region: impl Into<String>) -> Self {
         AsffTarget {
             account: account.into(),

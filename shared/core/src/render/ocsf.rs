@@ -13,7 +13,9 @@ use serde_json::{json, Map, Value};
 /// The OCSF schema version the output follows (and the tests validate against).
 pub const OCSF_VERSION: &str = "1.5.0";
 
+/// OCSF `category_uid` of the Findings category.
 pub const CATEGORY_UID_FINDINGS: u32 = 2;
+/// OCSF `class_uid` of the Detection Finding class.
 pub const CLASS_UID_DETECTION_FINDING: u32 = 2004;
 /// `activity_id` 1: a finding was created. snapwatch reports each chain once per evaluation.
 pub const ACTIVITY_CREATE: u32 = 1;

@@ -1,5 +1,6 @@
-//! Fixture-driven tests of the CloudTrail parser: one per consumed call, the traps of DESIGN
-//! section 1, automation evidence, malformed input, and a sweep over the public sample corpus.
+//! Fixture-driven tests of the CloudTrail parser: one per consumed call, the traps that have
+//! misled public rules (failed and dry-run calls, `group: all`, removed shares, IPv6 and port
+//! ranges, service automation), malformed input, and a sweep over the public sample corpus.
 
 use super::*;
 use crate::model::{PortRange, Protocol, ResourceKind};

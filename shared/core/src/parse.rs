@@ -26,6 +26,7 @@ pub enum Parsed {
     Skipped(Skip),
 }
 
+/// Why a well-formed record yields no facts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Skip {
     /// Not an operation the chain consumes.
@@ -40,6 +41,7 @@ pub enum Skip {
 }
 
 impl Skip {
+    /// The reason as a counter / log key (`irrelevant`, `failed`, `dry_run`, `intermediate`).
     pub fn as_str(self) -> &'static str {
         match self {
             Skip::Irrelevant => "irrelevant",
@@ -56,14 +58,23 @@ impl Skip {
 /// (stderr, rejects table, dead-letter log) can neither break into two nor hide or reorder text.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
+    /// The text is not JSON.
     #[error("invalid JSON: {}", escape_line(&.0.to_string()))]
     InvalidJson(#[from] serde_json::Error),
+    /// JSON, but no known record shape: the message says what was expected.
     #[error("unrecognised record format: {}", escape_line(.0))]
     UnknownFormat(String),
+    /// A field the record's format requires is absent.
     #[error("missing required field `{0}`")]
     MissingField(&'static str),
+    /// A field's value cannot be used: the reason says why.
     #[error("invalid value for `{field}`: {}", escape_line(.reason))]
-    InvalidField { field: &'static str, reason: String },
+    InvalidField {
+        /// The field, as named in the record.
+        field: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
 }
 
 /// Parses the timestamps the clouds actually emit: RFC 3339 (`2024-04-02T15:13:06Z`,
