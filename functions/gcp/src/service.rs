@@ -157,7 +157,7 @@ where
             let reason = error.to_string();
             tracing::error!(event_id = %decoded.event_id, %reason, "malformed event rejected and kept");
             let rejected = RejectedEvent {
-                event_id: decoded.event_id,
+                event_id: Some(decoded.event_id).filter(|id| !id.is_empty()),
                 reason: reason.clone(),
                 content_type: content_type(headers).to_string(),
                 body: String::from_utf8_lossy(body).into_owned(),
