@@ -154,10 +154,7 @@ impl Settings {
                 .map_err(|e| ConfigError::new(name, raw, format!("is not a URL: {e}")))
         };
 
-        let port = match vars.number_in(env::PORT, 0..=u64::from(u16::MAX))? {
-            Some(port) => port as u16,
-            None => DEFAULT_PORT,
-        };
+        let port = vars.port(env::PORT)?.unwrap_or(DEFAULT_PORT);
         let table_endpoint = url(env::TABLE_ENDPOINT, &vars.required(env::TABLE_ENDPOINT)?)?;
         let table_account = match vars.optional(env::TABLE_ACCOUNT) {
             Some(account) => account,

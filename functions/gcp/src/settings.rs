@@ -46,10 +46,7 @@ impl Settings {
     /// the variable at fault.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let vars = Environment::new(&lookup);
-        let port = match vars.number_in(env::PORT, 0..=u64::from(u16::MAX))? {
-            Some(port) => port as u16,
-            None => DEFAULT_PORT,
-        };
+        let port = vars.port(env::PORT)?.unwrap_or(DEFAULT_PORT);
         let project = vars.optional(env::FIRESTORE_PROJECT).ok_or_else(|| {
             ConfigError::missing(
                 env::FIRESTORE_PROJECT,

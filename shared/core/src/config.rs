@@ -464,6 +464,14 @@ impl<L: Fn(&str) -> Option<String>> Environment<L> {
         })
     }
 
+    /// A TCP port number; `None` when unset.
+    pub fn port(&self, name: &str) -> Result<Option<u16>, ConfigError> {
+        self.parsed(name, |raw| {
+            raw.parse::<u16>()
+                .map_err(|e| format!("is not a port number: {e}"))
+        })
+    }
+
     /// One of `choices` (`(word, value)`, matched exactly); `None` when unset. Booleans are a
     /// choice too (`[("false", false), ("true", true)]`, or `off`/`on`), so each variable keeps
     /// the words its README row documents.
@@ -718,6 +726,11 @@ mod tests {
         assert_eq!((err.name.as_str(), err.value.as_str()), ("BIG", "99"));
         assert!(err.reason.contains("between 1 and 20"), "{err}");
         assert_eq!(vars.number_in("A", 1..=20).unwrap_err().name, "A");
+        assert_eq!(vars.port("N"), Ok(Some(12)));
+        assert_eq!(
+            environment(&[("P", "70000")]).port("P").unwrap_err().name,
+            "P"
+        );
         assert_eq!(
             vars.choice("WORD", &[("off", false), ("on", true)]),
             Ok(Some(true))
