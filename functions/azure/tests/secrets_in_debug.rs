@@ -11,6 +11,7 @@ use snapwatch_azure::arm::{ArmClient, ARM_RESOURCE};
 use snapwatch_azure::identity::ManagedIdentity;
 use snapwatch_azure::settings::{env, Settings};
 use snapwatch_azure::table::client::{TableAuth, TableClient};
+use snapwatch_azure::table::TableStore;
 use snapwatch_slack::{RetryPolicy, SlackSink, WebhookUrl};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -110,6 +111,7 @@ async fn settings_and_clients_print_no_secret() {
         )
         .unwrap();
         assert_hides_secrets("TableClient", &table);
+        assert_hides_secrets("TableStore", &TableStore::new(table));
     }
 
     let slack = SlackSink::new(WebhookUrl::parse(&webhook).unwrap(), RetryPolicy::default());
