@@ -12,7 +12,7 @@ pub async fn slack_sink(
     source: &SlackWebhookSource,
 ) -> Result<SlackSink, lambda_runtime::Error> {
     let url = match source {
-        SlackWebhookSource::Plaintext(url) => url.clone(),
+        SlackWebhookSource::Plaintext(url) => url.expose().clone(),
         SlackWebhookSource::Secret(secret_id) => {
             let secret = aws_sdk_secretsmanager::Client::new(sdk)
                 .get_secret_value()

@@ -1,15 +1,21 @@
 //! The function's typed configuration, parsed once at start from environment variables.
 
-use snapwatch_core::config::ConfigError;
+use snapwatch_core::config::{ConfigError, Environment, Secret};
 use snapwatch_core::Config;
 
 /// Environment variable names (the Terraform module sets them).
 pub mod env {
+    /// The DynamoDB state table; required.
     pub const TABLE_NAME: &str = "SNAPWATCH_TABLE_NAME";
+    /// The SNS topic findings are published to.
     pub const SNS_TOPIC_ARN: &str = "SNAPWATCH_SNS_TOPIC_ARN";
+    /// The Secrets Manager secret holding the Slack webhook URL.
     pub const SLACK_WEBHOOK_SECRET_ARN: &str = "SNAPWATCH_SLACK_WEBHOOK_SECRET_ARN";
+    /// The webhook URL itself; local tests only, with `SNAPWATCH_ALLOW_PLAINTEXT_WEBHOOK=true`.
     pub const SLACK_WEBHOOK_URL: &str = "SNAPWATCH_SLACK_WEBHOOK_URL";
+    /// `true` accepts `SNAPWATCH_SLACK_WEBHOOK_URL` (default `false`).
     pub const ALLOW_PLAINTEXT_WEBHOOK: &str = "SNAPWATCH_ALLOW_PLAINTEXT_WEBHOOK";
+    /// The SQS queue events that cannot be parsed are kept in; required.
     pub const DEAD_LETTER_QUEUE_URL: &str = "SNAPWATCH_DEAD_LETTER_QUEUE_URL";
     /// SNS message body: `finding` (the finding JSON, default) or `ocsf`.
     pub const SNS_FORMAT: &str = "SNAPWATCH_SNS_FORMAT";
@@ -26,22 +32,13 @@ pub mod env {
 }
 
 /// Where the Slack webhook URL comes from.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SlackWebhookSource {
     /// A Secrets Manager secret (ARN or name) whose value is the URL, or JSON `{"url": …}`.
     Secret(String),
-    /// The URL itself; local tests only (needs `SNAPWATCH_ALLOW_PLAINTEXT_WEBHOOK=true`).
-    Plaintext(String),
-}
-
-impl std::fmt::Debug for SlackWebhookSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SlackWebhookSource::Secret(arn) => f.debug_tuple("Secret").field(arn).finish(),
-            // The URL is the credential: never print it.
-            SlackWebhookSource::Plaintext(_) => f.write_str("Plaintext(…)"),
-        }
-    }
+    /// The URL itself (a credential, never printed); local tests only (needs
+    /// `SNAPWATCH_ALLOW_PLAINTEXT_WEBHOOK=true`).
+    Plaintext(Secret),
 }
 
 /// What an SNS message body carries.
@@ -55,25 +52,30 @@ pub enum SnsFormat {
 }
 
 impl SnsFormat {
-    fn from_setting(get: &impl Fn(&str) -> Option<String>) -> Result<SnsFormat, ConfigError> {
-        match get(env::SNS_FORMAT).as_deref() {
-            None | Some("finding") => Ok(SnsFormat::Finding),
-            Some("ocsf") => Ok(SnsFormat::Ocsf),
-            Some(other) => Err(ConfigError {
-                name: env::SNS_FORMAT.into(),
-                value: other.into(),
-                reason: "expected finding or ocsf".into(),
-            }),
-        }
+    fn from_setting<L: Fn(&str) -> Option<String>>(
+        vars: &Environment<L>,
+    ) -> Result<SnsFormat, ConfigError> {
+        Ok(vars
+            .choice(
+                env::SNS_FORMAT,
+                &[("finding", SnsFormat::Finding), ("ocsf", SnsFormat::Ocsf)],
+            )?
+            .unwrap_or_default())
     }
 }
 
+/// The event function's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
+    /// The detector's own settings (the core's variables).
     pub detector: Config,
+    /// The DynamoDB state table.
     pub table_name: String,
+    /// Where findings are published, if anywhere.
     pub sns_topic_arn: Option<String>,
+    /// What an SNS message carries.
     pub sns_format: SnsFormat,
+    /// Where the Slack webhook comes from, if Slack is used.
     pub slack_webhook: Option<SlackWebhookSource>,
     /// Where events that cannot be parsed are kept.
     pub dead_letter_queue_url: String,
@@ -85,92 +87,76 @@ impl Settings {
     /// Reads every setting through `lookup` (normally `std::env::var(..).ok()`); the error names
     /// the variable at fault.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let required = |name: &str| {
-            get(name).ok_or_else(|| ConfigError {
-                name: name.into(),
-                value: String::new(),
-                reason: "required".into(),
-            })
-        };
+        let vars = Environment::new(&lookup);
         let detector = Config::from_lookup(&lookup)?;
-        let table_name = required(env::TABLE_NAME)?;
-        let dead_letter_queue_url = required(env::DEAD_LETTER_QUEUE_URL)?;
-        let (sns_topic_arn, slack_webhook) = alert_destinations(&get)?;
+        let table_name = vars.required(env::TABLE_NAME)?;
+        let dead_letter_queue_url = vars.required(env::DEAD_LETTER_QUEUE_URL)?;
+        let (sns_topic_arn, slack_webhook) = alert_destinations(&vars)?;
         Ok(Settings {
             detector,
             table_name,
             sns_topic_arn,
-            sns_format: SnsFormat::from_setting(&get)?,
+            sns_format: SnsFormat::from_setting(&vars)?,
             slack_webhook,
             dead_letter_queue_url,
-            securityhub: security_hub(&get)?,
+            securityhub: security_hub(&vars)?,
         })
     }
 }
 
 /// The SNS topic and the Slack webhook source; at least one is required.
-fn alert_destinations(
-    get: &impl Fn(&str) -> Option<String>,
+fn alert_destinations<L: Fn(&str) -> Option<String>>(
+    vars: &Environment<L>,
 ) -> Result<(Option<String>, Option<SlackWebhookSource>), ConfigError> {
-    let sns_topic_arn = get(env::SNS_TOPIC_ARN);
-    let allow_plaintext = match get(env::ALLOW_PLAINTEXT_WEBHOOK).as_deref() {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            return Err(ConfigError {
-                name: env::ALLOW_PLAINTEXT_WEBHOOK.into(),
-                value: other.into(),
-                reason: "expected true or false".into(),
-            })
-        }
-    };
-    let slack_webhook = match (get(env::SLACK_WEBHOOK_SECRET_ARN), get(env::SLACK_WEBHOOK_URL)) {
+    let sns_topic_arn = vars.optional(env::SNS_TOPIC_ARN);
+    let allow_plaintext = vars
+        .choice(
+            env::ALLOW_PLAINTEXT_WEBHOOK,
+            &[("true", true), ("false", false)],
+        )?
+        .unwrap_or(false);
+    let slack_webhook = match (
+        vars.optional(env::SLACK_WEBHOOK_SECRET_ARN),
+        vars.secret(env::SLACK_WEBHOOK_URL),
+    ) {
         (Some(_), Some(_)) => {
-            return Err(ConfigError {
-                name: env::SLACK_WEBHOOK_URL.into(),
-                value: "(hidden)".into(),
-                reason: format!("set either {} or this, not both", env::SLACK_WEBHOOK_SECRET_ARN),
-            })
+            return Err(ConfigError::hidden(
+                env::SLACK_WEBHOOK_URL,
+                format!("set either {} or this, not both", env::SLACK_WEBHOOK_SECRET_ARN),
+            ))
         }
         // Only Secrets Manager is read: one more SDK client (SSM) would cost binary size and
         // cold-start time for a second way to do the same thing.
         (Some(arn), None) if arn.starts_with("arn:") && arn.contains(":ssm:") => {
-            return Err(ConfigError {
-                name: env::SLACK_WEBHOOK_SECRET_ARN.into(),
-                value: arn,
-                reason: "SSM parameters are not supported; store the webhook URL in a Secrets Manager secret".into(),
-            })
+            return Err(ConfigError::new(
+                env::SLACK_WEBHOOK_SECRET_ARN,
+                &arn,
+                "SSM parameters are not supported; store the webhook URL in a Secrets Manager secret",
+            ))
         }
         (Some(arn), None) => Some(SlackWebhookSource::Secret(arn)),
         (None, Some(url)) if allow_plaintext => Some(SlackWebhookSource::Plaintext(url)),
         (None, Some(_)) => {
-            return Err(ConfigError {
-                name: env::SLACK_WEBHOOK_URL.into(),
-                value: "(hidden)".into(),
-                reason: format!(
+            return Err(ConfigError::hidden(
+                env::SLACK_WEBHOOK_URL,
+                format!(
                     "a plaintext webhook URL is for local tests only (set {}=true); deployments reference a secret with {}",
                     env::ALLOW_PLAINTEXT_WEBHOOK,
                     env::SLACK_WEBHOOK_SECRET_ARN
                 ),
-            })
+            ))
         }
         (None, None) => None,
     };
     if sns_topic_arn.is_none() && slack_webhook.is_none() {
-        return Err(ConfigError {
-            name: env::SNS_TOPIC_ARN.into(),
-            value: String::new(),
-            reason: format!(
+        return Err(ConfigError::missing(
+            env::SNS_TOPIC_ARN,
+            format!(
                 "no alert destination: set {} and/or {}",
                 env::SNS_TOPIC_ARN,
                 env::SLACK_WEBHOOK_SECRET_ARN
             ),
-        });
+        ));
     }
     Ok((sns_topic_arn, slack_webhook))
 }
@@ -179,6 +165,7 @@ fn alert_destinations(
 /// endpoint override).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecurityHubSettings {
+    /// The function's own region (`AWS_REGION`).
     pub region: String,
     /// `AWS_ENDPOINT_URL_SECURITYHUB`, else `AWS_ENDPOINT_URL`.
     pub endpoint_url: Option<String>,
@@ -187,38 +174,44 @@ pub struct SecurityHubSettings {
 }
 
 /// `SNAPWATCH_SECURITYHUB=on|off` (unset is off).
-fn security_hub(
-    get: &impl Fn(&str) -> Option<String>,
+fn security_hub<L: Fn(&str) -> Option<String>>(
+    vars: &Environment<L>,
 ) -> Result<Option<SecurityHubSettings>, ConfigError> {
-    match get(env::SECURITYHUB).as_deref() {
-        None | Some("off") => Ok(None),
-        Some("on") => Ok(Some(SecurityHubSettings {
-            region: get(env::AWS_REGION).ok_or_else(|| ConfigError {
-                name: env::AWS_REGION.into(),
-                value: String::new(),
-                reason: format!("required when {}=on", env::SECURITYHUB),
-            })?,
-            endpoint_url: get(env::AWS_ENDPOINT_URL_SECURITYHUB)
-                .or_else(|| get(env::AWS_ENDPOINT_URL)),
-            sts_endpoint_url: get(env::AWS_ENDPOINT_URL),
-        })),
-        Some(other) => Err(ConfigError {
-            name: env::SECURITYHUB.into(),
-            value: other.into(),
-            reason: "expected on or off".into(),
-        }),
+    let on = vars
+        .choice(env::SECURITYHUB, &[("on", true), ("off", false)])?
+        .unwrap_or(false);
+    if !on {
+        return Ok(None);
     }
+    Ok(Some(SecurityHubSettings {
+        region: vars.optional(env::AWS_REGION).ok_or_else(|| {
+            ConfigError::missing(
+                env::AWS_REGION,
+                format!("required when {}=on", env::SECURITYHUB),
+            )
+        })?,
+        endpoint_url: vars
+            .optional(env::AWS_ENDPOINT_URL_SECURITYHUB)
+            .or_else(|| vars.optional(env::AWS_ENDPOINT_URL)),
+        sts_endpoint_url: vars.optional(env::AWS_ENDPOINT_URL),
+    }))
 }
 
 /// The scheduled baseline function's configuration: the event function's store and alert
 /// settings (no dead-letter queue: it reads no events) plus the regions to list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaselineSettings {
+    /// The detector's own settings (the core's variables).
     pub detector: Config,
+    /// The DynamoDB state table.
     pub table_name: String,
+    /// Where findings are published, if anywhere.
     pub sns_topic_arn: Option<String>,
+    /// What an SNS message carries.
     pub sns_format: SnsFormat,
+    /// Where the Slack webhook comes from, if Slack is used.
     pub slack_webhook: Option<SlackWebhookSource>,
+    /// The regions whose snapshots are listed.
     pub regions: Vec<String>,
     /// `AWS_ENDPOINT_URL`, for local servers.
     pub endpoint_url: Option<String>,
@@ -227,29 +220,24 @@ pub struct BaselineSettings {
 }
 
 impl BaselineSettings {
+    /// Reads every setting through `lookup` (normally `std::env::var(..).ok()`); the error names
+    /// the variable at fault.
     pub fn from_lookup(
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<BaselineSettings, ConfigError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
+        let vars = Environment::new(&lookup);
         let detector = Config::from_lookup(&lookup)?;
-        let table_name = get(env::TABLE_NAME).ok_or_else(|| ConfigError {
-            name: env::TABLE_NAME.into(),
-            value: String::new(),
-            reason: "required".into(),
-        })?;
-        let (sns_topic_arn, slack_webhook) = alert_destinations(&get)?;
-        let (variable, list) = match get(env::BASELINE_REGIONS) {
+        let table_name = vars.required(env::TABLE_NAME)?;
+        let (sns_topic_arn, slack_webhook) = alert_destinations(&vars)?;
+        let (variable, list) = match vars.optional(env::BASELINE_REGIONS) {
             Some(list) => (env::BASELINE_REGIONS, list),
             None => (
                 env::AWS_REGION,
-                get(env::AWS_REGION).ok_or_else(|| ConfigError {
-                    name: env::BASELINE_REGIONS.into(),
-                    value: String::new(),
-                    reason: format!("required when {} is not set", env::AWS_REGION),
+                vars.optional(env::AWS_REGION).ok_or_else(|| {
+                    ConfigError::missing(
+                        env::BASELINE_REGIONS,
+                        format!("required when {} is not set", env::AWS_REGION),
+                    )
                 })?,
             ),
         };
@@ -261,32 +249,28 @@ impl BaselineSettings {
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
             if !valid {
-                return Err(ConfigError {
-                    name: variable.into(),
-                    value: list.clone(),
-                    reason: format!("{region:?} is not an AWS region name (like eu-west-1)"),
-                });
+                return Err(ConfigError::new(
+                    variable,
+                    &list,
+                    format!("{region:?} is not an AWS region name (like eu-west-1)"),
+                ));
             }
             if !regions.iter().any(|r| r == region) {
                 regions.push(region.to_string());
             }
         }
         if regions.is_empty() {
-            return Err(ConfigError {
-                name: variable.into(),
-                value: list,
-                reason: "no region listed".into(),
-            });
+            return Err(ConfigError::new(variable, &list, "no region listed"));
         }
         Ok(BaselineSettings {
             detector,
             table_name,
             sns_topic_arn,
-            sns_format: SnsFormat::from_setting(&get)?,
+            sns_format: SnsFormat::from_setting(&vars)?,
             slack_webhook,
             regions,
-            endpoint_url: get(env::AWS_ENDPOINT_URL),
-            securityhub: security_hub(&get)?,
+            endpoint_url: vars.optional(env::AWS_ENDPOINT_URL),
+            securityhub: security_hub(&vars)?,
         })
     }
 }
@@ -492,5 +476,28 @@ mod tests {
         );
         let no_sink = [(env::TABLE_NAME, "t"), (env::AWS_REGION, "eu-west-1")];
         assert_eq!(baseline(&no_sink).unwrap_err().name, env::SNS_TOPIC_ARN);
+    }
+
+    #[test]
+    fn settings_print_no_plaintext_webhook() {
+        let webhook = "https://hooks.slack.com/services/T0/B0/WEBHOOK-SECRET-c41a";
+        let vars = [
+            (env::TABLE_NAME, "t"),
+            (env::DEAD_LETTER_QUEUE_URL, "q"),
+            (env::AWS_REGION, "eu-west-1"),
+            (env::SLACK_WEBHOOK_URL, webhook),
+            (env::ALLOW_PLAINTEXT_WEBHOOK, "true"),
+        ];
+        let event = settings(&vars).unwrap();
+        let scheduled = baseline(&vars).unwrap();
+        for shown in [
+            format!("{event:?}"),
+            format!("{event:#?}"),
+            format!("{scheduled:?}"),
+            format!("{scheduled:#?}"),
+        ] {
+            assert!(shown.contains("Plaintext"), "{shown}");
+            assert!(!shown.contains("WEBHOOK-SECRET"), "{shown}");
+        }
     }
 }

@@ -142,8 +142,12 @@ async fn direct_shares_are_found_once_explained_shares_are_not_and_gaps_are_repo
     let private = moto.snapshot().await;
     let shared = moto.snapshot().await;
     moto.share_snapshot(&shared, &[OUTSIDE]).await;
-    let public_db = moto.db_snapshot("payroll-final", true).await;
-    let _private_db = moto.db_snapshot("orders-nightly", false).await;
+    let public_db = moto
+        .db_snapshot("payroll-final", DbSnapshotAccess::Public)
+        .await;
+    let _private_db = moto
+        .db_snapshot("orders-nightly", DbSnapshotAccess::Private)
+        .await;
 
     // First run: exactly the two exposures, marked as found by the baseline.
     let outcome = d.baseline.run().await.expect("first run");

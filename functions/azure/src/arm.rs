@@ -4,14 +4,14 @@
 //! `disks/write`, `virtualMachines/write`, NIC, NSG and rule writes do not always carry one.
 //! For those, [`enrich`] reads the resource's current state through the narrow
 //! [`ResourceReader`] port (disk → source snapshot, VM → disks and NICs, NIC → NSG, rule → its
-//! properties) and lets the core parser read that body as if the record had carried it, so the
-//! facts come from the one parser and keep the record's own identity, time and actor.
+//! properties) and has the core read the facts from that body
+//! ([`azure::facts_from_resource_body`]), the same code that reads a logged body, so the facts
+//! keep the record's own identity, time and actor.
 
 use crate::identity::{ManagedIdentity, TokenError};
-use chrono::SecondsFormat;
 use serde::Deserialize;
-use serde_json::{json, Value};
-use snapwatch_core::parse::{azure, Parsed};
+use serde_json::Value;
+use snapwatch_core::parse::azure;
 use snapwatch_core::ParsedEvent;
 use std::future::Future;
 use std::sync::Arc;
@@ -19,16 +19,6 @@ use std::time::Duration;
 
 /// The audience of Azure AD tokens for Resource Manager.
 pub const ARM_RESOURCE: &str = "https://management.azure.com/";
-
-/// Operations whose facts live in the resource body (lower-case, as the core lists them).
-const BODY_OPERATIONS: &[&str] = &[
-    "microsoft.compute/disks/write",
-    "microsoft.compute/images/write",
-    "microsoft.compute/virtualmachines/write",
-    "microsoft.network/networkinterfaces/write",
-    "microsoft.network/networksecuritygroups/write",
-    "microsoft.network/networksecuritygroups/securityrules/write",
-];
 
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
@@ -211,10 +201,7 @@ impl ResourceReader for ArmClient {
 
 /// Whether `event` is a write whose facts must come from the resource body and has none.
 pub fn needs_lookup(event: &ParsedEvent) -> bool {
-    event.facts.is_empty()
-        && BODY_OPERATIONS
-            .iter()
-            .any(|op| op.eq_ignore_ascii_case(event.meta.name.trim()))
+    event.facts.is_empty() && azure::facts_come_from_body(&event.meta.name)
 }
 
 /// The resource id a record names, in whichever shape it came.
@@ -267,23 +254,12 @@ pub async fn enrich<R: ResourceReader>(
         tracing::info!(event_id = %event.meta.id, resource = %resource_id, "resource no longer exists; nothing to add");
         return Ok(event);
     };
-    // The record again, in the Activity Log REST shape, now carrying the body: the core parser
-    // turns it into facts exactly as it would a record that had logged the body itself.
-    let with_body = json!({
-        "eventDataId": event.meta.id,
-        "operationName": event.meta.name,
-        "status": "Succeeded",
-        "resourceId": resource_id,
-        "eventTimestamp": event.meta.time.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        "subscriptionId": event.meta.account,
-        "properties": { "responseBody": body.to_string() },
-    });
-    match azure::parse_record(&with_body.to_string()) {
-        Ok(Parsed::Event(looked_up)) => Ok(ParsedEvent {
+    match azure::facts_from_resource_body(&event.meta.name, &resource_id, &body) {
+        Ok(Some(facts)) => Ok(ParsedEvent {
             meta: event.meta,
-            facts: looked_up.facts,
+            facts,
         }),
-        Ok(Parsed::Skipped(_)) => Ok(event),
+        Ok(None) => Ok(event),
         Err(e) => Err(LookupError::Permanent {
             message: format!(
                 "the body Resource Manager returned for {resource_id:?} cannot be read"

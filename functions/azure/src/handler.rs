@@ -173,15 +173,62 @@ pub struct InvocationResult {
 /// A record kept for replay instead of being dropped: one JSON line in the rejects blob.
 #[derive(Debug, Serialize)]
 struct Reject {
-    /// `invalid` (will never parse), `transient` (failed within the retry bound), `permanent`
-    /// (store or lookup refused), `undelivered` (a finding whose alert could not be sent).
-    kind: &'static str,
+    kind: RejectKind,
     reason: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     event_id: Option<String>,
-    // `unfinished`: the invocation's deadline came first; `oversized`: the body was not read.
     /// The record as received (or the finding JSON for `undelivered`).
     record: String,
+}
+
+/// Why a record is in the rejects blob: its `kind` field, spelled as [`RejectKind::as_str`]
+/// (functions/azure/README.md lists the kinds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum RejectKind {
+    /// Will never parse.
+    Invalid,
+    /// Failed transiently within the retry bound; replaying it may succeed.
+    Transient,
+    /// The store or the lookup refused for good.
+    Permanent,
+    /// A finding whose alert could not be sent.
+    Undelivered,
+    /// The invocation's deadline came first.
+    Unfinished,
+    /// The invocation body was too large to read.
+    Oversized,
+}
+
+impl RejectKind {
+    /// The name in the rejects blob and the host's log.
+    fn as_str(self) -> &'static str {
+        match self {
+            RejectKind::Invalid => "invalid",
+            RejectKind::Transient => "transient",
+            RejectKind::Permanent => "permanent",
+            RejectKind::Undelivered => "undelivered",
+            RejectKind::Unfinished => "unfinished",
+            RejectKind::Oversized => "oversized",
+        }
+    }
+}
+
+impl std::fmt::Display for RejectKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the trigger does with an invocation that fails, which decides how the handler answers
+/// one it could not finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TriggerRetry {
+    /// Event Hubs checkpoints past the batch whatever the answer: a failure would lose it, so
+    /// the answer is a success and what failed is kept in `rejects`.
+    Checkpoints,
+    /// Event Grid redelivers a failed delivery (and dead-letters in the end): answer an error.
+    Redelivers,
 }
 
 /// What one invocation did, for the host's log and the answer.
@@ -211,7 +258,7 @@ where
         EVENT_HUB_FUNCTION,
         EVENT_HUB_BINDING,
         request,
-        false,
+        TriggerRetry::Checkpoints,
     )
     .await
 }
@@ -230,7 +277,7 @@ where
         EVENT_GRID_FUNCTION,
         EVENT_GRID_BINDING,
         request,
-        true,
+        TriggerRetry::Redelivers,
     )
     .await
 }
@@ -240,7 +287,7 @@ async fn invoke<S, R, K, P>(
     function: &'static str,
     binding: &'static str,
     request: Request,
-    fail_on_transient: bool,
+    trigger: TriggerRetry,
 ) -> Response
 where
     S: StateStore,
@@ -258,7 +305,7 @@ where
     let body = match axum::body::to_bytes(request.into_body(), MAX_INVOCATION_BYTES).await {
         Ok(body) => body,
         Err(e) => {
-            return unread_invocation(function, host_invocation_id, &e, fail_on_transient);
+            return unread_invocation(function, host_invocation_id, &e, trigger);
         }
     };
     let mut invocation: Invocation = match serde_json::from_slice(&body) {
@@ -319,7 +366,7 @@ where
             r.reason
         )
     }));
-    if fail_on_transient && outcome.gave_up_on_transient {
+    if trigger == TriggerRetry::Redelivers && outcome.gave_up_on_transient {
         // Event Grid retries the delivery; what was stored stays stored and claims were
         // released, so the retry finishes the job without alerting twice.
         return (
@@ -359,7 +406,7 @@ fn unread_invocation(
     function: &'static str,
     invocation_id: Option<String>,
     error: &axum::Error,
-    fail_on_transient: bool,
+    trigger: TriggerRetry,
 ) -> Response {
     let reason = format!(
         "the invocation body could not be read within {MAX_INVOCATION_BYTES} bytes ({}); the \
@@ -368,7 +415,7 @@ fn unread_invocation(
     );
     tracing::error!(function, invocation_id = invocation_id.as_deref().unwrap_or("-"), %reason, "invocation not read");
     let logs = vec![format!("rejected (oversized): {reason}")];
-    if fail_on_transient {
+    if trigger == TriggerRetry::Redelivers {
         return (
             StatusCode::PAYLOAD_TOO_LARGE,
             Json(InvocationResult {
@@ -380,7 +427,7 @@ fn unread_invocation(
             .into_response();
     }
     let reject = Reject {
-        kind: "oversized",
+        kind: RejectKind::Oversized,
         reason,
         event_id: invocation_id,
         record: String::new(),
@@ -550,7 +597,7 @@ where
                 (Some(RecordFormat::AzureActivity), Err(e)) | (None, Err(e)) => records.push((
                     raw.clone(),
                     Err(Reject {
-                        kind: "invalid",
+                        kind: RejectKind::Invalid,
                         reason: e.to_string(),
                         event_id: None,
                         record: raw,
@@ -559,7 +606,7 @@ where
                 (Some(other), _) => records.push((
                     raw.clone(),
                     Err(Reject {
-                        kind: "invalid",
+                        kind: RejectKind::Invalid,
                         reason: format!("a {other:?} record, not an Azure Activity Log record"),
                         event_id: None,
                         record: raw,
@@ -582,7 +629,7 @@ where
             if Instant::now() >= records_deadline {
                 outcome.gave_up_on_transient = true;
                 outcome.rejects.push(Reject {
-                    kind: "unfinished",
+                    kind: RejectKind::Unfinished,
                     reason: format!(
                         "the invocation deadline ({} s) passed before this record was processed",
                         state.deadline.as_secs_f32()
@@ -599,7 +646,7 @@ where
             .await
             .unwrap_or_else(|_| {
                 Err(Failure {
-                    kind: "unfinished",
+                    kind: RejectKind::Unfinished,
                     reason: format!(
                         "the invocation deadline ({} s) passed while this record was being \
                                  processed; replaying it is safe",
@@ -615,8 +662,8 @@ where
                     }
                 }
                 Err(failure) => {
-                    tracing::error!(event_id = %event.meta.id, kind = failure.kind, reason = %failure.reason, "record kept in rejects");
-                    outcome.gave_up_on_transient |= failure.kind != "permanent";
+                    tracing::error!(event_id = %event.meta.id, kind = failure.kind.as_str(), reason = %failure.reason, "record kept in rejects");
+                    outcome.gave_up_on_transient |= failure.kind != RejectKind::Permanent;
                     outcome.rejects.push(Reject {
                         kind: failure.kind,
                         reason: failure.reason,
@@ -630,7 +677,7 @@ where
     let unfinished = outcome
         .rejects
         .iter()
-        .filter(|r| r.kind == "unfinished")
+        .filter(|r| r.kind == RejectKind::Unfinished)
         .count();
     if unfinished > 0 {
         tracing::error!(
@@ -651,7 +698,7 @@ where
             for finding in findings {
                 tracing::error!(finding = %finding.id, rule = %finding.rule, severity = %finding.severity, %reason, "finding not alerted: Slack is disabled; kept in rejects");
                 outcome.rejects.push(Reject {
-                    kind: "undelivered",
+                    kind: RejectKind::Undelivered,
                     reason: format!("Slack is disabled: {reason}"),
                     event_id: None,
                     record: render::finding_json(&finding),
@@ -663,7 +710,7 @@ where
 }
 
 struct Failure {
-    kind: &'static str,
+    kind: RejectKind,
     reason: String,
 }
 
@@ -702,9 +749,9 @@ where
             Err(e) => {
                 return Err(Failure {
                     kind: if e.is_retryable() {
-                        "transient"
+                        RejectKind::Transient
                     } else {
-                        "permanent"
+                        RejectKind::Permanent
                     },
                     reason: error_chain(&e),
                 })
@@ -810,7 +857,7 @@ async fn deliver_with_retry<S, R, K, P>(
         tracing::error!(finding = %finding.id, rule = %finding.rule, error = %last_error, "alert not delivered; kept in rejects");
         outcome.gave_up_on_transient = true;
         outcome.rejects.push(Reject {
-            kind: "undelivered",
+            kind: RejectKind::Undelivered,
             reason: last_error.clone(),
             event_id: None,
             record: render::finding_json(&finding),
@@ -868,7 +915,12 @@ mod tests {
     #[tokio::test]
     async fn a_body_that_cannot_be_read_is_noted_in_rejects_for_event_hubs() {
         let error = axum::Error::new("length limit exceeded");
-        let response = unread_invocation(EVENT_HUB_FUNCTION, Some("inv-1".into()), &error, false);
+        let response = unread_invocation(
+            EVENT_HUB_FUNCTION,
+            Some("inv-1".into()),
+            &error,
+            TriggerRetry::Checkpoints,
+        );
         assert_eq!(response.status(), StatusCode::OK);
         let body = axum::body::to_bytes(response.into_body(), 1 << 16)
             .await
@@ -883,7 +935,8 @@ mod tests {
             .unwrap()
             .contains("length limit exceeded"));
         // Event Grid redelivers (and dead-letters) instead.
-        let response = unread_invocation(EVENT_GRID_FUNCTION, None, &error, true);
+        let response =
+            unread_invocation(EVENT_GRID_FUNCTION, None, &error, TriggerRetry::Redelivers);
         assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
 
@@ -908,5 +961,20 @@ mod tests {
         assert_eq!(budget.pause(1), Duration::from_millis(100));
         assert_eq!(budget.pause(3), Duration::from_millis(400));
         assert!(budget.pause(u32::MAX) >= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn reject_kinds_keep_their_names_in_the_blob() {
+        for (kind, name) in [
+            (RejectKind::Invalid, "invalid"),
+            (RejectKind::Transient, "transient"),
+            (RejectKind::Permanent, "permanent"),
+            (RejectKind::Undelivered, "undelivered"),
+            (RejectKind::Unfinished, "unfinished"),
+            (RejectKind::Oversized, "oversized"),
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), json!(name));
+            assert_eq!(kind.to_string(), name);
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`), cached per resource until shortly before expiry.
 
 use serde::Deserialize;
+use snapwatch_core::config::Secret;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -33,7 +34,7 @@ impl TokenError {
 
 #[derive(Debug, Clone)]
 struct CachedToken {
-    value: String,
+    value: Secret,
     expires_on: i64,
 }
 
@@ -42,7 +43,8 @@ struct CachedToken {
 pub struct ManagedIdentity {
     client: reqwest::Client,
     endpoint: reqwest::Url,
-    header: String,
+    /// `IDENTITY_HEADER`: a credential, like the cached tokens; neither shows in `Debug`.
+    header: Secret,
     cache: Mutex<HashMap<String, CachedToken>>,
 }
 
@@ -60,7 +62,7 @@ impl ManagedIdentity {
         ManagedIdentity {
             client,
             endpoint,
-            header: header.into(),
+            header: Secret::new(header.into()),
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -71,11 +73,11 @@ impl ManagedIdentity {
         let mut cache = self.cache.lock().await;
         if let Some(cached) = cache.get(resource) {
             if cached.expires_on - RENEW_BEFORE_SECS > now {
-                return Ok(cached.value.clone());
+                return Ok(cached.value.expose().clone());
             }
         }
         let fresh = self.fetch(resource).await?;
-        let value = fresh.value.clone();
+        let value = fresh.value.expose().clone();
         cache.insert(resource.to_owned(), fresh);
         Ok(value)
     }
@@ -88,7 +90,7 @@ impl ManagedIdentity {
         let response = self
             .client
             .get(url)
-            .header("X-IDENTITY-HEADER", &self.header)
+            .header("X-IDENTITY-HEADER", self.header.expose())
             .timeout(Duration::from_secs(10))
             .send()
             .await
@@ -120,7 +122,7 @@ impl ManagedIdentity {
             message: format!("token expires_on is not unix seconds: {}", body.expires_on),
         })?;
         Ok(CachedToken {
-            value: body.access_token,
+            value: Secret::new(body.access_token),
             expires_on,
         })
     }

@@ -39,12 +39,12 @@ async fn run() -> anyhow::Result<()> {
         Arc::new(ManagedIdentity::new(
             http.clone(),
             identity.endpoint.clone(),
-            identity.header.clone(),
+            identity.header.expose().clone(),
         ))
     });
     let auth = match (&settings.table_key, &identity) {
         (Some(key), _) => {
-            TableAuth::shared_key(&settings.table_account, key).context(env::TABLE_KEY)?
+            TableAuth::shared_key(&settings.table_account, key.expose()).context(env::TABLE_KEY)?
         }
         (None, Some(identity)) => TableAuth::ManagedIdentity(identity.clone()),
         // Settings refuse this combination, naming IDENTITY_ENDPOINT.

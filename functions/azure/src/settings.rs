@@ -12,7 +12,7 @@
 //!   checkpoints past batches the handler never saw.
 
 use crate::handler::RetryBudget;
-use snapwatch_core::config::ConfigError;
+use snapwatch_core::config::{ConfigError, Environment, Secret};
 use snapwatch_core::Config;
 use snapwatch_slack::WebhookUrl;
 use std::time::Duration;
@@ -23,11 +23,13 @@ pub mod env {
     pub const PORT: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
     /// `https://<account>.table.core.windows.net`, or Azurite's `http://127.0.0.1:P/devstoreaccount1`.
     pub const TABLE_ENDPOINT: &str = "SNAPWATCH_TABLE_ENDPOINT";
+    /// The state table; `snapwatch` when unset.
     pub const TABLE_NAME: &str = "SNAPWATCH_TABLE_NAME";
     /// Only where the endpoint does not say it (a custom domain).
     pub const TABLE_ACCOUNT: &str = "SNAPWATCH_TABLE_ACCOUNT";
     /// Account key for SharedKey auth (local use); absent in Azure, where the identity is used.
     pub const TABLE_KEY: &str = "SNAPWATCH_TABLE_KEY";
+    /// Resource Manager; `https://management.azure.com` when unset.
     pub const ARM_ENDPOINT: &str = "SNAPWATCH_ARM_ENDPOINT";
     /// A Key Vault reference in Azure: the platform resolves it before the process starts.
     /// Unset: no Slack.
@@ -35,13 +37,16 @@ pub mod env {
     /// Seconds one invocation may take before it stops and keeps what is left in rejects;
     /// below host.json's `functionTimeout`.
     pub const INVOCATION_DEADLINE_SECS: &str = "SNAPWATCH_INVOCATION_DEADLINE_SECS";
+    /// Attempts per record and per delivery round, 1 to 10.
     pub const RETRY_ATTEMPTS: &str = "SNAPWATCH_RETRY_ATTEMPTS";
+    /// Pause after the first transient failure, doubled after each further one.
     pub const RETRY_BACKOFF_MS: &str = "SNAPWATCH_RETRY_BACKOFF_MS";
     /// Expired rows one `Purge` run deletes at most (its schedule is the function.json's
     /// `%SNAPWATCH_PURGE_SCHEDULE%`, read by the host, not by the handler).
     pub const PURGE_MAX_ROWS: &str = "SNAPWATCH_PURGE_MAX_ROWS";
     /// Set by the Functions host when the app has a managed identity.
     pub const IDENTITY_ENDPOINT: &str = "IDENTITY_ENDPOINT";
+    /// Set by the Functions host with `IDENTITY_ENDPOINT`; a credential.
     pub const IDENTITY_HEADER: &str = "IDENTITY_HEADER";
 }
 
@@ -80,38 +85,12 @@ const DEFAULT_ARM_ENDPOINT: &str = "https://management.azure.com";
 pub const DEFAULT_PURGE_MAX_ROWS: usize = 20_000;
 const MAX_PURGE_MAX_ROWS: u64 = 1_000_000;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid setting {name}: {reason}")]
-pub struct SettingsError {
-    pub name: &'static str,
-    pub reason: String,
-}
-
-impl From<ConfigError> for SettingsError {
-    fn from(e: ConfigError) -> Self {
-        use snapwatch_core::config::env as core;
-        let name = [
-            core::TRUSTED_ACCOUNTS,
-            core::TRUSTED_PRINCIPALS,
-            core::WINDOW_DAYS,
-            core::ADMIN_PORTS,
-            core::MIN_SEVERITY,
-        ]
-        .into_iter()
-        .find(|name| *name == e.name)
-        .unwrap_or("SNAPWATCH_*");
-        SettingsError {
-            name,
-            reason: format!("{:?}: {}", e.value, e.reason),
-        }
-    }
-}
-
 /// Where alerts go, as far as the settings say.
 #[derive(Debug, Clone)]
 pub enum SlackSetting {
     /// `SNAPWATCH_SLACK_WEBHOOK_URL` unset or empty: no Slack; findings are logged.
     Unset,
+    /// A usable webhook (the Slack crate's type never prints the URL).
     Webhook(WebhookUrl),
     /// Set, but unusable; the reason names the variable and says what to do.
     Unusable(String),
@@ -120,111 +99,106 @@ pub enum SlackSetting {
 /// The managed identity endpoint the host provides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentitySettings {
+    /// `IDENTITY_ENDPOINT`.
     pub endpoint: reqwest::Url,
-    pub header: String,
+    /// `IDENTITY_HEADER`: proves to the endpoint that the caller runs in the app.
+    pub header: Secret,
 }
 
+/// Everything the handler reads from its app settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Where the Functions host expects the handler.
     pub port: u16,
+    /// The Table service endpoint.
     pub table_endpoint: reqwest::Url,
+    /// The storage account, from the endpoint or `SNAPWATCH_TABLE_ACCOUNT`.
     pub table_account: String,
+    /// The state table.
     pub table_name: String,
     /// `Some` → SharedKey; `None` → managed identity.
-    pub table_key: Option<String>,
+    pub table_key: Option<Secret>,
+    /// Resource Manager, for lookups of resource bodies.
     pub arm_endpoint: reqwest::Url,
     /// `None` locally (no managed identity): then the table needs a key and ARM lookups fail.
     pub identity: Option<IdentitySettings>,
     /// The webhook never shows in `Debug` output (the Slack crate's type hides it).
     pub slack: SlackSetting,
+    /// How hard an invocation retries transient failures.
     pub retry: RetryBudget,
     /// How long one invocation may run before it keeps what is left in rejects.
     pub invocation_deadline: Duration,
+    /// Expired rows one purge run deletes at most.
     pub purge_max_rows: usize,
+    /// The detector's own settings (the core's variables).
     pub detector: Config,
 }
 
 impl Settings {
-    /// Reads the settings through `lookup` (normally `std::env::var(..).ok()`).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+    /// Reads the settings through `lookup` (normally `std::env::var(..).ok()`); the error names
+    /// the variable at fault.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let vars = Environment::new(&lookup);
         // Any setting but Slack's that still holds a Key Vault reference stops the start, with
         // what to do (Slack's only disables Slack, below).
         for name in FATAL_WHEN_UNRESOLVED {
-            if lookup(name).is_some_and(|v| is_unresolved_key_vault_reference(&v)) {
-                return Err(SettingsError {
-                    name,
-                    reason: KEY_VAULT_REFERENCE_HELP.into(),
-                });
+            if let Some(reference) = vars
+                .raw(name)
+                .filter(|v| is_unresolved_key_vault_reference(v))
+            {
+                return Err(ConfigError::new(name, &reference, KEY_VAULT_REFERENCE_HELP));
             }
         }
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let required = |name: &'static str| {
-            get(name).ok_or_else(|| SettingsError {
-                name,
-                reason: "is required".into(),
-            })
-        };
-        let url = |name: &'static str, raw: String| {
-            reqwest::Url::parse(&raw).map_err(|e| SettingsError {
-                name,
-                reason: format!("{raw:?} is not a URL: {e}"),
-            })
-        };
-        let number = |name: &'static str, raw: String| {
-            raw.parse::<u64>().map_err(|e| SettingsError {
-                name,
-                reason: format!("{raw:?} is not a whole number: {e}"),
-            })
+        let url = |name: &str, raw: &str| {
+            reqwest::Url::parse(raw)
+                .map_err(|e| ConfigError::new(name, raw, format!("is not a URL: {e}")))
         };
 
-        let port = match get(env::PORT) {
-            Some(raw) => u16::try_from(number(env::PORT, raw)?).map_err(|_| SettingsError {
-                name: env::PORT,
-                reason: "is not a port number".into(),
-            })?,
-            None => DEFAULT_PORT,
-        };
-        let table_endpoint = url(env::TABLE_ENDPOINT, required(env::TABLE_ENDPOINT)?)?;
-        let table_account = match get(env::TABLE_ACCOUNT) {
+        let port = vars.port(env::PORT)?.unwrap_or(DEFAULT_PORT);
+        let table_endpoint = url(env::TABLE_ENDPOINT, &vars.required(env::TABLE_ENDPOINT)?)?;
+        let table_account = match vars.optional(env::TABLE_ACCOUNT) {
             Some(account) => account,
-            None => account_of(&table_endpoint).ok_or_else(|| SettingsError {
-                name: env::TABLE_ACCOUNT,
-                reason: format!(
-                    "is required when {} ({table_endpoint}) does not name the account",
-                    env::TABLE_ENDPOINT
-                ),
+            None => account_of(&table_endpoint).ok_or_else(|| {
+                ConfigError::missing(
+                    env::TABLE_ACCOUNT,
+                    format!(
+                        "is required when {} ({table_endpoint}) does not name the account",
+                        env::TABLE_ENDPOINT
+                    ),
+                )
             })?,
         };
         let arm_endpoint = url(
             env::ARM_ENDPOINT,
-            get(env::ARM_ENDPOINT).unwrap_or_else(|| DEFAULT_ARM_ENDPOINT.to_owned()),
+            &vars
+                .optional(env::ARM_ENDPOINT)
+                .unwrap_or_else(|| DEFAULT_ARM_ENDPOINT.to_owned()),
         )?;
-        let table_key = get(env::TABLE_KEY);
-        let identity = match (get(env::IDENTITY_ENDPOINT), get(env::IDENTITY_HEADER)) {
+        let table_key = vars.secret(env::TABLE_KEY);
+        let identity = match (
+            vars.optional(env::IDENTITY_ENDPOINT),
+            vars.secret(env::IDENTITY_HEADER),
+        ) {
             (Some(endpoint), Some(header)) => Some(IdentitySettings {
-                endpoint: url(env::IDENTITY_ENDPOINT, endpoint)?,
+                endpoint: url(env::IDENTITY_ENDPOINT, &endpoint)?,
                 header,
             }),
             (Some(_), None) => {
-                return Err(SettingsError {
-                    name: env::IDENTITY_HEADER,
-                    reason: format!("is required with {}", env::IDENTITY_ENDPOINT),
-                })
+                return Err(ConfigError::missing(
+                    env::IDENTITY_HEADER,
+                    format!("is required with {}", env::IDENTITY_ENDPOINT),
+                ))
             }
             (None, Some(_)) => {
-                return Err(SettingsError {
-                    name: env::IDENTITY_ENDPOINT,
-                    reason: format!("is required with {}", env::IDENTITY_HEADER),
-                })
+                return Err(ConfigError::missing(
+                    env::IDENTITY_ENDPOINT,
+                    format!("is required with {}", env::IDENTITY_HEADER),
+                ))
             }
             (None, None) if table_key.is_none() => {
-                return Err(SettingsError {
-                    name: env::IDENTITY_ENDPOINT,
-                    reason: format!(
+                return Err(ConfigError::missing(
+                    env::IDENTITY_ENDPOINT,
+                    format!(
                         "is required when {} is not set: the state table is then reached with the \
                          app's managed identity (the Functions host sets {} and {} when the app has \
                          one; locally, set {} instead)",
@@ -233,60 +207,40 @@ impl Settings {
                         env::IDENTITY_HEADER,
                         env::TABLE_KEY
                     ),
-                })
+                ))
             }
             (None, None) => None,
         };
-        let attempts = match get(env::RETRY_ATTEMPTS) {
-            Some(raw) => match number(env::RETRY_ATTEMPTS, raw)? {
-                n @ 1..=10 => n as u32,
-                _ => {
-                    return Err(SettingsError {
-                        name: env::RETRY_ATTEMPTS,
-                        reason: "must be between 1 and 10".into(),
-                    })
-                }
-            },
+        let attempts = match vars.number_in(env::RETRY_ATTEMPTS, 1..=10)? {
+            Some(n) => n as u32,
             None => RetryBudget::default().attempts,
         };
-        let backoff = match get(env::RETRY_BACKOFF_MS) {
-            Some(raw) => Duration::from_millis(number(env::RETRY_BACKOFF_MS, raw)?),
+        let backoff = match vars.number_in(env::RETRY_BACKOFF_MS, 0..=u64::MAX)? {
+            Some(ms) => Duration::from_millis(ms),
             None => RetryBudget::default().backoff,
         };
-        let purge_max_rows = match get(env::PURGE_MAX_ROWS) {
-            Some(raw) => match number(env::PURGE_MAX_ROWS, raw)? {
-                n @ 1..=MAX_PURGE_MAX_ROWS => n as usize,
-                _ => {
-                    return Err(SettingsError {
-                        name: env::PURGE_MAX_ROWS,
-                        reason: format!("must be between 1 and {MAX_PURGE_MAX_ROWS}"),
-                    })
-                }
-            },
+        let purge_max_rows = match vars.number_in(env::PURGE_MAX_ROWS, 1..=MAX_PURGE_MAX_ROWS)? {
+            Some(n) => n as usize,
             None => DEFAULT_PURGE_MAX_ROWS,
         };
-        let invocation_deadline = match get(env::INVOCATION_DEADLINE_SECS) {
-            Some(raw) => match number(env::INVOCATION_DEADLINE_SECS, raw)? {
-                n @ 1..=MAX_INVOCATION_DEADLINE_SECS => Duration::from_secs(n),
-                _ => {
-                    return Err(SettingsError {
-                        name: env::INVOCATION_DEADLINE_SECS,
-                        reason: format!(
-                            "must be between 1 and {MAX_INVOCATION_DEADLINE_SECS}, and below \
-                             host.json's functionTimeout"
-                        ),
-                    })
-                }
-            },
+        let invocation_deadline = match vars
+            .number_in(
+                env::INVOCATION_DEADLINE_SECS,
+                1..=MAX_INVOCATION_DEADLINE_SECS,
+            )
+            .map_err(|mut e| {
+                e.reason.push_str(", and below host.json's functionTimeout");
+                e
+            })? {
+            Some(secs) => Duration::from_secs(secs),
             None => Duration::from_secs(DEFAULT_INVOCATION_DEADLINE_SECS),
         };
-        let slack = match lookup(env::SLACK_WEBHOOK_URL).map(|v| v.trim().to_owned()) {
+        let slack = match vars.secret(env::SLACK_WEBHOOK_URL) {
             None => SlackSetting::Unset,
-            Some(raw) if raw.is_empty() => SlackSetting::Unset,
-            Some(raw) if is_unresolved_key_vault_reference(&raw) => SlackSetting::Unusable(
+            Some(raw) if is_unresolved_key_vault_reference(raw.expose()) => SlackSetting::Unusable(
                 format!("{} {KEY_VAULT_REFERENCE_HELP}", env::SLACK_WEBHOOK_URL),
             ),
-            Some(raw) => match WebhookUrl::parse(&raw) {
+            Some(raw) => match WebhookUrl::parse(raw.expose()) {
                 Ok(webhook) => SlackSetting::Webhook(webhook),
                 // The value itself is a credential: only the reason is kept.
                 Err(e) => {
@@ -298,7 +252,9 @@ impl Settings {
             port,
             table_endpoint,
             table_account,
-            table_name: get(env::TABLE_NAME).unwrap_or_else(|| DEFAULT_TABLE.to_owned()),
+            table_name: vars
+                .optional(env::TABLE_NAME)
+                .unwrap_or_else(|| DEFAULT_TABLE.to_owned()),
             table_key,
             arm_endpoint,
             identity,
@@ -455,7 +411,10 @@ mod tests {
         let s = Settings::from_lookup(lookup(LOCAL)).unwrap();
         assert!(s.identity.is_none());
         assert!(matches!(s.slack, SlackSetting::Unset), "{:?}", s.slack);
-        assert_eq!(s.table_key.as_deref(), Some("a2V5"));
+        assert_eq!(
+            s.table_key.as_ref().map(|key| key.expose().as_str()),
+            Some("a2V5")
+        );
 
         // An empty value (a setting Terraform left blank) is no Slack either.
         let mut pairs = LOCAL.to_vec();
@@ -569,5 +528,30 @@ mod tests {
         ));
         let s = Settings::from_lookup(lookup(&pairs)).unwrap();
         assert_eq!(s.table_account, "devstoreaccount1");
+    }
+
+    /// The start error of this crate, made from a core error: generic so that it states what
+    /// any error type `Settings::from_lookup` answers with must keep.
+    fn start_error<E: From<ConfigError>>(_: Option<E>, error: ConfigError) -> E {
+        error.into()
+    }
+
+    #[test]
+    fn a_detector_error_keeps_its_variable_name_whatever_the_variable() {
+        // A core variable this crate does not list by name (one added later, or a key the
+        // core validates) must still be named, not become `SNAPWATCH_*`.
+        let sample = Settings::from_lookup(lookup(MINIMAL)).err();
+        let error = start_error(
+            sample,
+            ConfigError {
+                name: "SNAPWATCH_SOME_LATER_SETTING".into(),
+                value: "x".into(),
+                reason: "bad".into(),
+            },
+        );
+        assert!(
+            error.to_string().contains("SNAPWATCH_SOME_LATER_SETTING"),
+            "{error}"
+        );
     }
 }

@@ -507,11 +507,18 @@ async fn a_request_that_is_not_an_invocation_is_refused() {
 }
 
 /// The host's timer invocation as it POSTs it to `/Purge`.
-fn timer_data(past_due: bool) -> Value {
+/// Whether the host ran the timer late (its `IsPastDue` flag).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TimerRun {
+    OnTime,
+    PastDue,
+}
+
+fn timer_data(run: TimerRun) -> Value {
     json!({"timer": {
         "Schedule": {"AdjustForDST": true},
         "ScheduleStatus": {"Last": "2024-04-15T11:17:00+00:00", "Next": "2024-04-15T12:17:00+00:00", "LastUpdated": "2024-04-15T11:17:00+00:00"},
-        "IsPastDue": past_due
+        "IsPastDue": run == TimerRun::PastDue
     }})
 }
 
@@ -529,7 +536,7 @@ async fn purge_runs_one_bounded_purge_at_the_clock_time_and_reports_it() {
         ..FakePurger::default()
     };
     let h = harness_with_purger(MemoryStore::new(), purger.clone());
-    let (status, body) = h.invoke(PURGE_FUNCTION, timer_data(false)).await;
+    let (status, body) = h.invoke(PURGE_FUNCTION, timer_data(TimerRun::OnTime)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         body["Logs"],
@@ -545,7 +552,9 @@ async fn purge_runs_one_bounded_purge_at_the_clock_time_and_reports_it() {
         )]
     );
     // A late tick purges the same way.
-    let (status, _) = h.invoke(PURGE_FUNCTION, timer_data(true)).await;
+    let (status, _) = h
+        .invoke(PURGE_FUNCTION, timer_data(TimerRun::PastDue))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(purger.calls.lock().expect("lock").len(), 2);
     // The purge touches no chain state of the detector's and sends nothing.
@@ -559,7 +568,7 @@ async fn purge_answers_500_on_a_store_failure_so_the_next_tick_retries() {
         ..FakePurger::default()
     };
     let h = harness_with_purger(MemoryStore::new(), purger.clone());
-    let (status, body) = h.invoke(PURGE_FUNCTION, timer_data(false)).await;
+    let (status, body) = h.invoke(PURGE_FUNCTION, timer_data(TimerRun::OnTime)).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     assert_eq!(
         body["Logs"],

@@ -22,14 +22,14 @@ async fn main() -> anyhow::Result<()> {
 
     // Cloud Logging keeps the JSON line; the variable is a field of its own to filter on.
     let settings = Settings::from_lookup(|name| std::env::var(name).ok()).inspect_err(|e| {
-        tracing::error!(variable = e.variable(), error = %e, "invalid setting: the service cannot start");
+        tracing::error!(variable = %e.name, error = %e, "invalid setting: the service cannot start");
     })?;
     let store = FirestoreStore::new(settings.firestore.clone(), settings.collections.clone())
         .context("Firestore client")?;
     let slack = match &settings.slack_webhook_url {
         Some(url) => Some(
             SlackSink::new(
-                WebhookUrl::parse(&url.0).context("SNAPWATCH_SLACK_WEBHOOK_URL")?,
+                WebhookUrl::parse(url.expose()).context("SNAPWATCH_SLACK_WEBHOOK_URL")?,
                 RetryPolicy::default(),
             )
             .context("Slack client")?,

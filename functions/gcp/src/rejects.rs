@@ -9,12 +9,15 @@ use std::sync::{Arc, Mutex};
 /// One event the service could not use, with why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RejectedEvent {
-    /// The CloudEvent id (`ce-id` or the structured `id`); empty when the request had none.
-    pub event_id: String,
+    /// The CloudEvent id (`ce-id` or the structured `id`); `None` when the request had none.
+    pub event_id: Option<String>,
+    /// Why the event could not be used.
     pub reason: String,
+    /// The request's `Content-Type`, as sent.
     pub content_type: String,
     /// The request body as received (lossy UTF-8 for binary garbage).
     pub body: String,
+    /// When the service received it.
     pub received_at: DateTime<Utc>,
 }
 
@@ -32,6 +35,7 @@ pub struct MemoryRejects {
 }
 
 impl MemoryRejects {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }

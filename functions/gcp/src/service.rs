@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use snapwatch_core::engine::{Detector, EngineError};
 use snapwatch_core::parse::gcp::{parse_cloudevent, parse_entry, AUDIT_LOG_WRITTEN};
-use snapwatch_core::parse::{ParseError, Parsed};
+use snapwatch_core::parse::{ParseError, Parsed, Skip};
 use snapwatch_core::ports::{AlertSink, Clock, StateStore, StoreError};
 use std::sync::Arc;
 
@@ -59,7 +59,8 @@ enum Outcome {
         findings: usize,
         sent: usize,
     },
-    Skipped(&'static str),
+    /// Irrelevant, failed or intermediate: acknowledged, nothing to do.
+    Skipped(Skip),
     Rejected(String),
     /// The state store is down or throttled: Eventarc must redeliver.
     StoreUnavailable(String),
@@ -81,9 +82,9 @@ impl IntoResponse for Outcome {
                 StatusCode::OK,
                 json!({ "outcome": "processed", "findings": findings, "sent": sent }),
             ),
-            Outcome::Skipped(reason) => (
+            Outcome::Skipped(skip) => (
                 StatusCode::OK,
-                json!({ "outcome": "skipped", "reason": reason }),
+                json!({ "outcome": "skipped", "reason": skip.as_str() }),
             ),
             Outcome::Rejected(reason) => (
                 StatusCode::OK,
@@ -151,13 +152,13 @@ where
         Ok(Parsed::Event(event)) => event,
         Ok(Parsed::Skipped(skip)) => {
             tracing::debug!(event_id = %decoded.event_id, reason = skip.as_str(), "event skipped");
-            return Outcome::Skipped(skip.as_str());
+            return Outcome::Skipped(skip);
         }
         Err(error) => {
             let reason = error.to_string();
             tracing::error!(event_id = %decoded.event_id, %reason, "malformed event rejected and kept");
             let rejected = RejectedEvent {
-                event_id: decoded.event_id,
+                event_id: Some(decoded.event_id).filter(|id| !id.is_empty()),
                 reason: reason.clone(),
                 content_type: content_type(headers).to_string(),
                 body: String::from_utf8_lossy(body).into_owned(),
@@ -289,9 +290,7 @@ fn decode(headers: &HeaderMap, body: &[u8]) -> Decoded {
             let push: Value = serde_json::from_str(t)?;
             parse_entry(&pubsub_log_entry(&push)?)
         }),
-        (Some(_), Some(kind)) if kind != AUDIT_LOG_WRITTEN => {
-            Ok(Parsed::Skipped(snapwatch_core::parse::Skip::Irrelevant))
-        }
+        (Some(_), Some(kind)) if kind != AUDIT_LOG_WRITTEN => Ok(Parsed::Skipped(Skip::Irrelevant)),
         (Some(_), Some(_)) => text.and_then(parse_entry),
     };
     Decoded { event_id, parsed }

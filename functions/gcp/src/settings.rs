@@ -3,7 +3,7 @@
 //! the variable's name.
 
 use crate::firestore::{Collections, FirestoreTarget};
-use snapwatch_core::config::ConfigError;
+use snapwatch_core::config::{ConfigError, Environment, Secret};
 use snapwatch_core::Config;
 
 /// Environment variable names (the detector's own come from `snapwatch_core::config::env`).
@@ -26,73 +26,37 @@ const DEFAULT_PORT: u16 = 8080;
 const DEFAULT_DATABASE: &str = "(default)";
 const DEFAULT_COLLECTION_PREFIX: &str = "snapwatch_";
 
+/// Everything the service reads from its environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
+    /// Where to listen.
     pub port: u16,
+    /// The database holding chain state, and how to reach it.
     pub firestore: FirestoreTarget,
+    /// The collection names.
     pub collections: Collections,
-    /// Kept as text here; `main` turns it into a `WebhookUrl` (which never prints it).
-    pub slack_webhook_url: Option<SecretText>,
+    /// Kept as text here; `main` turns it into a `WebhookUrl` (which never prints it either).
+    pub slack_webhook_url: Option<Secret>,
+    /// The detector's own settings (the core's variables).
     pub detector: Config,
 }
 
-/// A secret value that never shows in `Debug` output or logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretText(pub String);
-
-impl std::fmt::Debug for SecretText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecretText(…)")
-    }
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SettingsError {
-    #[error("{name} is required: {reason}")]
-    Missing { name: &'static str, reason: String },
-    #[error("{name}={value:?} is invalid: {reason}")]
-    Invalid {
-        name: &'static str,
-        value: String,
-        reason: String,
-    },
-    #[error(transparent)]
-    Detector(#[from] ConfigError),
-}
-
-impl SettingsError {
-    /// The environment variable at fault, for the start error and its log line.
-    pub fn variable(&self) -> &str {
-        match self {
-            SettingsError::Missing { name, .. } | SettingsError::Invalid { name, .. } => name,
-            SettingsError::Detector(e) => &e.name,
-        }
-    }
-}
-
 impl Settings {
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
-        let present = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let port = match present(env::PORT) {
-            None => DEFAULT_PORT,
-            Some(raw) => raw
-                .trim()
-                .parse::<u16>()
-                .map_err(|e| SettingsError::Invalid {
-                    name: env::PORT,
-                    value: raw.clone(),
-                    reason: e.to_string(),
-                })?,
-        };
-        let project = present(env::FIRESTORE_PROJECT).ok_or(SettingsError::Missing {
-            name: env::FIRESTORE_PROJECT,
-            reason: "the project of the Firestore database holding chain state".to_string(),
+    /// Reads every setting through `lookup` (normally `std::env::var(..).ok()`); the error names
+    /// the variable at fault.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Environment::new(&lookup);
+        let port = vars.port(env::PORT)?.unwrap_or(DEFAULT_PORT);
+        let project = vars.optional(env::FIRESTORE_PROJECT).ok_or_else(|| {
+            ConfigError::missing(
+                env::FIRESTORE_PROJECT,
+                "is required: the project of the Firestore database holding chain state",
+            )
         })?;
-        let project = project.trim().to_string();
-        let database = present(env::FIRESTORE_DATABASE)
-            .map(|d| d.trim().to_string())
+        let database = vars
+            .optional(env::FIRESTORE_DATABASE)
             .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
-        let firestore = match present(env::FIRESTORE_EMULATOR_HOST) {
+        let firestore = match vars.optional(env::FIRESTORE_EMULATOR_HOST) {
             Some(host) => {
                 let mut target = FirestoreTarget::emulator(&host, &project);
                 target.database = database;
@@ -100,24 +64,25 @@ impl Settings {
             }
             None => FirestoreTarget::production(&project, &database),
         };
-        let prefix = lookup(env::COLLECTION_PREFIX)
+        // Set but empty is an empty prefix (collections `facts`, `alerts`, `rejects`), not the
+        // default: hence the value as set, trimmed.
+        let prefix = vars
+            .raw(env::COLLECTION_PREFIX)
             .map(|p| p.trim().to_string())
             .unwrap_or_else(|| DEFAULT_COLLECTION_PREFIX.to_string());
         if prefix.contains('/') {
-            return Err(SettingsError::Invalid {
-                name: env::COLLECTION_PREFIX,
-                value: prefix,
-                reason: "a collection name cannot contain '/'".to_string(),
-            });
+            return Err(ConfigError::new(
+                env::COLLECTION_PREFIX,
+                &prefix,
+                "a collection name cannot contain '/'",
+            ));
         }
-        let slack_webhook_url = present(env::SLACK_WEBHOOK_URL).map(SecretText);
-        let detector = Config::from_lookup(&lookup)?;
         Ok(Settings {
             port,
             firestore,
             collections: Collections::with_prefix(&prefix),
-            slack_webhook_url,
-            detector,
+            slack_webhook_url: vars.secret(env::SLACK_WEBHOOK_URL),
+            detector: Config::from_lookup(&lookup)?,
         })
     }
 }
@@ -128,7 +93,7 @@ mod tests {
     use crate::firestore::Auth;
     use std::collections::HashMap;
 
-    fn settings(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let vars: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -170,7 +135,13 @@ mod tests {
             s.detector.alerts.min_severity,
             snapwatch_core::Severity::High
         );
-        assert_eq!(format!("{:?}", s.slack_webhook_url), "Some(SecretText(…))");
+        assert_eq!(
+            s.slack_webhook_url
+                .as_ref()
+                .map(|url| url.expose().as_str()),
+            Some("https://hooks.slack.com/services/T/B/X")
+        );
+        assert!(!format!("{s:?}").contains("hooks.slack.com"), "{s:?}");
     }
 
     #[test]
@@ -182,20 +153,25 @@ mod tests {
         );
         let port =
             settings(&[(env::FIRESTORE_PROJECT, "p"), (env::PORT, "http")]).expect_err("bad port");
-        assert!(port.to_string().starts_with("PORT=\"http\""), "{port}");
+        assert!(port.to_string().contains("PORT=\"http\""), "{port}");
         let window = settings(&[
             (env::FIRESTORE_PROJECT, "p"),
             ("SNAPWATCH_WINDOW_DAYS", "0"),
         ])
         .expect_err("bad window");
-        assert!(matches!(window, SettingsError::Detector(_)), "{window:?}");
-        // Every variant names the environment variable, for the start error and its log line.
-        assert_eq!(window.variable(), "SNAPWATCH_WINDOW_DAYS");
+        // Every error names the environment variable, for the start error and its log line.
+        assert_eq!(window.name, "SNAPWATCH_WINDOW_DAYS");
         assert!(
             window.to_string().contains("SNAPWATCH_WINDOW_DAYS"),
             "{window}"
         );
-        assert_eq!(missing.variable(), env::FIRESTORE_PROJECT);
-        assert_eq!(port.variable(), env::PORT);
+        assert_eq!(missing.name, env::FIRESTORE_PROJECT);
+        assert_eq!(port.name, env::PORT);
+        let prefix = settings(&[
+            (env::FIRESTORE_PROJECT, "p"),
+            (env::COLLECTION_PREFIX, "a/b"),
+        ])
+        .expect_err("bad prefix");
+        assert_eq!(prefix.name, env::COLLECTION_PREFIX);
     }
 }

@@ -1,25 +1,35 @@
-//! Detector settings (the README's "Configuration" section), parsed once into a typed struct.
+//! Detector settings (the README's "Configuration" section), parsed once into a typed struct,
+//! and the one way every function reads its environment.
 //!
 //! The CLI deserializes the TOML form; the functions build the same struct from environment
-//! variables through [`Config::from_lookup`], so tests never touch the process environment.
+//! variables through [`Config::from_lookup`], and their own settings through
+//! [`Environment`], so tests never touch the process environment and every bad value is a
+//! [`ConfigError`] naming its variable. Credentials are held as [`Secret`]s.
 
 use crate::model::Severity;
 use serde::Deserialize;
 
+/// How far back a chain reaches when no window is configured.
 pub const DEFAULT_WINDOW_DAYS: u32 = 30;
+/// Ports whose exposure counts as an administrative opening when none are configured.
 pub const DEFAULT_ADMIN_PORTS: [u16; 2] = [22, 3389];
 
+/// Everything the detector is configured with (the CLI's TOML file, the functions' variables).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Who and what counts as ours.
     #[serde(default)]
     pub trust: TrustConfig,
+    /// How chains are built.
     #[serde(default)]
     pub chain: ChainConfig,
+    /// Which findings alert.
     #[serde(default)]
     pub alerts: AlertConfig,
 }
 
+/// Accounts and principals that are trusted.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrustConfig {
@@ -31,18 +41,23 @@ pub struct TrustConfig {
     pub principals: Vec<String>,
 }
 
+/// How chains are built.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainConfig {
+    /// Days a fact stays part of a chain.
     #[serde(default = "default_window_days")]
     pub window_days: u32,
+    /// Ports whose exposure counts as an administrative opening.
     #[serde(default = "default_admin_ports")]
     pub admin_ports: Vec<u16>,
 }
 
+/// Which findings alert.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertConfig {
+    /// Findings below this severity are reported but not alerted.
     #[serde(default = "default_min_severity")]
     pub min_severity: Severity,
 }
@@ -78,61 +93,79 @@ impl Default for AlertConfig {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid configuration: {name}={value:?}: {reason}")]
 pub struct ConfigError {
+    /// The environment variable or TOML key at fault.
     pub name: String,
+    /// The value as given; [`HIDDEN_VALUE`] when the value is a credential, empty when unset.
     pub value: String,
+    /// Why the value cannot be used, and what would do.
     pub reason: String,
+}
+
+/// What a [`ConfigError`] shows instead of a value that is a credential.
+pub const HIDDEN_VALUE: &str = "(hidden)";
+
+impl ConfigError {
+    /// An error about `name` holding `value`.
+    pub fn new(name: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    /// An error about `name` whose value is a credential and must not be repeated.
+    pub fn hidden(name: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::new(name, HIDDEN_VALUE, reason)
+    }
+
+    /// An error about `name` being unset (or empty) where a value is needed.
+    pub fn missing(name: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::new(name, "", reason)
+    }
 }
 
 /// Environment variable names shared by every function.
 pub mod env {
+    /// `trust.accounts`, comma-separated.
     pub const TRUSTED_ACCOUNTS: &str = "SNAPWATCH_TRUSTED_ACCOUNTS";
+    /// `trust.principals`, comma-separated.
     pub const TRUSTED_PRINCIPALS: &str = "SNAPWATCH_TRUSTED_PRINCIPALS";
+    /// `chain.window_days`.
     pub const WINDOW_DAYS: &str = "SNAPWATCH_WINDOW_DAYS";
+    /// `chain.admin_ports`, comma-separated.
     pub const ADMIN_PORTS: &str = "SNAPWATCH_ADMIN_PORTS";
+    /// `alerts.min_severity`.
     pub const MIN_SEVERITY: &str = "SNAPWATCH_MIN_SEVERITY";
 }
 
 impl Config {
     /// Builds the config from `lookup` (normally `std::env::var(..).ok()`); comma-separated lists.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let vars = Environment::new(lookup);
         let mut config = Config::default();
-        let list = |raw: &str| -> Vec<String> {
-            raw.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        };
-        if let Some(raw) = lookup(env::TRUSTED_ACCOUNTS) {
-            config.trust.accounts = list(&raw);
+        if let Some(raw) = vars.raw(env::TRUSTED_ACCOUNTS) {
+            config.trust.accounts = split_list(&raw);
         }
-        if let Some(raw) = lookup(env::TRUSTED_PRINCIPALS) {
-            config.trust.principals = list(&raw);
+        if let Some(raw) = vars.raw(env::TRUSTED_PRINCIPALS) {
+            config.trust.principals = split_list(&raw);
         }
-        if let Some(raw) = lookup(env::WINDOW_DAYS) {
-            config.chain.window_days = raw.trim().parse().map_err(|e| ConfigError {
-                name: env::WINDOW_DAYS.into(),
-                value: raw.clone(),
-                reason: format!("{e}"),
-            })?;
+        if let Some(days) = vars.parsed_as_set(env::WINDOW_DAYS, |raw| {
+            raw.trim().parse::<u32>().map_err(|e| e.to_string())
+        })? {
+            config.chain.window_days = days;
         }
-        if let Some(raw) = lookup(env::ADMIN_PORTS) {
-            config.chain.admin_ports = list(&raw)
+        if let Some(ports) = vars.parsed_as_set(env::ADMIN_PORTS, |raw| {
+            split_list(raw)
                 .iter()
                 .map(|p| p.parse::<u16>())
                 .collect::<Result<_, _>>()
-                .map_err(|e| ConfigError {
-                    name: env::ADMIN_PORTS.into(),
-                    value: raw.clone(),
-                    reason: format!("expected comma-separated port numbers: {e}"),
-                })?;
+                .map_err(|e| format!("expected comma-separated port numbers: {e}"))
+        })? {
+            config.chain.admin_ports = ports;
         }
-        if let Some(raw) = lookup(env::MIN_SEVERITY) {
-            config.alerts.min_severity = raw.parse().map_err(|reason| ConfigError {
-                name: env::MIN_SEVERITY.into(),
-                value: raw.clone(),
-                reason,
-            })?;
+        if let Some(severity) = vars.parsed_as_set(env::MIN_SEVERITY, |raw| raw.parse())? {
+            config.alerts.min_severity = severity;
         }
         // A value that parses but is out of range: name the variable that set it, not the key.
         config.validate().map_err(|mut e| {
@@ -144,6 +177,7 @@ impl Config {
         Ok(config)
     }
 
+    /// Checks values that parse but cannot be used (a window of 0 days, an empty account).
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.chain.window_days == 0 || self.chain.window_days > 3650 {
             return Err(ConfigError {
@@ -164,6 +198,7 @@ impl Config {
         Ok(())
     }
 
+    /// The chain window in seconds.
     pub fn window_secs(&self) -> i64 {
         i64::from(self.chain.window_days) * 86_400
     }
@@ -310,6 +345,166 @@ pub fn segment_glob(pattern: &str, text: &str, email: bool) -> bool {
         reachable = next;
     }
     reachable[text.len()]
+}
+
+/// A value that must never reach a log line: `Debug` prints `Secret(…)` and there is no
+/// `Display`, so a struct holding one can derive `Debug` safely. Reading it takes
+/// [`Secret::expose`], which is easy to find in a review.
+///
+/// Our own type rather than the `secrecy` crate: what snapwatch needs is only the redacting
+/// `Debug` (the values are copied into HTTP headers anyway, so zeroing memory on drop would
+/// promise more than it keeps), and the core stays at its few dependencies.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret<T = String>(T);
+
+impl<T> Secret<T> {
+    /// Wraps `value`.
+    pub fn new(value: T) -> Secret<T> {
+        Secret(value)
+    }
+
+    /// The value itself, for the one place that must send it.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> From<T> for Secret<T> {
+    fn from(value: T) -> Secret<T> {
+        Secret(value)
+    }
+}
+
+impl<T> std::fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+/// Settings read by name from an injectable environment (a map in tests, `std::env::var` in
+/// `main`): every function parses its variables through this one place, and every failure is
+/// a [`ConfigError`] naming the variable. Values are trimmed; an empty value counts as unset
+/// (Terraform leaves optional settings blank).
+pub struct Environment<L> {
+    lookup: L,
+}
+
+impl<L: Fn(&str) -> Option<String>> Environment<L> {
+    /// Reads through `lookup` (normally `|name| std::env::var(name).ok()`).
+    pub fn new(lookup: L) -> Environment<L> {
+        Environment { lookup }
+    }
+
+    /// The value exactly as set, untrimmed, empty included.
+    pub fn raw(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+    }
+
+    /// The trimmed value; `None` when unset or empty.
+    pub fn optional(&self, name: &str) -> Option<String> {
+        self.raw(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The trimmed value, or an error naming `name` and saying it is required.
+    pub fn required(&self, name: &str) -> Result<String, ConfigError> {
+        self.optional(name)
+            .ok_or_else(|| ConfigError::missing(name, "is required"))
+    }
+
+    /// The trimmed value of a credential: it never shows in `Debug` output.
+    pub fn secret(&self, name: &str) -> Option<Secret> {
+        self.optional(name).map(Secret::new)
+    }
+
+    /// The value through `parse`, whose error text becomes the reason; `None` when unset.
+    pub fn parsed<T>(
+        &self,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        self.optional(name)
+            .map(|raw| parse(&raw).map_err(|reason| ConfigError::new(name, &raw, reason)))
+            .transpose()
+    }
+
+    /// Like [`Environment::parsed`], but `parse` sees the value exactly as set, untrimmed and
+    /// empty included: for the detector's variables, whose empty value has always meant
+    /// something (an empty port list, an error for an empty number).
+    pub fn parsed_as_set<T>(
+        &self,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        self.raw(name)
+            .map(|raw| parse(&raw).map_err(|reason| ConfigError::new(name, &raw, reason)))
+            .transpose()
+    }
+
+    /// A whole number within `range`; `None` when unset.
+    pub fn number_in(
+        &self,
+        name: &str,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Option<u64>, ConfigError> {
+        self.parsed(name, |raw| {
+            let n = raw
+                .parse::<u64>()
+                .map_err(|e| format!("is not a whole number: {e}"))?;
+            if range.contains(&n) {
+                Ok(n)
+            } else {
+                Err(format!(
+                    "must be between {} and {}",
+                    range.start(),
+                    range.end()
+                ))
+            }
+        })
+    }
+
+    /// A TCP port number; `None` when unset.
+    pub fn port(&self, name: &str) -> Result<Option<u16>, ConfigError> {
+        self.parsed(name, |raw| {
+            raw.parse::<u16>()
+                .map_err(|e| format!("is not a port number: {e}"))
+        })
+    }
+
+    /// One of `choices` (`(word, value)`, matched exactly); `None` when unset. Booleans are a
+    /// choice too (`[("false", false), ("true", true)]`, or `off`/`on`), so each variable keeps
+    /// the words its README row documents.
+    pub fn choice<T: Copy>(
+        &self,
+        name: &str,
+        choices: &[(&str, T)],
+    ) -> Result<Option<T>, ConfigError> {
+        self.parsed(name, |raw| {
+            choices
+                .iter()
+                .find(|(word, _)| *word == raw)
+                .map(|(_, value)| *value)
+                .ok_or_else(|| {
+                    let words: Vec<&str> = choices.iter().map(|(word, _)| *word).collect();
+                    format!("expected {}", words.join(" or "))
+                })
+        })
+    }
+
+    /// Comma-separated items, trimmed, empty items dropped; `None` when unset.
+    pub fn list(&self, name: &str) -> Option<Vec<String>> {
+        self.optional(name).map(|raw| split_list(&raw))
+    }
+}
+
+/// `a, b,,c` → `["a", "b", "c"]`.
+fn split_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 #[cfg(test)]
@@ -498,6 +693,82 @@ mod tests {
         assert_eq!(err.name, env::MIN_SEVERITY);
         // A value that parses but is out of range names the variable too, not the TOML key.
         let err = Config::from_lookup(|k| (k == env::WINDOW_DAYS).then(|| "0".into())).unwrap_err();
+        assert_eq!(err.name, env::WINDOW_DAYS);
+    }
+
+    fn environment(pairs: &[(&str, &str)]) -> Environment<impl Fn(&str) -> Option<String>> {
+        let vars: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Environment::new(move |k: &str| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn the_environment_trims_treats_empty_as_unset_and_names_the_variable() {
+        let vars = environment(&[
+            ("A", "  x "),
+            ("EMPTY", "  "),
+            ("N", "12"),
+            ("BIG", "99"),
+            ("WORD", "on"),
+            ("LIST", " a, b,,c "),
+        ]);
+        assert_eq!(vars.optional("A").as_deref(), Some("x"));
+        assert_eq!(vars.raw("A").as_deref(), Some("  x "));
+        assert_eq!(vars.optional("EMPTY"), None);
+        let err = vars.required("EMPTY").unwrap_err();
+        assert_eq!(err.name, "EMPTY");
+        assert!(err.to_string().contains("EMPTY"), "{err}");
+        assert_eq!(vars.number_in("N", 1..=20), Ok(Some(12)));
+        assert_eq!(vars.number_in("UNSET", 1..=20), Ok(None));
+        let err = vars.number_in("BIG", 1..=20).unwrap_err();
+        assert_eq!((err.name.as_str(), err.value.as_str()), ("BIG", "99"));
+        assert!(err.reason.contains("between 1 and 20"), "{err}");
+        assert_eq!(vars.number_in("A", 1..=20).unwrap_err().name, "A");
+        assert_eq!(vars.port("N"), Ok(Some(12)));
+        assert_eq!(
+            environment(&[("P", "70000")]).port("P").unwrap_err().name,
+            "P"
+        );
+        assert_eq!(
+            vars.choice("WORD", &[("off", false), ("on", true)]),
+            Ok(Some(true))
+        );
+        let err = vars
+            .choice("A", &[("off", false), ("on", true)])
+            .unwrap_err();
+        assert_eq!(err.name, "A");
+        assert!(err.reason.contains("off or on"), "{err}");
+        assert_eq!(
+            vars.list("LIST"),
+            Some(vec!["a".into(), "b".into(), "c".into()])
+        );
+        assert_eq!(
+            vars.parsed("A", |raw| Err::<(), _>(format!("no {raw}")))
+                .unwrap_err(),
+            ConfigError::new("A", "x", "no x")
+        );
+    }
+
+    #[test]
+    fn a_secret_never_shows_in_debug_output() {
+        let vars = environment(&[("TOKEN", " s3cr3t-value ")]);
+        let secret = vars.secret("TOKEN").unwrap();
+        assert_eq!(secret.expose(), "s3cr3t-value");
+        for shown in [format!("{secret:?}"), format!("{:#?}", Some(&secret))] {
+            assert!(!shown.contains("s3cr3t"), "{shown}");
+        }
+        let err = ConfigError::hidden("TOKEN", "is unusable");
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+    }
+
+    #[test]
+    fn detector_variables_keep_their_meaning_of_an_empty_value() {
+        // An empty port list means no admin ports, not the default; an empty window is an error.
+        let c = Config::from_lookup(|k| (k == env::ADMIN_PORTS).then(String::new)).unwrap();
+        assert!(c.chain.admin_ports.is_empty());
+        let err = Config::from_lookup(|k| (k == env::WINDOW_DAYS).then(String::new)).unwrap_err();
         assert_eq!(err.name, env::WINDOW_DAYS);
     }
 }

@@ -10,8 +10,6 @@
 // documented by the rules/settings change
 #[allow(missing_docs)]
 pub mod baseline;
-// documented by the rules/settings change
-#[allow(missing_docs)]
 pub mod config;
 // documented by the rules/settings change
 #[allow(missing_docs)]

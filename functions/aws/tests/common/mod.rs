@@ -464,7 +464,7 @@ impl Moto {
     }
 
     /// A manual DB snapshot; returns its ARN as the parsers normalise it (lower case).
-    pub async fn db_snapshot(&self, name: &str, public: bool) -> String {
+    pub async fn db_snapshot(&self, name: &str, access: DbSnapshotAccess) -> String {
         let instance = format!("{name}-db");
         self.rds(
             "CreateDBInstance",
@@ -487,7 +487,7 @@ impl Moto {
                 ],
             )
             .await;
-        if public {
+        if access == DbSnapshotAccess::Public {
             self.rds(
                 "ModifyDBSnapshotAttribute",
                 &[
@@ -500,4 +500,13 @@ impl Moto {
         }
         tag(&created, "DBSnapshotArn").to_ascii_lowercase()
     }
+}
+
+/// Who may restore a DB snapshot the tests create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbSnapshotAccess {
+    /// The owning account only.
+    Private,
+    /// Anyone (`restore` shared with `all`).
+    Public,
 }

@@ -6,6 +6,7 @@
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use snapwatch_core::config::Secret;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -156,7 +157,8 @@ pub struct FirestoreClient {
     target: FirestoreTarget,
     /// `projects/P/databases/D/documents`: the prefix of every document name.
     documents_root: String,
-    token: Mutex<Option<(String, Instant)>>,
+    /// The access token and when to renew it; a credential, so it never shows in `Debug`.
+    token: Mutex<Option<(Secret, Instant)>>,
 }
 
 impl FirestoreClient {
@@ -247,7 +249,7 @@ impl FirestoreClient {
         if let Ok(cached) = self.token.lock() {
             if let Some((token, renew_at)) = cached.as_ref() {
                 if Instant::now() < *renew_at {
-                    return Ok(Some(token.clone()));
+                    return Ok(Some(token.expose().clone()));
                 }
             }
         }
@@ -270,7 +272,10 @@ impl FirestoreClient {
             .map_err(|e| FirestoreError::Token(format!("token answer: {e}")))?;
         let lifetime = Duration::from_secs(token.expires_in).saturating_sub(TOKEN_EARLY_RENEWAL);
         if let Ok(mut cached) = self.token.lock() {
-            *cached = Some((token.access_token.clone(), Instant::now() + lifetime));
+            *cached = Some((
+                Secret::new(token.access_token.clone()),
+                Instant::now() + lifetime,
+            ));
         }
         Ok(Some(token.access_token))
     }

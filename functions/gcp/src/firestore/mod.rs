@@ -370,11 +370,7 @@ impl StateStore for FirestoreStore {
 impl RejectStore for FirestoreStore {
     async fn keep(&self, rejected: &RejectedEvent) -> Result<(), StoreError> {
         // The same event redelivered lands on the same document; the first copy is kept.
-        let identity = if rejected.event_id.is_empty() {
-            rejected.body.as_str()
-        } else {
-            rejected.event_id.as_str()
-        };
+        let identity = rejected.event_id.as_deref().unwrap_or(&rejected.body);
         let name = self
             .client
             .document_name(&self.collections.rejects, &sha_hex(identity));
@@ -383,7 +379,7 @@ impl RejectStore for FirestoreStore {
             "update": {
                 "name": name,
                 "fields": {
-                    "event_id": { "stringValue": rejected.event_id },
+                    "event_id": { "stringValue": rejected.event_id.as_deref().unwrap_or_default() },
                     "reason": { "stringValue": rejected.reason },
                     "content_type": { "stringValue": rejected.content_type },
                     "body": { "stringValue": truncate(&rejected.body, MAX_REJECT_BODY_BYTES) },

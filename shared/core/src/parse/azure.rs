@@ -14,6 +14,7 @@
 
 mod facts;
 mod ids;
+mod resource_body;
 #[cfg(test)]
 mod tests;
 
@@ -24,6 +25,8 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::net::IpAddr;
+
+pub use resource_body::{facts_come_from_body, facts_from_resource_body};
 
 /// Lower-cased operation names the chain consumes (the Event Grid subscription and docs list them).
 pub const CONSUMED_OPERATIONS: &[&str] = &[
