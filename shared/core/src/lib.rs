@@ -3,11 +3,19 @@
 //! raw record → [`parse`] → [`model::Fact`]s → [`engine`] (through the [`ports::StateStore`])
 //! → [`model::Finding`]s → [`render`] / [`ports::AlertSink`].
 //!
+//! Inside the engine, [`graph`] loads the chains, each rule in [`rules`] decides on them, and
+//! [`finding`] assembles what fired. The [`baseline`] drives the engine with a listing of the
+//! account ([`inventory`]). Dependencies run one way: baseline → engine → rules → graph → model.
+//!
 //! This crate has no async runtime, cloud SDK or HTTP framework dependency.
 
 pub mod baseline;
 pub mod config;
 pub mod engine;
+pub mod error;
+pub mod finding;
+pub mod graph;
+pub mod inventory;
 pub mod memory;
 pub mod model;
 pub mod parse;

@@ -57,7 +57,7 @@ pub fn sns_message(f: &Finding) -> String {
 /// Message attributes subscribers filter on: `[("rule", …), ("severity", …), ("cloud", …)]`.
 pub fn sns_attributes(f: &Finding) -> Vec<(&'static str, String)> {
     vec![
-        ("rule", f.rule.clone()),
+        ("rule", f.rule.id().to_owned()),
         ("severity", f.severity.as_str().to_owned()),
         ("cloud", f.cloud.as_str().to_owned()),
         ("found_by", f.found_by.as_str().to_owned()),
@@ -121,7 +121,7 @@ pub fn text(f: &Finding) -> String {
         out,
         "[{}] {} — {} account {}, {}, snapshot {}",
         severity_upper(f.severity),
-        e(&f.rule),
+        e(f.rule.id()),
         f.cloud,
         e(&f.account),
         region,
@@ -275,7 +275,7 @@ fn slack_message_scaled(f: &Finding, permille: usize) -> Value {
     let first_seen = rfc3339(&f.first_seen);
     let last_seen = rfc3339(&f.last_seen);
     let fields: Vec<Value> = [
-        ("Rule", f.rule.as_str()),
+        ("Rule", f.rule.id()),
         ("Severity", f.severity.as_str()),
         ("Cloud", f.cloud.as_str()),
         ("Account", f.account.as_str()),
@@ -728,7 +728,7 @@ mod tests {
         let bob = "arn:aws:sts::111122223333:assumed-role/ops/bob";
         Finding {
             id: "f-5e1c0a".to_owned(),
-            rule: "chain.exposed-restore".to_owned(),
+            rule: crate::model::Rule::ChainExposedRestore,
             severity: Severity::Critical,
             cloud: Cloud::Aws,
             account: "111122223333".to_owned(),
@@ -875,7 +875,7 @@ mod tests {
     #[test]
     fn sns_attributes_carry_rule_severity_cloud_and_found_by() {
         let mut f = finding();
-        f.rule = "snapshot.public".to_owned();
+        f.rule = crate::model::Rule::SnapshotPublic;
         f.severity = Severity::High;
         f.cloud = Cloud::Gcp;
         assert_eq!(
@@ -929,7 +929,6 @@ mod tests {
         assert_valid_sns_subject(&subject);
         assert!(subject.contains("snap-?n?c?d? next line ?"), "{subject}");
 
-        f.rule = "\nrule".to_owned();
         f.snapshot = "ü".repeat(10_000);
         let subject = sns_subject(&f);
         assert_valid_sns_subject(&subject);

@@ -2,6 +2,7 @@
 //! events, deduplication with event-driven findings, settling, retries.
 
 use super::*;
+use crate::model::{Cloud, FoundBy, ResourceKind};
 use crate::memory::MemoryStore;
 use crate::ports::{AlertSink, SinkError};
 use crate::Config;
@@ -129,7 +130,7 @@ impl RecordingSink {
             .lock()
             .unwrap()
             .drain(..)
-            .map(|f| (f.rule, f.snapshot))
+            .map(|f| (f.rule.id().to_owned(), f.snapshot))
             .collect();
         sent.sort();
         sent

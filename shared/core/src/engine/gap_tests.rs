@@ -2,6 +2,9 @@
 //! shares followed by the service's own use (issue 10, section 2).
 
 use super::*;
+use crate::model::{Audience, Fact, Protocol, Resource};
+use crate::rules::share::audience_admits;
+use std::collections::BTreeSet;
 use crate::memory::MemoryStore;
 use crate::model::{Cloud, EventMeta, PortRange, ResourceKind as K};
 use chrono::{Duration, TimeZone};
@@ -130,7 +133,7 @@ fn streaming(config: &Config, events: &[ParsedEvent]) -> BTreeSet<String> {
         for e in events {
             now = now.max(e.meta.time);
             for f in detector.process(e, now).await.unwrap() {
-                raised.insert(f.rule);
+                raised.insert(f.rule.id().to_owned());
             }
         }
         raised
@@ -138,7 +141,7 @@ fn streaming(config: &Config, events: &[ParsedEvent]) -> BTreeSet<String> {
 }
 
 fn rules(findings: &[Finding]) -> Vec<&str> {
-    findings.iter().map(|f| f.rule.as_str()).collect()
+    findings.iter().map(|f| f.rule.id()).collect()
 }
 
 #[test]

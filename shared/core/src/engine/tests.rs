@@ -1,6 +1,10 @@
 //! Rule table tests and engine semantics (order independence, idempotency, delivery).
 
 use super::*;
+use crate::finding::finding_id;
+use crate::model::{Audience, Fact, Protocol, Resource, Rule};
+use crate::rules::exposed_restore::{is_internet_source, opens_admin_port};
+use std::collections::BTreeSet;
 use crate::memory::MemoryStore;
 use crate::model::{Cloud, EventMeta, PortRange, ResourceKind as K, Severity};
 use crate::ports::SinkError;
@@ -146,7 +150,7 @@ fn batch(config: &Config, events: &[ParsedEvent]) -> Vec<Finding> {
 }
 
 fn rules_of(findings: &[Finding]) -> Vec<&str> {
-    findings.iter().map(|f| f.rule.as_str()).collect()
+    findings.iter().map(|f| f.rule.id()).collect()
 }
 
 #[derive(Default)]
@@ -526,7 +530,7 @@ fn share_rules_table() {
             ],
         );
         assert_eq!(
-            findings.first().map(|f| f.rule.as_str()),
+            findings.first().map(|f| f.rule.id()),
             want,
             "case {name}"
         );
@@ -970,7 +974,7 @@ mod own_time {
     #[test]
     fn a_hub_is_loaded_once_however_many_chunks_reach_it() {
         let detector = Detector::new(CountingStore::default(), Config::default());
-        let dependents = 3 * HUB_OBSERVATIONS;
+        let dependents = 3 * crate::graph::HUB_OBSERVATIONS;
         let findings = block_on(async {
             let mut touched = BTreeSet::new();
             let mut events = vec![created("c1", 0, ALICE, "snap-hub")];
