@@ -84,7 +84,10 @@ fn current_state<'h>(
         let first = history.len() - same;
         PermissionState {
             first_seen: history[first].seen_at,
-            before: first.checked_sub(1).and_then(|i| history.get(i)).map(before),
+            before: first
+                .checked_sub(1)
+                .and_then(|i| history.get(i))
+                .map(before),
             appeared: first == 0 && history[first].new_since_previous_run,
         }
     };
@@ -154,7 +157,14 @@ pub async fn check<S: StateStore>(
     let mut exposures = Vec::new();
     let mut unexplained = Vec::new();
     for item in &inventory.items {
-        let review = review_item(detector.config(), inventory, item, &state, previous_run, now)?;
+        let review = review_item(
+            detector.config(),
+            inventory,
+            item,
+            &state,
+            previous_run,
+            now,
+        )?;
         match review.since_last {
             SinceLast::New => stats.new_items += 1,
             SinceLast::Changed => stats.changed_items += 1,
@@ -171,7 +181,12 @@ pub async fn check<S: StateStore>(
     stats.unexplained = unexplained.len();
     findings.extend(unexplained);
     sort_findings(&mut findings);
-    records.push(scope_marker(scope, inventory, now, detector.config().window_secs())?);
+    records.push(scope_marker(
+        scope,
+        inventory,
+        now,
+        detector.config().window_secs(),
+    )?);
     Ok(BaselineCheck {
         findings,
         stats,
@@ -218,7 +233,11 @@ impl StoredState {
         &self,
         resource: &str,
     ) -> Result<Vec<T>, EngineError> {
-        let stored = self.loaded.get(resource).map(Vec::as_slice).unwrap_or_default();
+        let stored = self
+            .loaded
+            .get(resource)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         decode_records(resource, stored)
     }
 
@@ -286,7 +305,14 @@ fn review_item(
                 crate::finding::assemble_unexplained(inventory, item, &state, &change, now)
             })
         });
-    let record = seen_record(item, latest, record_key, previous_run, now, config.window_secs())?;
+    let record = seen_record(
+        item,
+        latest,
+        record_key,
+        previous_run,
+        now,
+        config.window_secs(),
+    )?;
     Ok(ItemReview {
         since_last,
         exposure,

@@ -1,12 +1,13 @@
-//! The chain engine: stores facts per resource, walks the links between resources, evaluates the
-//! rules for every chain a new fact may have completed, and delivers each finding at most once.
+//! The chain engine: stores facts per resource, loads every chain a new fact may have completed
+//! ([`crate::graph`]), evaluates the rules on it ([`crate::rules`]), assembles the findings
+//! ([`crate::finding`]) and delivers each finding at most once.
 //!
 //! Order independence comes from storing facts and re-evaluating whole chains rather than keeping
 //! a state machine per chain; idempotency from fact keys (`event id # index`) and conditional
 //! alert claims in the store.
 
-pub use crate::error::EngineError;
 use crate::config::Config;
+pub use crate::error::EngineError;
 use crate::finding::{assemble, sort_findings};
 use crate::graph::GraphLoader;
 use crate::model::{Finding, Observation, Origin, ParsedEvent};
@@ -30,9 +31,13 @@ pub struct Ingested {
 /// What delivering findings to one sink did.
 #[derive(Debug, Default)]
 pub struct Delivery {
+    /// Ids of the findings this call delivered.
     pub sent: Vec<String>,
+    /// Findings an earlier attempt delivered to this sink.
     pub already_sent: usize,
+    /// Findings another delivery attempt is sending right now.
     pub held_by_other: usize,
+    /// Findings below the configured minimum severity, not sent.
     pub below_threshold: usize,
     /// Permanently rejected by the sink: reported, settled, never retried.
     pub rejected: Vec<(String, SinkError)>,
@@ -41,6 +46,7 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// Whether some finding must be sent again (the invocation should fail so it is retried).
     pub fn needs_retry(&self) -> bool {
         !self.retry.is_empty()
     }
@@ -53,14 +59,17 @@ pub struct Detector<S> {
 }
 
 impl<S: StateStore> Detector<S> {
+    /// The rules of `config` over `store`.
     pub fn new(store: S, config: Config) -> Self {
         Detector { store, config }
     }
 
+    /// The configuration the rules use.
     pub fn config(&self) -> &Config {
         &self.config
     }
 
+    /// The state store the chains are kept in.
     pub fn store(&self) -> &S {
         &self.store
     }

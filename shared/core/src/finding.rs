@@ -134,7 +134,10 @@ pub(crate) fn assemble_unexplained(
     let id = &item.resource.id;
     let wording = unexplained::wording(inventory, item, state, change);
     // The same change is one finding however many runs see it; a later, separate change is another.
-    let change_hash = short_hash(&[&wording.change_key, &state.first_seen.timestamp().to_string()]);
+    let change_hash = short_hash(&[
+        &wording.change_key,
+        &state.first_seen.timestamp().to_string(),
+    ]);
     let mut resources = vec![id.clone()];
     if let Some(with) = &item.created_with {
         resources.push(with.id.clone());
@@ -167,3 +170,6 @@ pub(crate) fn assemble_unexplained(
         found_by: FoundBy::Baseline,
     }
 }
+
+#[cfg(test)]
+mod tests;

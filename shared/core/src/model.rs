@@ -543,3 +543,6 @@ impl<'de> Deserialize<'de> for Rule {
             .ok_or_else(|| serde::de::Error::custom(format!("unknown rule id {id:?}")))
     }
 }
+
+#[cfg(test)]
+mod tests;

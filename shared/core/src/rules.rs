@@ -1,11 +1,11 @@
 //! The rule catalogue and the rules themselves. Each rule is one file under `rules/`: what it is
 //! (severity, techniques, description), when it fires, and what a responder does next.
 //!
-//! - [`share`]: `snapshot.public`, `snapshot.shared-external`, `snapshot.exported`,
-//!   `snapshot.used-externally` (the snapshot itself was opened up or read out);
-//! - [`restored_by_other`]: `snapshot.restored-by-other`;
-//! - [`exposed_restore`]: `chain.exposed-restore`;
-//! - [`unexplained`]: `snapshot.unexplained` (decided from the baseline's listing, not the graph).
+//! - `snapshot.public`, `snapshot.shared-external`, `snapshot.exported` and
+//!   `snapshot.used-externally` in [`share`] (the snapshot itself was opened up or read out);
+//! - `snapshot.restored-by-other` in [`restored_by_other`];
+//! - `chain.exposed-restore` in [`exposed_restore`];
+//! - `snapshot.unexplained` in [`unexplained`] (decided from the baseline's listing, not the graph).
 //!
 //! Rule ids are stable (users filter and suppress on them): see [`Rule::id`].
 

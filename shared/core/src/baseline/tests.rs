@@ -2,8 +2,8 @@
 //! events, deduplication with event-driven findings, settling, retries.
 
 use super::*;
-use crate::model::{Cloud, FoundBy, ResourceKind};
 use crate::memory::MemoryStore;
+use crate::model::{Cloud, FoundBy, ResourceKind};
 use crate::ports::{AlertSink, SinkError};
 use crate::Config;
 use chrono::{Duration, TimeZone};

@@ -2,13 +2,13 @@
 //! shares followed by the service's own use (issue 10, section 2).
 
 use super::*;
-use crate::model::{Audience, Fact, Protocol, Resource};
-use crate::rules::share::audience_admits;
-use std::collections::BTreeSet;
 use crate::memory::MemoryStore;
+use crate::model::{Audience, Fact, Protocol, Resource};
 use crate::model::{Cloud, EventMeta, PortRange, ResourceKind as K};
+use crate::rules::share::audience_admits;
 use chrono::{Duration, TimeZone};
 use pollster::block_on;
+use std::collections::BTreeSet;
 
 const OWN: &str = "111122223333";
 const SERVICE: &str = "999988887777";

@@ -2,14 +2,14 @@
 
 use super::*;
 use crate::finding::finding_id;
-use crate::model::{Audience, Fact, Protocol, Resource, Rule};
-use crate::rules::exposed_restore::{is_internet_source, opens_admin_port};
-use std::collections::BTreeSet;
 use crate::memory::MemoryStore;
+use crate::model::{Audience, Fact, Protocol, Resource, Rule};
 use crate::model::{Cloud, EventMeta, PortRange, ResourceKind as K, Severity};
 use crate::ports::SinkError;
+use crate::rules::exposed_restore::{is_internet_source, opens_admin_port};
 use chrono::{Duration, TimeZone};
 use pollster::block_on;
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 
 const OWN: &str = "111122223333";
@@ -529,11 +529,7 @@ fn share_rules_table() {
                 shared("e2", 5, "snap-1", audience),
             ],
         );
-        assert_eq!(
-            findings.first().map(|f| f.rule.id()),
-            want,
-            "case {name}"
-        );
+        assert_eq!(findings.first().map(|f| f.rule.id()), want, "case {name}");
         assert!(findings.len() <= 1, "case {name}: {findings:?}");
     }
     let by_backup = automated(shared("e2", 5, "snap-1", Audience::Public), "aws-backup");

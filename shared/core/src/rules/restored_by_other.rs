@@ -44,9 +44,7 @@ pub(super) fn decide<'a>(ctx: &RuleContext<'a>, anchor: &'a str) -> Option<Hit<'
         .graph
         .obs(anchor)
         .iter()
-        .filter(
-            |o| matches!(&o.fact, Fact::RestoredFrom { snapshot, .. } if snapshot.id == anchor),
-        )
+        .filter(|o| matches!(&o.fact, Fact::RestoredFrom { snapshot, .. } if snapshot.id == anchor))
         .filter(|o| o.event.automation.is_none() && !ctx.actor_trusted(o))
         .filter(|o| {
             let Some(actor) = o.event.actor.as_deref() else {
