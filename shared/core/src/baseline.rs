@@ -12,6 +12,7 @@
 //! This module is the pure part: the listing itself (cloud API calls) lives in the adapters.
 
 use crate::engine::{Detector, EngineError};
+use crate::error::decode_stored;
 use crate::finding::{finding_id, short_hash, sort_findings};
 use crate::graph::LOAD_BATCH;
 pub use crate::inventory::{Inventory, InventoryItem, Permissions};
@@ -238,7 +239,10 @@ impl StoredState {
             .get(resource)
             .map(Vec::as_slice)
             .unwrap_or_default();
-        decode_records(resource, stored)
+        stored
+            .iter()
+            .map(|item| decode_stored(resource, item))
+            .collect()
     }
 
     /// The chain observations stored under `resource`.
@@ -532,22 +536,7 @@ fn exposure_event(
     })
 }
 
-fn decode_records<T: serde::de::DeserializeOwned>(
-    resource: &str,
-    stored: &[StoredFact],
-) -> Result<Vec<T>, EngineError> {
-    stored
-        .iter()
-        .map(|fact| {
-            serde_json::from_str(&fact.body).map_err(|source| EngineError::CorruptFact {
-                resource: resource.to_string(),
-                key: fact.key.clone(),
-                source,
-            })
-        })
-        .collect()
-}
-
+/// Encodes a baseline record for the store.
 fn encode<T: Serialize>(value: &T, context: &str) -> Result<String, EngineError> {
     serde_json::to_string(value).map_err(|source| EngineError::Encode {
         event_id: baseline_event_id(context),

@@ -1,7 +1,7 @@
 //! The error of the engine and of everything it drives (graph loading, the baseline): kept below
 //! them all so that each can return it without importing the others.
 
-use crate::ports::StoreError;
+use crate::ports::{StoreError, StoredFact};
 
 /// Why an evaluation, an ingest or a baseline check failed.
 #[derive(Debug, thiserror::Error)]
@@ -39,4 +39,16 @@ impl EngineError {
             EngineError::CorruptFact { .. } | EngineError::Encode { .. } => false,
         }
     }
+}
+
+/// Decodes an item stored under `resource`: a chain observation or a baseline record.
+pub(crate) fn decode_stored<T: serde::de::DeserializeOwned>(
+    resource: &str,
+    stored: &StoredFact,
+) -> Result<T, EngineError> {
+    serde_json::from_str(&stored.body).map_err(|source| EngineError::CorruptFact {
+        resource: resource.to_string(),
+        key: stored.key.clone(),
+        source,
+    })
 }

@@ -2,7 +2,7 @@
 //! the links between resources (copies, registrations, restores, attachments, memberships) that
 //! chains are walked along. The rules read a loaded [`Graph`]; the [`GraphLoader`] fills it.
 
-use crate::error::EngineError;
+use crate::error::{decode_stored, EngineError};
 use crate::model::{Fact, Observation, Resource, ResourceKind};
 use crate::ports::StateStore;
 use chrono::{DateTime, Utc};
@@ -202,15 +202,7 @@ impl<'s, S: StateStore> GraphLoader<'s, S> {
             for rf in loaded {
                 let mut observations = Vec::with_capacity(rf.facts.len());
                 for stored in &rf.facts {
-                    let obs: Observation =
-                        serde_json::from_str(&stored.body).map_err(|source| {
-                            EngineError::CorruptFact {
-                                resource: rf.resource.clone(),
-                                key: stored.key.clone(),
-                                source,
-                            }
-                        })?;
-                    observations.push(obs);
+                    observations.push(decode_stored::<Observation>(&rf.resource, stored)?);
                 }
                 // Deterministic order whatever order the store returns.
                 observations.sort_by_cached_key(|o| (o.event.time, o.key()));

@@ -27,6 +27,18 @@ impl Permissions {
     pub fn is_private(&self) -> bool {
         !self.public && self.accounts.is_empty() && self.principals.is_empty()
     }
+
+    /// A canonical text of the grants, for store keys and change identities.
+    pub(crate) fn key(&self) -> String {
+        let accounts: Vec<&str> = self.accounts.iter().map(String::as_str).collect();
+        let principals: Vec<&str> = self.principals.iter().map(String::as_str).collect();
+        format!(
+            "public={};accounts={};principals={}",
+            self.public,
+            accounts.join(","),
+            principals.join(",")
+        )
+    }
 }
 
 /// One snapshot, DB snapshot, DB cluster snapshot or image as the listing found it.
@@ -60,18 +72,4 @@ pub struct Inventory {
     pub taken_at: DateTime<Utc>,
     /// What it found.
     pub items: Vec<InventoryItem>,
-}
-
-impl Permissions {
-    /// A canonical text of the grants, for store keys and change identities.
-    pub(crate) fn key(&self) -> String {
-        let accounts: Vec<&str> = self.accounts.iter().map(String::as_str).collect();
-        let principals: Vec<&str> = self.principals.iter().map(String::as_str).collect();
-        format!(
-            "public={};accounts={};principals={}",
-            self.public,
-            accounts.join(","),
-            principals.join(",")
-        )
-    }
 }
