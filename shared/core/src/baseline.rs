@@ -11,8 +11,8 @@
 //!
 //! This module is the pure part: the listing itself (cloud API calls) lives in the adapters.
 
-use crate::engine::{Detector, EngineError};
-use crate::error::decode_stored;
+use crate::engine::Detector;
+use crate::error::{decode_stored, EngineError};
 use crate::finding::{finding_id, short_hash, sort_findings};
 use crate::graph::LOAD_BATCH;
 pub use crate::inventory::{Inventory, InventoryItem, Permissions};

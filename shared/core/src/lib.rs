@@ -5,7 +5,8 @@
 //!
 //! Inside the engine, [`graph`] loads the chains, each rule in [`rules`] decides on them, and
 //! [`finding`] assembles what fired. The [`baseline`] drives the engine with a listing of the
-//! account ([`inventory`]). Dependencies run one way: baseline → engine → rules → graph → model.
+//! account ([`inventory`]). Dependencies run one way: baseline → engine → finding → rules → graph
+//! → model, with [`error`] below them all.
 //!
 //! This crate has no async runtime, cloud SDK or HTTP framework dependency.
 
