@@ -62,6 +62,8 @@ fmt-check:
 
 lint:
 	$(CARGO) clippy --workspace --all-targets $(WORKSPACE_FEATURES) -- -D warnings
+	# The core's rustdoc is enforced (missing_docs); its links must resolve too.
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -q -p snapwatch-core --no-deps
 
 # The core must stay free of async runtimes, cloud SDKs and HTTP frameworks.
 check-core-deps:

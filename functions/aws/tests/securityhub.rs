@@ -189,7 +189,7 @@ async fn a_chain_is_imported_into_security_hub_and_read_back_and_a_reimport_upda
 fn placeholder(id: &str) -> Finding {
     Finding {
         id: id.to_string(),
-        rule: "chain.exposed-restore".into(),
+        rule: snapwatch_core::rules::Rule::ChainExposedRestore,
         severity: snapwatch_core::Severity::Critical,
         cloud: snapwatch_core::Cloud::Aws,
         account: "123456789012".into(),

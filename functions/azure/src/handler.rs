@@ -828,10 +828,7 @@ async fn deliver_with_retry<S, R, K, P>(
             Ok(delivery) => {
                 outcome.sent += delivery.sent.len();
                 for sent in &delivery.sent {
-                    let rule = pending
-                        .iter()
-                        .find(|f| &f.id == sent)
-                        .map(|f| f.rule.as_str());
+                    let rule = pending.iter().find(|f| &f.id == sent).map(|f| f.rule.id());
                     tracing::info!(finding = %sent, rule = rule.unwrap_or("-"), sink = sink.name(), "alert sent");
                 }
                 for (finding, error) in &delivery.rejected {

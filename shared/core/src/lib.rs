@@ -3,25 +3,28 @@
 //! raw record → [`parse`] → [`model::Fact`]s → [`engine`] (through the [`ports::StateStore`])
 //! → [`model::Finding`]s → [`render`] / [`ports::AlertSink`].
 //!
+//! Inside the engine, [`graph`] loads the chains, each rule in [`rules`] decides on them, and
+//! [`finding`] assembles what fired. The [`baseline`] drives the engine with a listing of the
+//! account ([`inventory`]). Dependencies run one way: baseline → engine → finding → rules → graph
+//! → model, with [`error`] below them all.
+//!
 //! This crate has no async runtime, cloud SDK or HTTP framework dependency.
 
 #![deny(missing_docs)]
 
-// documented by the rules/settings change
-#[allow(missing_docs)]
 pub mod baseline;
 pub mod config;
-// documented by the rules/settings change
-#[allow(missing_docs)]
 pub mod engine;
+pub mod error;
+pub mod finding;
+pub mod graph;
+pub mod inventory;
 pub mod memory;
 pub mod model;
 pub mod parse;
 pub mod ports;
 pub mod render;
 pub mod render_html;
-// documented by the rules/settings change
-#[allow(missing_docs)]
 pub mod rules;
 
 pub use config::Config;

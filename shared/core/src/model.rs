@@ -393,8 +393,37 @@ pub struct ParsedEvent {
     pub facts: Vec<Fact>,
 }
 
+/// Where an observed event came from: a received audit record, or the scheduled baseline's own
+/// listing of the account's snapshots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// An audit record received through the event stream (or a scanned log).
+    #[default]
+    Events,
+    /// A synthetic event the baseline made for an exposure no received event explains.
+    Baseline,
+}
+
+impl Origin {
+    /// Received events are the common case; their stored observations omit the field.
+    fn is_events(&self) -> bool {
+        *self == Origin::Events
+    }
+}
+
+/// Event ids of the baseline's synthetic events start with this; no cloud's event ids do. The
+/// ids keep it because findings list them; provenance itself is [`Observation::origin`].
+pub const BASELINE_EVENT_PREFIX: &str = "snapwatch-baseline:";
+
+/// The id of the baseline's synthetic event `key`.
+pub(crate) fn baseline_event_id(key: &str) -> String {
+    format!("{BASELINE_EVENT_PREFIX}{key}")
+}
+
 /// A fact together with the event that stated it: the unit the engine stores.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredObservation")]
 pub struct Observation {
     /// The event that stated the fact.
     pub event: EventMeta,
@@ -402,6 +431,39 @@ pub struct Observation {
     pub index: u32,
     /// The fact itself.
     pub fact: Fact,
+    /// Whether a received record or the baseline stated it.
+    #[serde(default, skip_serializing_if = "Origin::is_events")]
+    pub origin: Origin,
+}
+
+/// An observation as the stores hold it. Versions before [`Origin`] existed wrote no `origin`
+/// field and marked baseline events only by their id prefix; such an item still reads as
+/// [`Origin::Baseline`], so state written by them keeps its meaning.
+#[derive(Deserialize)]
+struct StoredObservation {
+    event: EventMeta,
+    index: u32,
+    fact: Fact,
+    #[serde(default)]
+    origin: Option<Origin>,
+}
+
+impl From<StoredObservation> for Observation {
+    fn from(stored: StoredObservation) -> Self {
+        let origin = stored.origin.unwrap_or_else(|| {
+            if stored.event.id.starts_with(BASELINE_EVENT_PREFIX) {
+                Origin::Baseline
+            } else {
+                Origin::Events
+            }
+        });
+        Observation {
+            event: stored.event,
+            index: stored.index,
+            fact: stored.fact,
+            origin,
+        }
+    }
 }
 
 impl Observation {
@@ -431,8 +493,8 @@ pub struct ChainEvent {
 pub struct Finding {
     /// Stable key of (rule, chain anchor): `sw-` plus 24 hex characters.
     pub id: String,
-    /// The rule that fired.
-    pub rule: String,
+    /// The rule that fired (serialized as its stable id).
+    pub rule: Rule,
     /// How bad it is.
     pub severity: Severity,
     /// Where the chain happened.
@@ -486,3 +548,84 @@ impl FoundBy {
         }
     }
 }
+
+/// The rule catalogue's identities. Ids are stable: users filter and suppress on them, and the
+/// finding JSON carries them as strings. What each rule means, and decides, is in [`crate::rules`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Rule {
+    /// `snapshot.public`
+    SnapshotPublic,
+    /// `snapshot.shared-external`
+    SnapshotSharedExternal,
+    /// `snapshot.exported`
+    SnapshotExported,
+    /// `snapshot.used-externally`
+    SnapshotUsedExternally,
+    /// `snapshot.restored-by-other`
+    SnapshotRestoredByOther,
+    /// `chain.exposed-restore`
+    ChainExposedRestore,
+    /// `snapshot.unexplained`
+    SnapshotUnexplained,
+}
+
+impl Rule {
+    /// Every rule, in catalogue order.
+    pub const ALL: [Rule; 7] = [
+        Rule::SnapshotPublic,
+        Rule::SnapshotSharedExternal,
+        Rule::SnapshotExported,
+        Rule::SnapshotUsedExternally,
+        Rule::SnapshotRestoredByOther,
+        Rule::ChainExposedRestore,
+        Rule::SnapshotUnexplained,
+    ];
+
+    /// The stable id findings carry.
+    pub fn id(self) -> &'static str {
+        match self {
+            Rule::SnapshotPublic => "snapshot.public",
+            Rule::SnapshotSharedExternal => "snapshot.shared-external",
+            Rule::SnapshotExported => "snapshot.exported",
+            Rule::SnapshotUsedExternally => "snapshot.used-externally",
+            Rule::SnapshotRestoredByOther => "snapshot.restored-by-other",
+            Rule::ChainExposedRestore => "chain.exposed-restore",
+            Rule::SnapshotUnexplained => "snapshot.unexplained",
+        }
+    }
+
+    /// The rule with this id, if any.
+    pub fn from_id(id: &str) -> Option<Rule> {
+        Rule::ALL.into_iter().find(|r| r.id() == id)
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+/// Tests and callers compare a finding's rule with its id as written in the README.
+impl PartialEq<&str> for Rule {
+    fn eq(&self, other: &&str) -> bool {
+        self.id() == *other
+    }
+}
+
+impl Serialize for Rule {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.id())
+    }
+}
+
+impl<'de> Deserialize<'de> for Rule {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let id = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        Rule::from_id(&id)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown rule id {id:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -57,7 +57,7 @@ pub fn sns_message(f: &Finding) -> String {
 /// Message attributes subscribers filter on: `[("rule", …), ("severity", …), ("cloud", …)]`.
 pub fn sns_attributes(f: &Finding) -> Vec<(&'static str, String)> {
     vec![
-        ("rule", f.rule.clone()),
+        ("rule", f.rule.id().to_owned()),
         ("severity", f.severity.as_str().to_owned()),
         ("cloud", f.cloud.as_str().to_owned()),
         ("found_by", f.found_by.as_str().to_owned()),
@@ -121,7 +121,7 @@ pub fn text(f: &Finding) -> String {
         out,
         "[{}] {} — {} account {}, {}, snapshot {}",
         severity_upper(f.severity),
-        e(&f.rule),
+        e(f.rule.id()),
         f.cloud,
         e(&f.account),
         region,
@@ -275,7 +275,7 @@ fn slack_message_scaled(f: &Finding, permille: usize) -> Value {
     let first_seen = rfc3339(&f.first_seen);
     let last_seen = rfc3339(&f.last_seen);
     let fields: Vec<Value> = [
-        ("Rule", f.rule.as_str()),
+        ("Rule", f.rule.id()),
         ("Severity", f.severity.as_str()),
         ("Cloud", f.cloud.as_str()),
         ("Account", f.account.as_str()),

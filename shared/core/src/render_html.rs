@@ -249,7 +249,7 @@ fn summary_table(out: &mut String, findings: &[&Finding]) {
             first = f.first_seen.timestamp_millis(),
             last = f.last_seen.timestamp_millis(),
             events = f.events.len(),
-            rule = html(&f.rule),
+            rule = html(f.rule.id()),
             num = n + 1,
             title = html_cut(&f.title, 120),
             cloud = f.cloud,
@@ -272,7 +272,7 @@ fn finding_section(out: &mut String, number: usize, f: &Finding) {
          first seen {first} · last seen {last} · found by {found_by} · ATT&amp;CK {techniques}</div>\n\
          <p>{summary}</p>\n",
         sev = f.severity.as_str(),
-        rule = html(&f.rule),
+        rule = html(f.rule.id()),
         title = html(&f.title),
         cloud = f.cloud,
         account = html(&f.account),

@@ -1,97 +1,117 @@
-//! The rule catalogue (the README's "Rules" section). Ids are stable: users filter and suppress on them.
+//! The rule catalogue (the README's "Rules" section) and the rules themselves. Each rule is one file under `rules/`: what it is
+//! (severity, techniques, description), when it fires, and what a responder does next.
+//!
+//! - `snapshot.public`, `snapshot.shared-external`, `snapshot.exported` and
+//!   `snapshot.used-externally` in [`share`] (the snapshot itself was opened up or read out);
+//! - `snapshot.restored-by-other` in [`restored_by_other`];
+//! - `chain.exposed-restore` in [`exposed_restore`];
+//! - `snapshot.unexplained` in [`unexplained`] (decided from the baseline's listing, not the graph).
+//!
+//! Rule ids are stable (users filter and suppress on them): see [`Rule::id`].
 
-use crate::model::Severity;
+pub mod exposed_restore;
+pub mod restored_by_other;
+pub mod share;
+pub mod unexplained;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Rule {
-    SnapshotPublic,
-    SnapshotSharedExternal,
-    SnapshotExported,
-    SnapshotUsedExternally,
-    SnapshotRestoredByOther,
-    ChainExposedRestore,
-    SnapshotUnexplained,
-}
+use crate::config::Config;
+use crate::graph::Graph;
+pub use crate::model::Rule;
+use crate::model::{Observation, Severity};
 
+/// ATT&CK Modify Cloud Compute Infrastructure: Create Snapshot.
 pub const T1578_001: &str = "T1578.001";
+/// ATT&CK Modify Cloud Compute Infrastructure: Create Cloud Instance.
 pub const T1578_002: &str = "T1578.002";
+/// ATT&CK Transfer Data to Cloud Account.
 pub const T1537: &str = "T1537";
 
-impl Rule {
-    pub const ALL: [Rule; 7] = [
-        Rule::SnapshotPublic,
-        Rule::SnapshotSharedExternal,
-        Rule::SnapshotExported,
-        Rule::SnapshotUsedExternally,
-        Rule::SnapshotRestoredByOther,
-        Rule::ChainExposedRestore,
-        Rule::SnapshotUnexplained,
-    ];
+/// What a rule is, as its own file declares it.
+pub(crate) struct RuleMeta {
+    severity: Severity,
+    /// ATT&CK techniques every finding of the rule carries; instance restores add T1578.002.
+    techniques: &'static [&'static str],
+    description: &'static str,
+    /// What a responder should do next, in order.
+    next_steps: &'static [&'static str],
+}
 
-    pub fn id(self) -> &'static str {
+impl Rule {
+    fn meta(self) -> &'static RuleMeta {
         match self {
-            Rule::SnapshotPublic => "snapshot.public",
-            Rule::SnapshotSharedExternal => "snapshot.shared-external",
-            Rule::SnapshotExported => "snapshot.exported",
-            Rule::SnapshotUsedExternally => "snapshot.used-externally",
-            Rule::SnapshotRestoredByOther => "snapshot.restored-by-other",
-            Rule::ChainExposedRestore => "chain.exposed-restore",
-            Rule::SnapshotUnexplained => "snapshot.unexplained",
+            Rule::SnapshotPublic => &share::PUBLIC,
+            Rule::SnapshotSharedExternal => &share::SHARED_EXTERNAL,
+            Rule::SnapshotExported => &share::EXPORTED,
+            Rule::SnapshotUsedExternally => &share::USED_EXTERNALLY,
+            Rule::SnapshotRestoredByOther => &restored_by_other::META,
+            Rule::ChainExposedRestore => &exposed_restore::META,
+            Rule::SnapshotUnexplained => &unexplained::META,
         }
     }
 
+    /// The severity every finding of this rule carries.
     pub fn severity(self) -> Severity {
-        match self {
-            Rule::SnapshotPublic => Severity::Critical,
-            Rule::SnapshotSharedExternal => Severity::High,
-            Rule::SnapshotExported => Severity::High,
-            Rule::SnapshotUsedExternally => Severity::Critical,
-            Rule::SnapshotRestoredByOther => Severity::Medium,
-            Rule::ChainExposedRestore => Severity::Critical,
-            Rule::SnapshotUnexplained => Severity::Medium,
-        }
+        self.meta().severity
     }
 
     /// ATT&CK techniques every finding of this rule carries; instance restores add T1578.002.
     pub fn techniques(self) -> &'static [&'static str] {
-        match self {
-            Rule::SnapshotPublic | Rule::SnapshotSharedExternal | Rule::SnapshotUsedExternally => {
-                &[T1578_001, T1537]
-            }
-            Rule::SnapshotExported | Rule::SnapshotRestoredByOther | Rule::SnapshotUnexplained => {
-                &[T1578_001]
-            }
-            Rule::ChainExposedRestore => &[T1578_001, T1578_002],
-        }
+        self.meta().techniques
     }
 
+    /// When the rule fires, in one sentence (the README's rule table).
     pub fn description(self) -> &'static str {
-        match self {
-            Rule::SnapshotPublic => {
-                "a snapshot, DB snapshot or image is made public (group all, RDS all, allUsers, allAuthenticatedUsers)"
-            }
-            Rule::SnapshotSharedExternal => {
-                "shared with an account or principal outside the trusted set"
-            }
-            Rule::SnapshotExported => {
-                "its data is read out directly (SAS URL, EBS direct block reads, RDS export to S3) by an untrusted principal"
-            }
-            Rule::SnapshotUsedExternally => {
-                "evidence that an outside account restored or copied our snapshot"
-            }
-            Rule::SnapshotRestoredByOther => {
-                "restored by a principal other than the one that created it, within the window"
-            }
-            Rule::ChainExposedRestore => {
-                "an instance runs on a disk restored from a snapshot, or a database is restored from a backup, and it is opened to the internet (an admin or database port, or made publicly accessible), in either order, within the window"
-            }
-            Rule::SnapshotUnexplained => {
-                "the scheduled baseline finds a snapshot, DB snapshot or image, or a new permission on one, that no received event accounts for (a gap in the event stream)"
-            }
-        }
+        self.meta().description
     }
 
-    pub fn from_id(id: &str) -> Option<Rule> {
-        Rule::ALL.into_iter().find(|r| r.id() == id)
+    /// What a responder should do next: a finding's `next_steps`.
+    pub fn next_steps(self) -> Vec<String> {
+        self.meta()
+            .next_steps
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     }
+}
+
+/// What the rules read: the loaded chain graph and the configuration (trust, window, ports).
+pub(crate) struct RuleContext<'a> {
+    pub(crate) graph: &'a Graph,
+    pub(crate) config: &'a Config,
+}
+
+/// A rule that fired on an anchor: the observations that triggered it and the chain around them.
+/// [`crate::finding::assemble`] makes the finding of it.
+pub(crate) struct Hit<'a> {
+    pub(crate) rule: Rule,
+    pub(crate) anchor: &'a str,
+    pub(crate) root: Option<String>,
+    pub(crate) triggers: Vec<&'a Observation>,
+    pub(crate) context: Vec<&'a Observation>,
+    pub(crate) title: String,
+    pub(crate) summary: String,
+    pub(crate) instance_involved: bool,
+}
+
+impl<'a> RuleContext<'a> {
+    /// Every graph rule that fires on `anchor`, in catalogue order.
+    pub(crate) fn evaluate_anchor(&self, anchor: &'a str) -> Vec<Hit<'a>> {
+        let mut hits = share::decide(self, anchor);
+        hits.extend(restored_by_other::decide(self, anchor));
+        hits.extend(exposed_restore::decide(self, anchor));
+        hits
+    }
+
+    /// Whether the event's principal is one the configuration trusts.
+    fn actor_trusted(&self, o: &Observation) -> bool {
+        o.event
+            .actor
+            .as_deref()
+            .is_some_and(|a| self.config.is_trusted_principal(a))
+    }
+}
+
+/// The principal of an observation, as a summary names it.
+fn actor_of(o: &Observation) -> &str {
+    o.event.actor.as_deref().unwrap_or("an unknown principal")
 }

@@ -70,7 +70,7 @@ fn finding() -> Finding {
     let t = Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap();
     Finding {
         id: "sw-0123456789abcdef01234567".into(),
-        rule: "chain.exposed-restore".into(),
+        rule: snapwatch_core::rules::Rule::ChainExposedRestore,
         severity: Severity::Critical,
         cloud: Cloud::Aws,
         account: "111122223333".into(),

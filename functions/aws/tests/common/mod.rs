@@ -137,7 +137,7 @@ impl RecordingSink {
             .lock()
             .unwrap()
             .iter()
-            .map(|f| f.rule.clone())
+            .map(|f| f.rule.id().to_owned())
             .collect();
         rules.sort();
         rules

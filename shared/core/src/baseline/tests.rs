@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::memory::MemoryStore;
+use crate::model::{Cloud, FoundBy, ResourceKind};
 use crate::ports::{AlertSink, SinkError};
 use crate::Config;
 use chrono::{Duration, TimeZone};
@@ -129,7 +130,7 @@ impl RecordingSink {
             .lock()
             .unwrap()
             .drain(..)
-            .map(|f| (f.rule, f.snapshot))
+            .map(|f| (f.rule.id().to_owned(), f.snapshot))
             .collect();
         sent.sort();
         sent

@@ -101,7 +101,7 @@ mod tests {
         let at: DateTime<Utc> = "2026-03-02T09:00:00Z".parse().expect("time");
         Finding {
             id: id.into(),
-            rule: "snapshot.public".into(),
+            rule: crate::model::Rule::SnapshotPublic,
             severity,
             cloud: Cloud::Aws,
             account: "111122223333".into(),

@@ -3,9 +3,12 @@
 
 use super::*;
 use crate::memory::MemoryStore;
+use crate::model::{Audience, Fact, Protocol, Resource};
 use crate::model::{Cloud, EventMeta, PortRange, ResourceKind as K};
+use crate::rules::share::audience_admits;
 use chrono::{Duration, TimeZone};
 use pollster::block_on;
+use std::collections::BTreeSet;
 
 const OWN: &str = "111122223333";
 const SERVICE: &str = "999988887777";
@@ -130,7 +133,7 @@ fn streaming(config: &Config, events: &[ParsedEvent]) -> BTreeSet<String> {
         for e in events {
             now = now.max(e.meta.time);
             for f in detector.process(e, now).await.unwrap() {
-                raised.insert(f.rule);
+                raised.insert(f.rule.id().to_owned());
             }
         }
         raised
@@ -138,7 +141,7 @@ fn streaming(config: &Config, events: &[ParsedEvent]) -> BTreeSet<String> {
 }
 
 fn rules(findings: &[Finding]) -> Vec<&str> {
-    findings.iter().map(|f| f.rule.as_str()).collect()
+    findings.iter().map(|f| f.rule.id()).collect()
 }
 
 #[test]

@@ -1,11 +1,15 @@
 //! Rule table tests and engine semantics (order independence, idempotency, delivery).
 
 use super::*;
+use crate::finding::finding_id;
 use crate::memory::MemoryStore;
+use crate::model::{Audience, Fact, Protocol, Resource, Rule};
 use crate::model::{Cloud, EventMeta, PortRange, ResourceKind as K, Severity};
 use crate::ports::SinkError;
+use crate::rules::exposed_restore::{is_internet_source, opens_admin_port};
 use chrono::{Duration, TimeZone};
 use pollster::block_on;
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 
 const OWN: &str = "111122223333";
@@ -146,7 +150,7 @@ fn batch(config: &Config, events: &[ParsedEvent]) -> Vec<Finding> {
 }
 
 fn rules_of(findings: &[Finding]) -> Vec<&str> {
-    findings.iter().map(|f| f.rule.as_str()).collect()
+    findings.iter().map(|f| f.rule.id()).collect()
 }
 
 #[derive(Default)]
@@ -525,11 +529,7 @@ fn share_rules_table() {
                 shared("e2", 5, "snap-1", audience),
             ],
         );
-        assert_eq!(
-            findings.first().map(|f| f.rule.as_str()),
-            want,
-            "case {name}"
-        );
+        assert_eq!(findings.first().map(|f| f.rule.id()), want, "case {name}");
         assert!(findings.len() <= 1, "case {name}: {findings:?}");
     }
     let by_backup = automated(shared("e2", 5, "snap-1", Audience::Public), "aws-backup");
@@ -970,7 +970,7 @@ mod own_time {
     #[test]
     fn a_hub_is_loaded_once_however_many_chunks_reach_it() {
         let detector = Detector::new(CountingStore::default(), Config::default());
-        let dependents = 3 * HUB_OBSERVATIONS;
+        let dependents = 3 * crate::graph::HUB_OBSERVATIONS;
         let findings = block_on(async {
             let mut touched = BTreeSet::new();
             let mut events = vec![created("c1", 0, ALICE, "snap-hub")];

@@ -9,7 +9,7 @@
 
 use super::escape_line;
 use crate::model::{Cloud, Finding, Severity};
-use crate::rules::{T1537, T1578_001, T1578_002};
+use crate::rules::{Rule, T1537, T1578_001, T1578_002};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
@@ -96,7 +96,7 @@ pub fn asff_finding(f: &Finding, target: &AsffTarget, now: DateTime<Utc>) -> Val
         "ProductArn": target.product_arn(),
         "ProductName": "snapwatch",
         "CompanyName": "snapwatch",
-        "GeneratorId": cut(&format!("snapwatch/{}", escape_line(&f.rule)), ID_MAX),
+        "GeneratorId": cut(&format!("snapwatch/{}", escape_line(f.rule.id())), ID_MAX),
         "AwsAccountId": target.account,
         "Types": types,
         "CreatedAt": timestamp(f.first_seen),
@@ -167,18 +167,20 @@ fn finding_types(f: &Finding) -> Vec<String> {
             types.push(t);
         }
     }
-    let rule_type = match f.rule.as_str() {
-        "snapshot.public" | "snapshot.shared-external" | "chain.exposed-restore" => {
+    let rule_type = match f.rule {
+        Rule::SnapshotPublic | Rule::SnapshotSharedExternal | Rule::ChainExposedRestore => {
             "Effects/Data Exposure"
         }
-        "snapshot.exported" | "snapshot.used-externally" => "Effects/Data Exfiltration",
-        "snapshot.restored-by-other" => "Unusual Behaviors/User",
-        _ => "Software and Configuration Checks/AWS Security Best Practices",
+        Rule::SnapshotExported | Rule::SnapshotUsedExternally => "Effects/Data Exfiltration",
+        Rule::SnapshotRestoredByOther => "Unusual Behaviors/User",
+        Rule::SnapshotUnexplained => {
+            "Software and Configuration Checks/AWS Security Best Practices"
+        }
     };
     types.push(cut(
         &format!(
             "{rule_type}/snapwatch {}",
-            escape_line(&f.rule).replace('/', "-")
+            escape_line(f.rule.id()).replace('/', "-")
         ),
         ID_MAX,
     ));
@@ -322,7 +324,7 @@ fn product_fields(f: &Finding) -> Value {
             fields.insert(k.into(), cut(&v, PRODUCT_FIELD_VALUE_MAX).into());
         }
     };
-    put("snapwatch/rule", escape_line(&f.rule));
+    put("snapwatch/rule", escape_line(f.rule.id()));
     put("snapwatch/cloud", f.cloud.as_str().into());
     put("snapwatch/account", escape_line(&f.account));
     put("snapwatch/snapshot", escape_line(&f.snapshot));

@@ -6,7 +6,6 @@
 //! split the line or hide characters in it.
 
 use crate::model::{Cloud, Finding, FoundBy, Severity};
-use crate::rules::Rule;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
@@ -48,15 +47,13 @@ pub fn detection_finding(f: &Finding) -> Value {
         "attacks": f.techniques.iter().map(|t| attack(t)).collect::<Vec<_>>(),
         "data_sources": [data_source(f)],
     });
-    if let Some(rule) = Rule::from_id(&f.rule) {
-        finding_info["analytic"] = json!({
-            "uid": rule.id(),
-            "name": rule.id(),
-            "desc": rule.description(),
-            "type_id": 1,
-            "type": "Rule",
-        });
-    }
+    finding_info["analytic"] = json!({
+        "uid": f.rule.id(),
+        "name": f.rule.id(),
+        "desc": f.rule.description(),
+        "type_id": 1,
+        "type": "Rule",
+    });
     let mut out = json!({
         "metadata": {
             "version": OCSF_VERSION,
@@ -390,7 +387,7 @@ mod tests {
     fn aws_finding() -> Finding {
         Finding {
             id: "sw-0123456789abcdef01234567".into(),
-            rule: "chain.exposed-restore".into(),
+            rule: crate::model::Rule::ChainExposedRestore,
             severity: Severity::Critical,
             cloud: Cloud::Aws,
             account: "111122223333".into(),

@@ -24,7 +24,7 @@ fn finding() -> Finding {
     let bob = "arn:aws:sts::111122223333:assumed-role/ops/bob";
     Finding {
         id: "f-5e1c0a".to_owned(),
-        rule: "chain.exposed-restore".to_owned(),
+        rule: crate::model::Rule::ChainExposedRestore,
         severity: Severity::Critical,
         cloud: Cloud::Aws,
         account: "111122223333".to_owned(),
@@ -171,7 +171,7 @@ fn sns_message_is_the_finding_json() {
 #[test]
 fn sns_attributes_carry_rule_severity_cloud_and_found_by() {
     let mut f = finding();
-    f.rule = "snapshot.public".to_owned();
+    f.rule = crate::model::Rule::SnapshotPublic;
     f.severity = Severity::High;
     f.cloud = Cloud::Gcp;
     assert_eq!(
@@ -225,7 +225,6 @@ fn sns_subject_is_ascii_one_line_and_bounded_whatever_the_input() {
     assert_valid_sns_subject(&subject);
     assert!(subject.contains("snap-?n?c?d? next line ?"), "{subject}");
 
-    f.rule = "\nrule".to_owned();
     f.snapshot = "ü".repeat(10_000);
     let subject = sns_subject(&f);
     assert_valid_sns_subject(&subject);

@@ -20,7 +20,7 @@ fn finding() -> Finding {
     let mallory = "arn:aws:iam::111122223333:user/mallory";
     Finding {
         id: "sw-0001".into(),
-        rule: "chain.exposed-restore".into(),
+        rule: crate::model::Rule::ChainExposedRestore,
         severity: Severity::Critical,
         cloud: Cloud::Aws,
         account: "111122223333".into(),
@@ -88,7 +88,6 @@ fn hostile_finding() -> Finding {
         .collect();
     f.account = HOSTILE[1].into();
     f.region = Some(HOSTILE[2].into());
-    f.rule = HOSTILE[3].into();
     f.title = HOSTILE[0].into();
     f.summary = HOSTILE[6].into();
     f.next_steps = HOSTILE.iter().map(|h| (*h).to_owned()).collect();

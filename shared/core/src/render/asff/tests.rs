@@ -19,7 +19,7 @@ fn event(id: &str, name: &str, time: DateTime<Utc>) -> ChainEvent {
 fn ec2_chain() -> Finding {
     Finding {
         id: "sw-0123456789abcdef01234567".into(),
-        rule: "chain.exposed-restore".into(),
+        rule: Rule::ChainExposedRestore,
         severity: Severity::Critical,
         cloud: Cloud::Aws,
         account: "111122223333".into(),
@@ -162,7 +162,7 @@ fn an_ec2_chain_maps_to_asff_with_typed_resources() {
 #[test]
 fn rds_snapshots_and_instances_keep_their_arns() {
     let mut f = ec2_chain();
-    f.rule = "snapshot.public".into();
+    f.rule = Rule::SnapshotPublic;
     f.techniques = vec![T1578_001.into(), T1537.into()];
     f.snapshot = "arn:aws:rds:eu-west-1:111122223333:snapshot:payroll-final".into();
     f.resources = vec![

@@ -1,0 +1,317 @@
+//! The chain graph: the stored observations of each resource, loaded from the state store, and
+//! the links between resources (copies, registrations, restores, attachments, memberships) that
+//! chains are walked along. The rules read a loaded `Graph`; the `GraphLoader` fills it.
+
+use crate::error::{decode_stored, EngineError};
+use crate::model::{Fact, Observation, Resource, ResourceKind};
+use crate::ports::StateStore;
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeSet, HashMap};
+
+/// A node with more children than this (a golden AMI launched thousands of times, a default
+/// security group) is expanded only to its first children in id order, so one event cannot make
+/// an evaluation unbounded.
+pub const MAX_CHILDREN_PER_NODE: usize = 1_000;
+/// Cloud batch reads take at most 100 keys; the engine never asks for more at once.
+pub const LOAD_BATCH: usize = 100;
+/// A node with at least this many observations is kept decoded across evaluation chunks: it is
+/// a hub many chains share, and reloading it per chunk made evaluation quadratic.
+pub const HUB_OBSERVATIONS: usize = 256;
+
+/// The observations loaded so far, per resource id, with an index of the roles each node plays.
+#[derive(Default)]
+pub(crate) struct Graph {
+    nodes: HashMap<String, Vec<Observation>>,
+    /// Per node, where its observations of each role are, so that rules evaluated on each of a
+    /// hub's thousands of dependents never scan the hub's whole list.
+    index: HashMap<String, NodeIndex>,
+}
+
+/// Positions in a node's observations, by the role the node plays in them.
+#[derive(Default)]
+struct NodeIndex {
+    /// Origin facts of the node ([`is_origin_fact`]).
+    origins: Vec<usize>,
+    /// Network memberships where the node is the member.
+    member_of: Vec<usize>,
+    /// Ingress openings on the node (a network group).
+    opened: Vec<usize>,
+}
+
+impl NodeIndex {
+    fn of(id: &str, observations: &[Observation]) -> Self {
+        let mut index = NodeIndex::default();
+        for (i, o) in observations.iter().enumerate() {
+            if is_origin_fact(&o.fact, id) {
+                index.origins.push(i);
+            }
+            match &o.fact {
+                Fact::NetworkMember { member, .. } if member.id == id => index.member_of.push(i),
+                Fact::IngressOpened { group, .. } if group.id == id => index.opened.push(i),
+                _ => {}
+            }
+        }
+        index
+    }
+}
+
+const EMPTY: &[Observation] = &[];
+
+impl Graph {
+    /// Every loaded observation stored under `id`, in time order.
+    pub(crate) fn obs(&self, id: &str) -> &[Observation] {
+        self.nodes.get(id).map(Vec::as_slice).unwrap_or(EMPTY)
+    }
+
+    fn indexed<'g>(
+        &'g self,
+        id: &str,
+        role: impl Fn(&NodeIndex) -> &[usize],
+    ) -> impl Iterator<Item = &'g Observation> + 'g {
+        let obs = self.obs(id);
+        let positions: &'g [usize] = self.index.get(id).map(role).unwrap_or(&[]);
+        positions.iter().filter_map(move |&i| obs.get(i))
+    }
+
+    /// The node's origin facts (creation, copy, registration, share, export, outside use).
+    pub(crate) fn origin_obs<'g>(&'g self, id: &str) -> impl Iterator<Item = &'g Observation> + 'g {
+        self.indexed(id, |ix| &ix.origins)
+    }
+
+    /// The network memberships in which the node is the member.
+    pub(crate) fn member_obs<'g>(&'g self, id: &str) -> impl Iterator<Item = &'g Observation> + 'g {
+        self.indexed(id, |ix| &ix.member_of)
+    }
+
+    /// The ingress openings on the node.
+    pub(crate) fn opening_obs<'g>(
+        &'g self,
+        id: &str,
+    ) -> impl Iterator<Item = &'g Observation> + 'g {
+        self.indexed(id, |ix| &ix.opened)
+    }
+
+    /// The node's kind, as the first observation that names it says.
+    pub(crate) fn kind_of(&self, id: &str) -> Option<ResourceKind> {
+        self.obs(id).iter().find_map(|o| {
+            o.fact
+                .mentioned_resources()
+                .into_iter()
+                .find(|r| r.id == id)
+                .map(|r| r.kind)
+        })
+    }
+
+    /// The node as a finding's title and summary name it: `snapshot snap-…`.
+    pub(crate) fn describe(&self, id: &str) -> String {
+        let kind = match self.kind_of(id) {
+            Some(ResourceKind::Snapshot) => "snapshot",
+            Some(ResourceKind::DbSnapshot) => "DB snapshot",
+            Some(ResourceKind::Image) => "image",
+            Some(ResourceKind::Disk) => "disk",
+            Some(ResourceKind::Database) => "database",
+            Some(ResourceKind::Instance) => "instance",
+            Some(ResourceKind::NetworkInterface) => "network interface",
+            Some(ResourceKind::NetworkGroup) => "network group",
+            None => "resource",
+        };
+        format!("{kind} {id}")
+    }
+
+    /// The snapshot's lineage: its own origin facts and those of every ancestor, plus the root.
+    pub(crate) fn lineage<'g>(&'g self, id: &str) -> (String, Vec<&'g Observation>) {
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![id.to_string()];
+        let mut out = Vec::new();
+        let mut roots = BTreeSet::new();
+        while let Some(node) = stack.pop() {
+            if !seen.insert(node.clone()) {
+                continue;
+            }
+            let mut ups = Vec::new();
+            for o in self.origin_obs(&node) {
+                out.push(o);
+                match &o.fact {
+                    Fact::SnapshotCopied { snapshot, source } if snapshot.id == node => {
+                        ups.push(source.id.clone())
+                    }
+                    Fact::ImageRegistered { image, snapshots } if image.id == node => {
+                        ups.extend(snapshots.iter().map(|s| s.id.clone()))
+                    }
+                    _ => {}
+                }
+            }
+            if ups.is_empty() {
+                roots.insert(node.clone());
+            }
+            stack.extend(ups);
+        }
+        let root = roots.into_iter().next().unwrap_or_else(|| id.to_string());
+        (root, out)
+    }
+
+    /// Drops decoded nodes too small to be hubs; they are cheap to load again if a later chunk
+    /// needs them, and dropping them keeps memory to one chunk's chains plus the hubs.
+    fn forget_small_nodes(&mut self) {
+        self.nodes.retain(|_, obs| obs.len() >= HUB_OBSERVATIONS);
+        let nodes = &self.nodes;
+        self.index.retain(|id, _| nodes.contains_key(id));
+    }
+}
+
+/// Fills a [`Graph`] from the state store, one evaluation's worth.
+pub(crate) struct GraphLoader<'s, S> {
+    store: &'s S,
+    /// Passed to [`StateStore::load_facts`]: facts expiring after it are visible.
+    horizon: DateTime<Utc>,
+    graph: Graph,
+}
+
+impl<'s, S: StateStore> GraphLoader<'s, S> {
+    /// An empty graph over `store`, seeing the facts that expire after `horizon`.
+    pub(crate) fn new(store: &'s S, horizon: DateTime<Utc>) -> Self {
+        GraphLoader {
+            store,
+            horizon,
+            graph: Graph::default(),
+        }
+    }
+
+    /// What is loaded so far.
+    pub(crate) fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// See [`Graph::forget_small_nodes`].
+    pub(crate) fn forget_small_nodes(&mut self) {
+        self.graph.forget_small_nodes();
+    }
+
+    async fn load(&mut self, ids: impl IntoIterator<Item = String>) -> Result<(), EngineError> {
+        let missing: Vec<String> = ids
+            .into_iter()
+            .filter(|id| !self.graph.nodes.contains_key(id))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for chunk in missing.chunks(LOAD_BATCH) {
+            let loaded = self.store.load_facts(chunk, self.horizon).await?;
+            for id in chunk {
+                self.graph.nodes.entry(id.clone()).or_default();
+            }
+            for rf in loaded {
+                let mut observations = Vec::with_capacity(rf.facts.len());
+                for stored in &rf.facts {
+                    observations.push(decode_stored::<Observation>(&rf.resource, stored)?);
+                }
+                // Deterministic order whatever order the store returns.
+                observations.sort_by_cached_key(|o| (o.event.time, o.key()));
+                observations.dedup_by(|a, b| a.key() == b.key());
+                self.graph.index.insert(
+                    rf.resource.clone(),
+                    NodeIndex::of(&rf.resource, &observations),
+                );
+                self.graph.nodes.insert(rf.resource, observations);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every resource whose chains may change because `touched` changed: the touched resources
+    /// and everything downstream of them (copies, restores, instances, group members).
+    pub(crate) async fn affected(
+        &mut self,
+        touched: &[String],
+    ) -> Result<BTreeSet<String>, EngineError> {
+        let mut visited: BTreeSet<String> = touched.iter().cloned().collect();
+        let mut frontier: Vec<String> = visited.iter().cloned().collect();
+        while !frontier.is_empty() {
+            self.load(frontier.iter().cloned()).await?;
+            let mut next = BTreeSet::new();
+            for id in &frontier {
+                let kids: BTreeSet<&str> = self
+                    .graph
+                    .obs(id)
+                    .iter()
+                    .flat_map(|o| children(&o.fact, id))
+                    .map(|r| r.id.as_str())
+                    .collect();
+                if kids.len() > MAX_CHILDREN_PER_NODE {
+                    tracing::warn!(resource = %crate::render::escape_line(id), children = kids.len(), limit = MAX_CHILDREN_PER_NODE, "resource has too many dependents; evaluating the first ones only");
+                }
+                for kid in kids.into_iter().take(MAX_CHILDREN_PER_NODE) {
+                    if !visited.contains(kid) {
+                        visited.insert(kid.to_string());
+                        next.insert(kid.to_string());
+                    }
+                }
+            }
+            frontier = next.into_iter().collect();
+        }
+        Ok(visited)
+    }
+
+    /// Loads everything upstream of `ids` (sources, snapshots, disks, groups).
+    pub(crate) async fn load_ancestors(
+        &mut self,
+        ids: &BTreeSet<String>,
+    ) -> Result<(), EngineError> {
+        let mut seen: BTreeSet<String> = ids.clone();
+        let mut frontier: Vec<String> = ids.iter().cloned().collect();
+        while !frontier.is_empty() {
+            self.load(frontier.iter().cloned()).await?;
+            let mut next = BTreeSet::new();
+            for id in &frontier {
+                for o in self.graph.obs(id) {
+                    for p in parents(&o.fact, id) {
+                        if seen.insert(p.id.clone()) {
+                            next.insert(p.id.clone());
+                        }
+                    }
+                }
+            }
+            frontier = next.into_iter().collect();
+        }
+        Ok(())
+    }
+}
+
+/// Downstream links of `id` stated by `fact`.
+fn children<'f>(fact: &'f Fact, id: &str) -> Vec<&'f Resource> {
+    match fact {
+        Fact::SnapshotCopied { snapshot, source } if source.id == id => vec![snapshot],
+        Fact::ImageRegistered { image, snapshots } if snapshots.iter().any(|s| s.id == id) => {
+            vec![image]
+        }
+        Fact::RestoredFrom { resource, snapshot } if snapshot.id == id => vec![resource],
+        Fact::Uses { instance, disk } if disk.id == id => vec![instance],
+        Fact::NetworkMember { member, group, .. } if group.id == id => vec![member],
+        _ => vec![],
+    }
+}
+
+/// Upstream links of `id` stated by `fact`.
+fn parents<'f>(fact: &'f Fact, id: &str) -> Vec<&'f Resource> {
+    match fact {
+        Fact::SnapshotCopied { snapshot, source } if snapshot.id == id => vec![source],
+        Fact::ImageRegistered { image, snapshots } if image.id == id => snapshots.iter().collect(),
+        Fact::RestoredFrom { resource, snapshot } if resource.id == id => vec![snapshot],
+        Fact::Uses { instance, disk } if instance.id == id => vec![disk],
+        Fact::NetworkMember { member, group, .. } if member.id == id => vec![group],
+        _ => vec![],
+    }
+}
+
+/// Facts that make a snapshot-like resource part of a chain we watched (not merely referenced
+/// by a launch from some public image).
+pub(crate) fn is_origin_fact(fact: &Fact, id: &str) -> bool {
+    match fact {
+        Fact::SnapshotCreated { snapshot, .. } => snapshot.id == id,
+        Fact::SnapshotCopied { snapshot, .. } => snapshot.id == id,
+        Fact::ImageRegistered { image, .. } => image.id == id,
+        Fact::SnapshotShared { snapshot, .. }
+        | Fact::SnapshotExported { snapshot, .. }
+        | Fact::UsedExternally { snapshot, .. } => snapshot.id == id,
+        _ => false,
+    }
+}
