@@ -1,47 +1,21 @@
 //! Rule table tests and engine semantics (order independence, idempotency, delivery).
 
+use super::test_support::*;
 use super::*;
 use crate::memory::{MemorySink, MemoryStore, SinkFault};
-use crate::model::{Cloud, EventMeta, PortRange, ResourceKind as K, Severity};
-use chrono::{Duration, TimeZone};
+use crate::model::{Cloud, PortRange, ResourceKind as K, Severity};
+use chrono::Duration;
 use pollster::block_on;
 use std::sync::Mutex;
 
-const OWN: &str = "111122223333";
 const OUTSIDE: &str = "999988887777";
 
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()
-}
-
-fn r(kind: K, id: &str) -> Resource {
-    Resource::new(kind, id)
-}
-
+/// Every event of these cases happens in one region.
 fn ev(id: &str, name: &str, minutes: i64, actor: &str, facts: Vec<Fact>) -> ParsedEvent {
-    ParsedEvent {
-        meta: EventMeta {
-            id: id.into(),
-            name: name.into(),
-            time: t0() + Duration::minutes(minutes),
-            actor: Some(actor.into()),
-            source_ip: Some("198.51.100.7".into()),
-            cloud: Cloud::Aws,
-            account: OWN.into(),
-            region: Some("us-east-1".into()),
-            automation: None,
-        },
-        facts,
-    }
-}
-
-fn automated(mut e: ParsedEvent, label: &str) -> ParsedEvent {
-    e.meta.automation = Some(label.into());
-    e
+    ev_in("us-east-1", id, name, minutes, actor, facts)
 }
 
 const ALICE: &str = "arn:aws:iam::111122223333:user/alice";
-const MALLORY: &str = "arn:aws:iam::111122223333:user/mallory";
 
 fn created(id: &str, minutes: i64, actor: &str, snap: &str) -> ParsedEvent {
     ev(
@@ -142,10 +116,6 @@ fn batch(config: &Config, events: &[ParsedEvent]) -> Vec<Finding> {
             .await
             .unwrap()
     })
-}
-
-fn rules_of(findings: &[Finding]) -> Vec<&str> {
-    findings.iter().map(|f| f.rule.as_str()).collect()
 }
 
 /// Streaming mode: each event processed and delivered on arrival, as the functions do.
