@@ -9,6 +9,7 @@ use snapwatch_core::memory::MemoryStore;
 use snapwatch_core::parse::aws::CONSUMED_EVENTS;
 use snapwatch_core::ports::FixedClock;
 use snapwatch_core::Config;
+use snapwatch_testkit::SinkFault;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -125,9 +126,7 @@ async fn the_chain_alerts_once_per_sink_and_redeliveries_add_nothing() {
     assert_eq!(sent_rules(slack(&app)), sorted(&CHAIN_RULES));
     // The last event completes the exposed restores; this invocation sends them to both sinks.
     let mut exposed: Vec<String> = sns(&app)
-        .sent
-        .lock()
-        .unwrap()
+        .sent()
         .iter()
         .filter(|f| f.rule == "chain.exposed-restore")
         .map(|f| f.id.clone())

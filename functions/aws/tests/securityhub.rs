@@ -150,12 +150,9 @@ async fn a_chain_is_imported_into_security_hub_and_read_back_and_a_reimport_upda
         .sns
         .as_ref()
         .unwrap()
-        .sent
-        .lock()
-        .unwrap()
-        .iter()
+        .sent()
+        .into_iter()
         .find(|f| f.rule == "chain.exposed-restore")
-        .cloned()
         .expect("a chain.exposed-restore finding");
     assert!(imported.contains(&again.id));
     // A later evaluation (the baseline function, or after the claim window) imports it again.

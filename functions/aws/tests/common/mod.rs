@@ -8,9 +8,10 @@ use axum::routing::post;
 use axum::Router;
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use snapwatch_aws::dead_letter::{DeadLetter, DeadLetterError, Rejected};
-pub use snapwatch_testkit::{MemorySink, SinkFault};
+pub use snapwatch_testkit::MemorySink;
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub fn fixtures_dir() -> PathBuf {
