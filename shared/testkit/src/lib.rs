@@ -10,6 +10,8 @@
 //! Beside the suite, the test doubles every crate's tests share: [`MemorySink`] (recording, can
 //! fail or stall; it lives in the core so the core's own tests use it too) and [`FaultyStore`].
 
+#![warn(missing_docs)]
+
 mod faults;
 
 pub use faults::{FaultyStore, Op, StoreFault, INJECTED};
