@@ -110,7 +110,6 @@ impl Harness {
         }
     }
 
-    /// One scheduled run as the functions do it: check, deliver, commit.
     /// Takes what the sink received since the last take, as sorted (rule, snapshot) pairs.
     fn take_sent(&self) -> Vec<(String, String)> {
         let mut sent: Vec<(String, String)> = self
@@ -123,6 +122,7 @@ impl Harness {
         sent
     }
 
+    /// One scheduled run as the functions do it: check, deliver, commit.
     fn run(&self, items: Vec<InventoryItem>, now: DateTime<Utc>) -> BaselineCheck {
         block_on(async {
             let mut inv = inventory(items);
