@@ -15,14 +15,12 @@ mod support;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use snapwatch_core::engine::Detector;
-use snapwatch_core::memory::MemoryStore;
-use snapwatch_core::model::{Finding, ParsedEvent};
+use snapwatch_core::memory::{MemorySink, MemoryStore};
+use snapwatch_core::model::ParsedEvent;
 use snapwatch_core::parse::detect::for_each_record;
 use snapwatch_core::parse::Parsed;
-use snapwatch_core::ports::{AlertSink, SinkError};
 use snapwatch_core::Config;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
 use support::*;
 
 const ACCOUNTS: [&str; 2] = [OWN, OTHER_OWN];
@@ -156,19 +154,6 @@ fn shuffle<T>(items: &mut [T], mut seed: u64) {
     }
 }
 
-#[derive(Default)]
-struct Collect(Mutex<BTreeSet<String>>);
-
-impl AlertSink for Collect {
-    fn name(&self) -> &'static str {
-        "collect"
-    }
-    async fn send(&self, finding: &Finding) -> Result<(), SinkError> {
-        self.0.lock().unwrap().insert(finding.id.clone());
-        Ok(())
-    }
-}
-
 /// The functions' path: one event at a time, in event-time order, judged and delivered at its
 /// own time.
 fn per_event(records: &[Value]) -> BTreeSet<String> {
@@ -183,7 +168,7 @@ fn per_event(records: &[Value]) -> BTreeSet<String> {
     }
     events.sort_by(|a, b| (a.meta.time, &a.meta.id).cmp(&(b.meta.time, &b.meta.id)));
     let detector = Detector::new(MemoryStore::new(), Config::default());
-    let sink = Collect::default();
+    let sink = MemorySink::new();
     pollster::block_on(async {
         for e in &events {
             let findings = detector.process(e, e.meta.time).await.unwrap();
@@ -193,7 +178,7 @@ fn per_event(records: &[Value]) -> BTreeSet<String> {
                 .unwrap();
         }
     });
-    sink.0.into_inner().unwrap()
+    sink.sent_ids().into_iter().collect()
 }
 
 fn ids(findings: &[Value]) -> Vec<String> {

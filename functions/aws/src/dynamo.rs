@@ -386,7 +386,8 @@ impl StateStore for DynamoStore {
             .table_name(self.table.as_ref())
             .set_key(Some(claim_key(finding_id)))
             .update_expression("SET claimed_at = :now, sent = :false, #exp = :exp")
-            // Free when: never claimed, expired (a new chain window), or unsent with a lapsed lease.
+            // The core's `ClaimStatus::Free` as a condition, so the service decides atomically:
+            // never claimed, expired (a new chain window), or unsent with a lapsed lease.
             .condition_expression(
                 "attribute_not_exists(pk) OR #exp <= :now OR (sent = :false AND claimed_at <= :stale)",
             )

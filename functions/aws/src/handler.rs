@@ -10,9 +10,7 @@ use serde_json::value::RawValue;
 use snapwatch_core::engine::{Detector, EngineError};
 use snapwatch_core::memory::MemoryStore;
 use snapwatch_core::parse::{aws, Parsed};
-use snapwatch_core::ports::{
-    AlertSink, Claim, Clock, ResourceFacts, SinkError, StateStore, StoreError,
-};
+use snapwatch_core::ports::{AlertSink, Clock, SinkError, StateStore};
 use snapwatch_core::{Config, Finding};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,43 +36,11 @@ impl SessionStore for DynamoStore {
     }
 }
 
+/// The memory store needs no per-invocation view: the detector borrows it.
 impl SessionStore for MemoryStore {
-    type Session<'a> = Borrowed<'a, MemoryStore>;
-    fn session(&self) -> Borrowed<'_, MemoryStore> {
-        Borrowed(self)
-    }
-}
-
-/// A borrowed store used as the detector's store.
-pub struct Borrowed<'a, S>(pub &'a S);
-
-impl<S: StateStore> StateStore for Borrowed<'_, S> {
-    async fn add_facts(&self, batch: &[ResourceFacts]) -> Result<usize, StoreError> {
-        self.0.add_facts(batch).await
-    }
-    async fn load_facts(
-        &self,
-        resources: &[String],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<ResourceFacts>, StoreError> {
-        self.0.load_facts(resources, now).await
-    }
-    async fn claim_alert(
-        &self,
-        finding_id: &str,
-        now: DateTime<Utc>,
-        lease_secs: i64,
-        expires_at: i64,
-    ) -> Result<Claim, StoreError> {
-        self.0
-            .claim_alert(finding_id, now, lease_secs, expires_at)
-            .await
-    }
-    async fn mark_alert_sent(&self, finding_id: &str) -> Result<(), StoreError> {
-        self.0.mark_alert_sent(finding_id).await
-    }
-    async fn release_alert(&self, finding_id: &str) -> Result<(), StoreError> {
-        self.0.release_alert(finding_id).await
+    type Session<'a> = &'a MemoryStore;
+    fn session(&self) -> &MemoryStore {
+        self
     }
 }
 

@@ -15,29 +15,29 @@ use snapwatch_core::memory::MemoryStore;
 use snapwatch_core::parse::aws::CONSUMED_EVENTS;
 use snapwatch_core::ports::FixedClock;
 use snapwatch_core::Config;
+use snapwatch_testkit::SinkFault;
 use std::collections::BTreeSet;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-type TestApp = App<MemoryStore, RecordingDeadLetter, RecordingSink, RecordingSink>;
+type TestApp = App<MemoryStore, RecordingDeadLetter, MemorySink, MemorySink>;
 
 fn app() -> TestApp {
     App {
         store: MemoryStore::new(),
         config: Config::default(),
         dead_letter: RecordingDeadLetter::default(),
-        sns: Some(RecordingSink::new("sns")),
-        slack: Some(RecordingSink::new("slack")),
+        sns: Some(MemorySink::named("sns")),
+        slack: Some(MemorySink::named("slack")),
         securityhub: None,
         clock: Arc::new(FixedClock(fixture_now())),
     }
 }
 
-fn sns(app: &TestApp) -> &RecordingSink {
+fn sns(app: &TestApp) -> &MemorySink {
     app.sns.as_ref().expect("sns sink")
 }
 
-fn slack(app: &TestApp) -> &RecordingSink {
+fn slack(app: &TestApp) -> &MemorySink {
     app.slack.as_ref().expect("slack sink")
 }
 
@@ -128,13 +128,11 @@ async fn the_chain_alerts_once_per_sink_and_redeliveries_add_nothing() {
     }
     let last = last.expect("chain is not empty");
     assert_eq!(last.status, Status::Processed);
-    assert_eq!(sns(&app).rules(), sorted(&CHAIN_RULES));
-    assert_eq!(slack(&app).rules(), sorted(&CHAIN_RULES));
+    assert_eq!(sent_rules(sns(&app)), sorted(&CHAIN_RULES));
+    assert_eq!(sent_rules(slack(&app)), sorted(&CHAIN_RULES));
     // The last event completes the exposed restores; this invocation sends them to both sinks.
     let mut exposed: Vec<String> = sns(&app)
-        .sent
-        .lock()
-        .unwrap()
+        .sent()
         .iter()
         .filter(|f| f.rule == "chain.exposed-restore")
         .map(|f| f.id.clone())
@@ -158,8 +156,8 @@ async fn the_chain_alerts_once_per_sink_and_redeliveries_add_nothing() {
             );
         }
     }
-    assert_eq!(sns(&app).sent.lock().unwrap().len(), CHAIN_RULES.len());
-    assert_eq!(slack(&app).sent.lock().unwrap().len(), CHAIN_RULES.len());
+    assert_eq!(sns(&app).sent().len(), CHAIN_RULES.len());
+    assert_eq!(slack(&app).sent().len(), CHAIN_RULES.len());
 }
 
 #[tokio::test]
@@ -168,7 +166,7 @@ async fn the_chain_in_reverse_order_yields_the_same_alerts() {
     for name in CHAIN.iter().rev() {
         handle(&app, &envelope(&fixture(name))).await;
     }
-    assert_eq!(sns(&app).rules(), sorted(&CHAIN_RULES));
+    assert_eq!(sent_rules(sns(&app)), sorted(&CHAIN_RULES));
 }
 
 #[tokio::test]
@@ -178,8 +176,13 @@ async fn a_sink_that_is_down_fails_the_invocation_and_the_retry_sends_only_what_
     for name in first_events {
         handle(&app, &envelope(&fixture(name))).await;
     }
-    let sns_before = sns(&app).sent.lock().unwrap().len();
-    slack(&app).fail_first.store(1, Ordering::SeqCst);
+    let sns_before = sns(&app).sent().len();
+    slack(&app).fail_next(
+        1,
+        SinkFault::Transient {
+            retry_after_secs: None,
+        },
+    );
     let raw = envelope(&fixture(last));
     let err = app
         .handle(&raw)
@@ -199,12 +202,12 @@ async fn a_sink_that_is_down_fails_the_invocation_and_the_retry_sends_only_what_
         diagnostic.error_message
     );
     assert_eq!(
-        sns(&app).sent.lock().unwrap().len(),
+        sns(&app).sent().len(),
         sns_before + 2,
         "SNS got both alerts"
     );
     assert_eq!(
-        slack(&app).sent.lock().unwrap().len(),
+        slack(&app).sent().len(),
         sns_before + 1,
         "Slack got one of two"
     );
@@ -213,8 +216,8 @@ async fn a_sink_that_is_down_fails_the_invocation_and_the_retry_sends_only_what_
     let retry = handle(&app, &raw).await;
     assert_eq!(retry.sent.keys().collect::<Vec<_>>(), vec![&"slack"]);
     assert_eq!(retry.sent.get("slack").map(Vec::len), Some(1));
-    assert_eq!(sns(&app).sent.lock().unwrap().len(), sns_before + 2);
-    assert_eq!(slack(&app).rules(), sorted(&CHAIN_RULES));
+    assert_eq!(sns(&app).sent().len(), sns_before + 2);
+    assert_eq!(sent_rules(slack(&app)), sorted(&CHAIN_RULES));
 }
 
 #[tokio::test]
@@ -252,7 +255,7 @@ async fn malformed_events_are_kept_in_the_dead_letter_queue_and_acknowledged() {
             kept[0].reason
         );
         assert_eq!(kept[0].event_id.as_deref(), id);
-        assert!(sns(&app).sent.lock().unwrap().is_empty());
+        assert!(sns(&app).sent().is_empty());
     }
 }
 

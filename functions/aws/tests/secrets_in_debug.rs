@@ -3,6 +3,12 @@
 //! caches are filled), formatted with `{:?}` and `{:#?}`. The settings' own check is in
 //! `settings.rs`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use axum::routing::post;

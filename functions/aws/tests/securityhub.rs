@@ -58,14 +58,12 @@ fn sink(endpoint: &str, account: &str, clock: FixedClock) -> SecurityHubSink {
 
 /// The chain fixtures through the handler with only a Security Hub sink (plus a recording SNS
 /// sink, to see that each sink keeps its own claim).
-fn app(
-    hub: SecurityHubSink,
-) -> App<MemoryStore, RecordingDeadLetter, RecordingSink, RecordingSink> {
+fn app(hub: SecurityHubSink) -> App<MemoryStore, RecordingDeadLetter, MemorySink, MemorySink> {
     App {
         store: MemoryStore::new(),
         config: Config::default(),
         dead_letter: RecordingDeadLetter::default(),
-        sns: Some(RecordingSink::new("sns")),
+        sns: Some(MemorySink::named("sns")),
         slack: None,
         securityhub: Some(hub),
         clock: Arc::new(FixedClock(fixture_now())),
@@ -158,12 +156,9 @@ async fn a_chain_is_imported_into_security_hub_and_read_back_and_a_reimport_upda
         .sns
         .as_ref()
         .unwrap()
-        .sent
-        .lock()
-        .unwrap()
-        .iter()
+        .sent()
+        .into_iter()
         .find(|f| f.rule == "chain.exposed-restore")
-        .cloned()
         .expect("a chain.exposed-restore finding");
     assert!(imported.contains(&again.id));
     // A later evaluation (the baseline function, or after the claim window) imports it again.
@@ -359,7 +354,7 @@ async fn moto_reports_an_invalid_finding_in_failed_findings() {
 async fn a_security_hub_outage_retries_the_event_without_resending_to_other_sinks() {
     let (stub, endpoint) = StubHub::start(vec![(503, String::new()); 3]).await;
     let app = app(sink(&endpoint, "123456789012", FixedClock(fixture_now())));
-    let sns_sent = || app.sns.as_ref().unwrap().sent.lock().unwrap().len();
+    let sns_sent = || app.sns.as_ref().unwrap().sent().len();
     let mut failed_once = false;
     for event in single_instance_chain() {
         let err = match app.handle(&event).await {

@@ -287,8 +287,8 @@ async fn dynamodb_requests_per_relevant_event() {
             store,
             config: Config::default(),
             dead_letter: RecordingDeadLetter::default(),
-            sns: Some(RecordingSink::new("sns")),
-            slack: Some(RecordingSink::new("slack")),
+            sns: Some(MemorySink::named("sns")),
+            slack: Some(MemorySink::named("slack")),
             securityhub: None,
             clock: Arc::new(FixedClock(fixture_now())),
         };
@@ -345,8 +345,8 @@ async fn dynamodb_requests_per_relevant_event() {
             }
         }
         let (items, bytes, largest) = fact_item_sizes(&app.store).await;
-        let alerts = app.sns.as_ref().unwrap().sent.lock().unwrap().len()
-            + app.slack.as_ref().unwrap().sent.lock().unwrap().len();
+        let alerts =
+            app.sns.as_ref().unwrap().sent().len() + app.slack.as_ref().unwrap().sent().len();
         let average = total as f64 / relevant as f64;
         latencies.sort();
         let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
@@ -358,11 +358,7 @@ async fn dynamodb_requests_per_relevant_event() {
             pct(0.99)
         );
         assert!(
-            app.sns
-                .as_ref()
-                .unwrap()
-                .rules()
-                .contains(&"chain.exposed-restore".to_string()),
+            sent_rules(app.sns.as_ref().unwrap()).contains(&"chain.exposed-restore".to_string()),
             "{server}: the stream ends with the attack chain, which must alert"
         );
         assert!(relevant > 30, "the stream holds the relevant fixtures");

@@ -22,8 +22,9 @@ use snapwatch_azure::table::{ExpiryPurge, PurgeReport};
 use snapwatch_core::engine::Detector;
 use snapwatch_core::memory::MemoryStore;
 use snapwatch_core::parse::{azure, Parsed};
-use snapwatch_core::ports::{AlertSink, FixedClock, SinkError, StoreError};
-use snapwatch_core::{Config, Fact, Finding, Resource, ResourceKind};
+use snapwatch_core::ports::{FixedClock, StoreError};
+use snapwatch_core::{Config, Fact, Resource, ResourceKind};
+use snapwatch_testkit::MemorySink;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -277,19 +278,6 @@ async fn enrich_turns_a_bodyless_event_grid_disk_write_into_a_restore() {
     );
 }
 
-#[derive(Clone, Default)]
-struct RecordingSink(Arc<Mutex<Vec<Finding>>>);
-
-impl AlertSink for RecordingSink {
-    fn name(&self) -> &'static str {
-        "recording"
-    }
-    async fn send(&self, finding: &Finding) -> Result<(), SinkError> {
-        self.0.lock().unwrap().push(finding.clone());
-        Ok(())
-    }
-}
-
 /// The handler's purge port; this test never calls `/Purge`.
 struct NoPurge;
 
@@ -306,7 +294,7 @@ impl ExpiryPurge for NoPurge {
 #[tokio::test]
 async fn the_event_grid_function_alerts_through_the_real_arm_client() {
     let (fake, arm) = start().await;
-    let sink = RecordingSink::default();
+    let sink = MemorySink::new();
     let state = Arc::new(AppState {
         detector: Detector::new(MemoryStore::new(), Config::default()),
         reader: arm,
@@ -332,7 +320,7 @@ async fn the_event_grid_function_alerts_through_the_real_arm_client() {
         let response = app(state.clone()).oneshot(request).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
     }
-    let sent = sink.0.lock().unwrap().clone();
+    let sent = sink.sent();
     assert_eq!(sent.len(), 1, "{sent:#?}");
     assert_eq!(sent[0].rule, "chain.exposed-restore");
     assert_eq!(fake.arm_requests.lock().unwrap().len(), 4);

@@ -1,6 +1,6 @@
 //! The custom handler as the Functions host drives it: invocation JSON POSTed to
 //! `/<FunctionName>` through `oneshot` (no port), fixtures in the real Activity Log and Event Grid
-//! shapes, an in-memory store (or a failing one), a recording sink and an in-memory ARM reader.
+//! shapes, an in-memory store (or a faulty one), a recording sink and an in-memory ARM reader.
 
 #![allow(
     clippy::unwrap_used,
@@ -19,10 +19,9 @@ use snapwatch_azure::handler::{
 use snapwatch_azure::table::{ExpiryPurge, PurgeReport};
 use snapwatch_core::engine::Detector;
 use snapwatch_core::memory::MemoryStore;
-use snapwatch_core::ports::{
-    AlertSink, Claim, FixedClock, ResourceFacts, SinkError, StateStore, StoreError,
-};
+use snapwatch_core::ports::{Claim, FixedClock, StateStore, StoreError};
 use snapwatch_core::{Config, Finding};
+use snapwatch_testkit::{FaultyStore, MemorySink, Op, SinkFault, StoreFault, INJECTED};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,32 +40,6 @@ const SUB: &str =
 
 fn id(path: &str) -> String {
     format!("{SUB}/{path}")
-}
-
-#[derive(Clone, Default)]
-struct RecordingSink {
-    sent: Arc<Mutex<Vec<Finding>>>,
-    /// Set: `send` never answers, like a webhook endpoint that accepts and stalls.
-    stalls: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl RecordingSink {
-    fn sent(&self) -> Vec<Finding> {
-        self.sent.lock().expect("lock").clone()
-    }
-}
-
-impl AlertSink for RecordingSink {
-    fn name(&self) -> &'static str {
-        "recording"
-    }
-    async fn send(&self, finding: &Finding) -> Result<(), SinkError> {
-        if self.stalls.load(Ordering::SeqCst) {
-            std::future::pending::<()>().await;
-        }
-        self.sent.lock().expect("lock").push(finding.clone());
-        Ok(())
-    }
 }
 
 /// ARM as a map of lower-cased resource id → body; counts reads.
@@ -100,53 +73,10 @@ impl ResourceReader for FakeArm {
 }
 
 /// A store whose `add_facts` fails transiently the first `failures` times (`usize::MAX`: always).
-struct FlakyStore {
-    inner: MemoryStore,
-    failures: usize,
-    calls: AtomicUsize,
-}
-
-impl FlakyStore {
-    fn new(failures: usize) -> Self {
-        FlakyStore {
-            inner: MemoryStore::new(),
-            failures,
-            calls: AtomicUsize::new(0),
-        }
-    }
-}
-
-impl StateStore for FlakyStore {
-    async fn add_facts(&self, batch: &[ResourceFacts]) -> Result<usize, StoreError> {
-        if self.calls.fetch_add(1, Ordering::SeqCst) < self.failures {
-            return Err(StoreError::unavailable("throttled (test)"));
-        }
-        self.inner.add_facts(batch).await
-    }
-    async fn load_facts(
-        &self,
-        resources: &[String],
-        now: chrono::DateTime<Utc>,
-    ) -> Result<Vec<ResourceFacts>, StoreError> {
-        self.inner.load_facts(resources, now).await
-    }
-    async fn claim_alert(
-        &self,
-        finding_id: &str,
-        now: chrono::DateTime<Utc>,
-        lease_secs: i64,
-        expires_at: i64,
-    ) -> Result<Claim, StoreError> {
-        self.inner
-            .claim_alert(finding_id, now, lease_secs, expires_at)
-            .await
-    }
-    async fn mark_alert_sent(&self, finding_id: &str) -> Result<(), StoreError> {
-        self.inner.mark_alert_sent(finding_id).await
-    }
-    async fn release_alert(&self, finding_id: &str) -> Result<(), StoreError> {
-        self.inner.release_alert(finding_id).await
-    }
+fn flaky_store(failures: usize) -> FaultyStore {
+    let store = FaultyStore::new();
+    store.fail(Op::AddFacts, ..failures, StoreFault::Unavailable);
+    store
 }
 
 /// One purge call: the time it ran at and its row budget.
@@ -177,8 +107,8 @@ impl ExpiryPurge for FakePurger {
 const PURGE_MAX_ROWS: usize = 250;
 
 struct Harness<S: StateStore + 'static> {
-    state: Arc<AppState<S, FakeArm, RecordingSink, FakePurger>>,
-    sink: RecordingSink,
+    state: Arc<AppState<S, FakeArm, MemorySink, FakePurger>>,
+    sink: MemorySink,
     arm: FakeArm,
 }
 
@@ -203,9 +133,9 @@ fn harness_alerting<S: StateStore + 'static>(
     store: S,
     purger: FakePurger,
     deadline: Duration,
-    alerts: impl FnOnce(RecordingSink) -> Alerts<RecordingSink>,
+    alerts: impl FnOnce(MemorySink) -> Alerts<MemorySink>,
 ) -> Harness<S> {
-    let sink = RecordingSink::default();
+    let sink = MemorySink::new();
     let arm = FakeArm::from_fixture();
     let state = Arc::new(AppState {
         purger,
@@ -449,7 +379,7 @@ async fn malformed_records_are_kept_as_rejects_and_the_rest_is_processed() {
 
 #[tokio::test]
 async fn transient_store_failures_are_retried_inside_the_invocation() {
-    let h = harness(FlakyStore::new(2));
+    let h = harness(flaky_store(2));
     let (status, body) = h.event_hub(&[BATCH_B, BATCH_A]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
@@ -461,7 +391,7 @@ async fn transient_store_failures_are_retried_inside_the_invocation() {
 
 #[tokio::test]
 async fn event_hub_keeps_what_still_fails_and_answers_success() {
-    let h = harness(FlakyStore::new(usize::MAX));
+    let h = harness(flaky_store(usize::MAX));
     let (status, body) = h.event_hub(&[BATCH_B]).await;
     // Event Hubs checkpoints anyway: the batch survives in the rejects output instead.
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -469,10 +399,7 @@ async fn event_hub_keeps_what_still_fails_and_answers_success() {
     assert_eq!(rejects.len(), 2, "{rejects:#?}");
     for reject in &rejects {
         assert_eq!(reject["kind"], "transient");
-        assert!(reject["reason"]
-            .as_str()
-            .unwrap()
-            .contains("throttled (test)"));
+        assert!(reject["reason"].as_str().unwrap().contains(INJECTED));
         assert!(reject["event_id"].as_str().is_some());
     }
     assert!(rejects[0]["record"]
@@ -480,12 +407,12 @@ async fn event_hub_keeps_what_still_fails_and_answers_success() {
         .unwrap()
         .contains("DISKS/WRITE"));
     // Three attempts per record.
-    assert_eq!(h.state.detector.store().calls.load(Ordering::SeqCst), 6);
+    assert_eq!(h.state.detector.store().calls(Op::AddFacts), 6);
 }
 
 #[tokio::test]
 async fn event_grid_answers_failure_so_event_grid_redelivers() {
-    let h = harness(FlakyStore::new(usize::MAX));
+    let h = harness(flaky_store(usize::MAX));
     let events: Vec<Value> = serde_json::from_str(GRID_CHAIN).expect("fixture");
     let (status, body) = h.event_grid(&events[4]).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
@@ -748,43 +675,10 @@ async fn event_grid_events_in_the_object_and_the_string_form_are_processed() {
 
 /// A store whose `add_facts` answers the first `answered` calls and then never answers, like
 /// a table that stopped responding in the middle of a batch.
-struct StallingStore {
-    inner: MemoryStore,
-    answered: usize,
-    calls: AtomicUsize,
-}
-
-impl StateStore for StallingStore {
-    async fn add_facts(&self, batch: &[ResourceFacts]) -> Result<usize, StoreError> {
-        if self.calls.fetch_add(1, Ordering::SeqCst) >= self.answered {
-            std::future::pending::<()>().await;
-        }
-        self.inner.add_facts(batch).await
-    }
-    async fn load_facts(
-        &self,
-        resources: &[String],
-        now: chrono::DateTime<Utc>,
-    ) -> Result<Vec<ResourceFacts>, StoreError> {
-        self.inner.load_facts(resources, now).await
-    }
-    async fn claim_alert(
-        &self,
-        finding_id: &str,
-        now: chrono::DateTime<Utc>,
-        lease_secs: i64,
-        expires_at: i64,
-    ) -> Result<Claim, StoreError> {
-        self.inner
-            .claim_alert(finding_id, now, lease_secs, expires_at)
-            .await
-    }
-    async fn mark_alert_sent(&self, finding_id: &str) -> Result<(), StoreError> {
-        self.inner.mark_alert_sent(finding_id).await
-    }
-    async fn release_alert(&self, finding_id: &str) -> Result<(), StoreError> {
-        self.inner.release_alert(finding_id).await
-    }
+fn stalling_store(answered: usize) -> FaultyStore {
+    let store = FaultyStore::new();
+    store.fail(Op::AddFacts, answered.., StoreFault::Stall);
+    store
 }
 
 /// One snapshot write per record, each of its own snapshot: one `add_facts` call each.
@@ -806,12 +700,7 @@ fn snapshot_writes(count: usize) -> String {
 #[tokio::test]
 async fn a_batch_that_outlasts_the_deadline_keeps_what_it_did_not_finish_in_rejects() {
     let deadline = Duration::from_secs(1);
-    let store = StallingStore {
-        inner: MemoryStore::new(),
-        answered: 2,
-        calls: AtomicUsize::new(0),
-    };
-    let h = harness_with(store, FakePurger::default(), deadline);
+    let h = harness_with(stalling_store(2), FakePurger::default(), deadline);
     let message = snapshot_writes(5);
     let started = std::time::Instant::now();
     // Without a deadline the invocation would hang until the host kills it (functionTimeout)
@@ -847,14 +736,14 @@ async fn a_batch_that_outlasts_the_deadline_keeps_what_it_did_not_finish_in_reje
         );
     }
     // The two records that finished are stored.
-    assert_eq!(h.state.detector.store().inner.fact_count(), 2);
+    assert_eq!(h.state.detector.store().inner().fact_count(), 2);
 }
 
 #[tokio::test]
 async fn a_sink_that_stalls_past_the_deadline_leaves_the_finding_in_rejects() {
     let deadline = Duration::from_secs(1);
     let h = harness_with(MemoryStore::new(), FakePurger::default(), deadline);
-    h.sink.stalls.store(true, Ordering::SeqCst);
+    h.sink.fail_next(usize::MAX, SinkFault::Stall);
     let started = std::time::Instant::now();
     let (status, body) =
         tokio::time::timeout(Duration::from_secs(30), h.event_hub(&[BATCH_B, BATCH_A]))

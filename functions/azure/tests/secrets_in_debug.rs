@@ -3,6 +3,12 @@
 //! from a local stand-in for the Functions identity endpoint), then formatted with `{:?}` and
 //! `{:#?}`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine as _;

@@ -16,10 +16,10 @@ use snapwatch_azure::table::TableStore;
 use snapwatch_core::engine::Detector;
 use snapwatch_core::parse::detect::for_each_record;
 use snapwatch_core::parse::Parsed;
-use snapwatch_core::ports::{AlertSink, Claim, SinkError, StateStore};
+use snapwatch_core::ports::{Claim, StateStore};
 use snapwatch_core::{Config, Finding, ParsedEvent};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use snapwatch_testkit::MemorySink;
+use std::sync::Arc;
 
 mod azurite;
 use azurite::{endpoint, fresh_store};
@@ -118,24 +118,6 @@ async fn eight_racers_on_one_claim_have_one_winner() {
         .all(|c| matches!(c, Claim::Won | Claim::HeldByOther)));
 }
 
-/// Counts what reaches it; the only place alerts go in this test.
-#[derive(Default)]
-struct CountingSink {
-    sent: Mutex<Vec<Finding>>,
-    calls: AtomicUsize,
-}
-
-impl AlertSink for CountingSink {
-    fn name(&self) -> &'static str {
-        "counting"
-    }
-    async fn send(&self, finding: &Finding) -> Result<(), SinkError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.sent.lock().expect("lock").push(finding.clone());
-        Ok(())
-    }
-}
-
 fn chain_events() -> Vec<ParsedEvent> {
     let mut events = Vec::new();
     for unit in [
@@ -155,7 +137,7 @@ fn chain_events() -> Vec<ParsedEvent> {
 async fn eight_detectors_racing_on_one_chain_send_one_alert() {
     let store = fresh_store("chainrace").await;
     let detector = Arc::new(Detector::new(store, Config::default()));
-    let sink = Arc::new(CountingSink::default());
+    let sink = MemorySink::new();
     let events = chain_events();
     assert_eq!(
         events.len(),
@@ -175,7 +157,7 @@ async fn eight_detectors_racing_on_one_chain_send_one_alert() {
             for event in &events {
                 let findings = detector.process(event, now).await.expect("process");
                 detector
-                    .deliver(&findings, sink.as_ref(), now)
+                    .deliver(&findings, &sink, now)
                     .await
                     .expect("deliver");
             }
@@ -184,15 +166,11 @@ async fn eight_detectors_racing_on_one_chain_send_one_alert() {
     for task in tasks {
         task.await.expect("racer");
     }
-    let sent = sink.sent.lock().expect("lock");
+    let sent = sink.sent();
     let exposed: Vec<&Finding> = sent
         .iter()
         .filter(|f| f.rule == "chain.exposed-restore")
         .collect();
     assert_eq!(exposed.len(), 1, "one chain, one alert: {sent:#?}");
-    assert_eq!(
-        sink.calls.load(Ordering::SeqCst),
-        sent.len(),
-        "no send may happen twice"
-    );
+    assert_eq!(sink.attempts(), sent.len(), "no send may happen twice");
 }

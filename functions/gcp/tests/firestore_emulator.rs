@@ -1,15 +1,22 @@
 //! The Firestore store against the real Firestore emulator (started by
 //! tests/servers/with-servers.sh): the shared conformance suite and racing handlers.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 mod common;
 
 use chrono::{DateTime, Utc};
 use snapwatch_core::engine::Detector;
 use snapwatch_core::parse::gcp::parse_entry;
 use snapwatch_core::parse::Parsed;
-use snapwatch_core::ports::{AlertSink, Claim, SinkError, StateStore};
-use snapwatch_core::{Config, Finding, ParsedEvent};
-use std::sync::{Arc, Mutex};
+use snapwatch_core::ports::{Claim, StateStore};
+use snapwatch_core::{Config, ParsedEvent};
+use snapwatch_testkit::MemorySink;
+use std::sync::Arc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn firestore_store_passes_the_conformance_suite() {
@@ -49,24 +56,6 @@ async fn eight_racing_claims_have_exactly_one_winner() {
     );
 }
 
-/// Counts what would have gone to Slack.
-#[derive(Default)]
-struct CountingSink {
-    sent: Mutex<Vec<String>>,
-}
-
-impl AlertSink for CountingSink {
-    fn name(&self) -> &'static str {
-        "counting"
-    }
-    async fn send(&self, finding: &Finding) -> Result<(), SinkError> {
-        if let Ok(mut sent) = self.sent.lock() {
-            sent.push(format!("{} {}", finding.rule, finding.id));
-        }
-        Ok(())
-    }
-}
-
 fn parsed(fixture: &str) -> ParsedEvent {
     match parse_entry(&common::fixture(fixture)) {
         Ok(Parsed::Event(event)) => event,
@@ -99,7 +88,7 @@ async fn eight_racing_handlers_on_one_chain_alert_once() {
     })
     .expect("config");
     let detector = Arc::new(Detector::new(store, config));
-    let sink = Arc::new(CountingSink::default());
+    let sink = MemorySink::named("slack");
     let orders: [[usize; 3]; 8] = [
         [0, 1, 2],
         [2, 1, 0],
@@ -115,13 +104,13 @@ async fn eight_racing_handlers_on_one_chain_alert_once() {
         .into_iter()
         .map(|order| {
             let detector = Arc::clone(&detector);
-            let sink = Arc::clone(&sink);
+            let sink = sink.clone();
             let chain = Arc::clone(&chain);
             tokio::spawn(async move {
                 for index in order {
                     let event = &chain[index];
                     let findings = detector.process(event, now).await?;
-                    detector.deliver(&findings, sink.as_ref(), now).await?;
+                    detector.deliver(&findings, &sink, now).await?;
                 }
                 Ok::<(), snapwatch_core::engine::EngineError>(())
             })
@@ -130,7 +119,11 @@ async fn eight_racing_handlers_on_one_chain_alert_once() {
     for task in tasks {
         task.await.expect("task").expect("processing");
     }
-    let sent = sink.sent.lock().expect("sink").clone();
+    let sent: Vec<String> = sink
+        .sent()
+        .iter()
+        .map(|f| format!("{} {}", f.rule, f.id))
+        .collect();
     assert_eq!(sent.len(), 1, "exactly one alert, got {sent:?}");
     assert!(
         sent[0].starts_with("chain.exposed-restore "),

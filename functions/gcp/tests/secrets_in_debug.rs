@@ -3,6 +3,12 @@
 //! and `{:#?}`. (The Firestore client's token cache holds a `Secret` too; filling it needs a
 //! metadata server, which `FirestoreClient` cannot be pointed at yet.)
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 use snapwatch_gcp::firestore::{FirestoreClient, FirestoreStore};
 use snapwatch_gcp::settings::{env, Settings};
 use snapwatch_slack::{RetryPolicy, SlackSink, WebhookUrl};

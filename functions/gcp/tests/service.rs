@@ -15,120 +15,39 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use snapwatch_core::config::env as core_env;
 use snapwatch_core::engine::Detector;
-use snapwatch_core::memory::MemoryStore;
 use snapwatch_core::parse::gcp::AUDIT_LOG_WRITTEN;
-use snapwatch_core::ports::{
-    AlertSink, Claim, FixedClock, ResourceFacts, SinkError, StateStore, StoreError,
-};
-use snapwatch_core::{Config, Finding};
+use snapwatch_core::ports::FixedClock;
+use snapwatch_core::Config;
 use snapwatch_gcp::rejects::MemoryRejects;
 use snapwatch_gcp::service::{app, Service};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use snapwatch_testkit::{FaultyStore, MemorySink, SinkFault};
+use std::sync::Arc;
 use tower::ServiceExt;
 
-/// A memory store that can be switched off, like Firestore during an outage.
-#[derive(Default, Clone)]
-struct SwitchableStore {
-    inner: Arc<MemoryStore>,
-    down: Arc<AtomicBool>,
+/// Records what Slack would have received (as rule and snapshot).
+fn slack_sent(slack: &MemorySink) -> Vec<(String, String)> {
+    slack
+        .sent()
+        .iter()
+        .map(|f| (f.rule.to_string(), f.snapshot.clone()))
+        .collect()
 }
 
-impl SwitchableStore {
-    fn check(&self) -> Result<(), StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::unavailable("Firestore answered 503"))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl StateStore for SwitchableStore {
-    async fn add_facts(&self, batch: &[ResourceFacts]) -> Result<usize, StoreError> {
-        self.check()?;
-        self.inner.add_facts(batch).await
-    }
-    async fn load_facts(
-        &self,
-        resources: &[String],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<ResourceFacts>, StoreError> {
-        self.check()?;
-        self.inner.load_facts(resources, now).await
-    }
-    async fn claim_alert(
-        &self,
-        finding_id: &str,
-        now: DateTime<Utc>,
-        lease_secs: i64,
-        expires_at: i64,
-    ) -> Result<Claim, StoreError> {
-        self.check()?;
-        self.inner
-            .claim_alert(finding_id, now, lease_secs, expires_at)
-            .await
-    }
-    async fn mark_alert_sent(&self, finding_id: &str) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.mark_alert_sent(finding_id).await
-    }
-    async fn release_alert(&self, finding_id: &str) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.release_alert(finding_id).await
-    }
-}
-
-/// Records what Slack would have received; can be told to answer 429 a number of times.
-#[derive(Default, Clone)]
-struct RecordingSlack {
-    sent: Arc<Mutex<Vec<(String, String)>>>,
-    rate_limited: Arc<AtomicUsize>,
-}
-
-impl RecordingSlack {
-    fn sent(&self) -> Vec<(String, String)> {
-        self.sent.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-}
-
-impl AlertSink for RecordingSlack {
-    fn name(&self) -> &'static str {
-        "slack"
-    }
-    async fn send(&self, finding: &Finding) -> Result<(), SinkError> {
-        if self
-            .rate_limited
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
-            return Err(SinkError::Retryable {
-                sink: "slack",
-                message: "HTTP 429".into(),
-                retry_after_secs: Some(30),
-            });
-        }
-        if let Ok(mut sent) = self.sent.lock() {
-            sent.push((finding.rule.to_string(), finding.snapshot.clone()));
-        }
-        Ok(())
-    }
-}
-
-type TestService = Service<SwitchableStore, MemoryRejects, RecordingSlack>;
+/// The store can be switched off, like Firestore during an outage.
+type TestService = Service<Arc<FaultyStore>, MemoryRejects, MemorySink>;
 
 struct Harness {
     service: Arc<TestService>,
-    store: SwitchableStore,
+    store: Arc<FaultyStore>,
     rejects: MemoryRejects,
-    slack: RecordingSlack,
+    slack: MemorySink,
 }
 
 /// Only critical findings alert, so the exposed-restore chain is the one alert to expect.
 fn harness() -> Harness {
-    let store = SwitchableStore::default();
+    let store = Arc::new(FaultyStore::new());
     let rejects = MemoryRejects::new();
-    let slack = RecordingSlack::default();
+    let slack = MemorySink::named("slack");
     let config =
         Config::from_lookup(|k| (k == core_env::MIN_SEVERITY).then(|| "critical".to_string()))
             .expect("config");
@@ -136,7 +55,7 @@ fn harness() -> Harness {
         .expect("now")
         .with_timezone(&Utc);
     let service = Arc::new(Service {
-        detector: Detector::new(store.clone(), config),
+        detector: Detector::new(Arc::clone(&store), config),
         rejects: rejects.clone(),
         slack: Some(slack.clone()),
         clock: Box::new(FixedClock(now)),
@@ -251,7 +170,7 @@ async fn chain_ends_in_one_alert(mode: fn(&str) -> Request<Body>) {
         "the operation.last record is skipped, every other record processed"
     );
     assert_eq!(
-        h.slack.sent(),
+        slack_sent(&h.slack),
         vec![(
             "chain.exposed-restore".to_string(),
             "projects/acme-prod/global/snapshots/db-snap-0412".to_string()
@@ -390,24 +309,29 @@ async fn store_outage_asks_for_redelivery_and_the_retry_alerts_once() {
         let (status, _) = h.post(binary(&common::fixture(name))).await;
         assert_eq!(status, StatusCode::OK);
     }
-    h.store.down.store(true, Ordering::SeqCst);
+    h.store.set_down(true);
     let firewall = common::fixture("firewalls_insert_no_source_ranges.json");
     let (status, body) = h.post(binary(&firewall)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["outcome"], "retry");
-    assert!(h.slack.sent().is_empty());
+    assert!(slack_sent(&h.slack).is_empty());
 
     // Pub/Sub redelivers once Firestore is back: the chain completes and alerts once.
-    h.store.down.store(false, Ordering::SeqCst);
+    h.store.set_down(false);
     let (status, _) = h.post(binary(&firewall)).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(h.slack.sent().len(), 1);
+    assert_eq!(slack_sent(&h.slack).len(), 1);
 }
 
 #[tokio::test]
 async fn slack_rate_limit_asks_for_redelivery_and_the_retry_sends_once() {
     let h = harness();
-    h.slack.rate_limited.store(1, Ordering::SeqCst);
+    h.slack.fail_next(
+        1,
+        SinkFault::Transient {
+            retry_after_secs: Some(30),
+        },
+    );
     for name in [
         "snapshots_insert_v1.json",
         "instances_insert_beta_restore.json",
@@ -428,7 +352,7 @@ async fn slack_rate_limit_asks_for_redelivery_and_the_retry_sends_once() {
             .and_then(|v| v.to_str().ok()),
         Some("30")
     );
-    assert!(h.slack.sent().is_empty());
+    assert!(slack_sent(&h.slack).is_empty());
     let (status, body) = h.post(binary(&firewall)).await;
     assert_eq!(
         (status, body["sent"].as_u64()),
@@ -441,7 +365,7 @@ async fn slack_rate_limit_asks_for_redelivery_and_the_retry_sends_once() {
         (StatusCode::OK, Some(0)),
         "{body}"
     );
-    assert_eq!(h.slack.sent().len(), 1);
+    assert_eq!(slack_sent(&h.slack).len(), 1);
 }
 
 /// The aggregated sink's trigger: Pub/Sub messages whose data is the LogEntry, base64-encoded.
@@ -504,7 +428,7 @@ async fn aggregated_sink_messages_are_unwrapped_in_both_modes() {
         (StatusCode::OK, Some(1)),
         "{body}"
     );
-    assert_eq!(h.slack.sent().len(), 1);
+    assert_eq!(slack_sent(&h.slack).len(), 1);
 
     let mut garbage = binary_message("snapshots_insert_v1.json");
     *garbage.body_mut() = Body::from(r#"{"message":{"data":"%%%not base64"}}"#);

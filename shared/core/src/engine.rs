@@ -255,4 +255,6 @@ mod as_one;
 #[cfg(test)]
 mod gap_tests;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;

@@ -1,16 +1,13 @@
-//! In-memory [`StateStore`], for unit tests and single-process use.
+//! In-memory adapters: a [`StateStore`] and an [`AlertSink`], for tests and single-process use.
 
-use crate::ports::{Claim, ResourceFacts, StateStore, StoreError, StoredFact};
+use crate::model::Finding;
+use crate::ports::{
+    AlertClaim, AlertSink, Claim, ClaimStatus, ResourceFacts, SinkError, StateStore, StoreError,
+    StoredFact,
+};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
-
-#[derive(Debug, Clone)]
-struct AlertClaim {
-    sent: bool,
-    claimed_at: i64,
-    expires_at: i64,
-}
+use std::sync::{Arc, Mutex, MutexGuard};
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -122,23 +119,15 @@ impl StateStore for MemoryStore {
     ) -> Result<Claim, StoreError> {
         let mut inner = self.lock()?;
         let now = now.timestamp();
-        match inner.alerts.get(finding_id) {
-            Some(c) if c.expires_at > now && c.sent => Ok(Claim::AlreadySent),
-            Some(c) if c.expires_at > now && now < c.claimed_at + lease_secs => {
-                Ok(Claim::HeldByOther)
-            }
-            _ => {
-                inner.alerts.insert(
-                    finding_id.to_string(),
-                    AlertClaim {
-                        sent: false,
-                        claimed_at: now,
-                        expires_at,
-                    },
-                );
-                Ok(Claim::Won)
-            }
+        if let Some(refused) =
+            ClaimStatus::of(inner.alerts.get(finding_id), now, lease_secs).refusal()
+        {
+            return Ok(refused);
         }
+        inner
+            .alerts
+            .insert(finding_id.to_string(), AlertClaim::won(now, expires_at));
+        Ok(Claim::Won)
     }
 
     async fn mark_alert_sent(&self, finding_id: &str) -> Result<(), StoreError> {
@@ -160,5 +149,235 @@ impl StateStore for MemoryStore {
             inner.alerts.remove(finding_id);
         }
         Ok(())
+    }
+}
+
+/// How a [`MemorySink`] misbehaves while a fault is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkFault {
+    /// Fails with [`SinkError::Retryable`] (rate limited, 5xx), carrying this `Retry-After`.
+    Transient {
+        /// Seconds the destination asks to wait, if any.
+        retry_after_secs: Option<u64>,
+    },
+    /// Fails with [`SinkError::Permanent`] (the destination rejected the message).
+    Permanent,
+    /// Never answers, like a webhook endpoint that accepts the connection and stalls.
+    Stall,
+}
+
+#[derive(Debug, Default)]
+struct SinkRecord {
+    sent: Vec<Finding>,
+    attempts: usize,
+    /// The fault and how many more sends it affects.
+    fault: Option<(SinkFault, usize)>,
+}
+
+/// In-memory [`AlertSink`]: keeps every finding it accepts, and can be told to fail.
+///
+/// Clones share one record, so a test keeps a handle while the service under test owns another.
+#[derive(Debug, Clone)]
+pub struct MemorySink {
+    name: &'static str,
+    record: Arc<Mutex<SinkRecord>>,
+}
+
+impl Default for MemorySink {
+    fn default() -> Self {
+        MemorySink::named("memory")
+    }
+}
+
+impl MemorySink {
+    /// A sink named `memory` that accepts everything.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A sink reporting `name` (`slack`, `sns`...), where outcomes are keyed by sink name.
+    pub fn named(name: &'static str) -> Self {
+        MemorySink {
+            name,
+            record: Arc::default(),
+        }
+    }
+
+    /// Makes the next `sends` sends fail with `fault` (`usize::MAX`: until [`Self::heal`]).
+    /// Replaces any fault set before.
+    pub fn fail_next(&self, sends: usize, fault: SinkFault) {
+        self.lock().fault = (sends > 0).then_some((fault, sends));
+    }
+
+    /// Ends any fault: every later send is accepted.
+    pub fn heal(&self) {
+        self.lock().fault = None;
+    }
+
+    /// The findings accepted so far, in order.
+    pub fn sent(&self) -> Vec<Finding> {
+        self.lock().sent.clone()
+    }
+
+    /// The ids of the findings accepted so far, in order.
+    pub fn sent_ids(&self) -> Vec<String> {
+        self.lock().sent.iter().map(|f| f.id.clone()).collect()
+    }
+
+    /// Takes the findings accepted so far, leaving the record empty.
+    pub fn take(&self) -> Vec<Finding> {
+        std::mem::take(&mut self.lock().sent)
+    }
+
+    /// How many times `send` was called, failed calls included.
+    pub fn attempts(&self) -> usize {
+        self.lock().attempts
+    }
+
+    /// A poisoned lock only means another test thread panicked; the record itself is intact.
+    fn lock(&self) -> MutexGuard<'_, SinkRecord> {
+        self.record
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts the attempt and returns the fault it meets, if any.
+    fn attempt(&self) -> Option<SinkFault> {
+        let mut record = self.lock();
+        record.attempts += 1;
+        let (fault, left) = record.fault?;
+        record.fault = (left > 1).then(|| (fault, left.saturating_sub(1)));
+        Some(fault)
+    }
+}
+
+impl AlertSink for MemorySink {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    async fn send(&self, finding: &Finding) -> Result<(), SinkError> {
+        match self.attempt() {
+            None => {
+                self.lock().sent.push(finding.clone());
+                Ok(())
+            }
+            Some(SinkFault::Transient { retry_after_secs }) => Err(SinkError::Retryable {
+                sink: self.name,
+                message: "test sink is down".into(),
+                retry_after_secs,
+            }),
+            Some(SinkFault::Permanent) => Err(SinkError::Permanent {
+                sink: self.name,
+                message: "test sink rejected the alert".into(),
+            }),
+            Some(SinkFault::Stall) => std::future::pending().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pollster::block_on;
+    use std::future::Future;
+
+    /// Built from the finding JSON, so the test does not depend on how fields are typed.
+    fn finding(id: &str) -> Finding {
+        serde_json::from_value(serde_json::json!({
+            "id": id,
+            "rule": "snapshot.restored-by-other",
+            "severity": "high",
+            "cloud": "aws",
+            "account": "111122223333",
+            "region": null,
+            "snapshot": "snap-1",
+            "resources": [],
+            "actors": [],
+            "techniques": [],
+            "events": [],
+            "first_seen": "2026-03-01T12:00:00Z",
+            "last_seen": "2026-03-01T12:00:00Z",
+            "title": "t",
+            "summary": "s",
+            "next_steps": [],
+            "found_by": "events",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn sink_records_in_order_and_clones_share_the_record() {
+        let sink = MemorySink::named("slack");
+        let handle = sink.clone();
+        block_on(async {
+            sink.send(&finding("a")).await.unwrap();
+            sink.send(&finding("b")).await.unwrap();
+        });
+        assert_eq!(handle.name(), "slack");
+        assert_eq!(handle.sent_ids(), vec!["a", "b"]);
+        assert_eq!(handle.take().len(), 2);
+        assert!(sink.sent().is_empty());
+        assert_eq!(sink.attempts(), 2);
+    }
+
+    #[test]
+    fn sink_fails_the_next_sends_then_accepts() {
+        let sink = MemorySink::new();
+        sink.fail_next(
+            2,
+            SinkFault::Transient {
+                retry_after_secs: Some(30),
+            },
+        );
+        block_on(async {
+            for _ in 0..2 {
+                match sink.send(&finding("a")).await {
+                    Err(SinkError::Retryable {
+                        sink: "memory",
+                        retry_after_secs: Some(30),
+                        ..
+                    }) => {}
+                    other => panic!("expected a transient failure, got {other:?}"),
+                }
+            }
+            sink.send(&finding("a")).await.unwrap();
+            sink.fail_next(1, SinkFault::Permanent);
+            let rejected = sink.send(&finding("b")).await;
+            assert!(
+                matches!(rejected, Err(SinkError::Permanent { .. })),
+                "{rejected:?}"
+            );
+        });
+        assert_eq!(sink.sent_ids(), vec!["a"]);
+        assert_eq!(sink.attempts(), 4);
+    }
+
+    #[test]
+    fn sink_fails_until_healed() {
+        let sink = MemorySink::new();
+        sink.fail_next(usize::MAX, SinkFault::Permanent);
+        block_on(async {
+            for _ in 0..5 {
+                assert!(sink.send(&finding("a")).await.is_err());
+            }
+            sink.heal();
+            sink.send(&finding("a")).await.unwrap();
+        });
+        assert_eq!(sink.sent_ids(), vec!["a"]);
+    }
+
+    #[test]
+    fn a_stalled_sink_never_answers() {
+        let sink = MemorySink::new();
+        sink.fail_next(1, SinkFault::Stall);
+        let f = finding("a");
+        let mut send = std::pin::pin!(sink.send(&f));
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        for _ in 0..3 {
+            assert!(send.as_mut().poll(&mut cx).is_pending());
+        }
+        assert!(sink.sent().is_empty());
     }
 }

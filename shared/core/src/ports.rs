@@ -7,6 +7,7 @@
 use crate::model::Finding;
 use chrono::{DateTime, Utc};
 use std::future::Future;
+use std::sync::Arc;
 
 /// A fact as the store keeps it: opaque to the store apart from its key and expiry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,9 +23,9 @@ pub struct StoredFact {
 /// Facts to add under one resource id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceFacts {
-    /// The resource id the facts are stored under (see [`crate::model::Resource::id`]).
+    /// The resource id the facts are stored under (a snapshot, volume, instance, group...).
     pub resource: String,
-    /// The facts naming that resource.
+    /// The facts to add, each unique by its key.
     pub facts: Vec<StoredFact>,
 }
 
@@ -39,7 +40,67 @@ pub enum Claim {
     AlreadySent,
 }
 
-/// Why a [`StateStore`] call failed, split by whether retrying the invocation can help.
+/// An alert claim as every store keeps it (a map entry, a table row, an entity, a document).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlertClaim {
+    /// Delivered: set by `mark_alert_sent`, never unset while the claim lives.
+    pub sent: bool,
+    /// Unix seconds at which the current holder claimed it; its lease runs from here.
+    pub claimed_at: i64,
+    /// Unix seconds from which the claim is gone (its chain window is over).
+    pub expires_at: i64,
+}
+
+impl AlertClaim {
+    /// The claim a caller writes when it wins at `now`: unsent, its lease starting now.
+    pub fn won(now: i64, expires_at: i64) -> Self {
+        AlertClaim {
+            sent: false,
+            claimed_at: now,
+            expires_at,
+        }
+    }
+}
+
+/// Where a stored claim (or its absence) leaves a caller claiming at some instant: the one claim
+/// decision, shared by the stores that read before a guarded write (memory, SQLite, Table,
+/// Firestore). DynamoDB states the same rule as its update's condition expression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimStatus {
+    /// No live claim, or an unsent one whose lease ran out (its holder crashed): take it, guarded.
+    Free,
+    /// An unsent claim inside its lease: its holder is sending now.
+    Held,
+    /// A live claim already delivered.
+    Sent,
+}
+
+impl ClaimStatus {
+    /// The status of `existing` (`None`: no claim stored) for a caller claiming at `now` (unix
+    /// seconds). A claim with `expires_at <= now` no longer exists, even if it was sent.
+    pub fn of(existing: Option<&AlertClaim>, now: i64, lease_secs: i64) -> Self {
+        match existing {
+            Some(claim) if claim.expires_at > now && claim.sent => ClaimStatus::Sent,
+            Some(claim)
+                if claim.expires_at > now && now < claim.claimed_at.saturating_add(lease_secs) =>
+            {
+                ClaimStatus::Held
+            }
+            _ => ClaimStatus::Free,
+        }
+    }
+
+    /// The answer to give without writing, or `None` when the claim is free to take.
+    pub fn refusal(self) -> Option<Claim> {
+        match self {
+            ClaimStatus::Free => None,
+            ClaimStatus::Held => Some(Claim::HeldByOther),
+            ClaimStatus::Sent => Some(Claim::AlreadySent),
+        }
+    }
+}
+
+/// Why a [`StateStore`] call failed, and so whether retrying the invocation can help.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Throttling, timeouts, connection failures: the whole invocation may be retried.
@@ -47,7 +108,7 @@ pub enum StoreError {
     Unavailable {
         /// What failed, for the log.
         message: String,
-        /// The underlying error, if any.
+        /// The underlying error, kept for its cause chain.
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
@@ -56,14 +117,14 @@ pub enum StoreError {
     Permanent {
         /// What failed, for the log.
         message: String,
-        /// The underlying error, if any.
+        /// The underlying error, kept for its cause chain.
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 }
 
 impl StoreError {
-    /// A retryable failure with no underlying error.
+    /// A transient failure with no underlying error.
     pub fn unavailable(message: impl Into<String>) -> Self {
         StoreError::Unavailable {
             message: message.into(),
@@ -77,7 +138,7 @@ impl StoreError {
             source: None,
         }
     }
-    /// A retryable failure caused by `source`.
+    /// A transient failure caused by `source`.
     pub fn unavailable_from(
         message: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
@@ -144,7 +205,84 @@ pub trait StateStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// Why an [`AlertSink`] did not deliver, split by whether a retry can help.
+/// A borrowed store is the store: adapters hand `&store` to a per-invocation detector without a
+/// forwarding wrapper.
+impl<S: StateStore + ?Sized> StateStore for &S {
+    fn add_facts(
+        &self,
+        batch: &[ResourceFacts],
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send {
+        (**self).add_facts(batch)
+    }
+    fn load_facts(
+        &self,
+        resources: &[String],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<ResourceFacts>, StoreError>> + Send {
+        (**self).load_facts(resources, now)
+    }
+    fn claim_alert(
+        &self,
+        finding_id: &str,
+        now: DateTime<Utc>,
+        lease_secs: i64,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
+        (**self).claim_alert(finding_id, now, lease_secs, expires_at)
+    }
+    fn mark_alert_sent(
+        &self,
+        finding_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).mark_alert_sent(finding_id)
+    }
+    fn release_alert(
+        &self,
+        finding_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).release_alert(finding_id)
+    }
+}
+
+/// A shared store is the store: a service and its tests (or several detectors) hold one store.
+impl<S: StateStore + ?Sized> StateStore for Arc<S> {
+    fn add_facts(
+        &self,
+        batch: &[ResourceFacts],
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send {
+        (**self).add_facts(batch)
+    }
+    fn load_facts(
+        &self,
+        resources: &[String],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<ResourceFacts>, StoreError>> + Send {
+        (**self).load_facts(resources, now)
+    }
+    fn claim_alert(
+        &self,
+        finding_id: &str,
+        now: DateTime<Utc>,
+        lease_secs: i64,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
+        (**self).claim_alert(finding_id, now, lease_secs, expires_at)
+    }
+    fn mark_alert_sent(
+        &self,
+        finding_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).mark_alert_sent(finding_id)
+    }
+    fn release_alert(
+        &self,
+        finding_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).release_alert(finding_id)
+    }
+}
+
+/// Why an [`AlertSink`] did not deliver, and so whether a later attempt can.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// Rate limited / 5xx / network: retry later (optionally not before `retry_after_secs`).
@@ -152,9 +290,9 @@ pub enum SinkError {
     Retryable {
         /// The sink's [`AlertSink::name`].
         sink: &'static str,
-        /// What failed, for the log.
+        /// What the destination answered, for the log.
         message: String,
-        /// How long the destination asked us to wait (HTTP `Retry-After`), if it said.
+        /// The destination's `Retry-After`, when it sent one.
         retry_after_secs: Option<u64>,
     },
     /// The destination rejected the message (bad webhook, 4xx): report, do not retry forever.
@@ -162,7 +300,7 @@ pub enum SinkError {
     Permanent {
         /// The sink's [`AlertSink::name`].
         sink: &'static str,
-        /// What the destination said, for the log.
+        /// What the destination answered, for the log.
         message: String,
     },
 }
@@ -176,16 +314,36 @@ impl SinkError {
 
 /// Somewhere findings go: SNS, Slack, stdout.
 pub trait AlertSink: Send + Sync {
-    /// Short name for logs and errors (`slack`, `sns`, `stdout`…).
+    /// A short fixed name for logs and per-sink outcomes (`sns`, `slack`, `stdout`).
     fn name(&self) -> &'static str;
-    /// Delivers one finding. Called only by the holder of the finding's claim.
+    /// Delivers one finding.
     fn send(&self, finding: &Finding) -> impl Future<Output = Result<(), SinkError>> + Send;
+}
+
+/// A borrowed sink is the sink.
+impl<K: AlertSink + ?Sized> AlertSink for &K {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn send(&self, finding: &Finding) -> impl Future<Output = Result<(), SinkError>> + Send {
+        (**self).send(finding)
+    }
+}
+
+/// A shared sink is the sink: a service and its tests hold one sink.
+impl<K: AlertSink + ?Sized> AlertSink for Arc<K> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn send(&self, finding: &Finding) -> impl Future<Output = Result<(), SinkError>> + Send {
+        (**self).send(finding)
+    }
 }
 
 /// Time source for delivery (claim leases and expiry) and for stamping runs: the wall clock.
 /// Chains are never judged by it: the engine judges each chain by its own events' times.
 pub trait Clock: Send + Sync {
-    /// The current time.
+    /// The current instant.
     fn now(&self) -> DateTime<Utc>;
 }
 
@@ -206,5 +364,76 @@ pub struct FixedClock(pub DateTime<Utc>);
 impl Clock for FixedClock {
     fn now(&self) -> DateTime<Utc> {
         self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LEASE: i64 = 300;
+
+    fn claim(sent: bool, claimed_at: i64, expires_at: i64) -> AlertClaim {
+        AlertClaim {
+            sent,
+            claimed_at,
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn no_claim_is_free() {
+        assert_eq!(ClaimStatus::of(None, 100, LEASE), ClaimStatus::Free);
+        assert_eq!(ClaimStatus::Free.refusal(), None);
+    }
+
+    #[test]
+    fn an_unsent_claim_is_held_until_its_lease_ends() {
+        let held = claim(false, 100, 10_000);
+        assert_eq!(ClaimStatus::of(Some(&held), 100, LEASE), ClaimStatus::Held);
+        assert_eq!(ClaimStatus::of(Some(&held), 399, LEASE), ClaimStatus::Held);
+        assert_eq!(ClaimStatus::of(Some(&held), 400, LEASE), ClaimStatus::Free);
+        assert_eq!(ClaimStatus::Held.refusal(), Some(Claim::HeldByOther));
+    }
+
+    #[test]
+    fn a_sent_claim_stays_sent_past_its_lease_until_it_expires() {
+        let sent = claim(true, 100, 10_000);
+        assert_eq!(
+            ClaimStatus::of(Some(&sent), 5_000, LEASE),
+            ClaimStatus::Sent
+        );
+        assert_eq!(
+            ClaimStatus::of(Some(&sent), 9_999, LEASE),
+            ClaimStatus::Sent
+        );
+        assert_eq!(
+            ClaimStatus::of(Some(&sent), 10_000, LEASE),
+            ClaimStatus::Free
+        );
+        assert_eq!(ClaimStatus::Sent.refusal(), Some(Claim::AlreadySent));
+    }
+
+    #[test]
+    fn an_expired_claim_is_free_inside_its_lease() {
+        let expired = claim(false, 100, 150);
+        assert_eq!(
+            ClaimStatus::of(Some(&expired), 150, LEASE),
+            ClaimStatus::Free
+        );
+    }
+
+    #[test]
+    fn a_huge_lease_holds_instead_of_overflowing() {
+        let held = claim(false, i64::MAX - 10, i64::MAX);
+        assert_eq!(
+            ClaimStatus::of(Some(&held), i64::MAX - 5, i64::MAX),
+            ClaimStatus::Held
+        );
+    }
+
+    #[test]
+    fn a_won_claim_is_unsent_and_leased_from_now() {
+        assert_eq!(AlertClaim::won(7, 99), claim(false, 7, 99));
     }
 }

@@ -2,6 +2,12 @@
 //! uses: nothing panics, the invalid-JSON samples are rejected with a reason, and the attack
 //! samples produce facts. The repository does not ship the corpus; without it this test says so.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 use snapwatch_core::parse::detect::for_each_record;
 use snapwatch_core::parse::Parsed;
 use std::path::Path;

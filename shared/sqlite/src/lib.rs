@@ -10,7 +10,9 @@
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
-use snapwatch_core::ports::{Claim, ResourceFacts, StateStore, StoreError, StoredFact};
+use snapwatch_core::ports::{
+    AlertClaim, Claim, ClaimStatus, ResourceFacts, StateStore, StoreError, StoredFact,
+};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -55,17 +57,15 @@ ON CONFLICT (resource, key) DO NOTHING";
 const SELECT_LIVE_FACTS: &str = "
 SELECT key, expires_at, body FROM facts WHERE resource = ?1 AND expires_at > ?2";
 
-/// Takes the claim when there is none, when it has expired, or when it was never marked sent and
-/// its lease has run out (the holder crashed). The condition is the whole decision, evaluated
-/// under the write lock, so a changed row means this caller won.
-const TAKE_CLAIM: &str = "
-INSERT INTO alert_claims (finding_id, sent, claimed_at, expires_at) VALUES (?1, 0, ?2, ?3)
-ON CONFLICT (finding_id) DO UPDATE
-    SET sent = 0, claimed_at = excluded.claimed_at, expires_at = excluded.expires_at
-    WHERE alert_claims.expires_at <= ?2
-       OR (alert_claims.sent = 0 AND ?2 >= alert_claims.claimed_at + ?4)";
+const SELECT_CLAIM: &str =
+    "SELECT sent, claimed_at, expires_at FROM alert_claims WHERE finding_id = ?1";
 
-const SELECT_CLAIM_SENT: &str = "SELECT sent FROM alert_claims WHERE finding_id = ?1";
+/// Writes a won claim over whatever was there; only after the core's claim decision, under the
+/// write lock.
+const WRITE_CLAIM: &str = "
+INSERT INTO alert_claims (finding_id, sent, claimed_at, expires_at) VALUES (?1, ?2, ?3, ?4)
+ON CONFLICT (finding_id) DO UPDATE
+    SET sent = excluded.sent, claimed_at = excluded.claimed_at, expires_at = excluded.expires_at";
 
 const MARK_SENT: &str = "UPDATE alert_claims SET sent = 1 WHERE finding_id = ?1";
 
@@ -330,16 +330,8 @@ impl SqliteStore {
         lease_secs: i64,
         expires_at: i64,
     ) -> Result<Claim, StoreError> {
-        let operation = "claim_alert";
-        match take_claim(&mut self.lock(), finding_id, now, lease_secs, expires_at) {
-            Ok(Some(outcome)) => Ok(outcome),
-            // The upsert neither inserted nor found a row: only a broken database does that.
-            Ok(None) => Err(StoreError::permanent(format!(
-                "{operation} on state file {}: claim for {finding_id} neither taken nor found",
-                self.path.display()
-            ))),
-            Err(source) => Err(self.store_error(operation, source)),
-        }
+        take_claim(&mut self.lock(), finding_id, now, lease_secs, expires_at)
+            .map_err(|source| self.store_error("claim_alert", source))
     }
 }
 
@@ -439,35 +431,40 @@ fn purge_before(conn: &mut Connection, now: i64) -> rusqlite::Result<usize> {
     Ok(facts + claims)
 }
 
-/// The claim decision under the write lock. `None` only if the row vanished mid-transaction,
-/// which SQLite's locking rules out.
+/// Reads the claim, decides with the core's [`ClaimStatus`], and writes a won claim, all in one
+/// `IMMEDIATE` transaction: the write lock is held from the read on, so no racer can change the
+/// row between the decision and the write.
 fn take_claim(
     conn: &mut Connection,
     finding_id: &str,
     now: DateTime<Utc>,
     lease_secs: i64,
     expires_at: i64,
-) -> rusqlite::Result<Option<Claim>> {
+) -> rusqlite::Result<Claim> {
+    let now = now.timestamp();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let taken = tx.prepare_cached(TAKE_CLAIM)?.execute(params![
-        finding_id,
-        now.timestamp(),
-        expires_at,
-        lease_secs
-    ])?;
-    let outcome = if taken == 1 {
-        Some(Claim::Won)
-    } else {
-        tx.prepare_cached(SELECT_CLAIM_SENT)?
-            .query_row(params![finding_id], |row| row.get::<_, bool>(0))
-            .optional()?
-            .map(|sent| {
-                if sent {
-                    Claim::AlreadySent
-                } else {
-                    Claim::HeldByOther
-                }
+    let stored = tx
+        .prepare_cached(SELECT_CLAIM)?
+        .query_row(params![finding_id], |row| {
+            Ok(AlertClaim {
+                sent: row.get(0)?,
+                claimed_at: row.get(1)?,
+                expires_at: row.get(2)?,
             })
+        })
+        .optional()?;
+    let outcome = match ClaimStatus::of(stored.as_ref(), now, lease_secs).refusal() {
+        Some(refused) => refused,
+        None => {
+            let won = AlertClaim::won(now, expires_at);
+            tx.prepare_cached(WRITE_CLAIM)?.execute(params![
+                finding_id,
+                won.sent,
+                won.claimed_at,
+                won.expires_at
+            ])?;
+            Claim::Won
+        }
     };
     tx.commit()?;
     Ok(outcome)

@@ -6,6 +6,16 @@
 //! shared table that already holds other data, and the cases cannot see each other's items.
 //!
 //! A failed check panics with a message naming the case and what differed.
+//!
+//! Beside the suite, the test doubles every crate's tests share: [`MemorySink`] (recording, can
+//! fail or stall; it lives in the core so the core's own tests use it too) and [`FaultyStore`].
+
+#![warn(missing_docs)]
+
+mod faults;
+
+pub use faults::{FaultyStore, Op, StoreFault, INJECTED};
+pub use snapwatch_core::memory::{MemorySink, SinkFault};
 
 use chrono::{DateTime, Utc};
 use snapwatch_core::ports::{Claim, ResourceFacts, StateStore, StoredFact};

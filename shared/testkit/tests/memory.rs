@@ -1,5 +1,11 @@
 //! The reference store passes the suite, also when the table already holds another run's data.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 use snapwatch_core::memory::MemoryStore;
 use snapwatch_core::ports::Claim;
 use snapwatch_testkit::{assert_single_winner, fact, run_conformance};

@@ -1,6 +1,12 @@
 //! The suite must catch broken stores: each mutant wraps the reference store with one typical
 //! adapter bug, and the case meant to catch it must panic naming itself.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
+
 use chrono::{DateTime, Utc};
 use snapwatch_core::memory::MemoryStore;
 use snapwatch_core::ports::{Claim, ResourceFacts, StateStore, StoreError};

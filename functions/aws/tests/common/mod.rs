@@ -1,4 +1,4 @@
-//! Helpers shared by the snapwatch-aws tests: fixtures in EventBridge envelopes, recording sinks,
+//! Helpers shared by the snapwatch-aws tests: fixtures in EventBridge envelopes, a recording dead letter,
 //! a Slack-like webhook receiver, and SDK clients pointed at the local servers.
 #![allow(dead_code)] // each test binary uses a different subset
 
@@ -8,8 +8,7 @@ use axum::routing::post;
 use axum::Router;
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use snapwatch_aws::dead_letter::{DeadLetter, DeadLetterError, Rejected};
-use snapwatch_core::ports::{AlertSink, SinkError};
-use snapwatch_core::Finding;
+pub use snapwatch_testkit::MemorySink;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -115,52 +114,11 @@ pub fn fixture_now() -> DateTime<Utc> {
         .expect("valid instant")
 }
 
-/// Records what it was asked to send; can fail the first `fail_first` sends transiently.
-#[derive(Clone)]
-pub struct RecordingSink {
-    pub name: &'static str,
-    pub sent: Arc<Mutex<Vec<Finding>>>,
-    pub fail_first: Arc<AtomicU64>,
-}
-
-impl RecordingSink {
-    pub fn new(name: &'static str) -> Self {
-        RecordingSink {
-            name,
-            sent: Arc::default(),
-            fail_first: Arc::new(AtomicU64::new(0)),
-        }
-    }
-    pub fn rules(&self) -> Vec<String> {
-        let mut rules: Vec<String> = self
-            .sent
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|f| f.rule.id().to_owned())
-            .collect();
-        rules.sort();
-        rules
-    }
-}
-
-impl AlertSink for RecordingSink {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    async fn send(&self, finding: &Finding) -> Result<(), SinkError> {
-        let left = self.fail_first.load(Ordering::SeqCst);
-        if left > 0 {
-            self.fail_first.store(left - 1, Ordering::SeqCst);
-            return Err(SinkError::Retryable {
-                sink: self.name,
-                message: "test sink is down".into(),
-                retry_after_secs: None,
-            });
-        }
-        self.sent.lock().unwrap().push(finding.clone());
-        Ok(())
-    }
+/// The rules a recording sink received, sorted.
+pub fn sent_rules(sink: &MemorySink) -> Vec<String> {
+    let mut rules: Vec<String> = sink.sent().iter().map(|f| f.rule.to_string()).collect();
+    rules.sort();
+    rules
 }
 
 /// Keeps rejected events in memory.

@@ -24,7 +24,9 @@ use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use snapwatch_core::ports::{Claim, ResourceFacts, StateStore, StoreError, StoredFact};
+use snapwatch_core::ports::{
+    AlertClaim, Claim, ClaimStatus, ResourceFacts, StateStore, StoreError, StoredFact,
+};
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 
@@ -257,7 +259,7 @@ impl TableStore {
         }))
     }
 
-    async fn read_claim(&self, claim_id: &str) -> Result<Option<(ClaimState, String)>, StoreError> {
+    async fn read_claim(&self, claim_id: &str) -> Result<Option<(AlertClaim, String)>, StoreError> {
         let Some(Entity { properties, etag }) = self
             .client
             .get(&claim_partition(claim_id), CLAIM_ROW)
@@ -265,13 +267,13 @@ impl TableStore {
         else {
             return Ok(None);
         };
-        Ok(Some((ClaimState::decode(&properties)?, etag)))
+        Ok(Some((decode_claim(&properties)?, etag)))
     }
 
     async fn write_claim(
         &self,
         claim_id: &str,
-        state: &ClaimState,
+        state: &AlertClaim,
         etag: Option<&str>,
     ) -> Result<bool, StoreError> {
         let partition = claim_partition(claim_id);
@@ -347,26 +349,15 @@ impl StateStore for TableStore {
         expires_at: i64,
     ) -> Result<Claim, StoreError> {
         let now = now.timestamp();
-        let fresh = ClaimState {
-            sent: false,
-            claimed_at: now,
-            expires_at,
-        };
+        let fresh = AlertClaim::won(now, expires_at);
         for _ in 0..MAX_GUARDED_ATTEMPTS {
             let current = self.read_claim(finding_id).await?;
-            let etag = match &current {
-                None => None,
-                Some((state, etag)) => {
-                    if state.expires_at > now && state.sent {
-                        return Ok(Claim::AlreadySent);
-                    }
-                    if state.expires_at > now && now < state.claimed_at + lease_secs {
-                        return Ok(Claim::HeldByOther);
-                    }
-                    // Expired, or a stale lease whose holder crashed: take it over, guarded.
-                    Some(etag.as_str())
-                }
-            };
+            let stored = current.as_ref().map(|(state, _)| state);
+            if let Some(refused) = ClaimStatus::of(stored, now, lease_secs).refusal() {
+                return Ok(refused);
+            }
+            // Absent, expired, or a stale lease whose holder crashed: take it over, guarded.
+            let etag = current.as_ref().map(|(_, etag)| etag.as_str());
             if self.write_claim(finding_id, &fresh, etag).await? {
                 return Ok(Claim::Won);
             }
@@ -415,26 +406,15 @@ impl StateStore for TableStore {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct ClaimState {
-    sent: bool,
-    claimed_at: i64,
-    expires_at: i64,
-}
-
-impl ClaimState {
-    fn decode(entity: &Map<String, Value>) -> Result<Self, StoreError> {
-        Ok(ClaimState {
-            sent: entity
-                .get("Sent")
-                .and_then(Value::as_bool)
-                .ok_or_else(|| corrupt("claim", "Sent"))?,
-            claimed_at: get_i64(entity, "ClaimedAt")
-                .ok_or_else(|| corrupt("claim", "ClaimedAt"))?,
-            expires_at: get_i64(entity, "ExpiresAt")
-                .ok_or_else(|| corrupt("claim", "ExpiresAt"))?,
-        })
-    }
+fn decode_claim(entity: &Map<String, Value>) -> Result<AlertClaim, StoreError> {
+    Ok(AlertClaim {
+        sent: entity
+            .get("Sent")
+            .and_then(Value::as_bool)
+            .ok_or_else(|| corrupt("claim", "Sent"))?,
+        claimed_at: get_i64(entity, "ClaimedAt").ok_or_else(|| corrupt("claim", "ClaimedAt"))?,
+        expires_at: get_i64(entity, "ExpiresAt").ok_or_else(|| corrupt("claim", "ExpiresAt"))?,
+    })
 }
 
 fn corrupt(what: &str, property: &str) -> StoreError {

@@ -22,7 +22,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use client::{Document, COMMIT_WRITE_LIMIT};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
-use snapwatch_core::ports::{Claim, ResourceFacts, StateStore, StoreError, StoredFact};
+use snapwatch_core::ports::{
+    AlertClaim, Claim, ClaimStatus, ResourceFacts, StateStore, StoreError, StoredFact,
+};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -283,16 +285,9 @@ impl StateStore for FirestoreStore {
                 .get(&name)
                 .await
                 .map_err(|e| store_error("reading an alert claim", e))?;
-            if let Some(doc) = &existing {
-                let claim = decode_claim(doc)?;
-                if claim.expires_at > now {
-                    if claim.sent {
-                        return Ok(Claim::AlreadySent);
-                    }
-                    if now < claim.claimed_at.saturating_add(lease_secs) {
-                        return Ok(Claim::HeldByOther);
-                    }
-                }
+            let stored = existing.as_ref().map(decode_claim).transpose()?;
+            if let Some(refused) = ClaimStatus::of(stored.as_ref(), now, lease_secs).refusal() {
+                return Ok(refused);
             }
             // Absent, expired, or a stale lease: take it, guarded by what we just read.
             let write = json!({
@@ -405,13 +400,7 @@ fn precondition(existing: Option<&Document>) -> Value {
     }
 }
 
-struct StoredClaim {
-    sent: bool,
-    claimed_at: i64,
-    expires_at: i64,
-}
-
-fn decode_claim(doc: &Document) -> Result<StoredClaim, StoreError> {
+fn decode_claim(doc: &Document) -> Result<AlertClaim, StoreError> {
     let malformed = || StoreError::permanent(format!("alert claim {} is malformed", doc.name));
     let sent = doc
         .fields
@@ -425,7 +414,7 @@ fn decode_claim(doc: &Document) -> Result<StoredClaim, StoreError> {
         .and_then(integer_value)
         .ok_or_else(malformed)?;
     let expires_at = doc_expiry(doc)?;
-    Ok(StoredClaim {
+    Ok(AlertClaim {
         sent,
         claimed_at,
         expires_at,

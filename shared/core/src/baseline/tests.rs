@@ -2,13 +2,11 @@
 //! events, deduplication with event-driven findings, settling, retries.
 
 use super::*;
-use crate::memory::MemoryStore;
+use crate::memory::{MemorySink, MemoryStore, SinkFault};
 use crate::model::{Cloud, FoundBy, ResourceKind};
-use crate::ports::{AlertSink, SinkError};
 use crate::Config;
 use chrono::{Duration, TimeZone};
 use pollster::block_on;
-use std::sync::Mutex;
 
 const OWN: &str = "123456789012";
 const PARTNER: &str = "777788889999";
@@ -100,54 +98,29 @@ fn share_event(id: &str, snap: &str, account: &str, at: DateTime<Utc>) -> Parsed
     )
 }
 
-#[derive(Default)]
-struct RecordingSink {
-    sent: Mutex<Vec<Finding>>,
-    fail: Mutex<bool>,
-}
-
-impl AlertSink for RecordingSink {
-    fn name(&self) -> &'static str {
-        "recording"
-    }
-    async fn send(&self, finding: &Finding) -> Result<(), SinkError> {
-        if *self.fail.lock().unwrap() {
-            return Err(SinkError::Retryable {
-                sink: "recording",
-                message: "down".into(),
-                retry_after_secs: None,
-            });
-        }
-        self.sent.lock().unwrap().push(finding.clone());
-        Ok(())
-    }
-}
-
-impl RecordingSink {
-    fn take(&self) -> Vec<(String, String)> {
-        let mut sent: Vec<(String, String)> = self
-            .sent
-            .lock()
-            .unwrap()
-            .drain(..)
-            .map(|f| (f.rule.id().to_owned(), f.snapshot))
-            .collect();
-        sent.sort();
-        sent
-    }
-}
-
 struct Harness {
     detector: Detector<MemoryStore>,
-    sink: RecordingSink,
+    sink: MemorySink,
 }
 
 impl Harness {
     fn new() -> Self {
         Harness {
             detector: Detector::new(MemoryStore::new(), config()),
-            sink: RecordingSink::default(),
+            sink: MemorySink::new(),
         }
+    }
+
+    /// Takes what the sink received since the last take, as sorted (rule, snapshot) pairs.
+    fn take_sent(&self) -> Vec<(String, String)> {
+        let mut sent: Vec<(String, String)> = self
+            .sink
+            .take()
+            .into_iter()
+            .map(|f| (f.rule.to_string(), f.snapshot))
+            .collect();
+        sent.sort();
+        sent
     }
 
     /// One scheduled run as the functions do it: check, deliver, commit.
@@ -200,7 +173,7 @@ fn first_run_reports_exposures_found_by_the_baseline_and_nothing_unexplained() {
     assert_eq!(check.stats.exposures_found_by_baseline, 2);
     assert_eq!(check.stats.unexplained, 0);
     assert_eq!(
-        h.sink.take(),
+        h.take_sent(),
         vec![
             pair("snapshot.public", "snap-public"),
             pair("snapshot.shared-external", "snap-shared"),
@@ -234,14 +207,14 @@ fn rerun_with_nothing_changed_stores_and_sends_nothing() {
         ]
     };
     h.run(items(), t0());
-    assert_eq!(h.sink.take().len(), 2);
+    assert_eq!(h.take_sent().len(), 2);
     let facts_after_first = h.detector.store().fact_count();
     for n in 1..=3 {
         let check = h.run(items(), hours(n));
         assert_eq!(check.stats.new_facts, 0);
         assert_eq!(check.stats.new_items, 0);
         assert_eq!(check.stats.unexplained, 0);
-        assert!(h.sink.take().is_empty(), "run {n} sent again");
+        assert!(h.take_sent().is_empty(), "run {n} sent again");
     }
     assert_eq!(h.detector.store().fact_count(), facts_after_first);
 }
@@ -251,7 +224,7 @@ fn a_share_the_event_stream_saw_is_explained_and_alerted_once() {
     let h = Harness::new();
     h.event(&share_event("ev-share", "snap-shared", OUTSIDE, t0()));
     assert_eq!(
-        h.sink.take(),
+        h.take_sent(),
         vec![pair("snapshot.shared-external", "snap-shared")]
     );
     for n in 1..=3 {
@@ -259,7 +232,7 @@ fn a_share_the_event_stream_saw_is_explained_and_alerted_once() {
         assert_eq!(check.stats.exposures_found_by_baseline, 0);
         assert!(check.findings.is_empty(), "{:?}", check.findings);
     }
-    assert!(h.sink.take().is_empty());
+    assert!(h.take_sent().is_empty());
 }
 
 #[test]
@@ -268,12 +241,12 @@ fn baseline_and_event_findings_of_one_snapshot_share_one_id_and_one_alert() {
     let h = Harness::new();
     let check = h.run(vec![item("snap-shared", shared_with(&[OUTSIDE]))], t0());
     let baseline_id = check.findings[0].id.clone();
-    assert_eq!(h.sink.take().len(), 1);
+    assert_eq!(h.take_sent().len(), 1);
     h.event(&share_event("ev-late", "snap-shared", OUTSIDE, t0()));
-    assert!(h.sink.take().is_empty());
+    assert!(h.take_sent().is_empty());
     // And the other way round on another snapshot with a second outside account.
     h.event(&share_event("ev-b", "snap-b", OUTSIDE, t0()));
-    assert_eq!(h.sink.take().len(), 1);
+    assert_eq!(h.take_sent().len(), 1);
     h.run(
         vec![
             item("snap-shared", shared_with(&[OUTSIDE])),
@@ -281,7 +254,7 @@ fn baseline_and_event_findings_of_one_snapshot_share_one_id_and_one_alert() {
         ],
         hours(1),
     );
-    assert!(h.sink.take().is_empty());
+    assert!(h.take_sent().is_empty());
     assert_eq!(
         baseline_id,
         finding_id(Rule::SnapshotSharedExternal, Cloud::Aws, "snap-shared")
@@ -297,11 +270,11 @@ fn a_share_no_event_accounts_for_is_unexplained_once_settled() {
     assert_eq!(check.stats.changed_items, 1);
     assert_eq!(check.stats.unexplained, 0);
     assert_eq!(
-        h.sink.take(),
+        h.take_sent(),
         vec![pair("snapshot.shared-external", "snap-a")]
     );
     let check = h.run(vec![item("snap-a", shared_with(&[OUTSIDE]))], hours(2));
-    assert_eq!(h.sink.take(), vec![pair("snapshot.unexplained", "snap-a")]);
+    assert_eq!(h.take_sent(), vec![pair("snapshot.unexplained", "snap-a")]);
     let unexplained = &check.findings[check
         .findings
         .iter()
@@ -315,7 +288,7 @@ fn a_share_no_event_accounts_for_is_unexplained_once_settled() {
     // Later runs judge the same change again, under the same id: nothing new is sent.
     let again = h.run(vec![item("snap-a", shared_with(&[OUTSIDE]))], hours(3));
     assert!(again.findings.iter().any(|f| f.id == unexplained.id));
-    assert!(h.sink.take().is_empty());
+    assert!(h.take_sent().is_empty());
 }
 
 #[test]
@@ -323,9 +296,9 @@ fn a_share_with_a_trusted_account_is_no_exposure_but_still_a_gap() {
     let h = Harness::new();
     h.run(vec![item("snap-a", private())], t0());
     h.run(vec![item("snap-a", shared_with(&[PARTNER]))], hours(1));
-    assert!(h.sink.take().is_empty());
+    assert!(h.take_sent().is_empty());
     h.run(vec![item("snap-a", shared_with(&[PARTNER]))], hours(2));
-    assert_eq!(h.sink.take(), vec![pair("snapshot.unexplained", "snap-a")]);
+    assert_eq!(h.take_sent(), vec![pair("snapshot.unexplained", "snap-a")]);
 }
 
 #[test]
@@ -333,7 +306,7 @@ fn a_late_event_explains_the_change_before_it_settles() {
     let h = Harness::new();
     h.run(vec![item("snap-a", private())], t0());
     h.run(vec![item("snap-a", shared_with(&[OUTSIDE]))], hours(1));
-    assert_eq!(h.sink.take().len(), 1);
+    assert_eq!(h.take_sent().len(), 1);
     h.event(&share_event(
         "ev-late",
         "snap-a",
@@ -342,7 +315,7 @@ fn a_late_event_explains_the_change_before_it_settles() {
     ));
     let check = h.run(vec![item("snap-a", shared_with(&[OUTSIDE]))], hours(2));
     assert_eq!(check.stats.unexplained, 0);
-    assert!(h.sink.take().is_empty());
+    assert!(h.take_sent().is_empty());
 }
 
 #[test]
@@ -381,7 +354,7 @@ fn a_snapshot_with_no_creation_event_is_unexplained_and_one_with_it_is_not() {
     assert!(check.findings.is_empty(), "not settled yet");
     let check = h.run(items(), hours(2));
     assert_eq!(
-        h.sink.take(),
+        h.take_sent(),
         vec![pair("snapshot.unexplained", "snap-ghost")]
     );
     assert!(check.findings[0].title.contains("appeared"));
@@ -394,11 +367,11 @@ fn removed_permissions_update_the_baseline_without_alerting() {
         vec![item("snap-a", shared_with(&[PARTNER, ELSEWHERE]))],
         t0(),
     );
-    h.sink.take();
+    h.take_sent();
     let check = h.run(vec![item("snap-a", shared_with(&[PARTNER]))], hours(1));
     assert_eq!(check.stats.changed_items, 1);
     h.run(vec![item("snap-a", shared_with(&[PARTNER]))], hours(2));
-    assert!(h.sink.take().is_empty());
+    assert!(h.take_sent().is_empty());
     // Re-adding the removed account later is a new change.
     h.run(
         vec![item("snap-a", shared_with(&[PARTNER, ELSEWHERE]))],
@@ -408,7 +381,7 @@ fn removed_permissions_update_the_baseline_without_alerting() {
         vec![item("snap-a", shared_with(&[PARTNER, ELSEWHERE]))],
         hours(4),
     );
-    let sent = h.sink.take();
+    let sent = h.take_sent();
     assert!(
         sent.contains(&pair("snapshot.unexplained", "snap-a")),
         "{sent:?}"
@@ -420,13 +393,18 @@ fn a_failed_delivery_is_found_again_by_the_next_run() {
     let h = Harness::new();
     h.run(vec![item("snap-a", private())], t0());
     h.run(vec![item("snap-a", shared_with(&[OUTSIDE]))], hours(1));
-    h.sink.take();
-    *h.sink.fail.lock().unwrap() = true;
+    h.take_sent();
+    h.sink.fail_next(
+        usize::MAX,
+        SinkFault::Transient {
+            retry_after_secs: None,
+        },
+    );
     let failed = h.run(vec![item("snap-a", shared_with(&[OUTSIDE]))], hours(2));
     assert_eq!(failed.stats.unexplained, 1);
-    *h.sink.fail.lock().unwrap() = false;
+    h.sink.heal();
     let retried = h.run(vec![item("snap-a", shared_with(&[OUTSIDE]))], hours(3));
-    assert_eq!(h.sink.take(), vec![pair("snapshot.unexplained", "snap-a")]);
+    assert_eq!(h.take_sent(), vec![pair("snapshot.unexplained", "snap-a")]);
     assert_eq!(failed.findings[0].id, retried.findings[0].id);
 }
 
@@ -455,7 +433,7 @@ fn public_and_principal_grants() {
         .collect();
     org.observed_via = "DescribeImageAttribute".into();
     h.run(vec![org], t0());
-    let sent = h.sink.take();
+    let sent = h.take_sent();
     assert_eq!(sent, vec![pair("snapshot.shared-external", "ami-0org")]);
 }
 

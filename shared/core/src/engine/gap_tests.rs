@@ -1,51 +1,24 @@
 //! Rule tests for the managed-database form of `chain.exposed-restore` and for managed-service
 //! shares followed by the service's own use (issue 10, section 2).
 
+use super::test_support::*;
 use super::*;
 use crate::memory::MemoryStore;
 use crate::model::{Audience, Fact, Protocol, Resource};
-use crate::model::{Cloud, EventMeta, PortRange, ResourceKind as K};
+use crate::model::{PortRange, ResourceKind as K};
 use crate::rules::share::audience_admits;
-use chrono::{Duration, TimeZone};
 use pollster::block_on;
 use std::collections::BTreeSet;
 
-const OWN: &str = "111122223333";
 const SERVICE: &str = "999988887777";
 const OUTSIDE: &str = "444455556666";
-const MALLORY: &str = "arn:aws:iam::111122223333:user/mallory";
 const GUARDDUTY: &str = "arn:aws:sts::111122223333:assumed-role/AWSServiceRoleForAmazonGuardDutyMalwareProtection/GuardDutyMalwareProtection";
 const DB: &str = "arn:aws:rds:eu-west-1:111122223333:db:payroll-restored";
 const SNAPSHOT: &str = "arn:aws:rds:eu-west-1:111122223333:snapshot:rds:payroll-2025-03-05";
 
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()
-}
-
-fn r(kind: K, id: &str) -> Resource {
-    Resource::new(kind, id)
-}
-
+/// The database and its snapshot live in this region.
 fn ev(id: &str, name: &str, minutes: i64, actor: &str, facts: Vec<Fact>) -> ParsedEvent {
-    ParsedEvent {
-        meta: EventMeta {
-            id: id.into(),
-            name: name.into(),
-            time: t0() + Duration::minutes(minutes),
-            actor: Some(actor.into()),
-            source_ip: Some("198.51.100.7".into()),
-            cloud: Cloud::Aws,
-            account: OWN.into(),
-            region: Some("eu-west-1".into()),
-            automation: None,
-        },
-        facts,
-    }
-}
-
-fn automated(mut e: ParsedEvent, label: &str) -> ParsedEvent {
-    e.meta.automation = Some(label.into());
-    e
+    ev_in("eu-west-1", id, name, minutes, actor, facts)
 }
 
 fn public_endpoint(resource: &str, sources: &[&str]) -> Fact {
@@ -140,10 +113,6 @@ fn streaming(config: &Config, events: &[ParsedEvent]) -> BTreeSet<String> {
     })
 }
 
-fn rules(findings: &[Finding]) -> Vec<&str> {
-    findings.iter().map(|f| f.rule.id()).collect()
-}
-
 #[test]
 fn database_restore_exposure_table() {
     let c = Config::default();
@@ -229,7 +198,7 @@ fn database_restore_exposure_table() {
         ),
     ];
     for (name, events, expected) in cases {
-        assert_eq!(&rules(&batch(&c, &events)), expected, "{name}");
+        assert_eq!(&rules_of(&batch(&c, &events)), expected, "{name}");
         let streamed: Vec<String> = streaming(&c, &events).into_iter().collect();
         assert_eq!(&streamed, expected, "{name} (streaming)");
     }
@@ -423,7 +392,7 @@ fn managed_service_share_table() {
         ),
     ];
     for (name, events, expected) in cases {
-        assert_eq!(&rules(&batch(&c, &events)), expected, "{name}");
+        assert_eq!(&rules_of(&batch(&c, &events)), expected, "{name}");
     }
 }
 
@@ -457,5 +426,4 @@ fn gcp_members_grant_their_principal_and_project() {
         "2",
         None
     ));
-    let _ = OWN;
 }

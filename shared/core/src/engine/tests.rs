@@ -1,52 +1,25 @@
 //! Rule table tests and engine semantics (order independence, idempotency, delivery).
 
+use super::test_support::*;
 use super::*;
 use crate::finding::finding_id;
-use crate::memory::MemoryStore;
-use crate::model::{Audience, Fact, Protocol, Resource, Rule};
-use crate::model::{Cloud, EventMeta, PortRange, ResourceKind as K, Severity};
-use crate::ports::SinkError;
+use crate::memory::{MemorySink, MemoryStore, SinkFault};
+use crate::model::{Audience, Fact, Protocol, Rule};
+use crate::model::{Cloud, PortRange, ResourceKind as K, Severity};
 use crate::rules::exposed_restore::{is_internet_source, opens_admin_port};
-use chrono::{Duration, TimeZone};
+use chrono::Duration;
 use pollster::block_on;
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
-const OWN: &str = "111122223333";
 const OUTSIDE: &str = "999988887777";
 
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()
-}
-
-fn r(kind: K, id: &str) -> Resource {
-    Resource::new(kind, id)
-}
-
+/// Every event of these cases happens in one region.
 fn ev(id: &str, name: &str, minutes: i64, actor: &str, facts: Vec<Fact>) -> ParsedEvent {
-    ParsedEvent {
-        meta: EventMeta {
-            id: id.into(),
-            name: name.into(),
-            time: t0() + Duration::minutes(minutes),
-            actor: Some(actor.into()),
-            source_ip: Some("198.51.100.7".into()),
-            cloud: Cloud::Aws,
-            account: OWN.into(),
-            region: Some("us-east-1".into()),
-            automation: None,
-        },
-        facts,
-    }
-}
-
-fn automated(mut e: ParsedEvent, label: &str) -> ParsedEvent {
-    e.meta.automation = Some(label.into());
-    e
+    ev_in("us-east-1", id, name, minutes, actor, facts)
 }
 
 const ALICE: &str = "arn:aws:iam::111122223333:user/alice";
-const MALLORY: &str = "arn:aws:iam::111122223333:user/mallory";
 
 fn created(id: &str, minutes: i64, actor: &str, snap: &str) -> ParsedEvent {
     ev(
@@ -149,33 +122,10 @@ fn batch(config: &Config, events: &[ParsedEvent]) -> Vec<Finding> {
     })
 }
 
-fn rules_of(findings: &[Finding]) -> Vec<&str> {
-    findings.iter().map(|f| f.rule.id()).collect()
-}
-
-#[derive(Default)]
-struct RecordingSink {
-    sent: Mutex<Vec<String>>,
-    fail_next: Mutex<Option<SinkError>>,
-}
-
-impl AlertSink for RecordingSink {
-    fn name(&self) -> &'static str {
-        "recording"
-    }
-    async fn send(&self, finding: &Finding) -> Result<(), SinkError> {
-        if let Some(err) = self.fail_next.lock().unwrap().take() {
-            return Err(err);
-        }
-        self.sent.lock().unwrap().push(finding.id.clone());
-        Ok(())
-    }
-}
-
 /// Streaming mode: each event processed and delivered on arrival, as the functions do.
 fn streaming(config: &Config, events: &[ParsedEvent]) -> Vec<String> {
     let detector = Detector::new(MemoryStore::new(), config.clone());
-    let sink = RecordingSink::default();
+    let sink = MemorySink::new();
     block_on(async {
         let mut now = t0();
         for e in events {
@@ -184,7 +134,7 @@ fn streaming(config: &Config, events: &[ParsedEvent]) -> Vec<String> {
             detector.deliver(&findings, &sink, now).await.unwrap();
         }
     });
-    let mut sent = sink.sent.into_inner().unwrap();
+    let mut sent = sink.sent_ids();
     sent.sort();
     sent
 }
@@ -673,7 +623,7 @@ fn failed_or_unrelated_events_leave_no_finding_and_expired_facts_are_ignored() {
 #[test]
 fn redelivery_writes_nothing_and_alerts_nothing() {
     let detector = Detector::new(MemoryStore::new(), Config::default());
-    let sink = RecordingSink::default();
+    let sink = MemorySink::new();
     block_on(async {
         for e in attack_chain() {
             let first = detector.ingest(&e).await.unwrap();
@@ -688,7 +638,7 @@ fn redelivery_writes_nothing_and_alerts_nothing() {
         }
     });
     assert_eq!(
-        sink.sent.lock().unwrap().len(),
+        sink.sent().len(),
         2,
         "exposed-restore and restored-by-other, once each"
     );
@@ -697,27 +647,25 @@ fn redelivery_writes_nothing_and_alerts_nothing() {
 #[test]
 fn transient_sink_failure_is_retried_once_and_permanent_is_settled() {
     let detector = Detector::new(MemoryStore::new(), Config::default());
-    let sink = RecordingSink::default();
+    let sink = MemorySink::new();
     let findings = batch(&Config::default(), &attack_chain());
     let now = t0();
     block_on(async {
-        *sink.fail_next.lock().unwrap() = Some(SinkError::Retryable {
-            sink: "recording",
-            message: "429".into(),
-            retry_after_secs: Some(1),
-        });
+        sink.fail_next(
+            1,
+            SinkFault::Transient {
+                retry_after_secs: Some(1),
+            },
+        );
         let d = detector.deliver(&findings[..1], &sink, now).await.unwrap();
         assert!(d.needs_retry());
-        assert!(sink.sent.lock().unwrap().is_empty());
+        assert!(sink.sent().is_empty());
         let d = detector.deliver(&findings[..1], &sink, now).await.unwrap();
         assert_eq!(d.sent.len(), 1);
         let d = detector.deliver(&findings[..1], &sink, now).await.unwrap();
         assert_eq!(d.already_sent, 1);
 
-        *sink.fail_next.lock().unwrap() = Some(SinkError::Permanent {
-            sink: "recording",
-            message: "400 invalid_payload".into(),
-        });
+        sink.fail_next(1, SinkFault::Permanent);
         let d = detector.deliver(&findings[1..2], &sink, now).await.unwrap();
         assert_eq!(d.rejected.len(), 1);
         let d = detector.deliver(&findings[1..2], &sink, now).await.unwrap();
@@ -726,7 +674,7 @@ fn transient_sink_failure_is_retried_once_and_permanent_is_settled() {
             "a permanent rejection is not retried forever"
         );
     });
-    assert_eq!(sink.sent.lock().unwrap().len(), 1);
+    assert_eq!(sink.sent().len(), 1);
 }
 
 #[test]
@@ -734,7 +682,7 @@ fn findings_below_min_severity_are_not_sent() {
     let mut c = Config::default();
     c.alerts.min_severity = Severity::Critical;
     let detector = Detector::new(MemoryStore::new(), c.clone());
-    let sink = RecordingSink::default();
+    let sink = MemorySink::new();
     let findings = batch(&c, &attack_chain());
     let d = block_on(detector.deliver(&findings, &sink, t0())).unwrap();
     assert_eq!(d.sent.len(), 1);
@@ -744,7 +692,7 @@ fn findings_below_min_severity_are_not_sent() {
 #[test]
 fn concurrent_deliveries_of_one_chain_send_once() {
     let detector = std::sync::Arc::new(Detector::new(MemoryStore::new(), Config::default()));
-    let sink = std::sync::Arc::new(RecordingSink::default());
+    let sink = MemorySink::new();
     let events = attack_chain();
     let handles: Vec<_> = (0..8)
         .map(|i| {
@@ -761,7 +709,7 @@ fn concurrent_deliveries_of_one_chain_send_once() {
                             .await
                             .unwrap();
                         detector
-                            .deliver(&findings, sink.as_ref(), t0() + Duration::hours(1))
+                            .deliver(&findings, &sink, t0() + Duration::hours(1))
                             .await
                             .unwrap();
                     }
@@ -772,7 +720,7 @@ fn concurrent_deliveries_of_one_chain_send_once() {
     for h in handles {
         h.join().unwrap();
     }
-    let mut sent = sink.sent.lock().unwrap().clone();
+    let mut sent = sink.sent_ids();
     sent.sort();
     let before = sent.len();
     sent.dedup();
