@@ -1,0 +1,192 @@
+//! A single-flight bearer-token cache with a minimum remaining lifetime: a token is handed out
+//! only while it has at least that long to live, and when it must be renewed, concurrent
+//! callers wait for one refresh instead of each fetching their own.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A bearer token. It is a credential: `Debug` never prints it; [`AccessToken::expose`] is the
+/// one way to read it, at the place it goes into a header.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken(String);
+
+impl AccessToken {
+    /// Wraps a token as issued.
+    pub fn new(value: impl Into<String>) -> Self {
+        AccessToken(value.into())
+    }
+
+    /// The token text, for an `Authorization` header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessToken(…)")
+    }
+}
+
+/// A freshly fetched token and how long it lives from now.
+#[derive(Debug, Clone)]
+pub struct Token {
+    /// The bearer token.
+    pub value: AccessToken,
+    /// Its remaining lifetime when it was fetched.
+    pub lifetime: Duration,
+}
+
+#[derive(Clone)]
+struct Cached {
+    value: AccessToken,
+    expires_at: Instant,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
+
+/// Tokens per key (an audience, a resource; `()` when there is one), each renewed once it has
+/// less than the minimum remaining lifetime left.
+pub struct TokenCache<K> {
+    min_remaining: Duration,
+    slots: std::sync::Mutex<HashMap<K, Slot>>,
+}
+
+impl<K> std::fmt::Debug for TokenCache<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the tokens themselves.
+        f.debug_struct("TokenCache")
+            .field("min_remaining", &self.min_remaining)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Eq + Hash + Clone> TokenCache<K> {
+    /// A cache that renews tokens with less than `min_remaining` left, so no request carries a
+    /// token that expires in flight.
+    pub fn new(min_remaining: Duration) -> Self {
+        TokenCache {
+            min_remaining,
+            slots: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The cached token for `key`, or a new one from `fetch` when none has at least the
+    /// minimum remaining lifetime. One `fetch` runs per key at a time; callers that arrive
+    /// during it wait and share its token. A failed fetch caches nothing.
+    pub async fn get<E, F, Fut>(&self, key: &K, fetch: F) -> Result<AccessToken, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Token, E>>,
+    {
+        let slot = {
+            // A poisoned map only means another caller panicked mid-insert; the map is intact.
+            let mut slots = self
+                .slots
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            slots.entry(key.clone()).or_default().clone()
+        };
+        let mut cached = slot.lock().await;
+        if let Some(token) = cached.as_ref() {
+            if token.expires_at > Instant::now() + self.min_remaining {
+                return Ok(token.value.clone());
+            }
+        }
+        let fresh = fetch().await?;
+        let value = fresh.value.clone();
+        *cached = Some(Cached {
+            value: fresh.value,
+            expires_at: Instant::now() + fresh.lifetime,
+        });
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn token(text: &str, lifetime_secs: u64) -> Token {
+        Token {
+            value: AccessToken::new(text),
+            lifetime: Duration::from_secs(lifetime_secs),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_callers_wait_for_one_refresh() {
+        let cache = Arc::new(TokenCache::<()>::new(Duration::from_secs(60)));
+        let fetches = Arc::new(AtomicU32::new(0));
+        let callers: Vec<_> = (0..16)
+            .map(|_| {
+                let (cache, fetches) = (cache.clone(), fetches.clone());
+                tokio::spawn(async move {
+                    cache
+                        .get(&(), || async {
+                            fetches.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            Ok::<_, std::io::Error>(token("t1", 3600))
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for caller in callers {
+            assert_eq!(caller.await.unwrap().unwrap().expose(), "t1");
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_is_renewed_once_less_than_the_minimum_lifetime_remains() {
+        let cache = TokenCache::<&str>::new(Duration::from_secs(60));
+        let fetches = AtomicU32::new(0);
+        let get = || async {
+            cache
+                .get(&"storage", || async {
+                    let n = fetches.fetch_add(1, Ordering::SeqCst) + 1;
+                    Ok::<_, std::io::Error>(token(&format!("t{n}"), 120))
+                })
+                .await
+                .unwrap()
+        };
+        assert_eq!(get().await.expose(), "t1");
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert_eq!(get().await.expose(), "t1", "61 s left: still cached");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(get().await.expose(), "t2", "59 s left: renewed");
+        assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_caches_nothing_and_keys_are_apart() {
+        let cache = TokenCache::<&str>::new(Duration::from_secs(60));
+        let failed = cache
+            .get(&"a", || async { Err::<Token, _>(std::io::Error::other("503")) })
+            .await;
+        assert!(failed.is_err());
+        let a = cache
+            .get(&"a", || async { Ok::<_, std::io::Error>(token("ta", 3600)) })
+            .await
+            .unwrap();
+        let b = cache
+            .get(&"b", || async { Ok::<_, std::io::Error>(token("tb", 3600)) })
+            .await
+            .unwrap();
+        assert_eq!((a.expose(), b.expose()), ("ta", "tb"));
+    }
+
+    #[test]
+    fn debug_never_prints_a_token() {
+        let text = format!("{:?}", token("secret-bearer-value", 10));
+        assert!(!text.contains("secret-bearer-value"), "{text}");
+        let cache = TokenCache::<()>::new(Duration::from_secs(1));
+        assert!(!format!("{cache:?}").contains("secret"));
+    }
+}
