@@ -125,8 +125,14 @@ mod tests {
                 let full = backoff.with_jitter(Jitter::Full).delay(failed, &mut rng);
                 assert!(full <= step, "full {full:?} > {step:?}");
                 let equal = backoff.delay(failed, &mut rng);
-                assert!(equal >= step / 2 && equal <= step, "equal {equal:?} vs {step:?}");
-                assert_eq!(backoff.with_jitter(Jitter::None).delay(failed, &mut rng), step);
+                assert!(
+                    equal >= step / 2 && equal <= step,
+                    "equal {equal:?} vs {step:?}"
+                );
+                assert_eq!(
+                    backoff.with_jitter(Jitter::None).delay(failed, &mut rng),
+                    step
+                );
             }
         }
     }
@@ -136,7 +142,9 @@ mod tests {
         let backoff = Backoff::exponential(1000 * MS, 1000 * MS).with_jitter(Jitter::Full);
         let draw = |seed| {
             let mut rng = JitterRng::seeded(seed);
-            (0..50).map(|_| backoff.delay(1, &mut rng)).collect::<Vec<_>>()
+            (0..50)
+                .map(|_| backoff.delay(1, &mut rng))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(1), draw(1));
         let delays = draw(1);
@@ -148,7 +156,8 @@ mod tests {
     #[test]
     fn a_zero_step_is_zero() {
         let mut rng = JitterRng::seeded(3);
-        let backoff = Backoff::exponential(Duration::ZERO, Duration::ZERO).with_jitter(Jitter::Full);
+        let backoff =
+            Backoff::exponential(Duration::ZERO, Duration::ZERO).with_jitter(Jitter::Full);
         assert_eq!(backoff.delay(4, &mut rng), Duration::ZERO);
     }
 }

@@ -113,7 +113,10 @@ mod tests {
     #[test]
     fn retry_after_reads_seconds_only() {
         assert_eq!(retry_after_secs(Some(" 30 ")), Some(30));
-        assert_eq!(retry_after_secs(Some("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+        assert_eq!(
+            retry_after_secs(Some("Wed, 21 Oct 2015 07:28:00 GMT")),
+            None
+        );
         assert_eq!(retry_after_secs(None), None);
     }
 

@@ -206,7 +206,10 @@ mod tests {
     #[test]
     fn the_total_wait_bound_sums_the_steps() {
         assert_eq!(policy(4).max_total_wait(), 700 * MS);
-        assert_eq!(RetryPolicy::single_attempt().max_total_wait(), Duration::ZERO);
+        assert_eq!(
+            RetryPolicy::single_attempt().max_total_wait(),
+            Duration::ZERO
+        );
     }
 
     #[tokio::test(start_paused = true)]

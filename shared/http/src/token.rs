@@ -168,15 +168,21 @@ mod tests {
     async fn a_failed_fetch_caches_nothing_and_keys_are_apart() {
         let cache = TokenCache::<&str>::new(Duration::from_secs(60));
         let failed = cache
-            .get(&"a", || async { Err::<Token, _>(std::io::Error::other("503")) })
+            .get(&"a", || async {
+                Err::<Token, _>(std::io::Error::other("503"))
+            })
             .await;
         assert!(failed.is_err());
         let a = cache
-            .get(&"a", || async { Ok::<_, std::io::Error>(token("ta", 3600)) })
+            .get(&"a", || async {
+                Ok::<_, std::io::Error>(token("ta", 3600))
+            })
             .await
             .unwrap();
         let b = cache
-            .get(&"b", || async { Ok::<_, std::io::Error>(token("tb", 3600)) })
+            .get(&"b", || async {
+                Ok::<_, std::io::Error>(token("tb", 3600))
+            })
             .await
             .unwrap();
         assert_eq!((a.expose(), b.expose()), ("ta", "tb"));
