@@ -44,6 +44,18 @@ impl Backoff {
         self
     }
 
+    /// Between optimistic-concurrency rounds (a guarded write lost to a concurrent writer):
+    /// 10 ms doubling up to 640 ms, equal jitter, so racers spread out instead of colliding
+    /// again at once. Used by the Table Storage and Firestore stores.
+    pub const CONTENTION: Backoff =
+        Backoff::exponential(Duration::from_millis(10), Duration::from_millis(640));
+
+    /// Sleeps the jittered wait after `failed_attempts` failures (fresh entropy per call).
+    pub async fn sleep(&self, failed_attempts: u32) {
+        let pause = self.delay(failed_attempts, &mut JitterRng::from_entropy());
+        tokio::time::sleep(pause).await;
+    }
+
     /// The un-jittered step after `failed_attempts` failures (1-based): `base · 2^(n-1)`,
     /// saturating, capped at `max`.
     pub fn step(&self, failed_attempts: u32) -> Duration {
@@ -151,6 +163,13 @@ mod tests {
         let distinct: std::collections::HashSet<_> = delays.iter().collect();
         assert!(distinct.len() > 40, "delays must not repeat in lockstep");
         assert!(delays.iter().any(|d| *d < 500 * MS) && delays.iter().any(|d| *d > 500 * MS));
+    }
+
+    #[test]
+    fn contention_rounds_stay_short() {
+        assert_eq!(Backoff::CONTENTION.step(1), 10 * MS);
+        assert_eq!(Backoff::CONTENTION.step(7), 640 * MS);
+        assert_eq!(Backoff::CONTENTION.step(30), 640 * MS);
     }
 
     #[test]
