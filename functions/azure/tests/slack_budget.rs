@@ -51,10 +51,13 @@ impl ExpiryPurge for NoPurge {
     }
 }
 
-/// A webhook that answers scripted (status, Retry-After) replies, then `fallback`, and counts.
+/// (status, Retry-After) of one scripted answer.
+type Reply = (u16, Option<&'static str>);
+
+/// A webhook that answers scripted replies, then `fallback`, and counts the POSTs.
 #[derive(Clone)]
 struct Webhook {
-    script: Arc<Mutex<VecDeque<(u16, Option<&'static str>)>>>,
+    script: Arc<Mutex<VecDeque<Reply>>>,
     fallback: u16,
     posts: Arc<Mutex<usize>>,
 }
