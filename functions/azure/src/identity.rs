@@ -2,7 +2,7 @@
 //! (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`), cached per resource until shortly before expiry.
 
 use serde::Deserialize;
-use snapwatch_http::{AccessToken, Class, Classify, Token, TokenCache};
+use snapwatch_http::{status_class, AccessToken, Class, Classify, Token, TokenCache};
 use std::time::Duration;
 
 /// The identity endpoint's API version that takes `X-IDENTITY-HEADER`.
@@ -12,7 +12,7 @@ const RENEW_BEFORE: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    /// Network failure, 429 or 5xx from the identity endpoint: try again later.
+    /// Network failure, 408, 429 or 5xx from the identity endpoint: try again later.
     #[error("managed identity endpoint unavailable: {message}")]
     Unavailable {
         message: String,
@@ -95,7 +95,7 @@ impl ManagedIdentity {
                 source: Some(e),
             })?;
         let status = response.status();
-        if status.as_u16() == 429 || status.is_server_error() {
+        if status_class(status.as_u16()) == Class::Transient {
             return Err(TokenError::Unavailable {
                 message: format!("identity endpoint answered {status}"),
                 source: None,

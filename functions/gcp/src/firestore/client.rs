@@ -346,7 +346,7 @@ fn classify(http: u16, body: &str) -> FirestoreError {
                 message,
             }
         }
-        _ if http == 429 || http >= 500 => FirestoreError::Unavailable {
+        _ if status_class(http) == Class::Transient => FirestoreError::Unavailable {
             http,
             status,
             message,
