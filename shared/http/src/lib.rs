@@ -1,6 +1,6 @@
 //! The one cloud-HTTP layer every snapwatch client uses: how long to wait between attempts
 //! ([`backoff`]), when to stop ([`retry`]), what a failure means ([`classify`]) and how bearer
-//! tokens are cached ([`token`]).
+//! tokens and credentials are cached ([`token`]).
 //!
 //! Retry budgets do not stack by accident: each client owns at most one [`RetryPolicy`], and a
 //! caller that already retries (the Azure handler's delivery rounds) hands its clients a

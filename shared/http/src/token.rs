@@ -32,31 +32,32 @@ impl std::fmt::Debug for AccessToken {
     }
 }
 
-/// A freshly fetched token and how long it lives from now.
+/// A freshly fetched token (or other credential `V`) and how long it lives from now.
 #[derive(Debug, Clone)]
-pub struct Token {
-    /// The bearer token.
-    pub value: AccessToken,
-    /// Its remaining lifetime when it was fetched.
+pub struct Token<V = AccessToken> {
+    /// The bearer token or credentials.
+    pub value: V,
+    /// Its remaining lifetime when it was fetched; `Duration::MAX` for one that never expires
+    /// (long-term access keys).
     pub lifetime: Duration,
 }
 
-#[derive(Clone)]
-struct Cached {
-    value: AccessToken,
-    expires_at: Instant,
+struct Cached<V> {
+    value: V,
+    /// `None`: never expires.
+    expires_at: Option<Instant>,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
+type Slot<V> = Arc<tokio::sync::Mutex<Option<Cached<V>>>>;
 
-/// Tokens per key (an audience, a resource; `()` when there is one), each renewed once it has
-/// less than the minimum remaining lifetime left.
-pub struct TokenCache<K> {
+/// Tokens (or credentials `V`) per key (an audience, a resource; `()` when there is one), each
+/// renewed once it has less than the minimum remaining lifetime left.
+pub struct TokenCache<K, V = AccessToken> {
     min_remaining: Duration,
-    slots: std::sync::Mutex<HashMap<K, Slot>>,
+    slots: std::sync::Mutex<HashMap<K, Slot<V>>>,
 }
 
-impl<K> std::fmt::Debug for TokenCache<K> {
+impl<K, V> std::fmt::Debug for TokenCache<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the tokens themselves.
         f.debug_struct("TokenCache")
@@ -65,7 +66,7 @@ impl<K> std::fmt::Debug for TokenCache<K> {
     }
 }
 
-impl<K: Eq + Hash + Clone> TokenCache<K> {
+impl<K: Eq + Hash + Clone, V: Clone> TokenCache<K, V> {
     /// A cache that renews tokens with less than `min_remaining` left, so no request carries a
     /// token that expires in flight.
     pub fn new(min_remaining: Duration) -> Self {
@@ -78,10 +79,10 @@ impl<K: Eq + Hash + Clone> TokenCache<K> {
     /// The cached token for `key`, or a new one from `fetch` when none has at least the
     /// minimum remaining lifetime. One `fetch` runs per key at a time; callers that arrive
     /// during it wait and share its token. A failed fetch caches nothing.
-    pub async fn get<E, F, Fut>(&self, key: &K, fetch: F) -> Result<AccessToken, E>
+    pub async fn get<E, F, Fut>(&self, key: &K, fetch: F) -> Result<V, E>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Token, E>>,
+        Fut: Future<Output = Result<Token<V>, E>>,
     {
         let slot = {
             // A poisoned map only means another caller panicked mid-insert; the map is intact.
@@ -93,7 +94,10 @@ impl<K: Eq + Hash + Clone> TokenCache<K> {
         };
         let mut cached = slot.lock().await;
         if let Some(token) = cached.as_ref() {
-            if token.expires_at > Instant::now() + self.min_remaining {
+            let fresh = token
+                .expires_at
+                .is_none_or(|expires_at| expires_at > Instant::now() + self.min_remaining);
+            if fresh {
                 return Ok(token.value.clone());
             }
         }
@@ -101,7 +105,8 @@ impl<K: Eq + Hash + Clone> TokenCache<K> {
         let value = fresh.value.clone();
         *cached = Some(Cached {
             value: fresh.value,
-            expires_at: Instant::now() + fresh.lifetime,
+            // Too far ahead to represent: it never expires in this process's lifetime.
+            expires_at: Instant::now().checked_add(fresh.lifetime),
         });
         Ok(value)
     }
@@ -186,6 +191,26 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((a.expose(), b.expose()), ("ta", "tb"));
+    }
+
+    #[tokio::test]
+    async fn a_credential_without_expiry_is_fetched_once() {
+        let cache = TokenCache::<(), String>::new(Duration::from_secs(300));
+        let fetches = AtomicU32::new(0);
+        for _ in 0..3 {
+            let value = cache
+                .get(&(), || async {
+                    fetches.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, std::io::Error>(Token {
+                        value: "long-term key".to_owned(),
+                        lifetime: Duration::MAX,
+                    })
+                })
+                .await
+                .unwrap();
+            assert_eq!(value, "long-term key");
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
     }
 
     #[test]
