@@ -15,8 +15,12 @@ pub fn http_client() -> SharedHttpClient {
 /// The SDK config every client is built from. Region, credentials and endpoint overrides come
 /// from the environment; `region`, when given, replaces the environment's region.
 pub async fn sdk_config(region: Option<String>) -> aws_config::SdkConfig {
-    let loader =
-        aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http_client());
+    let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client())
+        // The SDK's standard mode (3 attempts, jittered exponential backoff, the SDK's own
+        // throttling list), spelled out: it is the one retry layer of SDK calls, and snapwatch
+        // wraps no loop of its own around them.
+        .retry_config(aws_config::retry::RetryConfig::standard());
     match region {
         Some(region) => loader.region(aws_config::Region::new(region)).load().await,
         None => loader.load().await,
