@@ -110,6 +110,9 @@ async fn a_token_is_fetched_with_the_metadata_header_and_cached() {
         *stand.bearers.lock().unwrap(),
         vec!["Bearer tok-1", "Bearer tok-1"]
     );
+    // The cached token is a credential: the client's Debug never shows it.
+    let debug = format!("{client:?}");
+    assert!(!debug.contains("tok-1"), "{debug}");
 }
 
 #[tokio::test]
