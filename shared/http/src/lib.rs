@@ -2,9 +2,11 @@
 //! ([`backoff`]), when to stop ([`retry`]), what a failure means ([`classify`]) and how bearer
 //! tokens and credentials are cached ([`token`]).
 //!
-//! Retry budgets do not stack by accident: each client owns at most one [`RetryPolicy`], and a
-//! caller that already retries (the Azure handler's delivery rounds) hands its clients a
-//! [`RetryPolicy::single_attempt`] instead.
+//! Retry budgets do not stack by accident. Within one invocation exactly one layer retries a
+//! call: the client (Slack on AWS and GCP, the signed AWS calls, the SDK's own standard mode for
+//! SDK calls), or, where the caller already retries in rounds (the Azure handler's delivery
+//! rounds), the caller, whose clients then make a single attempt. What outlasts that budget is
+//! handed back as transient, and the platform's retry of the whole event is the only layer above.
 
 #![warn(missing_docs)]
 
