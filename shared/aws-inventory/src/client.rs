@@ -9,7 +9,7 @@ use crate::signing::{signed_post_headers, CachedCredentials};
 use crate::xml;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
-use snapwatch_http::{retry, Backoff, Class, Classify, JitterRng};
+use snapwatch_http::{retry, status_class, Backoff, Class, Classify, JitterRng};
 use std::fmt;
 use std::time::{Duration, SystemTime};
 use tracing::Instrument;
@@ -317,15 +317,15 @@ fn describe_transport_error(error: &reqwest::Error) -> String {
 /// Sorts a non-2xx response into retry-or-not, reading the error document when there is one.
 fn classify_failure(action: &str, status: u16, body: &str) -> AttemptFailure {
     let Some(error) = xml::error_document(body) else {
-        return match status {
-            429 => AttemptFailure::Throttled {
+        return match status_class(status) {
+            Class::Transient if status == 429 => AttemptFailure::Throttled {
                 code: "HTTP 429".to_string(),
             },
-            500..=599 => AttemptFailure::Unavailable {
+            Class::Transient => AttemptFailure::Unavailable {
                 reason: format!("HTTP {status}"),
                 source: None,
             },
-            _ => AttemptFailure::Final(InventoryError::malformed(
+            Class::Permanent => AttemptFailure::Final(InventoryError::malformed(
                 action,
                 format!("HTTP {status} without an AWS error document"),
             )),
