@@ -53,16 +53,8 @@ async fn run_async<S: StateStore>(
         .regions
         .first()
         .context("at least one --region is required")?;
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http)
-        .region(aws_config::Region::new(first_region.clone()))
-        .load()
-        .await;
+    // The same SDK bootstrap as the Lambda's, in the first region asked for.
+    let sdk = snapwatch_aws_inventory::sdk::sdk_config(Some(first_region.clone())).await;
     let credentials = sdk
         .credentials_provider()
         .context("no AWS credentials found (environment, ~/.aws profiles, SSO or instance role)")?;

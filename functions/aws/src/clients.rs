@@ -1,9 +1,7 @@
 //! SDK plumbing shared by `main` and the tests: the rustls (ring) HTTP client, the shared SDK
 //! config, and a request counter used to measure DynamoDB requests per event.
 
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
@@ -26,20 +24,14 @@ pub fn init_tracing() {
         .init();
 }
 
-/// HTTPS with rustls on ring: no OpenSSL, no aws-lc build.
-pub fn http_client() -> SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https()
-}
+/// HTTPS with rustls on ring (the one bootstrap in `snapwatch_aws_inventory::sdk`).
+pub use snapwatch_aws_inventory::sdk::http_client;
 
 /// The SDK config every client is built from: region, credentials and `AWS_ENDPOINT_URL*`
-/// overrides come from the environment (Lambda sets them; tests point them at moto).
+/// overrides come from the environment (Lambda sets them; tests point them at moto). The same
+/// bootstrap as `snapwatch baseline`.
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http_client())
-        .load()
-        .await
+    snapwatch_aws_inventory::sdk::sdk_config(None).await
 }
 
 /// Counts requests sent on the wire (every attempt), per operation name.

@@ -9,6 +9,8 @@
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::MessageAttributeValue;
 use aws_sdk_sqs::Client;
+use snapwatch_aws_inventory::classify::sdk_error_class;
+use snapwatch_http::Class;
 use std::future::Future;
 
 /// An event that could not be used, and why.
@@ -112,25 +114,7 @@ where
         "SQS SendMessage failed: {}",
         aws_smithy_types::error::display::DisplayErrorContext(&err)
     );
-    let retryable = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(service) => {
-            service.raw().status().is_server_error()
-                || err.code().is_some_and(|c| {
-                    matches!(
-                        c,
-                        "ThrottlingException"
-                            | "RequestThrottled"
-                            | "ServiceUnavailable"
-                            | "InternalError"
-                            | "KmsThrottled"
-                    )
-                })
-        }
-        _ => false,
-    };
+    let retryable = sdk_error_class(&err) == Class::Transient;
     let source = Some(Box::new(err) as Box<dyn std::error::Error + Send + Sync>);
     if retryable {
         DeadLetterError::Unavailable { message, source }

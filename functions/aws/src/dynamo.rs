@@ -29,7 +29,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use chrono::{DateTime, Utc};
+use snapwatch_aws_inventory::classify::sdk_error_class;
 use snapwatch_core::ports::{Claim, ResourceFacts, StateStore, StoreError, StoredFact};
+use snapwatch_http::{Backoff, Class};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,6 +53,9 @@ const BATCH_GET_MAX: usize = 100;
 const FACTS_PER_UPDATE: usize = 40;
 /// Rounds of `UnprocessedKeys` retries before the read is reported as throttled.
 const UNPROCESSED_ROUNDS: u32 = 8;
+/// The pause before re-reading unprocessed keys: 50 ms doubling to 800 ms, jittered.
+const UNPROCESSED_BACKOFF: Backoff =
+    Backoff::exponential(Duration::from_millis(50), Duration::from_millis(800));
 
 /// The table a deployment keeps its chain state in.
 #[derive(Debug, Clone)]
@@ -300,7 +305,7 @@ impl DynamoStore {
                             self.table
                         )));
                     }
-                    tokio::time::sleep(Duration::from_millis(25 << round.min(5))).await;
+                    UNPROCESSED_BACKOFF.sleep(round).await;
                 }
                 round += 1;
                 let response = self
@@ -638,18 +643,6 @@ fn is_condition_failure<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> boo
         && err.code() == Some("ConditionalCheckFailedException")
 }
 
-/// Error codes after which the same request may succeed later.
-const RETRYABLE_CODES: &[&str] = &[
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "InternalServerError",
-    "InternalFailure",
-    "ServiceUnavailable",
-    "TransactionConflictException",
-    "LimitExceededException",
-];
-
 fn classify_write<E>(resource: &str, err: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -674,16 +667,7 @@ pub(crate) fn classify<E>(operation: &str, err: SdkError<E, HttpResponse>) -> St
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let retryable = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(service) => {
-            service.raw().status().is_server_error()
-                || err.code().is_some_and(|c| RETRYABLE_CODES.contains(&c))
-        }
-        _ => false,
-    };
+    let retryable = sdk_error_class(&err) == Class::Transient;
     let message = format!(
         "DynamoDB {operation} failed: {}",
         aws_smithy_types::error::display::DisplayErrorContext(&err)

@@ -13,11 +13,13 @@
 
 use aws_credential_types::provider::SharedCredentialsProvider;
 use serde::Deserialize;
+use snapwatch_aws_inventory::classify::class_of;
 use snapwatch_aws_inventory::signing::{signed_post_headers, CachedCredentials};
 use snapwatch_aws_inventory::{RetryPolicy, SnapshotLister};
 use snapwatch_core::ports::{AlertSink, Clock, SinkError};
 use snapwatch_core::render::asff::{self, AsffTarget};
 use snapwatch_core::Finding;
+use snapwatch_http::{retry, Class, Failure};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -26,27 +28,10 @@ const SINK: &str = "securityhub";
 const SIGNING_NAME: &str = "securityhub";
 const JSON_CONTENT_TYPE: &str = "application/json";
 
-/// Error codes (of the HTTP error or of a `FailedFindings` entry) after which the same import
-/// may succeed later.
-const TRANSIENT_CODES: &[&str] = &[
-    "ThrottlingException",
-    "Throttling",
-    "TooManyRequestsException",
-    "LimitExceededException",
-    "InternalException",
-    "InternalFailure",
-    "InternalError",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-    "RequestTimeout",
-    "RequestTimeoutException",
-];
-
+/// Whether an error code (of the HTTP error or of a `FailedFindings` entry) lets the same
+/// import succeed later: the one AWS classifier decides.
 fn is_transient_code(code: &str) -> bool {
-    // Error types may come qualified (`…#ThrottlingException`, `ThrottlingException:http://…`).
-    let bare = code.rsplit('#').next().unwrap_or(code);
-    let bare = bare.split(':').next().unwrap_or(bare);
-    TRANSIENT_CODES.contains(&bare)
+    class_of(Some(code), None) == Class::Transient
 }
 
 /// The regional endpoint; China regions live under `amazonaws.com.cn`.
@@ -199,7 +184,7 @@ fn judge(id: &str, status: u16, body: &str) -> Attempt {
         let code = doc.code.or(doc.type_).unwrap_or_default();
         let message = doc.message.or(doc.message_lower).unwrap_or_default();
         let described = format!("HTTP {status} {code}: {message}");
-        return if status == 429 || status >= 500 || is_transient_code(&code) {
+        return if class_of(Some(&code), Some(status)) == Class::Transient {
             Attempt::Transient(described)
         } else {
             Attempt::Permanent(described)
@@ -348,41 +333,44 @@ impl AlertSink for SecurityHubSink {
             .unwrap_or_default()
             .to_string();
         let body = document.to_string();
-        let max_attempts = self.retry.max_attempts.max(1);
-        let mut attempt = 1;
-        loop {
-            let outcome = match self.client.post("/findings/import", &body).await {
-                Ok((status, text)) => judge(&id, status, &text),
-                Err(CallError::Transport(e)) => {
-                    Attempt::Transient(format!("BatchImportFindings transport: {e}"))
+        let retried = retry(
+            &self.retry.driver(),
+            "BatchImportFindings",
+            None,
+            |_| async {
+                let attempt = match self.client.post("/findings/import", &body).await {
+                    Ok((status, text)) => judge(&id, status, &text),
+                    Err(CallError::Transport(e)) => {
+                        Attempt::Transient(format!("BatchImportFindings transport: {e}"))
+                    }
+                    Err(e) => Attempt::Permanent(e.to_string()),
+                };
+                match attempt {
+                    Attempt::Imported => Ok(()),
+                    Attempt::Transient(message) => Err(Failure::transient(message)),
+                    Attempt::Permanent(message) => Err(Failure::permanent(message)),
                 }
-                Err(e) => Attempt::Permanent(e.to_string()),
-            };
-            match outcome {
-                Attempt::Imported => return Ok(()),
-                Attempt::Permanent(message) => {
-                    return Err(SinkError::Permanent {
-                        sink: SINK,
-                        message: format!("BatchImportFindings rejected {id}: {message}"),
-                    })
-                }
-                Attempt::Transient(message) if attempt >= max_attempts => {
-                    return Err(SinkError::Retryable {
-                        sink: SINK,
-                        message: format!(
-                            "BatchImportFindings did not import {id} after {attempt} attempts: {message}"
-                        ),
-                        retry_after_secs: None,
-                    })
-                }
-                Attempt::Transient(message) => {
-                    let delay = self.retry.delay(attempt);
-                    tracing::warn!(finding = %id, attempt, error = %message, delay_ms = delay.as_millis() as u64, "Security Hub import failed; retrying");
-                    tokio::time::sleep(delay).await;
-                }
-            }
-            attempt += 1;
-        }
+            },
+        )
+        .await;
+        let Err(retried) = retried else {
+            return Ok(());
+        };
+        let message = retried.error.message;
+        Err(match retried.error.class {
+            Class::Permanent => SinkError::Permanent {
+                sink: SINK,
+                message: format!("BatchImportFindings rejected {id}: {message}"),
+            },
+            Class::Transient => SinkError::Retryable {
+                sink: SINK,
+                message: format!(
+                    "BatchImportFindings did not import {id} after {} attempts: {message}",
+                    retried.attempts
+                ),
+                retry_after_secs: None,
+            },
+        })
     }
 }
 

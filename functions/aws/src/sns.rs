@@ -6,24 +6,14 @@ use aws_sdk_sns::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sns::types::MessageAttributeValue;
 use aws_sdk_sns::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use snapwatch_aws_inventory::classify::sdk_error_class;
 use snapwatch_core::ports::{AlertSink, SinkError};
 use snapwatch_core::{render, Finding};
+use snapwatch_http::Class;
 
 use crate::settings::SnsFormat;
 
 const SINK: &str = "sns";
-
-/// Codes after which the same publish may succeed later.
-const RETRYABLE_CODES: &[&str] = &[
-    "Throttled",
-    "ThrottlingException",
-    "ThrottledException",
-    "InternalError",
-    "InternalFailure",
-    "ServiceUnavailable",
-    "KMSThrottling",
-    "KMSThrottlingException",
-];
 
 #[derive(Debug, Clone)]
 pub struct SnsSink {
@@ -90,16 +80,7 @@ where
         "SNS Publish failed: {}",
         aws_smithy_types::error::display::DisplayErrorContext(&err)
     );
-    let retryable = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(service) => {
-            err.code().is_some_and(|c| RETRYABLE_CODES.contains(&c))
-                || service.raw().status().is_server_error()
-        }
-        _ => false,
-    };
+    let retryable = sdk_error_class(&err) == Class::Transient;
     if retryable {
         SinkError::Retryable {
             sink: SINK,

@@ -173,17 +173,20 @@ impl ResourceReader for ArmClient {
                 .take(300)
                 .collect();
             let message = format!("GET {resource_id}: {status}: {text}");
-            return Err(if status.as_u16() == 429 || status.is_server_error() {
-                LookupError::Unavailable {
-                    message,
-                    source: None,
-                }
-            } else {
-                LookupError::Permanent {
-                    message,
-                    source: None,
-                }
-            });
+            return Err(
+                if snapwatch_http::status_class(status.as_u16()) == snapwatch_http::Class::Transient
+                {
+                    LookupError::Unavailable {
+                        message,
+                        source: None,
+                    }
+                } else {
+                    LookupError::Permanent {
+                        message,
+                        source: None,
+                    }
+                },
+            );
         }
         let body: Value = response.json().await.map_err(|e| LookupError::Permanent {
             message: format!("Resource Manager answer for {resource_id:?} is not JSON"),

@@ -33,9 +33,12 @@ use serde_json::{Map, Value};
 use snapwatch_core::engine::{Detector, EngineError};
 use snapwatch_core::parse::detect::{for_each_record, RecordFormat};
 use snapwatch_core::parse::Parsed;
+use snapwatch_core::ports::SinkError;
 use snapwatch_core::ports::{AlertSink, Clock, StateStore};
 use snapwatch_core::{render, Finding, ParsedEvent};
+use snapwatch_http::{retry, Backoff, Class, Classify, Stop};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -76,12 +79,14 @@ pub const MAX_INVOCATION_BYTES: usize =
 /// The host's header naming the invocation, for the log and an `oversized` reject.
 const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
 
-/// How hard one invocation tries before it gives up on a transient failure.
+/// How hard one invocation tries before it gives up on a transient failure. It is the only
+/// retry budget on Azure: the Slack sink is built with one attempt per delivery round
+/// ([`slack_sink`]), so a failing webhook sees at most `attempts` POSTs per finding.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryBudget {
     /// Attempts per record and per delivery round, the first included.
     pub attempts: u32,
-    /// Pause after the first failure; doubled after each further one.
+    /// Pause after the first failure; doubled after each further one (jittered).
     pub backoff: Duration,
 }
 
@@ -94,11 +99,33 @@ impl Default for RetryBudget {
     }
 }
 
+/// The longest Slack `Retry-After` a delivery round waits out (what the sink itself waited
+/// before the handler took over its retries).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+
 impl RetryBudget {
-    fn pause(&self, failed_attempts: u32) -> Duration {
-        self.backoff
-            .saturating_mul(2u32.saturating_pow(failed_attempts.saturating_sub(1)))
+    /// The un-jittered pause after `failed_attempts` failures: the ceiling of each wait.
+    pub fn pause(&self, failed_attempts: u32) -> Duration {
+        self.policy().backoff.step(failed_attempts)
     }
+
+    /// The shared retry layer's policy for this budget.
+    fn policy(&self) -> snapwatch_http::RetryPolicy {
+        snapwatch_http::RetryPolicy {
+            max_attempts: self.attempts,
+            backoff: Backoff::exponential(self.backoff, Duration::MAX),
+            max_retry_after: MAX_RETRY_AFTER,
+        }
+    }
+}
+
+/// The Slack sink as the Azure handler uses it: one POST per delivery round, because the
+/// handler's [`RetryBudget`] already retries; the sink's own retries would multiply it (4 rounds
+/// × 3 POSTs was up to 12 POSTs per finding).
+pub fn slack_sink(
+    webhook: snapwatch_slack::WebhookUrl,
+) -> Result<snapwatch_slack::SlackSink, snapwatch_slack::SlackConfigError> {
+    snapwatch_slack::SlackSink::new(webhook, snapwatch_slack::RetryPolicy::single_attempt())
 }
 
 /// Where findings go.
@@ -726,38 +753,25 @@ where
     R: ResourceReader,
     K: AlertSink,
 {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let result = async {
-            let enriched = arm::enrich(&state.reader, raw, event.clone())
-                .await
-                .map_err(StepError::Lookup)?;
-            state
-                .detector
-                .process(&enriched, now)
-                .await
-                .map_err(StepError::Engine)
-        }
-        .await;
-        match result {
-            Ok(findings) => return Ok(findings),
-            Err(e) if e.is_retryable() && attempt < state.retry.attempts => {
-                tracing::warn!(event_id = %event.meta.id, attempt, error = %e, "transient failure; retrying");
-                tokio::time::sleep(state.retry.pause(attempt)).await;
-            }
-            Err(e) => {
-                return Err(Failure {
-                    kind: if e.is_retryable() {
-                        RejectKind::Transient
-                    } else {
-                        RejectKind::Permanent
-                    },
-                    reason: error_chain(&e),
-                })
-            }
-        }
-    }
+    let what = format!("event {}", event.meta.id);
+    retry(&state.retry.policy(), &what, None, |_| async {
+        let enriched = arm::enrich(&state.reader, raw, event.clone())
+            .await
+            .map_err(StepError::Lookup)?;
+        state
+            .detector
+            .process(&enriched, now)
+            .await
+            .map_err(StepError::Engine)
+    })
+    .await
+    .map_err(|retried| Failure {
+        kind: match retried.error.class() {
+            Class::Transient => RejectKind::Transient,
+            Class::Permanent => RejectKind::Permanent,
+        },
+        reason: error_chain(&retried.error),
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -768,11 +782,50 @@ enum StepError {
     Engine(EngineError),
 }
 
-impl StepError {
-    fn is_retryable(&self) -> bool {
-        match self {
+impl Classify for StepError {
+    fn class(&self) -> Class {
+        let retryable = match self {
             StepError::Lookup(e) => e.is_retryable(),
             StepError::Engine(e) => e.is_retryable(),
+        };
+        if retryable {
+            Class::Transient
+        } else {
+            Class::Permanent
+        }
+    }
+}
+
+/// Why a delivery round left findings undelivered.
+#[derive(Debug, thiserror::Error)]
+enum RoundError {
+    /// The sink failed transiently for some findings (their claims were released).
+    #[error("{0}")]
+    Sink(SinkError),
+    /// The store failed around the sends.
+    #[error(transparent)]
+    Engine(EngineError),
+    /// The round was cut at the invocation deadline.
+    #[error("the invocation deadline passed while delivering")]
+    Deadline,
+}
+
+impl Classify for RoundError {
+    fn class(&self) -> Class {
+        match self {
+            RoundError::Sink(_) => Class::Transient,
+            RoundError::Engine(e) if e.is_retryable() => Class::Transient,
+            RoundError::Engine(_) | RoundError::Deadline => Class::Permanent,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RoundError::Sink(SinkError::Retryable {
+                retry_after_secs: Some(secs),
+                ..
+            }) => Some(Duration::from_secs(*secs)),
+            _ => None,
         }
     }
 }
@@ -803,53 +856,53 @@ async fn deliver_with_retry<S, R, K, P>(
     R: ResourceReader,
     K: AlertSink,
 {
-    let mut pending: Vec<Finding> = outcome.findings.values().cloned().collect();
-    let mut attempt = 0;
-    let mut last_error = String::new();
-    while !pending.is_empty() && attempt < state.retry.attempts {
-        attempt += 1;
-        if attempt > 1
-            && tokio::time::timeout_at(deadline, tokio::time::sleep(state.retry.pause(attempt - 1)))
-                .await
-                .is_err()
-        {
-            last_error = "the invocation deadline passed before the alert could be retried".into();
-            break;
+    // Each round delivers what the previous ones left; the retry driver owns the pauses.
+    let pending = tokio::sync::Mutex::new(outcome.findings.values().cloned().collect::<Vec<_>>());
+    let sent = AtomicUsize::new(0);
+    let rounds = retry(&state.retry.policy(), "alert delivery", Some(deadline), |_| async {
+        let mut pending = pending.lock().await;
+        if pending.is_empty() {
+            return Ok(());
         }
         // Cut at the deadline, a delivery may have sent an alert whose claim stays taken until
         // its lease ends: the replay of the reject then alerts once more at most.
-        let Ok(delivered) =
-            tokio::time::timeout_at(deadline, state.detector.deliver(&pending, sink, now)).await
-        else {
-            last_error = "the invocation deadline passed while delivering".into();
-            break;
-        };
-        match delivered {
-            Ok(delivery) => {
-                outcome.sent += delivery.sent.len();
-                for sent in &delivery.sent {
-                    let rule = pending.iter().find(|f| &f.id == sent).map(|f| f.rule.id());
-                    tracing::info!(finding = %sent, rule = rule.unwrap_or("-"), sink = sink.name(), "alert sent");
-                }
-                for (finding, error) in &delivery.rejected {
-                    tracing::error!(finding = %finding, error = %error, "alert permanently rejected by the sink");
-                }
-                let retry: Vec<&String> = delivery.retry.iter().map(|(id, _)| id).collect();
-                if let Some((_, error)) = delivery.retry.first() {
-                    last_error = error.to_string();
-                }
-                pending.retain(|f| retry.contains(&&f.id));
-            }
-            Err(e) if e.is_retryable() => {
-                last_error = error_chain(&e);
-                tracing::warn!(attempt, error = %last_error, "delivery failed transiently");
-            }
-            Err(e) => {
-                last_error = error_chain(&e);
-                break;
-            }
+        let delivery =
+            tokio::time::timeout_at(deadline, state.detector.deliver(&pending, sink, now))
+                .await
+                .map_err(|_| RoundError::Deadline)?
+                .map_err(RoundError::Engine)?;
+        sent.fetch_add(delivery.sent.len(), Ordering::Relaxed);
+        for id in &delivery.sent {
+            let rule = pending
+                .iter()
+                .find(|f| &f.id == id)
+                .map(|f| f.rule.id());
+            tracing::info!(finding = %id, rule = rule.unwrap_or("-"), sink = sink.name(), "alert sent");
         }
-    }
+        for (finding, error) in &delivery.rejected {
+            tracing::error!(finding = %finding, error = %error, "alert permanently rejected by the sink");
+        }
+        pending.retain(|f| delivery.retry.iter().any(|(id, _)| id == &f.id));
+        match delivery.retry.into_iter().next() {
+            Some((_, error)) => Err(RoundError::Sink(error)),
+            None => Ok(()),
+        }
+    })
+    .await;
+    outcome.sent += sent.into_inner();
+    let last_error = match rounds {
+        Ok(()) => String::new(),
+        Err(retried) if retried.stop == Stop::Deadline => {
+            "the invocation deadline passed before the alert could be retried".to_owned()
+        }
+        Err(retried) => {
+            if retried.error.class() == Class::Transient {
+                tracing::warn!(attempts = retried.attempts, error = %retried.error, "delivery failed transiently");
+            }
+            error_chain(&retried.error)
+        }
+    };
+    let pending = pending.into_inner();
     for finding in pending {
         tracing::error!(finding = %finding.id, rule = %finding.rule, error = %last_error, "alert not delivered; kept in rejects");
         outcome.gave_up_on_transient = true;

@@ -3,18 +3,17 @@
 
 use serde::Deserialize;
 use snapwatch_core::config::Secret;
-use std::collections::HashMap;
+use snapwatch_http::{status_class, AccessToken, Class, Classify, Token, TokenCache};
 use std::time::Duration;
-use tokio::sync::Mutex;
 
 /// The identity endpoint's API version that takes `X-IDENTITY-HEADER`.
 const API_VERSION: &str = "2019-08-01";
 /// Tokens are renewed this long before they expire, so a request never carries a stale one.
-const RENEW_BEFORE_SECS: i64 = 300;
+const RENEW_BEFORE: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    /// Network failure, 429 or 5xx from the identity endpoint: try again later.
+    /// Network failure, 408, 429 or 5xx from the identity endpoint: try again later.
     #[error("managed identity endpoint unavailable: {message}")]
     Unavailable {
         message: String,
@@ -32,10 +31,14 @@ impl TokenError {
     }
 }
 
-#[derive(Debug, Clone)]
-struct CachedToken {
-    value: Secret,
-    expires_on: i64,
+impl Classify for TokenError {
+    fn class(&self) -> Class {
+        if self.is_retryable() {
+            Class::Transient
+        } else {
+            Class::Permanent
+        }
+    }
 }
 
 /// Fetches and caches bearer tokens for the function's system-assigned identity.
@@ -45,7 +48,8 @@ pub struct ManagedIdentity {
     endpoint: reqwest::Url,
     /// `IDENTITY_HEADER`: a credential, like the cached tokens; neither shows in `Debug`.
     header: Secret,
-    cache: Mutex<HashMap<String, CachedToken>>,
+    /// Per resource; concurrent requests for a stale token wait for one refresh.
+    cache: TokenCache<String>,
 }
 
 #[derive(Deserialize)]
@@ -63,26 +67,20 @@ impl ManagedIdentity {
             client,
             endpoint,
             header: Secret::new(header.into()),
-            cache: Mutex::new(HashMap::new()),
+            cache: TokenCache::new(RENEW_BEFORE),
         }
     }
 
     /// A bearer token for `resource` (e.g. `https://storage.azure.com/`).
     pub async fn token(&self, resource: &str) -> Result<String, TokenError> {
-        let now = chrono::Utc::now().timestamp();
-        let mut cache = self.cache.lock().await;
-        if let Some(cached) = cache.get(resource) {
-            if cached.expires_on - RENEW_BEFORE_SECS > now {
-                return Ok(cached.value.expose().clone());
-            }
-        }
-        let fresh = self.fetch(resource).await?;
-        let value = fresh.value.expose().clone();
-        cache.insert(resource.to_owned(), fresh);
-        Ok(value)
+        let token = self
+            .cache
+            .get(&resource.to_owned(), || self.fetch(resource))
+            .await?;
+        Ok(token.expose().to_owned())
     }
 
-    async fn fetch(&self, resource: &str) -> Result<CachedToken, TokenError> {
+    async fn fetch(&self, resource: &str) -> Result<Token, TokenError> {
         let mut url = self.endpoint.clone();
         url.query_pairs_mut()
             .append_pair("resource", resource)
@@ -99,7 +97,7 @@ impl ManagedIdentity {
                 source: Some(e),
             })?;
         let status = response.status();
-        if status.as_u16() == 429 || status.is_server_error() {
+        if status_class(status.as_u16()) == Class::Transient {
             return Err(TokenError::Unavailable {
                 message: format!("identity endpoint answered {status}"),
                 source: None,
@@ -121,9 +119,11 @@ impl ManagedIdentity {
         .ok_or_else(|| TokenError::Refused {
             message: format!("token expires_on is not unix seconds: {}", body.expires_on),
         })?;
-        Ok(CachedToken {
-            value: Secret::new(body.access_token),
-            expires_on,
+        // The cache counts from now; a token already expired lives zero seconds.
+        let remaining = expires_on.saturating_sub(chrono::Utc::now().timestamp());
+        Ok(Token {
+            value: AccessToken::new(body.access_token),
+            lifetime: Duration::from_secs(u64::try_from(remaining).unwrap_or(0)),
         })
     }
 }

@@ -3,14 +3,13 @@
 
 use anyhow::Context;
 use snapwatch_azure::arm::ArmClient;
-use snapwatch_azure::handler::{app, Alerts, AppState};
+use snapwatch_azure::handler::{app, slack_sink, Alerts, AppState};
 use snapwatch_azure::identity::ManagedIdentity;
 use snapwatch_azure::settings::{env, Settings, SlackSetting};
 use snapwatch_azure::table::client::{TableAuth, TableClient};
 use snapwatch_azure::table::TableStore;
 use snapwatch_core::engine::Detector;
 use snapwatch_core::ports::SystemClock;
-use snapwatch_slack::{RetryPolicy, SlackSink};
 use std::sync::Arc;
 
 #[tokio::main]
@@ -79,16 +78,14 @@ async fn run() -> anyhow::Result<()> {
     // Slack that cannot be used disables Slack only: the chain state must keep being recorded,
     // and every finding is kept in rejects until Slack works (see settings.rs).
     let alerts = match &settings.slack {
-        SlackSetting::Webhook(webhook) => {
-            match SlackSink::new(webhook.clone(), RetryPolicy::default()) {
-                Ok(sink) => Alerts::Sink(sink),
-                Err(e) => {
-                    let reason = format!("the Slack client cannot be built: {e}");
-                    tracing::error!(%reason, "Slack is disabled");
-                    Alerts::Unusable(reason)
-                }
+        SlackSetting::Webhook(webhook) => match slack_sink(webhook.clone()) {
+            Ok(sink) => Alerts::Sink(sink),
+            Err(e) => {
+                let reason = format!("the Slack client cannot be built: {e}");
+                tracing::error!(%reason, "Slack is disabled");
+                Alerts::Unusable(reason)
             }
-        }
+        },
         SlackSetting::Unset => {
             tracing::warn!(
                 "Slack is not configured ({} unset): findings are logged, not sent",

@@ -9,8 +9,8 @@ use crate::signing::{signed_post_headers, CachedCredentials};
 use crate::xml;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
+use snapwatch_http::{retry, status_class, Backoff, Class, Classify, JitterRng};
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, SystemTime};
 use tracing::Instrument;
 
@@ -84,24 +84,22 @@ impl RetryPolicy {
     /// "equal jitter" (half fixed, half random) so that the many concurrent attribute calls of
     /// one listing do not retry in lockstep, while each still waits at least half its share.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let exponent = attempt.saturating_sub(1).min(20);
-        let ceiling = self
-            .base_delay
-            .saturating_mul(1u32 << exponent)
-            .min(self.max_delay);
-        let half = ceiling / 2;
-        half + random_fraction_of(ceiling - half)
+        self.backoff()
+            .delay(attempt, &mut JitterRng::from_entropy())
     }
-}
 
-/// A uniformly random duration in `0..=limit`, from the standard library's per-process random
-/// hash keys (no RNG crate needed for jitter).
-fn random_fraction_of(limit: Duration) -> Duration {
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    let nanos = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
-    Duration::from_nanos(random % nanos.saturating_add(1))
+    fn backoff(&self) -> Backoff {
+        Backoff::exponential(self.base_delay, self.max_delay)
+    }
+
+    /// This policy in the shared retry layer's terms, for every AWS call snapwatch signs itself.
+    pub fn driver(&self) -> snapwatch_http::RetryPolicy {
+        snapwatch_http::RetryPolicy {
+            max_attempts: self.max_attempts.max(1),
+            backoff: self.backoff(),
+            max_retry_after: Duration::ZERO,
+        }
+    }
 }
 
 /// Signs and sends Query-API calls. Cheap to clone; clones share the credentials cache.
@@ -123,6 +121,7 @@ impl fmt::Debug for QueryClient {
 }
 
 /// Why one attempt failed, as the retry loop sees it.
+#[derive(Debug)]
 enum AttemptFailure {
     Throttled {
         code: String,
@@ -132,6 +131,29 @@ enum AttemptFailure {
         source: Option<TransportError>,
     },
     Final(InventoryError),
+}
+
+impl fmt::Display for AttemptFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttemptFailure::Throttled { code } => write!(f, "throttled ({code})"),
+            AttemptFailure::Unavailable { reason, .. } => f.write_str(reason),
+            AttemptFailure::Final(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for AttemptFailure {}
+
+impl Classify for AttemptFailure {
+    fn class(&self) -> Class {
+        match self {
+            AttemptFailure::Throttled { .. } | AttemptFailure::Unavailable { .. } => {
+                Class::Transient
+            }
+            AttemptFailure::Final(_) => Class::Permanent,
+        }
+    }
 }
 
 impl QueryClient {
@@ -173,60 +195,26 @@ impl QueryClient {
         let body = form_body(service, action, params);
         let span = tracing::debug_span!("aws_query", service = %service, region, action);
         async {
-            let max_attempts = self.retry.max_attempts.max(1);
-            let mut attempt = 1;
-            loop {
-                let failure = match self.attempt(service, region, action, &url, &body).await {
-                    Ok(response) => return Ok(response),
-                    Err(failure) => failure,
-                };
-                let last = attempt >= max_attempts;
-                match failure {
-                    AttemptFailure::Final(error) => return Err(error),
-                    AttemptFailure::Throttled { code } if last => {
-                        return Err(InventoryError::Throttled {
-                            action: action.to_string(),
-                            region: region.to_string(),
-                            code,
-                            attempts: attempt,
-                        })
-                    }
-                    AttemptFailure::Unavailable { reason, source } if last => {
-                        return Err(InventoryError::Unavailable {
-                            action: action.to_string(),
-                            region: region.to_string(),
-                            reason,
-                            attempts: attempt,
-                            source,
-                        })
-                    }
-                    AttemptFailure::Throttled { code } => {
-                        let delay = self.retry.delay(attempt);
-                        tracing::info!(
-                            region,
-                            action,
-                            attempt,
-                            code,
-                            delay_ms = delay.as_millis() as u64,
-                            "throttled; retrying"
-                        );
-                        tokio::time::sleep(delay).await;
-                    }
-                    AttemptFailure::Unavailable { reason, .. } => {
-                        let delay = self.retry.delay(attempt);
-                        tracing::warn!(
-                            region,
-                            action,
-                            attempt,
-                            reason,
-                            delay_ms = delay.as_millis() as u64,
-                            "call failed; retrying"
-                        );
-                        tokio::time::sleep(delay).await;
-                    }
-                }
-                attempt += 1;
-            }
+            let retried = retry(&self.retry.driver(), action, None, |_| {
+                self.attempt(service, region, action, &url, &body)
+            })
+            .await;
+            retried.map_err(|retried| match retried.error {
+                AttemptFailure::Final(error) => error,
+                AttemptFailure::Throttled { code } => InventoryError::Throttled {
+                    action: action.to_string(),
+                    region: region.to_string(),
+                    code,
+                    attempts: retried.attempts,
+                },
+                AttemptFailure::Unavailable { reason, source } => InventoryError::Unavailable {
+                    action: action.to_string(),
+                    region: region.to_string(),
+                    reason,
+                    attempts: retried.attempts,
+                    source,
+                },
+            })
         }
         .instrument(span)
         .await
@@ -329,15 +317,15 @@ fn describe_transport_error(error: &reqwest::Error) -> String {
 /// Sorts a non-2xx response into retry-or-not, reading the error document when there is one.
 fn classify_failure(action: &str, status: u16, body: &str) -> AttemptFailure {
     let Some(error) = xml::error_document(body) else {
-        return match status {
-            429 => AttemptFailure::Throttled {
+        return match status_class(status) {
+            Class::Transient if status == 429 => AttemptFailure::Throttled {
                 code: "HTTP 429".to_string(),
             },
-            500..=599 => AttemptFailure::Unavailable {
+            Class::Transient => AttemptFailure::Unavailable {
                 reason: format!("HTTP {status}"),
                 source: None,
             },
-            _ => AttemptFailure::Final(InventoryError::malformed(
+            Class::Permanent => AttemptFailure::Final(InventoryError::malformed(
                 action,
                 format!("HTTP {status} without an AWS error document"),
             )),

@@ -93,59 +93,7 @@ impl InventoryError {
     }
 }
 
-/// How the retry loop treats an error code (EC2 `<Response><Errors>` or RDS/STS `<ErrorResponse>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CodeClass {
-    Throttling,
-    ServerFault,
-    Denied,
-    Other,
-}
-
-pub(crate) fn classify_code(code: &str) -> CodeClass {
-    match code {
-        "RequestLimitExceeded"
-        | "Throttling"
-        | "ThrottlingException"
-        | "ThrottledException"
-        | "RequestThrottled"
-        | "RequestThrottledException"
-        | "TooManyRequestsException"
-        | "ProvisionedThroughputExceededException"
-        | "TransactionInProgressException"
-        | "PriorRequestNotComplete"
-        | "SlowDown"
-        | "EC2ThrottledException"
-        | "BandwidthLimitExceeded" => CodeClass::Throttling,
-        "InternalError"
-        | "InternalFailure"
-        | "InternalServerError"
-        | "ServiceUnavailable"
-        | "ServiceUnavailableException"
-        | "Unavailable"
-        | "RequestTimeout"
-        | "RequestTimeoutException"
-        | "IDPCommunicationError" => CodeClass::ServerFault,
-        "AccessDenied"
-        | "AccessDeniedException"
-        | "UnauthorizedOperation"
-        | "UnauthorizedAccess"
-        | "AuthFailure"
-        | "InvalidClientTokenId"
-        | "InvalidAccessKeyId"
-        | "SignatureDoesNotMatch"
-        | "IncompleteSignature"
-        | "MissingAuthenticationToken"
-        | "UnrecognizedClientException"
-        | "ExpiredToken"
-        | "ExpiredTokenException"
-        | "RequestExpired"
-        | "OptInRequired"
-        | "Blocked"
-        | "InvalidToken" => CodeClass::Denied,
-        _ => CodeClass::Other,
-    }
-}
+pub(crate) use crate::classify::{classify_code, CodeClass};
 
 fn is_not_found_code(code: &str) -> bool {
     matches!(

@@ -17,9 +17,12 @@
 //! # Ok(()) }
 //! ```
 
+pub mod classify;
 mod client;
 mod error;
 mod lister;
+#[cfg(feature = "sdk")]
+pub mod sdk;
 pub mod signing;
 mod xml;
 

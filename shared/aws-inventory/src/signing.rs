@@ -9,6 +9,7 @@ use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
+use snapwatch_http::{Token, TokenCache};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -18,38 +19,40 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
 /// The provider's credentials, asked for only when missing or about to expire: the providers
 /// aws-config hands out do not cache by themselves (the SDK clients do), and a baseline run
-/// makes thousands of calls. Cheap to clone; clones share the cache, and one caller refreshes
-/// while the others wait for its answer.
+/// makes thousands of calls. Cheap to clone; clones share the cache (the shared single-flight
+/// `TokenCache`), and one caller refreshes while the others wait for its answer.
 #[derive(Clone)]
 pub struct CachedCredentials {
     provider: SharedCredentialsProvider,
-    cached: Arc<tokio::sync::Mutex<Option<Credentials>>>,
+    cached: Arc<TokenCache<(), Credentials>>,
 }
 
 impl CachedCredentials {
+    /// A cache in front of `provider`.
     pub fn new(provider: SharedCredentialsProvider) -> Self {
         CachedCredentials {
             provider,
-            cached: Arc::new(tokio::sync::Mutex::new(None)),
+            cached: Arc::new(TokenCache::new(REFRESH_MARGIN)),
         }
     }
 
     /// Current credentials, refreshed through the provider when needed.
     pub async fn get(&self) -> Result<Credentials, CredentialsError> {
-        let mut cached = self.cached.lock().await;
-        if let Some(credentials) = cached.as_ref() {
-            let fresh = credentials.expiry().is_none_or(|expiry| {
-                expiry
-                    .duration_since(SystemTime::now())
-                    .is_ok_and(|left| left > REFRESH_MARGIN)
-            });
-            if fresh {
-                return Ok(credentials.clone());
-            }
-        }
-        let credentials = self.provider.provide_credentials().await?;
-        *cached = Some(credentials.clone());
-        Ok(credentials)
+        self.cached
+            .get(&(), || async {
+                let credentials = self.provider.provide_credentials().await?;
+                // Long-term keys have no expiry: cached for good. Expired ones live zero seconds.
+                let lifetime = credentials.expiry().map_or(Duration::MAX, |expiry| {
+                    expiry
+                        .duration_since(SystemTime::now())
+                        .unwrap_or(Duration::ZERO)
+                });
+                Ok(Token {
+                    value: credentials,
+                    lifetime,
+                })
+            })
+            .await
     }
 }
 

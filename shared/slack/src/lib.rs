@@ -1,48 +1,46 @@
 //! Slack incoming-webhook [`AlertSink`]: posts the core's Block Kit rendering of a finding.
 //!
-//! Within one invocation it retries 429s (honouring `Retry-After` up to a bound), 5xx and network
-//! failures a few times; what still fails is reported as retryable so the engine releases the
-//! claim and the platform's retry sends it later. A 4xx other than 429 (bad payload, revoked or
-//! archived webhook) is permanent: retrying would never succeed.
+//! Within one invocation it retries 429s (honouring `Retry-After` up to a bound), 408, 5xx and
+//! network failures a few times through the shared retry layer (`snapwatch-http`); what still
+//! fails is reported as retryable so the engine releases the claim and the platform's retry sends
+//! it later. Any other 4xx (bad payload, revoked or archived webhook) is permanent: retrying
+//! would never succeed.
 
+use snapwatch_core::config::Secret;
 use snapwatch_core::ports::{AlertSink, SinkError};
 use snapwatch_core::{render, Finding};
+use snapwatch_http::{retry, retry_after_secs, status_class, Backoff, Class, Failure};
 use std::time::Duration;
 
 const SINK: &str = "slack";
 
-/// The webhook URL is a credential: it never appears in `Debug`, logs or errors.
-#[derive(Clone)]
-pub struct WebhookUrl(reqwest::Url);
+/// The webhook URL is a credential: held as the workspace's one [`Secret`] wrapper, so it never
+/// appears in `Debug`, logs or errors.
+#[derive(Clone, Debug)]
+pub struct WebhookUrl(Secret<reqwest::Url>);
 
-impl std::fmt::Debug for WebhookUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "WebhookUrl({}://{}/…)",
-            self.0.scheme(),
-            self.0.host_str().unwrap_or("?")
-        )
-    }
-}
-
+/// Why a Slack sink cannot be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum SlackConfigError {
+    /// Not a URL at all.
     #[error("the Slack webhook URL is not a valid URL")]
     InvalidUrl,
+    /// Plain http to a non-loopback host.
     #[error("the Slack webhook URL must use https (plain http is accepted only for loopback test receivers)")]
     NotHttps,
+    /// reqwest refused the client configuration.
     #[error("cannot build the HTTP client")]
     Client(#[source] reqwest::Error),
 }
 
 impl WebhookUrl {
+    /// Accepts https URLs, and plain http only for loopback test receivers.
     pub fn parse(raw: &str) -> Result<Self, SlackConfigError> {
         let url = reqwest::Url::parse(raw.trim()).map_err(|_| SlackConfigError::InvalidUrl)?;
         let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
         match url.scheme() {
-            "https" => Ok(WebhookUrl(url)),
-            "http" if loopback => Ok(WebhookUrl(url)),
+            "https" => Ok(WebhookUrl(Secret::new(url))),
+            "http" if loopback => Ok(WebhookUrl(Secret::new(url))),
             _ => Err(SlackConfigError::NotHttps),
         }
     }
@@ -51,11 +49,13 @@ impl WebhookUrl {
 /// How hard one `send` tries before handing the failure back to the platform's retry.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
+    /// Attempts per finding, the first included.
     pub attempts: u32,
     /// Longest `Retry-After` waited for inside the invocation; longer ones are returned.
     pub max_wait: Duration,
-    /// Pause between attempts after a 5xx or network error.
+    /// Pause after the first 5xx or network error; it doubles per further failure (jittered).
     pub backoff: Duration,
+    /// Timeout of one POST.
     pub timeout: Duration,
 }
 
@@ -70,6 +70,27 @@ impl Default for RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// One POST per `send`, for callers that own the retry budget themselves (the Azure
+    /// handler's delivery rounds): the sink's retries would otherwise multiply theirs.
+    pub fn single_attempt() -> Self {
+        RetryPolicy {
+            attempts: 1,
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// The shared retry layer's policy this one stands for.
+    fn driver(&self) -> snapwatch_http::RetryPolicy {
+        snapwatch_http::RetryPolicy {
+            max_attempts: self.attempts.max(1),
+            backoff: Backoff::exponential(self.backoff, self.backoff.saturating_mul(8)),
+            max_retry_after: self.max_wait,
+        }
+    }
+}
+
+/// Posts findings to one incoming webhook.
 #[derive(Debug, Clone)]
 pub struct SlackSink {
     client: reqwest::Client,
@@ -78,6 +99,7 @@ pub struct SlackSink {
 }
 
 impl SlackSink {
+    /// A sink posting to `webhook`, retrying as `policy` says.
     pub fn new(webhook: WebhookUrl, policy: RetryPolicy) -> Result<Self, SlackConfigError> {
         let client = reqwest::Client::builder()
             .timeout(policy.timeout)
@@ -91,27 +113,31 @@ impl SlackSink {
         })
     }
 
-    async fn attempt(&self, body: &serde_json::Value) -> Attempt {
-        let response = match self
+    /// One POST: delivered, or a classified failure (429 carries its `Retry-After`).
+    async fn attempt(&self, body: &serde_json::Value) -> Result<(), Failure> {
+        let response = self
             .client
-            .post(self.webhook.0.clone())
+            .post(self.webhook.0.expose().clone())
             .json(body)
             .send()
             .await
-        {
-            Ok(r) => r,
             // `without_url`: reqwest errors would otherwise carry the secret webhook URL.
-            Err(e) => return Attempt::Transient(format!("request failed: {}", e.without_url())),
-        };
+            .map_err(|e| Failure::transient(format!("request failed: {}", e.without_url())))?;
         let status = response.status();
         if status.is_success() {
-            return Attempt::Delivered;
+            return Ok(());
         }
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+        if status.as_u16() == 429 {
+            let header = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok());
+            let secs = retry_after_secs(header).unwrap_or(1);
+            return Err(
+                Failure::transient(format!("rate limited (Retry-After: {secs}s)"))
+                    .with_retry_after(Duration::from_secs(secs)),
+            );
+        }
         let text: String = response
             .text()
             .await
@@ -119,21 +145,12 @@ impl SlackSink {
             .chars()
             .take(200)
             .collect();
-        if status.as_u16() == 429 {
-            Attempt::RateLimited(retry_after.unwrap_or(1))
-        } else if status.is_server_error() {
-            Attempt::Transient(format!("HTTP {status}: {text}"))
-        } else {
-            Attempt::Rejected(format!("HTTP {status}: {text}"))
-        }
+        let message = format!("HTTP {status}: {text}");
+        Err(match status_class(status.as_u16()) {
+            Class::Transient => Failure::transient(message),
+            Class::Permanent => Failure::permanent(message),
+        })
     }
-}
-
-enum Attempt {
-    Delivered,
-    RateLimited(u64),
-    Transient(String),
-    Rejected(String),
 }
 
 impl AlertSink for SlackSink {
@@ -143,40 +160,22 @@ impl AlertSink for SlackSink {
 
     async fn send(&self, finding: &Finding) -> Result<(), SinkError> {
         let body = render::slack_message(finding);
-        let mut last = String::new();
-        let mut last_retry_after = None;
-        for attempt in 1..=self.policy.attempts.max(1) {
-            match self.attempt(&body).await {
-                Attempt::Delivered => return Ok(()),
-                Attempt::Rejected(message) => {
-                    return Err(SinkError::Permanent {
-                        sink: SINK,
-                        message,
-                    })
-                }
-                Attempt::RateLimited(secs) => {
-                    last = format!("rate limited (Retry-After: {secs}s)");
-                    last_retry_after = Some(secs);
-                    let wait = Duration::from_secs(secs);
-                    if wait > self.policy.max_wait || attempt == self.policy.attempts {
-                        break;
-                    }
-                    tracing::info!(finding = %finding.id, retry_after = secs, "slack rate limited; waiting");
-                    tokio::time::sleep(wait).await;
-                }
-                Attempt::Transient(message) => {
-                    last = message;
-                    last_retry_after = None;
-                    if attempt < self.policy.attempts {
-                        tokio::time::sleep(self.policy.backoff * attempt).await;
-                    }
-                }
-            }
-        }
-        Err(SinkError::Retryable {
-            sink: SINK,
-            message: last,
-            retry_after_secs: last_retry_after,
+        let what = format!("slack post of {}", finding.id);
+        let retried = retry(&self.policy.driver(), &what, None, |_| self.attempt(&body)).await;
+        let Err(retried) = retried else {
+            return Ok(());
+        };
+        let failure = retried.error;
+        Err(match failure.class {
+            Class::Permanent => SinkError::Permanent {
+                sink: SINK,
+                message: failure.message,
+            },
+            Class::Transient => SinkError::Retryable {
+                sink: SINK,
+                message: failure.message,
+                retry_after_secs: failure.retry_after.map(|pause| pause.as_secs()),
+            },
         })
     }
 }

@@ -9,6 +9,7 @@ use hmac::{Hmac, Mac};
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use snapwatch_http::{status_class, Class};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -599,7 +600,7 @@ fn batch_outcome(answer: &str, operations: usize) -> Result<BatchDeletion, Table
             "batch delete: operation refused with {status}: {}",
             excerpt()
         );
-        let retryable = status == 408 || status == 429 || status >= 500;
+        let retryable = status_class(status) == Class::Transient;
         return Err(if retryable {
             TableError::Unavailable {
                 message,
@@ -676,9 +677,7 @@ async fn failure(what: &str, status: StatusCode, response: reqwest::Response) ->
         .take(300)
         .collect();
     let message = format!("{what}: {status}: {text}");
-    let retryable = status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error();
+    let retryable = status_class(status.as_u16()) == Class::Transient;
     if retryable {
         TableError::Unavailable {
             message,

@@ -295,6 +295,15 @@ impl TableStore {
     }
 }
 
+/// Before each optimistic round but the first: a jittered pause, so two writers that just
+/// collided do not collide again at once.
+async fn contention_pause(attempt: usize) {
+    if attempt > 0 {
+        let failed = u32::try_from(attempt).unwrap_or(u32::MAX);
+        snapwatch_http::Backoff::CONTENTION.sleep(failed).await;
+    }
+}
+
 fn contention(what: &str, claim_id: &str) -> StoreError {
     StoreError::unavailable(format!(
         "{what} {claim_id:?}: the claim kept changing under us for {MAX_GUARDED_ATTEMPTS} attempts"
@@ -350,7 +359,8 @@ impl StateStore for TableStore {
     ) -> Result<Claim, StoreError> {
         let now = now.timestamp();
         let fresh = AlertClaim::won(now, expires_at);
-        for _ in 0..MAX_GUARDED_ATTEMPTS {
+        for attempt in 0..MAX_GUARDED_ATTEMPTS {
+            contention_pause(attempt).await;
             let current = self.read_claim(finding_id).await?;
             let stored = current.as_ref().map(|(state, _)| state);
             if let Some(refused) = ClaimStatus::of(stored, now, lease_secs).refusal() {
@@ -367,7 +377,8 @@ impl StateStore for TableStore {
     }
 
     async fn mark_alert_sent(&self, finding_id: &str) -> Result<(), StoreError> {
-        for _ in 0..MAX_GUARDED_ATTEMPTS {
+        for attempt in 0..MAX_GUARDED_ATTEMPTS {
+            contention_pause(attempt).await;
             let Some((mut state, etag)) = self.read_claim(finding_id).await? else {
                 return Err(StoreError::permanent(format!(
                     "mark_alert_sent: no claim for {finding_id:?}"
@@ -385,7 +396,8 @@ impl StateStore for TableStore {
     }
 
     async fn release_alert(&self, finding_id: &str) -> Result<(), StoreError> {
-        for _ in 0..MAX_GUARDED_ATTEMPTS {
+        for attempt in 0..MAX_GUARDED_ATTEMPTS {
+            contention_pause(attempt).await;
             let Some((state, etag)) = self.read_claim(finding_id).await? else {
                 return Ok(());
             };

@@ -6,10 +6,9 @@
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use snapwatch_core::config::Secret;
+use snapwatch_http::{status_class, AccessToken, Class, Token, TokenCache};
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `:batchGet` takes at most this many documents per call (a documented Firestore limit is
 /// higher, but the engine reads in pages of 100 and so do we).
@@ -18,10 +17,27 @@ pub const BATCH_GET_LIMIT: usize = 100;
 pub const COMMIT_WRITE_LIMIT: usize = 500;
 
 const PRODUCTION_ENDPOINT: &str = "https://firestore.googleapis.com";
-const METADATA_TOKEN_URL: &str =
-    "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token";
+/// The metadata server Cloud Run answers on, unless `GCE_METADATA_HOST` names another (as
+/// Google's client libraries honour it: `host[:port]`, plain http).
+const DEFAULT_METADATA_HOST: &str = "metadata.google.internal";
+/// The variable Google's client libraries read to redirect the metadata server.
+pub const METADATA_HOST_VAR: &str = "GCE_METADATA_HOST";
+const METADATA_TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
 /// Renew a cached token this long before it expires, so no request races its expiry.
 const TOKEN_EARLY_RENEWAL: Duration = Duration::from_secs(60);
+
+/// The metadata server's host: `GCE_METADATA_HOST` when set and not blank, else the default.
+pub fn metadata_host(configured: Option<&str>) -> String {
+    match configured.map(str::trim) {
+        Some(host) if !host.is_empty() => host.trim_end_matches('/').to_owned(),
+        _ => DEFAULT_METADATA_HOST.to_owned(),
+    }
+}
+
+/// The token URL on metadata server `host` (`host[:port]`).
+pub fn metadata_token_url(host: &str) -> String {
+    format!("http://{host}{METADATA_TOKEN_PATH}")
+}
 
 /// How the client authenticates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,9 +114,18 @@ pub enum FirestoreError {
     /// The answer was not what the REST API documents.
     #[error("unexpected Firestore response: {0}")]
     Decode(String),
-    /// No access token from the metadata server.
-    #[error("cannot get an access token from the metadata server: {0}")]
-    Token(String),
+    /// No access token from the metadata server. A 404 (no service account attached) or
+    /// another 4xx is permanent; 429, 5xx and connection failures are transient.
+    #[error("cannot get an access token from the metadata server: {message}")]
+    Token {
+        /// What went wrong, without the token.
+        message: String,
+        /// Whether asking again can help.
+        class: Class,
+        /// The transport error, when there was one.
+        #[source]
+        source: Option<reqwest::Error>,
+    },
 }
 
 impl FirestoreError {
@@ -110,7 +135,10 @@ impl FirestoreError {
             FirestoreError::Transport(_)
                 | FirestoreError::Unavailable { .. }
                 | FirestoreError::Conflict { .. }
-                | FirestoreError::Token(_)
+                | FirestoreError::Token {
+                    class: Class::Transient,
+                    ..
+                }
         )
     }
 }
@@ -144,7 +172,8 @@ struct ErrorDetail {
     status: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// No `Debug`: it holds the token.
+#[derive(Deserialize)]
 struct TokenResponse {
     access_token: String,
     expires_in: u64,
@@ -157,8 +186,10 @@ pub struct FirestoreClient {
     target: FirestoreTarget,
     /// `projects/P/databases/D/documents`: the prefix of every document name.
     documents_root: String,
-    /// The access token and when to renew it; a credential, so it never shows in `Debug`.
-    token: Mutex<Option<(Secret, Instant)>>,
+    /// Where tokens come from: the metadata server's token URL.
+    token_url: String,
+    /// One token for the service account; concurrent requests wait for one refresh.
+    token: TokenCache<()>,
 }
 
 impl FirestoreClient {
@@ -176,8 +207,18 @@ impl FirestoreClient {
             http,
             target,
             documents_root,
-            token: Mutex::new(None),
+            token_url: metadata_token_url(&metadata_host(
+                std::env::var(METADATA_HOST_VAR).ok().as_deref(),
+            )),
+            token: TokenCache::new(TOKEN_EARLY_RENEWAL),
         })
+    }
+
+    /// Fetches tokens from the metadata server at `host` (`host[:port]`) instead of the one
+    /// `GCE_METADATA_HOST` or the default names: for tests with a local stand-in.
+    pub fn with_metadata_host(mut self, host: &str) -> Self {
+        self.token_url = metadata_token_url(&metadata_host(Some(host)));
+        self
     }
 
     /// The full name of document `id` in `collection`.
@@ -230,7 +271,7 @@ impl FirestoreClient {
     async fn post(&self, url: &str, body: &Value) -> Result<Value, FirestoreError> {
         let mut request = self.http.post(url).json(body);
         if let Some(token) = self.access_token().await? {
-            request = request.bearer_auth(token);
+            request = request.bearer_auth(token.expose());
         }
         let response = request.send().await.map_err(FirestoreError::Transport)?;
         let http = response.status().as_u16();
@@ -242,42 +283,48 @@ impl FirestoreClient {
         Err(classify(http, &text))
     }
 
-    async fn access_token(&self) -> Result<Option<String>, FirestoreError> {
+    async fn access_token(&self) -> Result<Option<AccessToken>, FirestoreError> {
         if self.target.auth == Auth::None {
             return Ok(None);
         }
-        if let Ok(cached) = self.token.lock() {
-            if let Some((token, renew_at)) = cached.as_ref() {
-                if Instant::now() < *renew_at {
-                    return Ok(Some(token.expose().clone()));
-                }
-            }
-        }
+        self.token.get(&(), || self.fetch_token()).await.map(Some)
+    }
+
+    /// One token from the metadata server, classified by how it failed.
+    async fn fetch_token(&self) -> Result<Token, FirestoreError> {
         let response = self
             .http
-            .get(METADATA_TOKEN_URL)
+            .get(&self.token_url)
             .header("Metadata-Flavor", "Google")
             .send()
             .await
-            .map_err(|e| FirestoreError::Token(e.to_string()))?;
+            .map_err(|e| FirestoreError::Token {
+                message: "the metadata server is unreachable".to_owned(),
+                class: Class::Transient,
+                source: Some(e),
+            })?;
+        let status = response.status().as_u16();
         if !response.status().is_success() {
-            return Err(FirestoreError::Token(format!(
-                "metadata server answered HTTP {}",
-                response.status().as_u16()
-            )));
+            let hint = if status == 404 {
+                " (no service account attached to the service?)"
+            } else {
+                ""
+            };
+            return Err(FirestoreError::Token {
+                message: format!("metadata server answered HTTP {status}{hint}"),
+                class: status_class(status),
+                source: None,
+            });
         }
-        let token: TokenResponse = response
-            .json()
-            .await
-            .map_err(|e| FirestoreError::Token(format!("token answer: {e}")))?;
-        let lifetime = Duration::from_secs(token.expires_in).saturating_sub(TOKEN_EARLY_RENEWAL);
-        if let Ok(mut cached) = self.token.lock() {
-            *cached = Some((
-                Secret::new(token.access_token.clone()),
-                Instant::now() + lifetime,
-            ));
-        }
-        Ok(Some(token.access_token))
+        let token: TokenResponse = response.json().await.map_err(|e| FirestoreError::Token {
+            message: "the token answer is not a token".to_owned(),
+            class: Class::Permanent,
+            source: Some(e),
+        })?;
+        Ok(Token {
+            value: AccessToken::new(token.access_token),
+            lifetime: Duration::from_secs(token.expires_in),
+        })
     }
 }
 
@@ -299,7 +346,7 @@ fn classify(http: u16, body: &str) -> FirestoreError {
                 message,
             }
         }
-        _ if http == 429 || http >= 500 => FirestoreError::Unavailable {
+        _ if status_class(http) == Class::Transient => FirestoreError::Unavailable {
             http,
             status,
             message,
@@ -364,6 +411,20 @@ mod tests {
             r#"{"error":{"code":404,"message":"no entity to update","status":"NOT_FOUND"}}"#,
         );
         assert!(matches!(missing, FirestoreError::NotFound { .. }));
+    }
+
+    #[test]
+    fn gce_metadata_host_redirects_the_token_url() {
+        assert_eq!(
+            metadata_token_url(&metadata_host(None)),
+            "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token"
+        );
+        assert_eq!(metadata_host(Some("  ")), "metadata.google.internal");
+        assert_eq!(
+            metadata_token_url(&metadata_host(Some("127.0.0.1:8989"))),
+            "http://127.0.0.1:8989/computeMetadata/v1/instance/service-accounts/default/token"
+        );
+        assert_eq!(metadata_host(Some("169.254.169.254/")), "169.254.169.254");
     }
 
     #[test]

@@ -27,7 +27,6 @@ use snapwatch_core::ports::{
 };
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Optimistic writes retried this often under contention before the caller is told to retry.
 const MAX_ATTEMPTS: u32 = 12;
@@ -514,12 +513,7 @@ fn store_error(what: &str, e: FirestoreError) -> StoreError {
 
 /// Jittered exponential backoff between optimistic attempts, so racers spread out.
 async fn backoff(attempt: u32) {
-    use std::hash::{BuildHasher, Hasher};
-    let base_ms = 10u64 << attempt.min(6);
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u32(attempt);
-    let jitter = hasher.finish() % base_ms.max(1);
-    tokio::time::sleep(Duration::from_millis(base_ms / 2 + jitter)).await;
+    snapwatch_http::Backoff::CONTENTION.sleep(attempt + 1).await;
 }
 
 #[cfg(test)]

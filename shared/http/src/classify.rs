@@ -1,0 +1,130 @@
+//! One `Transient | Permanent` classification for every cloud call.
+
+use std::time::Duration;
+
+/// A boxed cause, kept so logs and rejects can print the whole chain.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a failed call tells its caller to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Throttling, timeouts, 5xx, connection failures: a later attempt may succeed.
+    Transient,
+    /// Refused or malformed: the same request will never succeed.
+    Permanent,
+}
+
+/// A failure that knows its [`Class`], and whether the server asked for a pause.
+pub trait Classify {
+    /// Transient or permanent.
+    fn class(&self) -> Class;
+    /// The pause the server asked for (HTTP `Retry-After`), if any.
+    fn retry_after(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// The class of an HTTP error status: 408, 429 and 5xx are transient, everything else permanent.
+pub fn status_class(status: u16) -> Class {
+    match status {
+        408 | 429 | 500..=599 => Class::Transient,
+        _ => Class::Permanent,
+    }
+}
+
+/// `Retry-After` in its delay-seconds form (the form Slack and the cloud APIs send); an
+/// HTTP-date or garbage is `None`.
+pub fn retry_after_secs(header: Option<&str>) -> Option<u64> {
+    header.and_then(|value| value.trim().parse::<u64>().ok())
+}
+
+/// A classified failure that keeps its cause (`#[source]`), for clients without their own enum.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    /// Transient or permanent.
+    pub class: Class,
+    /// What failed, without secrets (no URLs with credentials, no tokens).
+    pub message: String,
+    /// The pause the server asked for.
+    pub retry_after: Option<Duration>,
+    /// The underlying error.
+    #[source]
+    pub source: Option<BoxError>,
+}
+
+impl Failure {
+    /// A failure a later attempt may not repeat.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Failure {
+            class: Class::Transient,
+            message: message.into(),
+            retry_after: None,
+            source: None,
+        }
+    }
+
+    /// A failure that retrying cannot fix.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Failure {
+            class: Class::Permanent,
+            message: message.into(),
+            retry_after: None,
+            source: None,
+        }
+    }
+
+    /// Keeps `source` as the cause.
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// Records the server's requested pause.
+    pub fn with_retry_after(mut self, pause: Duration) -> Self {
+        self.retry_after = Some(pause);
+        self
+    }
+}
+
+impl Classify for Failure {
+    fn class(&self) -> Class {
+        self.class
+    }
+    fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttling_timeouts_and_server_errors_are_transient() {
+        for status in [408, 429, 500, 502, 503, 504, 599] {
+            assert_eq!(status_class(status), Class::Transient, "{status}");
+        }
+        for status in [400, 401, 403, 404, 409, 412, 413] {
+            assert_eq!(status_class(status), Class::Permanent, "{status}");
+        }
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_only() {
+        assert_eq!(retry_after_secs(Some(" 30 ")), Some(30));
+        assert_eq!(
+            retry_after_secs(Some("Wed, 21 Oct 2015 07:28:00 GMT")),
+            None
+        );
+        assert_eq!(retry_after_secs(None), None);
+    }
+
+    #[test]
+    fn a_failure_keeps_its_cause() {
+        let cause = std::io::Error::other("connection reset");
+        let failure = Failure::transient("post failed").with_source(cause);
+        let source = std::error::Error::source(&failure).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("connection reset"));
+    }
+}
