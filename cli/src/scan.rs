@@ -12,7 +12,9 @@ use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use snapwatch_core::engine::{sort_findings, Delivery, Detector};
 use snapwatch_core::memory::MemoryStore;
-use snapwatch_core::parse::detect::{for_each_contained_record, for_each_record, RecordOutcome};
+use snapwatch_core::parse::detect::{
+    for_each_contained_record_prefiltered, for_each_record_prefiltered, RecordOutcome,
+};
 use snapwatch_core::parse::Parsed;
 use snapwatch_core::ports::{AlertSink, SinkError, StateStore};
 use snapwatch_core::{render, Config, Finding};
@@ -347,12 +349,13 @@ impl<S: ScanState> UnitHandler for Scanner<'_, S> {
     // Each record is handled as the parser yields it: nothing per record is kept.
     fn unit(&mut self, text: &str, source: &str, line: usize) {
         let mut lines = input::RecordLines::new(text, line);
-        for_each_record(text, &mut |o| self.record(o, source, &mut lines));
+        // Bulk logs are mostly unrelated records: a byte search rules them out before the probe.
+        for_each_record_prefiltered(text, &mut |o| self.record(o, source, &mut lines));
     }
 
     fn element(&mut self, text: &str, source: &str, line: usize) {
         let mut lines = input::RecordLines::new(text, line);
-        for_each_contained_record(text, &mut |o| self.record(o, source, &mut lines));
+        for_each_contained_record_prefiltered(text, &mut |o| self.record(o, source, &mut lines));
     }
 
     fn reject(&mut self, source: &str, line: usize, reason: String) {
