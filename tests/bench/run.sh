@@ -44,7 +44,7 @@ median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 for n in $((records / 4)) "$records"; do
   file="$dir/cloudtrail-$n.jsonl"
   [ -f "$file" ] || "$bin/examples/gen_cloudtrail" "$n" "$file"
-  size=$(stat -c %s "$file")
+  size=$(stat -L -c %s "$file")
   echo "== $n records, $((size / 1000000)) MB"
   base=$("$bin/examples/parse_baseline" "$file")
   echo "serde_json parse only (IgnoredAny): $base"
@@ -53,32 +53,34 @@ for n in $((records / 4)) "$records"; do
   for _ in 1 2 3; do
     timed "$dir/findings.jsonl" "$bin/snapwatch" scan --format jsonl "$file"
     scan_runs+=("$secs")
+    scan_peak_kb=$peak_kb
     cp "$dir/cmd.log" "$dir/scan.log"
     timed "$dir/grep.out" grep -F -f "$names" "$file"
     grep_runs+=("$secs")
   done
-  secs=$(median "${scan_runs[@]}")
+  scan_secs=$(median "${scan_runs[@]}")
   grep_secs=$(median "${grep_runs[@]}")
-  timed "$dir/findings.jsonl" "$bin/snapwatch" scan --format jsonl "$file"
   base_secs=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<<"$base")
   findings=$(wc -l <"$dir/findings.jsonl")
-  python3 - "$n" "$secs" "$peak_kb" "$base_secs" "$findings" "$size" <<'PY'
+  python3 - "$n" "$scan_secs" "$scan_peak_kb" "$base_secs" "$findings" "$size" <<'PY'
 import sys
 n, secs, peak_kb, base, findings, size = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 print(f"snapwatch scan (median of 3): {secs:.2f} s, {n/secs:,.0f} records/s, {size/1e6/secs:.0f} MB/s, peak RSS {peak_kb/1024:.1f} MiB, "
       f"{findings} findings, {secs/base:.2f}x the parse-only time")
 PY
   tail -n 2 "$dir/scan.log"
-  echo "grep -F, $(wc -l <"$names") names (median of 3): ${grep_secs} s, $(wc -l <"$dir/grep.out") lines; snapwatch/grep = $(python3 -c "print(f'{$secs / max($grep_secs, 0.01):.2f}')")x"
+  ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / max(float(sys.argv[2]), 0.01):.2f}')" "$scan_secs" "$1"; }
+  echo "grep -F, $(wc -l <"$names") names (median of 3): ${grep_secs} s, $(wc -l <"$dir/grep.out") lines; snapwatch/grep = $(ratio "$grep_secs")x"
   if command -v jq >/dev/null; then
-    timed "$dir/jq.out" jq -c --rawfile names "$names" \
-      'select(.eventName as $e | ($names | split("\n") | index($e)) != null)' "$file"
-    echo "jq: ${secs} s, $(wc -l <"$dir/jq.out") records; snapwatch/jq = $(python3 -c "print(f'{$(median "${scan_runs[@]}") / max($secs, 0.01):.2f}')")x"
+    timed "$dir/jq.out" jq -c -n --rawfile names "$names" \
+      '($names | split("\n") | map(select(. != "") | {key: ., value: true}) | from_entries) as $set
+       | inputs | select($set[.eventName | tostring] == true)' "$file"
+    echo "jq: ${secs} s, $(wc -l <"$dir/jq.out") records; snapwatch/jq = $(ratio "$secs")x"
   else
     echo "jq: not installed, skipped (apt-get install -y jq)"
   fi
   timed "$dir/python.out" python3 -c "$python_filter" "$names" "$file"
-  echo "python json.loads: ${secs} s, $(cat "$dir/python.out") records; snapwatch/python = $(python3 -c "print(f'{$(median "${scan_runs[@]}") / max($secs, 0.01):.2f}')")x"
+  echo "python json.loads: ${secs} s, $(cat "$dir/python.out") records; snapwatch/python = $(ratio "$secs")x"
 done
 
 # ---- input layouts: a top-level array, a one-line `{"Records":[...]}` file (the CloudTrail S3
