@@ -64,7 +64,7 @@ for n in $((records / 4)) "$records"; do
   findings=$(wc -l <"$dir/findings.jsonl")
   python3 - "$n" "$scan_secs" "$scan_peak_kb" "$base_secs" "$findings" "$size" <<'PY'
 import sys
-n, secs, peak_kb, base, findings, size = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+n, secs, peak_kb, base, findings, size = int(sys.argv[1]), max(float(sys.argv[2]), 0.01), int(sys.argv[3]), max(float(sys.argv[4]), 0.001), int(sys.argv[5]), int(sys.argv[6])
 print(f"snapwatch scan (median of 3): {secs:.2f} s, {n/secs:,.0f} records/s, {size/1e6/secs:.0f} MB/s, peak RSS {peak_kb/1024:.1f} MiB, "
       f"{findings} findings, {secs/base:.2f}x the parse-only time")
 PY
