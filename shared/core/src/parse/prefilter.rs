@@ -230,7 +230,11 @@ mod tests {
         ));
     }
 
-    use super::super::detect::{for_each_record, probe_says, ProbeSays};
+    use super::super::detect::{
+        for_each_contained_record, for_each_contained_record_prefiltered, for_each_record,
+        for_each_record_prefiltered, probe_says, ProbeSays, RecordOutcome,
+    };
+    use super::super::Parsed;
     use proptest::prelude::*;
     use std::path::{Path, PathBuf};
 
@@ -248,6 +252,41 @@ mod tests {
         }
     }
 
+    /// What a scan keeps of one outcome: the event, a skip reason other than irrelevant, or
+    /// whether it was rejected.
+    fn kept(o: RecordOutcome<'_>) -> Option<String> {
+        match o.result {
+            Ok(Parsed::Skipped(super::super::Skip::Irrelevant)) => None,
+            Ok(parsed) => Some(format!("{parsed:?}")),
+            Err(_) => Some("rejected".into()),
+        }
+    }
+
+    /// With and without the prefilter, `unit` yields the same events and the same non-irrelevant
+    /// skips; rejects differ only where the prefilter counts an invalid record irrelevant.
+    fn same_events(unit: &str) -> Result<(), String> {
+        let events = |out: &[String]| {
+            out.iter()
+                .filter(|k| *k != "rejected")
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        for contained in [false, true] {
+            let (mut plain, mut filtered) = (Vec::new(), Vec::new());
+            if contained {
+                for_each_contained_record(unit, &mut |o| plain.extend(kept(o)));
+                for_each_contained_record_prefiltered(unit, &mut |o| filtered.extend(kept(o)));
+            } else {
+                for_each_record(unit, &mut |o| plain.extend(kept(o)));
+                for_each_record_prefiltered(unit, &mut |o| filtered.extend(kept(o)));
+            }
+            if events(&plain) != events(&filtered) {
+                return Err(format!("events differ with the prefilter: {unit}"));
+            }
+        }
+        Ok(())
+    }
+
     /// Every record in `text` as the CLI would meet it: each line, and each record (container
     /// elements included) of the whole text and of each line, plus every cut of each record.
     fn check_text(text: &str) -> Result<usize, String> {
@@ -259,6 +298,7 @@ mod tests {
         let mut checked = 0;
         for record in records {
             check(record)?;
+            same_events(record)?;
             for cut in (1..record.len())
                 .filter(|&i| record.is_char_boundary(i))
                 .step_by(7)
@@ -433,6 +473,7 @@ mod tests {
                 None => record,
             };
             prop_assert_eq!(check(&record), Ok(()));
+            prop_assert_eq!(same_events(&record), Ok(()));
         }
     }
 }
