@@ -99,8 +99,9 @@ impl Searcher {
                 azure: AZURE_KEYS.contains(&key),
             });
         }
-        // Leftmost-first lets the SIMD (Teddy) search run; no pattern can hide another that
-        // matters: a name holds no quote, so it never overlaps a key's quote.
+        // Leftmost-first lets the SIMD (Teddy) search run. No match can hide one that matters:
+        // names come first in the list, and a name holds no quote and is part of no key, so it
+        // can neither start inside a key's match nor end past one.
         let exact = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostFirst)
             .build(&patterns)
