@@ -13,7 +13,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use snapwatch_core::engine::{Delivery, Detector};
 use snapwatch_core::finding::sort_findings;
 use snapwatch_core::memory::MemoryStore;
-use snapwatch_core::parse::detect::{for_each_contained_record, for_each_record, RecordOutcome};
+use snapwatch_core::parse::detect::{
+    for_each_contained_record_prefiltered, for_each_record_prefiltered, RecordOutcome,
+};
 use snapwatch_core::parse::Parsed;
 use snapwatch_core::ports::{AlertSink, SinkError, StateStore};
 use snapwatch_core::{render, Config, Finding};
@@ -348,12 +350,13 @@ impl<S: ScanState> UnitHandler for Scanner<'_, S> {
     // Each record is handled as the parser yields it: nothing per record is kept.
     fn unit(&mut self, text: &str, source: &str, line: usize) {
         let mut lines = input::RecordLines::new(text, line);
-        for_each_record(text, &mut |o| self.record(o, source, &mut lines));
+        // Bulk logs are mostly unrelated records: a byte search rules them out before the probe.
+        for_each_record_prefiltered(text, &mut |o| self.record(o, source, &mut lines));
     }
 
     fn element(&mut self, text: &str, source: &str, line: usize) {
         let mut lines = input::RecordLines::new(text, line);
-        for_each_contained_record(text, &mut |o| self.record(o, source, &mut lines));
+        for_each_contained_record_prefiltered(text, &mut |o| self.record(o, source, &mut lines));
     }
 
     fn reject(&mut self, source: &str, line: usize, reason: String) {

@@ -8,6 +8,7 @@ pub mod aws;
 pub mod azure;
 pub mod detect;
 pub mod gcp;
+pub mod prefilter;
 
 use crate::model::ParsedEvent;
 use crate::render::escape_line;

@@ -5,7 +5,7 @@
 //! are parsed fully by their provider module. Containers (`{"Records": [...]}` CloudTrail log
 //! files, `{"records": [...]}` Azure diagnostic exports) are opened and each element dispatched.
 
-use super::{aws, azure, gcp, ParseError, Parsed, Skip};
+use super::{aws, azure, gcp, prefilter, ParseError, Parsed, Skip};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -255,16 +255,45 @@ pub struct RecordOutcome<'a> {
 /// Calls `each` for every record in one top-level JSON text (a line, an array element, a whole
 /// document). Never fails as a whole: a bad record is reported through its own outcome.
 pub fn for_each_record<'a>(unit: &'a str, each: &mut dyn FnMut(RecordOutcome<'a>)) {
-    visit(unit, each, 0);
+    visit(unit, each, 0, Stages::ProbeOnly);
 }
 
 /// Like [`for_each_record`] for one element of a `Records`/`records` container read on its own
 /// (the CLI streams containers): a container inside it is not opened, as inside a whole file.
 pub fn for_each_contained_record<'a>(record: &'a str, each: &mut dyn FnMut(RecordOutcome<'a>)) {
-    visit(record, each, 1);
+    visit(record, each, 1, Stages::ProbeOnly);
 }
 
-fn visit<'a>(raw: &'a str, each: &mut dyn FnMut(RecordOutcome<'a>), depth: u8) {
+/// Like [`for_each_record`], with the byte prefilter ([`prefilter::needs_probe`]) before the
+/// probe: a record it rules out is reported irrelevant, with no format, without being parsed.
+/// For bulk reading, where almost every record is unrelated.
+pub fn for_each_record_prefiltered<'a>(unit: &'a str, each: &mut dyn FnMut(RecordOutcome<'a>)) {
+    visit(unit, each, 0, Stages::Prefiltered);
+}
+
+/// [`for_each_contained_record`] with the byte prefilter, as [`for_each_record_prefiltered`].
+pub fn for_each_contained_record_prefiltered<'a>(
+    record: &'a str,
+    each: &mut dyn FnMut(RecordOutcome<'a>),
+) {
+    visit(record, each, 1, Stages::Prefiltered);
+}
+
+/// Whether the byte prefilter runs before the probe.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stages {
+    ProbeOnly,
+    Prefiltered,
+}
+
+fn visit<'a>(raw: &'a str, each: &mut dyn FnMut(RecordOutcome<'a>), depth: u8, stages: Stages) {
+    if stages == Stages::Prefiltered && !prefilter::needs_probe(raw.as_bytes()) {
+        return each(RecordOutcome {
+            raw,
+            format: None,
+            result: Ok(Parsed::Skipped(Skip::Irrelevant)),
+        });
+    }
     let probe: Probe<'a> = match serde_json::from_str(raw) {
         Ok(p) => p,
         Err(e) => {
@@ -279,7 +308,7 @@ fn visit<'a>(raw: &'a str, each: &mut dyn FnMut(RecordOutcome<'a>), depth: u8) {
         // A container inside a container is not a shape any cloud writes; don't recurse deeper.
         Ok(Route::Container(records)) if depth == 0 => {
             for record in records {
-                visit(record.get(), each, depth + 1);
+                visit(record.get(), each, depth + 1, stages);
             }
         }
         Ok(Route::Container(_)) => each(RecordOutcome {
@@ -300,6 +329,31 @@ fn visit<'a>(raw: &'a str, each: &mut dyn FnMut(RecordOutcome<'a>), depth: u8) {
             format: None,
             result: Err(e),
         }),
+    }
+}
+
+/// What the probe alone decides about one record, for checking the prefilter against it.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ProbeSays {
+    /// The record's operation is consumed: it would be parsed in full.
+    Consumed,
+    /// A record of a known format whose operation is not consumed.
+    Irrelevant,
+    /// A `Records`/`records` container.
+    Container,
+    /// Invalid JSON, or no format the probe knows.
+    Rejected,
+}
+
+/// The probe's decision on `raw`, without parsing a consumed record further.
+#[cfg(test)]
+pub(super) fn probe_says(raw: &str) -> ProbeSays {
+    match serde_json::from_str::<Probe<'_>>(raw).map(route) {
+        Ok(Ok(Route::Container(_))) => ProbeSays::Container,
+        Ok(Ok(Route::Record(_, Relevance::Consumed))) => ProbeSays::Consumed,
+        Ok(Ok(Route::Record(_, Relevance::Irrelevant))) => ProbeSays::Irrelevant,
+        Ok(Err(_)) | Err(_) => ProbeSays::Rejected,
     }
 }
 
