@@ -10,6 +10,7 @@
 
 mod common;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use common::*;
 use snapwatch_aws::clients::RequestCounter;
 use snapwatch_aws::dead_letter::SqsDeadLetter;
@@ -18,7 +19,7 @@ use snapwatch_aws::handler::{App, HandlerError, Status};
 use snapwatch_aws::settings::SnsFormat;
 use snapwatch_aws::sns::SnsSink;
 use snapwatch_core::memory::MemoryStore;
-use snapwatch_core::ports::{FixedClock, StateStore};
+use snapwatch_core::ports::{FixedClock, ResourceFacts, StateStore};
 use snapwatch_core::{Config, Severity};
 use snapwatch_slack::{RetryPolicy, SlackSink, WebhookUrl};
 use std::collections::{BTreeMap, BTreeSet};
@@ -317,8 +318,8 @@ async fn dynamodb_requests_per_relevant_event() {
         }
         let total = counter.total();
         // What the engine asks the store to write: one item update per resource an event
-        // touches, plus a second one when the event is older than the newest fact of the item
-        // (the item's TTL only moves forward).
+        // touches. A late event (older than the newest fact of the item) costs no second update:
+        // the store remembers the TTL its earlier write left on the item.
         let mut touched = 0usize;
         let mut late = 0usize;
         let mut newest: BTreeMap<String, chrono::DateTime<chrono::Utc>> = BTreeMap::new();
@@ -362,12 +363,12 @@ async fn dynamodb_requests_per_relevant_event() {
             "{server}: the stream ends with the attack chain, which must alert"
         );
         assert!(relevant > 30, "the stream holds the relevant fixtures");
-        // Exactly: one update per resource written (two when late), claim + mark per alert;
+        // Exactly: one update per resource written (late ones too), claim + mark per alert;
         // re-evaluated, already delivered findings cost nothing; at most one read per event.
         let by_operation = counter.by_operation();
         assert_eq!(
             by_operation.get("UpdateItem").copied().unwrap_or(0),
-            (touched + late + 2 * alerts) as u64,
+            (touched + 2 * alerts) as u64,
             "{server}: UpdateItem requests"
         );
         assert_eq!(
@@ -382,10 +383,136 @@ async fn dynamodb_requests_per_relevant_event() {
     }
 }
 
+/// A late write (facts older than the item's newest) costs one `UpdateItem` when this store wrote
+/// the item before, and never lowers the item's TTL. A store with no memory of the item (another
+/// function instance) pays a failed conditional write plus the keeping one, and then knows.
+#[tokio::test]
+async fn a_late_write_keeps_the_item_ttl_in_one_request_when_the_store_knows_the_item() {
+    const NEWER: i64 = 4_073_500_800; // 2099-01-31
+    const OLDER: i64 = NEWER - 3_600;
+    const OLDEST: i64 = NEWER - 7_200;
+    for (variable, server) in [(MOTO, "moto"), (DYNALITE, "dynalite")] {
+        let counter = RequestCounter::new();
+        let store = new_store(variable, Some(&counter)).await;
+        let resource = unique_name("snap-late");
+        let write = |key: &str, expires_at: i64| {
+            vec![ResourceFacts {
+                resource: resource.clone(),
+                facts: vec![snapwatch_testkit::fact(key, expires_at, "{}")],
+            }]
+        };
+        let updates = |counter: &RequestCounter| {
+            let n = counter.by_operation().get("UpdateItem").copied();
+            counter.reset();
+            n.unwrap_or(0)
+        };
+        store.add_facts(&write("evt-new#0", NEWER)).await.unwrap();
+        assert_eq!(updates(&counter), 1, "{server}: the first write");
+
+        assert_eq!(
+            store.add_facts(&write("evt-old#0", OLDER)).await.unwrap(),
+            1
+        );
+        assert_eq!(
+            updates(&counter),
+            1,
+            "{server}: a late write to a known item"
+        );
+        assert_eq!(item_ttl(&store, &resource).await, Some(NEWER), "{server}");
+
+        let other = DynamoStore::new(store.client().clone(), store.table());
+        assert_eq!(
+            other
+                .add_facts(&write("evt-older#0", OLDEST))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            updates(&counter),
+            2,
+            "{server}: a late write to an unknown item"
+        );
+        assert_eq!(item_ttl(&store, &resource).await, Some(NEWER), "{server}");
+        assert_eq!(
+            other
+                .add_facts(&write("evt-older#1", OLDEST))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(updates(&counter), 1, "{server}: the item is known now");
+
+        // An in-order write still raises the TTL, whatever the memory holds.
+        store
+            .add_facts(&write("evt-newest#0", NEWER + 60))
+            .await
+            .unwrap();
+        assert_eq!(
+            item_ttl(&store, &resource).await,
+            Some(NEWER + 60),
+            "{server}"
+        );
+        let loaded = store
+            .load_facts(std::slice::from_ref(&resource), fixture_now())
+            .await
+            .unwrap();
+        let mut keys: Vec<&str> = loaded[0].facts.iter().map(|f| f.key.as_str()).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "evt-new#0",
+                "evt-newest#0",
+                "evt-old#0",
+                "evt-older#0",
+                "evt-older#1"
+            ],
+            "{server}: no fact lost"
+        );
+
+        // The item expired and was deleted while the store remembered its TTL: the late write
+        // recreates it with a TTL of its own, never without one.
+        store
+            .client()
+            .delete_item()
+            .table_name(store.table())
+            .key("pk", AttributeValue::S(format!("res#{resource}")))
+            .key("sk", AttributeValue::S("facts".into()))
+            .send()
+            .await
+            .unwrap();
+        store
+            .add_facts(&write("evt-again#0", OLDEST))
+            .await
+            .unwrap();
+        assert_eq!(item_ttl(&store, &resource).await, Some(OLDEST), "{server}");
+    }
+}
+
+/// The TTL attribute of a resource's fact item.
+async fn item_ttl(store: &DynamoStore, resource: &str) -> Option<i64> {
+    store
+        .client()
+        .get_item()
+        .table_name(store.table())
+        .key("pk", AttributeValue::S(format!("res#{resource}")))
+        .key("sk", AttributeValue::S("facts".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item?
+        .get("expires_at")?
+        .as_n()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 /// Fact items in the table and their sizes as DynamoDB bills them (attribute names + values),
 /// the input of the write-unit estimate in the README.
 async fn fact_item_sizes(store: &DynamoStore) -> (usize, usize, usize) {
-    use aws_sdk_dynamodb::types::AttributeValue;
     fn size(v: &AttributeValue) -> usize {
         match v {
             AttributeValue::S(s) | AttributeValue::N(s) => s.len(),
