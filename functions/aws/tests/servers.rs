@@ -30,10 +30,21 @@ const MOTO: &str = "SNAPWATCH_MOTO_ENDPOINT";
 const DYNALITE: &str = "SNAPWATCH_DYNALITE_ENDPOINT";
 
 async fn new_store(endpoint_variable: &str, counter: Option<&RequestCounter>) -> DynamoStore {
+    new_metered_store(endpoint_variable, counter, None).await
+}
+
+async fn new_metered_store(
+    endpoint_variable: &str,
+    counter: Option<&RequestCounter>,
+    meter: Option<&CapacityMeter>,
+) -> DynamoStore {
     let sdk = local_sdk(&server_endpoint(endpoint_variable)).await;
     let mut config = aws_sdk_dynamodb::config::Builder::from(&sdk);
     if let Some(counter) = counter {
         config = config.interceptor(counter.clone());
+    }
+    if let Some(meter) = meter {
+        config = config.interceptor(meter.clone());
     }
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::from_conf(config.build()),
@@ -292,8 +303,10 @@ async fn dynamodb_requests_per_relevant_event() {
             format!("{server} without sinks")
         };
         let counter = RequestCounter::new();
-        let store = new_store(variable, Some(&counter)).await;
+        let meter = CapacityMeter::default();
+        let store = new_metered_store(variable, Some(&counter), Some(&meter)).await;
         counter.reset();
+        meter.reset();
         let app = App {
             store,
             config: Config::default(),
@@ -327,6 +340,7 @@ async fn dynamodb_requests_per_relevant_event() {
             }
         }
         let total = counter.total();
+        let (write_units, read_units) = meter.units();
         // What the engine asks the store to write: one item update per resource an event
         // touches. A late event (older than the newest fact of the item) costs no second update:
         // the store remembers the TTL its earlier write left on the item.
@@ -362,8 +376,10 @@ async fn dynamodb_requests_per_relevant_event() {
         latencies.sort();
         let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
         eprintln!(
-            "FIGURE {server}: {relevant} relevant events, {total} DynamoDB requests ({:?}), {average:.2} per event; {touched} resource writes ({late} late), {alerts} alerts sent; {items} fact items, average {} B, largest {largest} B; latency p50 {:?} p99 {:?}",
+            "FIGURE {server}: {relevant} relevant events, {total} DynamoDB requests ({:?}), {average:.2} per event; consumed {write_units} WCU ({:.2} per event), {read_units} RCU ({:.2} per event) as the server reports them; {touched} resource writes ({late} late), {alerts} alerts sent; {items} fact items, average {} B, largest {largest} B; latency p50 {:?} p99 {:?}",
             counter.by_operation(),
+            write_units / relevant as f64,
+            read_units / relevant as f64,
             bytes / items.max(1),
             pct(0.5),
             pct(0.99)
@@ -392,6 +408,84 @@ async fn dynamodb_requests_per_relevant_event() {
             by_operation.get("BatchGetItem").copied().unwrap_or(0) <= relevant,
             "{server}: at most one batch read per event"
         );
+    }
+}
+
+/// Sums the capacity units DynamoDB reports it consumed (write, read), asking for them on every
+/// request the store sends: what the README's cost per million events is computed from.
+#[derive(Debug, Clone, Default)]
+struct CapacityMeter {
+    units: Arc<std::sync::Mutex<(f64, f64)>>,
+}
+
+impl CapacityMeter {
+    fn units(&self) -> (f64, f64) {
+        *self.units.lock().unwrap()
+    }
+
+    fn reset(&self) {
+        *self.units.lock().unwrap() = (0.0, 0.0);
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for CapacityMeter {
+    fn name(&self) -> &'static str {
+        "CapacityMeter"
+    }
+
+    fn modify_before_serialization(
+        &self,
+        context: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextMut<'_>,
+        _runtime_components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        use aws_sdk_dynamodb::operation::*;
+        use aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total;
+        let input = context.input_mut();
+        if let Some(i) = input.downcast_mut::<update_item::UpdateItemInput>() {
+            i.return_consumed_capacity = Some(Total);
+        } else if let Some(i) = input.downcast_mut::<batch_get_item::BatchGetItemInput>() {
+            i.return_consumed_capacity = Some(Total);
+        } else if let Some(i) = input.downcast_mut::<get_item::GetItemInput>() {
+            i.return_consumed_capacity = Some(Total);
+        } else if let Some(i) = input.downcast_mut::<delete_item::DeleteItemInput>() {
+            i.return_consumed_capacity = Some(Total);
+        }
+        Ok(())
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::AfterDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        use aws_sdk_dynamodb::operation::*;
+        use aws_sdk_dynamodb::types::ConsumedCapacity;
+        let Ok(output) = context.output_or_error() else {
+            return Ok(());
+        };
+        let units =
+            |c: Option<&ConsumedCapacity>| c.and_then(|c| c.capacity_units()).unwrap_or(0.0);
+        let (write, read) = if let Some(o) = output.downcast_ref::<update_item::UpdateItemOutput>()
+        {
+            (units(o.consumed_capacity()), 0.0)
+        } else if let Some(o) = output.downcast_ref::<delete_item::DeleteItemOutput>() {
+            (units(o.consumed_capacity()), 0.0)
+        } else if let Some(o) = output.downcast_ref::<get_item::GetItemOutput>() {
+            (0.0, units(o.consumed_capacity()))
+        } else if let Some(o) = output.downcast_ref::<batch_get_item::BatchGetItemOutput>() {
+            (
+                0.0,
+                o.consumed_capacity().iter().map(|c| units(Some(c))).sum(),
+            )
+        } else {
+            (0.0, 0.0)
+        };
+        let mut sums = self.units.lock().unwrap();
+        sums.0 += write;
+        sums.1 += read;
+        Ok(())
     }
 }
 
