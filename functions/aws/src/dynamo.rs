@@ -78,7 +78,7 @@ pub struct DynamoStore {
     item_ttl: Arc<Mutex<HashMap<String, i64>>>,
 }
 
-/// Bound on the remembered claims; past it the memory is simply cleared.
+/// Bound on each memory (claims, item TTLs); past it that memory is simply cleared.
 const REMEMBERED_CLAIMS: usize = 10_000;
 
 /// Records that `resource`'s item TTL has reached `ttl` (keeping the higher of two records).
