@@ -20,6 +20,13 @@
 //! after our own atomic write would return, so the engine's "the later writer sees both facts"
 //! argument for concurrent events still holds.
 //!
+//! The item's TTL only moves forward (a late event must not make DynamoDB delete newer facts
+//! early). The usual in-order write raises it under a condition; a late write keeps it with
+//! `if_not_exists`. The store remembers the TTL each of its writes left on an item, so a late
+//! write to a resource this process has written before goes straight to the keeping form: one
+//! request instead of a failed conditional write plus a retry. The memory is only a lower bound
+//! (TTLs never go down while the item lives), so a stale entry at worst costs that retry.
+//!
 //! Limit: one resource's facts live in one item, so a resource is capped by DynamoDB's 400 KB item
 //! size (some hundreds of facts within the chain window). Writes beyond it fail permanently with a
 //! message saying so.
@@ -67,10 +74,20 @@ pub struct DynamoStore {
     sent: Arc<Mutex<HashMap<String, i64>>>,
     /// Claims this process won and has not marked sent yet, with their expiry.
     won: Arc<Mutex<HashMap<String, i64>>>,
+    /// Resource → a TTL its item is known to have reached (see the module docs).
+    item_ttl: Arc<Mutex<HashMap<String, i64>>>,
 }
 
-/// Bound on the remembered claims; past it the memory is simply cleared.
+/// Bound on each memory (claims, item TTLs); past it that memory is simply cleared.
 const REMEMBERED_CLAIMS: usize = 10_000;
+
+/// Records that `resource`'s item TTL has reached `ttl` (keeping the higher of two records).
+fn remember_ttl(map: &Mutex<HashMap<String, i64>>, resource: &str, ttl: i64) {
+    let known = map.lock().ok().and_then(|m| m.get(resource).copied());
+    if known.is_none_or(|k| k < ttl) {
+        remember(map, resource, ttl);
+    }
+}
 
 fn remember(map: &Mutex<HashMap<String, i64>>, id: &str, expires_at: i64) {
     if let Ok(mut m) = map.lock() {
@@ -88,6 +105,7 @@ impl DynamoStore {
             table: Arc::from(table.into()),
             sent: Arc::default(),
             won: Arc::default(),
+            item_ttl: Arc::default(),
         }
     }
 
@@ -235,29 +253,42 @@ impl DynamoStore {
         );
         values.insert(":exp".into(), AttributeValue::N(newest.to_string()));
 
-        // The item's TTL only moves forward: a late event (older facts) must not make DynamoDB
-        // delete newer facts early. The usual in-order event takes one request; a late one two.
-        let extend_ttl = format!("SET {}, #exp = :exp ADD #keys :keys", sets.join(", "));
-        let first = self
-            .client
-            .update_item()
-            .table_name(self.table.as_ref())
-            .set_key(Some(resource_key(resource)))
-            .update_expression(extend_ttl)
-            .condition_expression("attribute_not_exists(#exp) OR #exp <= :exp")
-            .set_expression_attribute_names(Some(names.clone()))
-            .set_expression_attribute_values(Some(values.clone()))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await;
-        match first {
-            Ok(out) => return Ok(out.attributes.unwrap_or_default()),
-            Err(err) if is_condition_failure(&err) => {}
-            Err(err) => return Err(classify_write(resource, err)),
+        // The item's TTL only moves forward (see the module docs): raise it under a condition,
+        // or, for a write known to be late, keep it.
+        let known_ttl = self
+            .item_ttl
+            .lock()
+            .ok()
+            .and_then(|m| m.get(resource).copied());
+        if known_ttl.is_none_or(|ttl| ttl <= newest) {
+            let extend_ttl = format!("SET {}, #exp = :exp ADD #keys :keys", sets.join(", "));
+            let first = self
+                .client
+                .update_item()
+                .table_name(self.table.as_ref())
+                .set_key(Some(resource_key(resource)))
+                .update_expression(extend_ttl)
+                .condition_expression("attribute_not_exists(#exp) OR #exp <= :exp")
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                .return_values(ReturnValue::AllOld)
+                .send()
+                .await;
+            match first {
+                Ok(out) => {
+                    remember_ttl(&self.item_ttl, resource, newest);
+                    return Ok(out.attributes.unwrap_or_default());
+                }
+                Err(err) if is_condition_failure(&err) => {}
+                Err(err) => return Err(classify_write(resource, err)),
+            }
         }
-        names.remove("#exp");
-        values.remove(":exp");
-        let keep_ttl = format!("SET {} ADD #keys :keys", sets.join(", "));
+        // Late: the item's TTL is already later. `if_not_exists` still gives a TTL to an item
+        // that expired and was deleted in the meantime.
+        let keep_ttl = format!(
+            "SET {}, #exp = if_not_exists(#exp, :exp) ADD #keys :keys",
+            sets.join(", ")
+        );
         let out = self
             .client
             .update_item()
@@ -270,7 +301,15 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|err| classify_write(resource, err))?;
-        Ok(out.attributes.unwrap_or_default())
+        let old = out.attributes.unwrap_or_default();
+        // What the item holds now, which beats an older memory of it.
+        let ttl_after = old
+            .get(EXPIRES_AT)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok())
+            .unwrap_or(newest);
+        remember(&self.item_ttl, resource, ttl_after);
+        Ok(old)
     }
 
     /// Consistent batch read of resource items, paged by 100 keys and over `UnprocessedKeys`.

@@ -10,6 +10,7 @@
 
 mod common;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use common::*;
 use snapwatch_aws::clients::RequestCounter;
 use snapwatch_aws::dead_letter::SqsDeadLetter;
@@ -18,7 +19,7 @@ use snapwatch_aws::handler::{App, HandlerError, Status};
 use snapwatch_aws::settings::SnsFormat;
 use snapwatch_aws::sns::SnsSink;
 use snapwatch_core::memory::MemoryStore;
-use snapwatch_core::ports::{FixedClock, StateStore};
+use snapwatch_core::ports::{FixedClock, ResourceFacts, StateStore};
 use snapwatch_core::{Config, Severity};
 use snapwatch_slack::{RetryPolicy, SlackSink, WebhookUrl};
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,10 +30,21 @@ const MOTO: &str = "SNAPWATCH_MOTO_ENDPOINT";
 const DYNALITE: &str = "SNAPWATCH_DYNALITE_ENDPOINT";
 
 async fn new_store(endpoint_variable: &str, counter: Option<&RequestCounter>) -> DynamoStore {
+    new_metered_store(endpoint_variable, counter, None).await
+}
+
+async fn new_metered_store(
+    endpoint_variable: &str,
+    counter: Option<&RequestCounter>,
+    meter: Option<&CapacityMeter>,
+) -> DynamoStore {
     let sdk = local_sdk(&server_endpoint(endpoint_variable)).await;
     let mut config = aws_sdk_dynamodb::config::Builder::from(&sdk);
     if let Some(counter) = counter {
         config = config.interceptor(counter.clone());
+    }
+    if let Some(meter) = meter {
+        config = config.interceptor(meter.clone());
     }
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::from_conf(config.build()),
@@ -276,19 +288,31 @@ async fn a_malformed_event_is_kept_in_the_dead_letter_queue_and_acknowledged() {
 }
 
 /// DynamoDB requests per relevant event over the fixture stream (every fixture, in event-time
-/// order as EventBridge delivers them, then the attack chain), and warm per-event latency.
+/// order as EventBridge delivers them, then the attack chain), and warm per-event latency. Run
+/// with two sinks (the alert-dense figure) and with none (what ordinary traffic, where alerts are
+/// rare, costs: fact writes and chain reads only).
 #[tokio::test]
 async fn dynamodb_requests_per_relevant_event() {
-    for (variable, server) in [(MOTO, "moto"), (DYNALITE, "dynalite")] {
+    let runs = [(MOTO, "moto"), (DYNALITE, "dynalite")]
+        .into_iter()
+        .flat_map(|server| [(server, true), (server, false)]);
+    for ((variable, server), with_sinks) in runs {
+        let server = if with_sinks {
+            server.to_string()
+        } else {
+            format!("{server} without sinks")
+        };
         let counter = RequestCounter::new();
-        let store = new_store(variable, Some(&counter)).await;
+        let meter = CapacityMeter::default();
+        let store = new_metered_store(variable, Some(&counter), Some(&meter)).await;
         counter.reset();
+        meter.reset();
         let app = App {
             store,
             config: Config::default(),
             dead_letter: RecordingDeadLetter::default(),
-            sns: Some(MemorySink::named("sns")),
-            slack: Some(MemorySink::named("slack")),
+            sns: with_sinks.then(|| MemorySink::named("sns")),
+            slack: with_sinks.then(|| MemorySink::named("slack")),
             securityhub: None,
             clock: Arc::new(FixedClock(fixture_now())),
         };
@@ -316,9 +340,10 @@ async fn dynamodb_requests_per_relevant_event() {
             }
         }
         let total = counter.total();
+        let (write_units, read_units) = meter.units();
         // What the engine asks the store to write: one item update per resource an event
-        // touches, plus a second one when the event is older than the newest fact of the item
-        // (the item's TTL only moves forward).
+        // touches. A late event (older than the newest fact of the item) costs no second update:
+        // the store remembers the TTL its earlier write left on the item.
         let mut touched = 0usize;
         let mut late = 0usize;
         let mut newest: BTreeMap<String, chrono::DateTime<chrono::Utc>> = BTreeMap::new();
@@ -345,29 +370,33 @@ async fn dynamodb_requests_per_relevant_event() {
             }
         }
         let (items, bytes, largest) = fact_item_sizes(&app.store).await;
-        let alerts =
-            app.sns.as_ref().unwrap().sent().len() + app.slack.as_ref().unwrap().sent().len();
+        let alerts = app.sns.as_ref().map_or(0, |s| s.sent().len())
+            + app.slack.as_ref().map_or(0, |s| s.sent().len());
         let average = total as f64 / relevant as f64;
         latencies.sort();
         let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
         eprintln!(
-            "FIGURE {server}: {relevant} relevant events, {total} DynamoDB requests ({:?}), {average:.2} per event; {touched} resource writes ({late} late), {alerts} alerts sent; {items} fact items, average {} B, largest {largest} B; latency p50 {:?} p99 {:?}",
+            "FIGURE {server}: {relevant} relevant events, {total} DynamoDB requests ({:?}), {average:.2} per event; consumed {write_units} WCU ({:.2} per event), {read_units} RCU ({:.2} per event) as the server reports them; {touched} resource writes ({late} late), {alerts} alerts sent; {items} fact items, average {} B, largest {largest} B; latency p50 {:?} p99 {:?}",
             counter.by_operation(),
+            write_units / relevant as f64,
+            read_units / relevant as f64,
             bytes / items.max(1),
             pct(0.5),
             pct(0.99)
         );
-        assert!(
-            sent_rules(app.sns.as_ref().unwrap()).contains(&"chain.exposed-restore".to_string()),
-            "{server}: the stream ends with the attack chain, which must alert"
-        );
+        if let Some(sns) = &app.sns {
+            assert!(
+                sent_rules(sns).contains(&"chain.exposed-restore".to_string()),
+                "{server}: the stream ends with the attack chain, which must alert"
+            );
+        }
         assert!(relevant > 30, "the stream holds the relevant fixtures");
-        // Exactly: one update per resource written (two when late), claim + mark per alert;
+        // Exactly: one update per resource written (late ones too), claim + mark per alert;
         // re-evaluated, already delivered findings cost nothing; at most one read per event.
         let by_operation = counter.by_operation();
         assert_eq!(
             by_operation.get("UpdateItem").copied().unwrap_or(0),
-            (touched + late + 2 * alerts) as u64,
+            (touched + 2 * alerts) as u64,
             "{server}: UpdateItem requests"
         );
         assert_eq!(
@@ -382,10 +411,214 @@ async fn dynamodb_requests_per_relevant_event() {
     }
 }
 
+/// Sums the capacity units DynamoDB reports it consumed (write, read), asking for them on every
+/// request the store sends: what the README's cost per million events is computed from.
+#[derive(Debug, Clone, Default)]
+struct CapacityMeter {
+    units: Arc<std::sync::Mutex<(f64, f64)>>,
+}
+
+impl CapacityMeter {
+    fn units(&self) -> (f64, f64) {
+        *self.units.lock().unwrap()
+    }
+
+    fn reset(&self) {
+        *self.units.lock().unwrap() = (0.0, 0.0);
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for CapacityMeter {
+    fn name(&self) -> &'static str {
+        "CapacityMeter"
+    }
+
+    fn modify_before_serialization(
+        &self,
+        context: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextMut<'_>,
+        _runtime_components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        use aws_sdk_dynamodb::operation::*;
+        use aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total;
+        let input = context.input_mut();
+        if let Some(i) = input.downcast_mut::<update_item::UpdateItemInput>() {
+            i.return_consumed_capacity = Some(Total);
+        } else if let Some(i) = input.downcast_mut::<batch_get_item::BatchGetItemInput>() {
+            i.return_consumed_capacity = Some(Total);
+        } else if let Some(i) = input.downcast_mut::<get_item::GetItemInput>() {
+            i.return_consumed_capacity = Some(Total);
+        } else if let Some(i) = input.downcast_mut::<delete_item::DeleteItemInput>() {
+            i.return_consumed_capacity = Some(Total);
+        }
+        Ok(())
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::AfterDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        use aws_sdk_dynamodb::operation::*;
+        use aws_sdk_dynamodb::types::ConsumedCapacity;
+        let Ok(output) = context.output_or_error() else {
+            return Ok(());
+        };
+        let units =
+            |c: Option<&ConsumedCapacity>| c.and_then(|c| c.capacity_units()).unwrap_or(0.0);
+        let (write, read) = if let Some(o) = output.downcast_ref::<update_item::UpdateItemOutput>()
+        {
+            (units(o.consumed_capacity()), 0.0)
+        } else if let Some(o) = output.downcast_ref::<delete_item::DeleteItemOutput>() {
+            (units(o.consumed_capacity()), 0.0)
+        } else if let Some(o) = output.downcast_ref::<get_item::GetItemOutput>() {
+            (0.0, units(o.consumed_capacity()))
+        } else if let Some(o) = output.downcast_ref::<batch_get_item::BatchGetItemOutput>() {
+            (
+                0.0,
+                o.consumed_capacity().iter().map(|c| units(Some(c))).sum(),
+            )
+        } else {
+            (0.0, 0.0)
+        };
+        let mut sums = self.units.lock().unwrap();
+        sums.0 += write;
+        sums.1 += read;
+        Ok(())
+    }
+}
+
+/// A late write (facts older than the item's newest) costs one `UpdateItem` when this store wrote
+/// the item before, and never lowers the item's TTL. A store with no memory of the item (another
+/// function instance) pays a failed conditional write plus the keeping one, and then knows.
+#[tokio::test]
+async fn a_late_write_keeps_the_item_ttl_in_one_request_when_the_store_knows_the_item() {
+    const NEWER: i64 = 4_073_500_800; // 2099-01-31
+    const OLDER: i64 = NEWER - 3_600;
+    const OLDEST: i64 = NEWER - 7_200;
+    for (variable, server) in [(MOTO, "moto"), (DYNALITE, "dynalite")] {
+        let counter = RequestCounter::new();
+        let store = new_store(variable, Some(&counter)).await;
+        let resource = unique_name("snap-late");
+        let write = |key: &str, expires_at: i64| {
+            vec![ResourceFacts {
+                resource: resource.clone(),
+                facts: vec![snapwatch_testkit::fact(key, expires_at, "{}")],
+            }]
+        };
+        let updates = |counter: &RequestCounter| {
+            let n = counter.by_operation().get("UpdateItem").copied();
+            counter.reset();
+            n.unwrap_or(0)
+        };
+        store.add_facts(&write("evt-new#0", NEWER)).await.unwrap();
+        assert_eq!(updates(&counter), 1, "{server}: the first write");
+
+        assert_eq!(
+            store.add_facts(&write("evt-old#0", OLDER)).await.unwrap(),
+            1
+        );
+        assert_eq!(
+            updates(&counter),
+            1,
+            "{server}: a late write to a known item"
+        );
+        assert_eq!(item_ttl(&store, &resource).await, Some(NEWER), "{server}");
+
+        let other = DynamoStore::new(store.client().clone(), store.table());
+        assert_eq!(
+            other
+                .add_facts(&write("evt-older#0", OLDEST))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            updates(&counter),
+            2,
+            "{server}: a late write to an unknown item"
+        );
+        assert_eq!(item_ttl(&store, &resource).await, Some(NEWER), "{server}");
+        assert_eq!(
+            other
+                .add_facts(&write("evt-older#1", OLDEST))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(updates(&counter), 1, "{server}: the item is known now");
+
+        // An in-order write still raises the TTL, whatever the memory holds.
+        store
+            .add_facts(&write("evt-newest#0", NEWER + 60))
+            .await
+            .unwrap();
+        assert_eq!(
+            item_ttl(&store, &resource).await,
+            Some(NEWER + 60),
+            "{server}"
+        );
+        let loaded = store
+            .load_facts(std::slice::from_ref(&resource), fixture_now())
+            .await
+            .unwrap();
+        let mut keys: Vec<&str> = loaded[0].facts.iter().map(|f| f.key.as_str()).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "evt-new#0",
+                "evt-newest#0",
+                "evt-old#0",
+                "evt-older#0",
+                "evt-older#1"
+            ],
+            "{server}: no fact lost"
+        );
+
+        // The item expired and was deleted while the store remembered its TTL: the late write
+        // recreates it with a TTL of its own, never without one.
+        store
+            .client()
+            .delete_item()
+            .table_name(store.table())
+            .key("pk", AttributeValue::S(format!("res#{resource}")))
+            .key("sk", AttributeValue::S("facts".into()))
+            .send()
+            .await
+            .unwrap();
+        store
+            .add_facts(&write("evt-again#0", OLDEST))
+            .await
+            .unwrap();
+        assert_eq!(item_ttl(&store, &resource).await, Some(OLDEST), "{server}");
+    }
+}
+
+/// The TTL attribute of a resource's fact item.
+async fn item_ttl(store: &DynamoStore, resource: &str) -> Option<i64> {
+    store
+        .client()
+        .get_item()
+        .table_name(store.table())
+        .key("pk", AttributeValue::S(format!("res#{resource}")))
+        .key("sk", AttributeValue::S("facts".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item?
+        .get("expires_at")?
+        .as_n()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 /// Fact items in the table and their sizes as DynamoDB bills them (attribute names + values),
 /// the input of the write-unit estimate in the README.
 async fn fact_item_sizes(store: &DynamoStore) -> (usize, usize, usize) {
-    use aws_sdk_dynamodb::types::AttributeValue;
     fn size(v: &AttributeValue) -> usize {
         match v {
             AttributeValue::S(s) | AttributeValue::N(s) => s.len(),
