@@ -19,7 +19,7 @@ use snapwatch_aws_inventory::{RetryPolicy, SnapshotLister};
 use snapwatch_core::ports::{AlertSink, Clock, SinkError};
 use snapwatch_core::render::asff::{self, AsffTarget};
 use snapwatch_core::Finding;
-use snapwatch_http::{retry, Class, Failure};
+use snapwatch_http::{retry, Class, Classify, Failure};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -301,18 +301,7 @@ impl SecurityHubSink {
                 };
                 sts.account_id(self.client.region()).await.map_err(|e| {
                     let message = format!("cannot read the account id from STS: {e}");
-                    if e.is_retryable() {
-                        SinkError::Retryable {
-                            sink: SINK,
-                            message,
-                            retry_after_secs: None,
-                        }
-                    } else {
-                        SinkError::Permanent {
-                            sink: SINK,
-                            message,
-                        }
-                    }
+                    e.class().sink_error(SINK, message, None)
                 })
             })
             .await?;
@@ -356,21 +345,17 @@ impl AlertSink for SecurityHubSink {
         let Err(retried) = retried else {
             return Ok(());
         };
-        let message = retried.error.message;
-        Err(match retried.error.class {
-            Class::Permanent => SinkError::Permanent {
-                sink: SINK,
-                message: format!("BatchImportFindings rejected {id}: {message}"),
-            },
-            Class::Transient => SinkError::Retryable {
-                sink: SINK,
-                message: format!(
-                    "BatchImportFindings did not import {id} after {} attempts: {message}",
-                    retried.attempts
-                ),
-                retry_after_secs: None,
-            },
-        })
+        let message = match retried.error.class {
+            Class::Permanent => format!(
+                "BatchImportFindings rejected {id}: {message}",
+                message = retried.error.message
+            ),
+            Class::Transient => format!(
+                "BatchImportFindings did not import {id} after {} attempts: {}",
+                retried.attempts, retried.error.message
+            ),
+        };
+        Err(retried.error.class.sink_error(SINK, message, None))
     }
 }
 

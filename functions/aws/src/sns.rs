@@ -9,7 +9,6 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use snapwatch_aws_inventory::classify::sdk_error_class;
 use snapwatch_core::ports::{AlertSink, SinkError};
 use snapwatch_core::{render, Finding};
-use snapwatch_http::Class;
 
 use crate::settings::SnsFormat;
 
@@ -80,17 +79,5 @@ where
         "SNS Publish failed: {}",
         aws_smithy_types::error::display::DisplayErrorContext(&err)
     );
-    let retryable = sdk_error_class(&err) == Class::Transient;
-    if retryable {
-        SinkError::Retryable {
-            sink: SINK,
-            message,
-            retry_after_secs: None,
-        }
-    } else {
-        SinkError::Permanent {
-            sink: SINK,
-            message,
-        }
-    }
+    sdk_error_class(&err).sink_error(SINK, message, None)
 }

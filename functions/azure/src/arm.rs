@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use snapwatch_core::parse::azure;
 use snapwatch_core::ParsedEvent;
+use snapwatch_http::Classify as _;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,20 @@ pub enum LookupError {
 }
 
 impl LookupError {
+    /// The variant for a failure of `class`: the one place this error is classified.
+    pub(crate) fn classified(
+        class: snapwatch_http::Class,
+        message: String,
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        match class {
+            snapwatch_http::Class::Transient => LookupError::Unavailable { message, source },
+            snapwatch_http::Class::Permanent => LookupError::Permanent { message, source },
+        }
+    }
+}
+
+impl LookupError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, LookupError::Unavailable { .. })
     }
@@ -47,17 +62,7 @@ impl LookupError {
 impl From<TokenError> for LookupError {
     fn from(e: TokenError) -> Self {
         let message = "no token for Resource Manager".to_owned();
-        if e.is_retryable() {
-            LookupError::Unavailable {
-                message,
-                source: Some(Box::new(e)),
-            }
-        } else {
-            LookupError::Permanent {
-                message,
-                source: Some(Box::new(e)),
-            }
-        }
+        LookupError::classified(e.class(), message, Some(Box::new(e)))
     }
 }
 
@@ -173,20 +178,11 @@ impl ResourceReader for ArmClient {
                 .take(300)
                 .collect();
             let message = format!("GET {resource_id}: {status}: {text}");
-            return Err(
-                if snapwatch_http::status_class(status.as_u16()) == snapwatch_http::Class::Transient
-                {
-                    LookupError::Unavailable {
-                        message,
-                        source: None,
-                    }
-                } else {
-                    LookupError::Permanent {
-                        message,
-                        source: None,
-                    }
-                },
-            );
+            return Err(LookupError::classified(
+                snapwatch_http::status_class(status.as_u16()),
+                message,
+                None,
+            ));
         }
         let body: Value = response.json().await.map_err(|e| LookupError::Permanent {
             message: format!("Resource Manager answer for {resource_id:?} is not JSON"),

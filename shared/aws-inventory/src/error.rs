@@ -93,6 +93,16 @@ impl InventoryError {
     }
 }
 
+impl snapwatch_http::Classify for InventoryError {
+    fn class(&self) -> snapwatch_http::Class {
+        if self.is_retryable() {
+            snapwatch_http::Class::Transient
+        } else {
+            snapwatch_http::Class::Permanent
+        }
+    }
+}
+
 pub(crate) use crate::classify::{classify_code, CodeClass};
 
 fn is_not_found_code(code: &str) -> bool {

@@ -1,5 +1,6 @@
 //! One `Transient | Permanent` classification for every cloud call.
 
+use snapwatch_core::ports::SinkError;
 use std::time::Duration;
 
 /// A boxed cause, kept so logs and rejects can print the whole chain.
@@ -96,6 +97,26 @@ impl Classify for Failure {
     }
 }
 
+impl Class {
+    /// The core's [`SinkError`] for a delivery that failed this way: the one mapping every sink
+    /// (Slack, SNS, Security Hub) uses, so a transient failure is always retried later.
+    pub fn sink_error(
+        self,
+        sink: &'static str,
+        message: String,
+        retry_after: Option<Duration>,
+    ) -> SinkError {
+        match self {
+            Class::Transient => SinkError::Retryable {
+                sink,
+                message,
+                retry_after_secs: retry_after.map(|pause| pause.as_secs()),
+            },
+            Class::Permanent => SinkError::Permanent { sink, message },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +139,19 @@ mod tests {
             None
         );
         assert_eq!(retry_after_secs(None), None);
+    }
+
+    #[test]
+    fn a_sink_error_is_retryable_exactly_when_the_failure_is_transient() {
+        let pause = Some(Duration::from_secs(7));
+        match Class::Transient.sink_error("slack", "503".into(), pause) {
+            SinkError::Retryable {
+                retry_after_secs, ..
+            } => assert_eq!(retry_after_secs, Some(7)),
+            other => panic!("{other:?}"),
+        }
+        let permanent = Class::Permanent.sink_error("sns", "denied".into(), pause);
+        assert!(!permanent.is_retryable(), "{permanent:?}");
     }
 
     #[test]

@@ -166,16 +166,8 @@ impl AlertSink for SlackSink {
             return Ok(());
         };
         let failure = retried.error;
-        Err(match failure.class {
-            Class::Permanent => SinkError::Permanent {
-                sink: SINK,
-                message: failure.message,
-            },
-            Class::Transient => SinkError::Retryable {
-                sink: SINK,
-                message: failure.message,
-                retry_after_secs: failure.retry_after.map(|pause| pause.as_secs()),
-            },
-        })
+        Err(failure
+            .class
+            .sink_error(SINK, failure.message, failure.retry_after))
     }
 }

@@ -9,7 +9,8 @@ use hmac::{Hmac, Mac};
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use snapwatch_http::{status_class, Class};
+use snapwatch_http::status_class;
+use snapwatch_http::Classify as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -81,20 +82,24 @@ pub enum TableError {
     },
 }
 
+impl TableError {
+    /// The variant for a failure of `class`: the one place this error is classified.
+    pub(crate) fn classified(
+        class: snapwatch_http::Class,
+        message: String,
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        match class {
+            snapwatch_http::Class::Transient => TableError::Unavailable { message, source },
+            snapwatch_http::Class::Permanent => TableError::Permanent { message, source },
+        }
+    }
+}
+
 impl From<TokenError> for TableError {
     fn from(e: TokenError) -> Self {
         let message = "no token for the table service".to_owned();
-        if e.is_retryable() {
-            TableError::Unavailable {
-                message,
-                source: Some(Box::new(e)),
-            }
-        } else {
-            TableError::Permanent {
-                message,
-                source: Some(Box::new(e)),
-            }
-        }
+        TableError::classified(e.class(), message, Some(Box::new(e)))
     }
 }
 
@@ -600,18 +605,7 @@ fn batch_outcome(answer: &str, operations: usize) -> Result<BatchDeletion, Table
             "batch delete: operation refused with {status}: {}",
             excerpt()
         );
-        let retryable = status_class(status) == Class::Transient;
-        return Err(if retryable {
-            TableError::Unavailable {
-                message,
-                source: None,
-            }
-        } else {
-            TableError::Permanent {
-                message,
-                source: None,
-            }
-        });
+        return Err(TableError::classified(status_class(status), message, None));
     }
     if statuses.len() != operations {
         return Err(TableError::Permanent {
@@ -677,18 +671,7 @@ async fn failure(what: &str, status: StatusCode, response: reqwest::Response) ->
         .take(300)
         .collect();
     let message = format!("{what}: {status}: {text}");
-    let retryable = status_class(status.as_u16()) == Class::Transient;
-    if retryable {
-        TableError::Unavailable {
-            message,
-            source: None,
-        }
-    } else {
-        TableError::Permanent {
-            message,
-            source: None,
-        }
-    }
+    TableError::classified(status_class(status.as_u16()), message, None)
 }
 
 #[cfg(test)]
