@@ -831,7 +831,7 @@ impl Classify for RoundError {
 }
 
 /// The error and its sources on one line: rejects and logs keep the cause.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -44,6 +44,9 @@ pub mod env {
     /// Expired rows one `Purge` run deletes at most (its schedule is the function.json's
     /// `%SNAPWATCH_PURGE_SCHEDULE%`, read by the host, not by the handler).
     pub const PURGE_MAX_ROWS: &str = "SNAPWATCH_PURGE_MAX_ROWS";
+    /// Subscription ids the `Baseline` timer lists, comma-separated (its schedule is the
+    /// function.json's `%SNAPWATCH_BASELINE_SCHEDULE%`). Unset: the timer run fails saying so.
+    pub const BASELINE_SUBSCRIPTIONS: &str = "SNAPWATCH_BASELINE_SUBSCRIPTIONS";
     /// Set by the Functions host when the app has a managed identity.
     pub const IDENTITY_ENDPOINT: &str = "IDENTITY_ENDPOINT";
     /// Set by the Functions host with `IDENTITY_ENDPOINT`; a credential.
@@ -130,6 +133,8 @@ pub struct Settings {
     pub invocation_deadline: Duration,
     /// Expired rows one purge run deletes at most.
     pub purge_max_rows: usize,
+    /// The subscriptions the `Baseline` timer lists (empty: not configured).
+    pub baseline_subscriptions: Vec<String>,
     /// The detector's own settings (the core's variables).
     pub detector: Config,
 }
@@ -262,9 +267,30 @@ impl Settings {
             retry: RetryBudget { attempts, backoff },
             invocation_deadline,
             purge_max_rows,
+            baseline_subscriptions: baseline_subscriptions(vars.optional(env::BASELINE_SUBSCRIPTIONS))?,
             detector: Config::from_lookup(&lookup)?,
         })
     }
+}
+
+/// The comma-separated subscription ids of `SNAPWATCH_BASELINE_SUBSCRIPTIONS`; an id that
+/// could not be put in a Resource Manager path stops the start.
+fn baseline_subscriptions(raw: Option<String>) -> Result<Vec<String>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    let mut ids = Vec::new();
+    for id in raw.split(',').map(str::trim).filter(|id| !id.is_empty()) {
+        if !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(ConfigError::new(
+                env::BASELINE_SUBSCRIPTIONS,
+                &raw,
+                "is not a comma-separated list of subscription ids",
+            ));
+        }
+        ids.push(id.to_ascii_lowercase());
+    }
+    Ok(ids)
 }
 
 /// Settings that stop the start when they hold an unresolved Key Vault reference.
