@@ -110,6 +110,11 @@ impl ArmStub {
         }
     }
 
+    /// Serves `page` as page `name` (`disks-1`, `snapshots-2`…).
+    pub fn set_page(&self, name: &str, page: Value) {
+        self.state.pages.lock().unwrap().insert(name.to_owned(), page);
+    }
+
     /// Lists `resource` too, on the collection's first page.
     pub fn add(&self, collection: &str, resource: Value) {
         let mut pages = self.state.pages.lock().unwrap();
@@ -193,7 +198,7 @@ async fn list(
             json!({"error": {"code": "InvalidApiVersionParameter", "message": "unexpected api-version"}}),
         );
     }
-    if subscription != SUBSCRIPTION {
+    if !subscription.eq_ignore_ascii_case(SUBSCRIPTION) {
         return error(
             StatusCode::NOT_FOUND,
             json!({"error": {"code": "SubscriptionNotFound", "message": format!("The subscription '{subscription}' could not be found.")}}),
