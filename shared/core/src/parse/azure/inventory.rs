@@ -125,6 +125,24 @@ mod tests {
     }
 
     #[test]
+    fn records_and_keys_without_an_export_keep_their_earlier_form() {
+        // AWS records and keys stored before the export fields existed must read and compare
+        // the same, or every AWS resource would look changed on the next run.
+        let none = Permissions::default();
+        assert_eq!(
+            serde_json::to_string(&none).unwrap(),
+            r#"{"public":false,"accounts":[],"principals":[]}"#
+        );
+        assert_eq!(none.key(), "public=false;accounts=;principals=");
+        let open = inventory_item(&disk(json!({"diskState": "ActiveSAS"})))
+            .unwrap()
+            .permissions;
+        assert_eq!(open.key(), "public=false;accounts=;principals=;export=reachable");
+        let text = serde_json::to_string(&open).unwrap();
+        assert_eq!(serde_json::from_str::<Permissions>(&text).unwrap(), open);
+    }
+
+    #[test]
     fn other_resources_and_broken_ids_are_errors() {
         let vm = json!({"id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/v"});
         assert!(matches!(
