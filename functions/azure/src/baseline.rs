@@ -307,16 +307,13 @@ impl TokenSource for IdentityTokens {
                 "no managed identity (IDENTITY_ENDPOINT and IDENTITY_HEADER are not set)",
             ));
         };
-        identity
-            .token(ARM_RESOURCE)
-            .await
-            .map_err(|e: TokenError| {
-                let class = snapwatch_http::Classify::class(&e);
-                let failure = match class {
-                    Class::Transient => Failure::transient("managed identity token unavailable"),
-                    Class::Permanent => Failure::permanent("managed identity token refused"),
-                };
-                failure.with_source(e)
-            })
+        identity.token(ARM_RESOURCE).await.map_err(|e: TokenError| {
+            let class = snapwatch_http::Classify::class(&e);
+            let failure = match class {
+                Class::Transient => Failure::transient("managed identity token unavailable"),
+                Class::Permanent => Failure::permanent("managed identity token refused"),
+            };
+            failure.with_source(e)
+        })
     }
 }

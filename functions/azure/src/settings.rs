@@ -267,7 +267,9 @@ impl Settings {
             retry: RetryBudget { attempts, backoff },
             invocation_deadline,
             purge_max_rows,
-            baseline_subscriptions: baseline_subscriptions(vars.optional(env::BASELINE_SUBSCRIPTIONS))?,
+            baseline_subscriptions: baseline_subscriptions(
+                vars.optional(env::BASELINE_SUBSCRIPTIONS),
+            )?,
             detector: Config::from_lookup(&lookup)?,
         })
     }

@@ -37,7 +37,10 @@ async fn lists_every_page_of_disks_and_snapshots_with_their_export_state() {
         .expect("listing");
     let inventory = &listing.inventory;
     assert_eq!(inventory.cloud, Cloud::Azure);
-    assert_eq!(inventory.account, SUBSCRIPTION, "lower-cased like the event parser's");
+    assert_eq!(
+        inventory.account, SUBSCRIPTION,
+        "lower-cased like the event parser's"
+    );
     assert_eq!(inventory.region, BASELINE_REGION);
     let summary: Vec<(String, ResourceKind, bool, bool)> = inventory
         .items
@@ -63,10 +66,18 @@ async fn lists_every_page_of_disks_and_snapshots_with_their_export_state() {
     .map(|(n, k, o, r)| (n.to_owned(), k, o, r));
     assert_eq!(summary, want);
     assert_eq!(listing.rejected.len(), 1);
-    assert!(listing.rejected[0].reason.contains("`id`"), "{:?}", listing.rejected);
+    assert!(
+        listing.rejected[0].reason.contains("`id`"),
+        "{:?}",
+        listing.rejected
+    );
     assert_eq!(listing.requests, 3);
     assert_eq!(stub.requests(), 3);
-    assert_eq!(tokens.asked.load(Ordering::SeqCst), 3, "a token per request");
+    assert_eq!(
+        tokens.asked.load(Ordering::SeqCst),
+        3,
+        "a token per request"
+    );
 }
 
 #[tokio::test]
@@ -78,7 +89,16 @@ async fn a_long_retry_after_ends_the_listing_as_retryable() {
         .await
         .expect_err("throttled for longer than waited out");
     assert!(err.is_retryable(), "{err}");
-    assert!(matches!(err, InventoryError::GaveUp { stop: Stop::RetryAfterTooLong, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            InventoryError::GaveUp {
+                stop: Stop::RetryAfterTooLong,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("TooManyRequests"), "{err}");
     assert_eq!(stub.requests(), 1);
 }
@@ -91,7 +111,17 @@ async fn persistent_server_errors_give_up_after_the_budget() {
         .list_subscription(SUBSCRIPTION, chrono::Utc::now())
         .await
         .expect_err("500 three times");
-    assert!(matches!(err, InventoryError::GaveUp { attempts: 3, stop: Stop::Exhausted, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            InventoryError::GaveUp {
+                attempts: 3,
+                stop: Stop::Exhausted,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.is_retryable());
 }
 
@@ -142,7 +172,10 @@ async fn a_subscription_id_that_would_change_the_path_is_refused_before_any_requ
             .list_subscription(bad, chrono::Utc::now())
             .await
             .expect_err(bad);
-        assert!(matches!(err, InventoryError::Subscription(_)), "{bad}: {err}");
+        assert!(
+            matches!(err, InventoryError::Subscription(_)),
+            "{bad}: {err}"
+        );
     }
     assert_eq!(stub.requests(), 0);
 }

@@ -40,10 +40,7 @@ fn is_false(value: &bool) -> bool {
 impl Permissions {
     /// Nobody outside the owner may use it.
     pub fn is_private(&self) -> bool {
-        !self.public
-            && self.accounts.is_empty()
-            && self.principals.is_empty()
-            && !self.export_open
+        !self.public && self.accounts.is_empty() && self.principals.is_empty() && !self.export_open
     }
 
     /// A canonical text of the grants, for store keys and change identities.

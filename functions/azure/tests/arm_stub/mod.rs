@@ -94,7 +94,11 @@ impl ArmStub {
 
     /// The next requests get these faults, in order.
     pub fn fail_next(&self, faults: &[Fault]) {
-        self.state.faults.lock().unwrap().extend(faults.iter().copied());
+        self.state
+            .faults
+            .lock()
+            .unwrap()
+            .extend(faults.iter().copied());
     }
 
     /// Merges `patch` into the `properties` of the listed resource called `name`.
@@ -112,7 +116,11 @@ impl ArmStub {
 
     /// Serves `page` as page `name` (`disks-1`, `snapshots-2`…).
     pub fn set_page(&self, name: &str, page: Value) {
-        self.state.pages.lock().unwrap().insert(name.to_owned(), page);
+        self.state
+            .pages
+            .lock()
+            .unwrap()
+            .insert(name.to_owned(), page);
     }
 
     /// Lists `resource` too, on the collection's first page.
@@ -210,12 +218,7 @@ async fn list(
         Some(page) => {
             let base = state.base.lock().unwrap().clone();
             let text = page.to_string().replace("{{ARM}}", &base);
-            (
-                StatusCode::OK,
-                [("content-type", "application/json")],
-                text,
-            )
-                .into_response()
+            (StatusCode::OK, [("content-type", "application/json")], text).into_response()
         }
         None => error(
             StatusCode::NOT_FOUND,

@@ -27,10 +27,10 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::net::IpAddr;
 
-pub use inventory::inventory_item;
-pub use resource_body::{facts_come_from_body, facts_from_resource_body};
 /// How a SAS-URL export is named in `Fact::SnapshotExported` (events and baseline alike).
 pub(crate) use facts::SAS_URL as SAS_EXPORT_METHOD;
+pub use inventory::inventory_item;
+pub use resource_body::{facts_come_from_body, facts_from_resource_body};
 
 /// Lower-cased operation names the chain consumes (the Event Grid subscription and docs list them).
 pub const CONSUMED_OPERATIONS: &[&str] = &[

@@ -53,9 +53,11 @@ pub fn inventory_item(resource: &Value) -> Result<InventoryItem, ParseError> {
 /// settings decide who can use one. Absent settings are ARM's defaults (`AllowAll`, `Enabled`,
 /// no Entra requirement).
 fn permissions(props: &Map<String, Value>) -> Permissions {
-    let is = |key: &str, wanted: &str| text(props, key).is_some_and(|v| v.eq_ignore_ascii_case(wanted));
+    let is =
+        |key: &str, wanted: &str| text(props, key).is_some_and(|v| v.eq_ignore_ascii_case(wanted));
     let export_open = is("diskState", "ActiveSAS") || is("diskState", "ActiveSASFrozen");
-    let any_network = text(props, "networkAccessPolicy").is_none_or(|v| v.eq_ignore_ascii_case("AllowAll"));
+    let any_network =
+        text(props, "networkAccessPolicy").is_none_or(|v| v.eq_ignore_ascii_case("AllowAll"));
     let public_network = !is("publicNetworkAccess", "Disabled");
     let anonymous = !is("dataAccessAuthMode", "AzureActiveDirectory");
     Permissions {
@@ -137,7 +139,10 @@ mod tests {
         let open = inventory_item(&disk(json!({"diskState": "ActiveSAS"})))
             .unwrap()
             .permissions;
-        assert_eq!(open.key(), "public=false;accounts=;principals=;export=reachable");
+        assert_eq!(
+            open.key(),
+            "public=false;accounts=;principals=;export=reachable"
+        );
         let text = serde_json::to_string(&open).unwrap();
         assert_eq!(serde_json::from_str::<Permissions>(&text).unwrap(), open);
     }
