@@ -8,7 +8,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use snapwatch_http::Failure;
@@ -39,6 +39,7 @@ struct StubState {
     pages: Mutex<BTreeMap<String, Value>>,
     faults: Mutex<VecDeque<Fault>>,
     requests: AtomicU64,
+    token_requests: AtomicU64,
     base: Mutex<String>,
 }
 
@@ -49,8 +50,12 @@ pub struct ArmStub {
 }
 
 fn fixture(name: &str) -> Value {
+    // The including crate sits one or two levels below the repository root.
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/azure-baseline")
+        .ancestors()
+        .map(|dir| dir.join("tests/fixtures/azure-baseline"))
+        .find(|dir| dir.is_dir())
+        .expect("tests/fixtures/azure-baseline above the crate")
         .join(name);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
@@ -72,6 +77,7 @@ impl ArmStub {
                 "/subscriptions/{subscription}/providers/Microsoft.Compute/{collection}",
                 get(list),
             )
+            .route("/{tenant}/oauth2/v2.0/token", post(token))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -90,6 +96,11 @@ impl ArmStub {
     /// Requests served so far (faults included).
     pub fn requests(&self) -> u64 {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Requests to the token endpoint so far.
+    pub fn token_requests(&self) -> u64 {
+        self.state.token_requests.load(Ordering::SeqCst)
     }
 
     /// The next requests get these faults, in order.
@@ -225,6 +236,27 @@ async fn list(
             json!({"error": {"code": "NotFound", "message": "no such page"}}),
         ),
     }
+}
+
+/// The service principal secret the stub's token endpoint accepts.
+pub const CLIENT_SECRET: &str = "stub-client-secret";
+
+/// Entra's v2.0 token endpoint, client-credentials grant only: the stub's [`TOKEN`] for the
+/// right secret and the Resource Manager scope, Entra's error body otherwise.
+async fn token(State(state): State<Arc<StubState>>, body: String) -> Response {
+    state.token_requests.fetch_add(1, Ordering::SeqCst);
+    let has = |pair: &str| body.split('&').any(|p| p == pair);
+    if has("grant_type=client_credentials")
+        && has(&format!("client_secret={CLIENT_SECRET}"))
+        && has("scope=https%3A%2F%2Fmanagement.azure.com%2F.default")
+    {
+        return Json(json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": TOKEN}))
+            .into_response();
+    }
+    error(
+        StatusCode::UNAUTHORIZED,
+        json!({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."}),
+    )
 }
 
 /// The stub's token, counting how often the lister asked.
