@@ -82,7 +82,14 @@ async fn run_async<S: StateStore>(
             .list_region(&account, region, now)
             .await
             .with_context(|| format!("cannot list snapshots in {region}"))?;
-        judge(&detector, &sink, &inventory, ("region", region), &mut report).await?;
+        judge(
+            &detector,
+            &sink,
+            &inventory,
+            ("region", region),
+            &mut report,
+        )
+        .await?;
     }
     eprintln!(
         "snapwatch: account {account}: findings {} (printed {}, below min_severity {}, already reported in state {})",

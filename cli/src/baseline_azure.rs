@@ -134,12 +134,19 @@ async fn client_credentials(
         .send()
         .await
         .map_err(|e| {
-            Failure::transient("the Entra token endpoint did not answer").with_source(e.without_url())
+            Failure::transient("the Entra token endpoint did not answer")
+                .with_source(e.without_url())
         })?;
     let status = response.status();
     if !status.is_success() {
         // The body names the Entra error (AADSTS code); it holds no secret.
-        let body: String = response.text().await.unwrap_or_default().chars().take(300).collect();
+        let body: String = response
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(300)
+            .collect();
         let message = format!("the Entra token endpoint answered {status}: {body}");
         return Err(match snapwatch_http::status_class(status.as_u16()) {
             snapwatch_http::Class::Transient => Failure::transient(message),

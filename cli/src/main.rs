@@ -82,11 +82,19 @@ struct ScanArgs {
 #[derive(clap::Args)]
 struct BaselineArgs {
     /// Region to list; repeat for several.
-    #[arg(long = "region", required_unless_present = "subscriptions", value_name = "REGION")]
+    #[arg(
+        long = "region",
+        required_unless_present = "subscriptions",
+        value_name = "REGION"
+    )]
     regions: Vec<String>,
     /// Azure: a subscription whose managed disks and snapshots to list instead (repeat for
     /// several); credentials from AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET, else `az`.
-    #[arg(long = "subscription", value_name = "SUBSCRIPTION_ID", conflicts_with = "regions")]
+    #[arg(
+        long = "subscription",
+        value_name = "SUBSCRIPTION_ID",
+        conflicts_with = "regions"
+    )]
     subscriptions: Vec<String>,
     /// Send the EC2, RDS and STS calls (or Resource Manager's) here (a local test server).
     #[arg(long, value_name = "URL")]

@@ -20,7 +20,13 @@ use std::process::{Command, Output};
 async fn snapwatch(stub: &ArmStub, state: &Path, path: &str, env: &[(&str, String)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_snapwatch"));
     command
-        .args(["baseline", "--subscription", SUBSCRIPTION, "--format", "jsonl"])
+        .args([
+            "baseline",
+            "--subscription",
+            SUBSCRIPTION,
+            "--format",
+            "jsonl",
+        ])
         .arg("--endpoint-url")
         .arg(stub.url().as_str())
         .arg("--state")
@@ -44,8 +50,14 @@ async fn snapwatch(stub: &ArmStub, state: &Path, path: &str, env: &[(&str, Strin
 
 fn service_principal(stub: &ArmStub, secret: &str) -> Vec<(&'static str, String)> {
     vec![
-        ("AZURE_TENANT_ID", "b7e4a2c9-1d3f-4a5b-8c6d-9e0f1a2b3c4d".into()),
-        ("AZURE_CLIENT_ID", "7d8e9f0a-1b2c-4d3e-8f4a-5b6c7d8e9f0a".into()),
+        (
+            "AZURE_TENANT_ID",
+            "b7e4a2c9-1d3f-4a5b-8c6d-9e0f1a2b3c4d".into(),
+        ),
+        (
+            "AZURE_CLIENT_ID",
+            "7d8e9f0a-1b2c-4d3e-8f4a-5b6c7d8e9f0a".into(),
+        ),
         ("AZURE_CLIENT_SECRET", secret.into()),
         ("AZURE_AUTHORITY_HOST", stub.url().as_str().into()),
     ]
@@ -57,7 +69,11 @@ fn rules(stdout: &[u8]) -> Vec<String> {
         .map(|line| {
             let finding: serde_json::Value = serde_json::from_str(line).unwrap();
             assert_eq!(finding["found_by"], "baseline");
-            format!("{} {}", finding["rule"].as_str().unwrap(), finding["snapshot"].as_str().unwrap())
+            format!(
+                "{} {}",
+                finding["rule"].as_str().unwrap(),
+                finding["snapshot"].as_str().unwrap()
+            )
         })
         .collect()
 }
@@ -80,14 +96,28 @@ async fn a_service_principal_lists_prints_once_and_keeps_the_baseline() {
             "snapshot.exported /subscriptions/3f2b9c1e-7a4d-4e8b-9c21-5d6e7f809a1b/resourcegroups/prod-data-rg/providers/microsoft.compute/snapshots/sqlvm01-osdisk-snap",
         ]
     );
-    assert!(stderr.contains("first baseline of this subscription"), "{stderr}");
-    assert!(stderr.contains("element was not read"), "the id-less element is reported: {stderr}");
+    assert!(
+        stderr.contains("first baseline of this subscription"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("element was not read"),
+        "the id-less element is reported: {stderr}"
+    );
     assert_eq!(stub.token_requests(), 1, "one token, cached for the run");
     assert_eq!(stub.requests(), 3);
 
     let rerun = snapwatch(&stub, &state, "/nonexistent", &env).await;
-    assert!(rerun.status.success(), "{}", String::from_utf8_lossy(&rerun.stderr));
-    assert!(rerun.stdout.is_empty(), "already reported: {}", String::from_utf8_lossy(&rerun.stdout));
+    assert!(
+        rerun.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+    assert!(
+        rerun.stdout.is_empty(),
+        "already reported: {}",
+        String::from_utf8_lossy(&rerun.stdout)
+    );
     let stderr = String::from_utf8_lossy(&rerun.stderr);
     assert!(!stderr.contains("first baseline"), "{stderr}");
 }
@@ -110,8 +140,18 @@ async fn without_a_service_principal_the_az_login_token_is_used() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&az, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = snapwatch(&stub, &dir.path().join("state.db"), bin.to_str().unwrap(), &[]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = snapwatch(
+        &stub,
+        &dir.path().join("state.db"),
+        bin.to_str().unwrap(),
+        &[],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(rules(&out.stdout).len(), 2);
     assert_eq!(stub.token_requests(), 0);
 }
@@ -124,16 +164,34 @@ async fn missing_or_refused_credentials_are_a_clear_error() {
     let none = snapwatch(&stub, &state, "/nonexistent", &[]).await;
     assert_eq!(none.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&none.stderr);
-    assert!(stderr.contains("az login") && stderr.contains("AZURE_CLIENT_SECRET"), "{stderr}");
+    assert!(
+        stderr.contains("az login") && stderr.contains("AZURE_CLIENT_SECRET"),
+        "{stderr}"
+    );
 
-    let refused = snapwatch(&stub, &state, "/nonexistent", &service_principal(&stub, "wrong")).await;
+    let refused = snapwatch(
+        &stub,
+        &state,
+        "/nonexistent",
+        &service_principal(&stub, "wrong"),
+    )
+    .await;
     assert_eq!(refused.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("AADSTS7000215"), "{stderr}");
-    assert!(!stderr.contains("wrong"), "the secret is never printed: {stderr}");
+    assert!(
+        !stderr.contains("wrong"),
+        "the secret is never printed: {stderr}"
+    );
     assert_eq!(stub.requests(), 0);
 
-    let partial = snapwatch(&stub, &state, "/nonexistent", &[("AZURE_CLIENT_ID", "x".into())]).await;
+    let partial = snapwatch(
+        &stub,
+        &state,
+        "/nonexistent",
+        &[("AZURE_CLIENT_ID", "x".into())],
+    )
+    .await;
     assert_eq!(partial.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&partial.stderr).contains("must be set together"));
 }
