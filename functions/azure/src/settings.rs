@@ -372,6 +372,34 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_baseline_subscriptions_and_names_a_bad_list() {
+        assert!(Settings::from_lookup(lookup(MINIMAL))
+            .unwrap()
+            .baseline_subscriptions
+            .is_empty());
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push((
+            env::BASELINE_SUBSCRIPTIONS,
+            " 3F2B9C1E-7A4D-4E8B-9C21-5D6E7F809A1B, ,0b1f6471-1bf0-4dda-aec3-111122223333",
+        ));
+        assert_eq!(
+            Settings::from_lookup(lookup(&pairs))
+                .unwrap()
+                .baseline_subscriptions,
+            [
+                "3f2b9c1e-7a4d-4e8b-9c21-5d6e7f809a1b",
+                "0b1f6471-1bf0-4dda-aec3-111122223333"
+            ]
+        );
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push((env::BASELINE_SUBSCRIPTIONS, "sub-1/../providers"));
+        assert_eq!(
+            Settings::from_lookup(lookup(&pairs)).unwrap_err().name,
+            env::BASELINE_SUBSCRIPTIONS
+        );
+    }
+
+    #[test]
     fn names_the_variable_at_fault() {
         let mut pairs = MINIMAL.to_vec();
         pairs.push((env::PORT, "70000"));
