@@ -89,7 +89,11 @@ async fn run() -> anyhow::Result<()> {
         detector: Detector::new(store.clone(), settings.detector.clone()),
         lister: baseline_lister,
         subscriptions: settings.baseline_subscriptions.clone(),
-        alerts: alerts(&settings),
+        alerts: match &event_alerts {
+            Alerts::Sink(sink) => Alerts::Sink(sink.clone()),
+            Alerts::LogOnly => Alerts::LogOnly,
+            Alerts::Unusable(reason) => Alerts::Unusable(reason.clone()),
+        },
         clock: Arc::new(SystemClock),
     });
     let state = Arc::new(AppState {
@@ -116,8 +120,7 @@ async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where findings go: one Slack client per function state (the event functions' and the
-/// baseline's), from the same settings.
+/// Where findings go, as the settings say (logged once at start).
 fn alerts(settings: &Settings) -> Alerts<snapwatch_slack::SlackSink> {
     match &settings.slack {
         SlackSetting::Webhook(webhook) => match slack_sink(webhook.clone()) {
