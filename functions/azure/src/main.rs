@@ -70,7 +70,10 @@ async fn run() -> anyhow::Result<()> {
         http.clone(),
         settings.arm_endpoint.clone(),
         IdentityTokens(identity.clone()),
-    );
+    )
+    // Half the invocation deadline for the listing's retries: the rest is for the state and
+    // delivery, all before host.json's functionTimeout.
+    .with_time_budget(settings.invocation_deadline / 2);
     let reader = match identity {
         Some(identity) => ArmClient::new(http.clone(), settings.arm_endpoint.clone(), identity),
         None => {

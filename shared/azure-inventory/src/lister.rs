@@ -78,6 +78,8 @@ pub struct ArmLister<T> {
     endpoint: reqwest::Url,
     tokens: T,
     policy: RetryPolicy,
+    /// How long one listing may keep retrying; `None`: as long as the policy allows.
+    time_budget: Option<Duration>,
 }
 
 impl<T: TokenSource> ArmLister<T> {
@@ -88,12 +90,20 @@ impl<T: TokenSource> ArmLister<T> {
             endpoint,
             tokens,
             policy: DEFAULT_RETRY,
+            time_budget: None,
         }
     }
 
     /// Replaces [`DEFAULT_RETRY`].
     pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// No retry wait starts that would end more than `budget` after the listing began: a
+    /// timer function must answer before its host's timeout kills it.
+    pub fn with_time_budget(mut self, budget: Duration) -> Self {
+        self.time_budget = Some(budget);
         self
     }
 
@@ -111,6 +121,9 @@ impl<T: TokenSource> ArmLister<T> {
         {
             return Err(InventoryError::Subscription(subscription.to_owned()));
         }
+        let deadline = self
+            .time_budget
+            .map(|budget| tokio::time::Instant::now() + budget);
         let requests = AtomicU64::new(0);
         let mut items: Vec<InventoryItem> = Vec::new();
         let mut rejected = Vec::new();
@@ -124,7 +137,7 @@ impl<T: TokenSource> ArmLister<T> {
             while let Some(url) = next.take() {
                 page_number += 1;
                 let what = format!("list {collection} of {subscription} (page {page_number})");
-                let page = retry(&self.policy, &what, None, |_| {
+                let page = retry(&self.policy, &what, deadline, |_| {
                     requests.fetch_add(1, Ordering::Relaxed);
                     self.get(&url, &what)
                 })

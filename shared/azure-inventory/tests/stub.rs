@@ -104,6 +104,33 @@ async fn a_long_retry_after_ends_the_listing_as_retryable() {
 }
 
 #[tokio::test]
+async fn no_retry_wait_outlasts_the_time_budget() {
+    let stub = ArmStub::start().await;
+    stub.fail_next(&[Fault::Throttle { retry_after: 3 }]);
+    let started = std::time::Instant::now();
+    let err = lister(&stub, StubToken::default())
+        .with_time_budget(Duration::from_secs(1))
+        .list_subscription(SUBSCRIPTION, chrono::Utc::now())
+        .await
+        .expect_err("the wait would pass the budget");
+    assert!(
+        matches!(
+            err,
+            InventoryError::GaveUp {
+                stop: Stop::Deadline,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.is_retryable());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "it did not wait"
+    );
+}
+
+#[tokio::test]
 async fn persistent_server_errors_give_up_after_the_budget() {
     let stub = ArmStub::start().await;
     stub.fail_next(&[Fault::ServerError; 3]);
