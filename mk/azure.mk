@@ -31,7 +31,7 @@ package-azure: $(TOOLS)/venv/.done
 	@ls -l $(AZURE_PACKAGE)/snapwatch-azure $(AZURE_ZIP)
 
 test-azure:
-	$(WITH_SERVERS) $(CARGO) $(TEST_RUNNER) -p snapwatch-azure
+	$(WITH_SERVERS) $(CARGO) $(TEST_RUNNER) -p snapwatch-azure -p snapwatch-azure-inventory
 
 test-infra-azure:
 	$(TERRAFORM) fmt -check -recursive infra/azure

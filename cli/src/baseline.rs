@@ -11,6 +11,7 @@ use chrono::Utc;
 use snapwatch_aws_inventory::{QueryClient, SnapshotLister};
 use snapwatch_core::baseline;
 use snapwatch_core::engine::Detector;
+use snapwatch_core::inventory::Inventory;
 use snapwatch_core::ports::StateStore;
 use snapwatch_core::Config;
 
@@ -18,6 +19,8 @@ pub struct Options {
     pub format: OutputFormat,
     pub regions: Vec<String>,
     pub endpoint_url: Option<String>,
+    /// Azure subscriptions to list instead of AWS regions (`crate::baseline_azure`).
+    pub subscriptions: Vec<String>,
 }
 
 /// Totals over every region, for the summary line and the exit code.
@@ -79,42 +82,64 @@ async fn run_async<S: StateStore>(
             .list_region(&account, region, now)
             .await
             .with_context(|| format!("cannot list snapshots in {region}"))?;
-        let check = baseline::check(&detector, &inventory, now)
-            .await
-            .with_context(|| format!("chain state store failed ({region})"))?;
-        let delivery = detector.deliver(&check.findings, &sink, now).await?;
-        if let Some(reason) = sink.failure() {
-            // Before the commit: the next run judges this region again and prints what was lost.
-            anyhow::bail!(
-                "cannot write findings to stdout: {}; {} not delivered ({region} not recorded)",
-                snapwatch_core::render::escape_line(&reason),
-                delivery.retry.len() + delivery.rejected.len()
-            );
-        }
-        baseline::commit(&detector, &check)
-            .await
-            .with_context(|| format!("cannot record the baseline of {region}"))?;
-        let stats = &check.stats;
-        eprintln!(
-            "snapwatch: {region}: {} snapshots/images listed{}; {} new, {} with changed permissions; {} exposure(s) no event explains; {} unexplained",
-            stats.items,
-            if stats.first_run { " (first baseline of this region: recorded, nothing judged unexplained)" } else { "" },
-            stats.new_items,
-            stats.changed_items,
-            stats.exposures_found_by_baseline,
-            stats.unexplained,
-        );
-        report.items += stats.items;
-        report.unexplained += stats.unexplained;
-        report.first_run_regions += usize::from(stats.first_run);
-        report.findings += check.findings.len();
-        report.printed += delivery.sent.len();
-        report.below_threshold += delivery.below_threshold;
-        report.already_reported += delivery.already_sent + delivery.held_by_other;
+        judge(
+            &detector,
+            &sink,
+            &inventory,
+            ("region", region),
+            &mut report,
+        )
+        .await?;
     }
     eprintln!(
         "snapwatch: account {account}: findings {} (printed {}, below min_severity {}, already reported in state {})",
         report.findings, report.printed, report.below_threshold, report.already_reported
     );
     Ok(report)
+}
+
+/// Compares one listing with the state, prints its findings, then records it; not when printing
+/// failed, so the next run judges the scope again and prints what was lost. `scope` is
+/// (`region` or `subscription`, its name), for the messages.
+pub(crate) async fn judge<S: StateStore>(
+    detector: &Detector<S>,
+    sink: &StdoutSink,
+    inventory: &Inventory,
+    (kind, scope): (&str, &str),
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let now = inventory.taken_at;
+    let check = baseline::check(detector, inventory, now)
+        .await
+        .with_context(|| format!("chain state store failed ({scope})"))?;
+    let delivery = detector.deliver(&check.findings, sink, now).await?;
+    if let Some(reason) = sink.failure() {
+        anyhow::bail!(
+            "cannot write findings to stdout: {}; {} not delivered ({scope} not recorded)",
+            snapwatch_core::render::escape_line(&reason),
+            delivery.retry.len() + delivery.rejected.len()
+        );
+    }
+    baseline::commit(detector, &check)
+        .await
+        .with_context(|| format!("cannot record the baseline of {scope}"))?;
+    let stats = &check.stats;
+    let first = format!(" (first baseline of this {kind}: recorded, nothing judged unexplained)");
+    eprintln!(
+        "snapwatch: {scope}: {} snapshots/images listed{}; {} new, {} with changed permissions; {} exposure(s) no event explains; {} unexplained",
+        stats.items,
+        if stats.first_run { first.as_str() } else { "" },
+        stats.new_items,
+        stats.changed_items,
+        stats.exposures_found_by_baseline,
+        stats.unexplained,
+    );
+    report.items += stats.items;
+    report.unexplained += stats.unexplained;
+    report.first_run_regions += usize::from(stats.first_run);
+    report.findings += check.findings.len();
+    report.printed += delivery.sent.len();
+    report.below_threshold += delivery.below_threshold;
+    report.already_reported += delivery.already_sent + delivery.held_by_other;
+    Ok(())
 }

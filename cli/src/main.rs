@@ -3,6 +3,8 @@
 
 #[cfg(feature = "baseline")]
 mod baseline;
+#[cfg(feature = "baseline")]
+mod baseline_azure;
 mod scan;
 
 use anyhow::Context;
@@ -80,9 +82,21 @@ struct ScanArgs {
 #[derive(clap::Args)]
 struct BaselineArgs {
     /// Region to list; repeat for several.
-    #[arg(long = "region", required = true, value_name = "REGION")]
+    #[arg(
+        long = "region",
+        required_unless_present = "subscriptions",
+        value_name = "REGION"
+    )]
     regions: Vec<String>,
-    /// Send the EC2, RDS and STS calls here instead of AWS (a local test server).
+    /// Azure: a subscription whose managed disks and snapshots to list instead (repeat for
+    /// several); credentials from AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET, else `az`.
+    #[arg(
+        long = "subscription",
+        value_name = "SUBSCRIPTION_ID",
+        conflicts_with = "regions"
+    )]
+    subscriptions: Vec<String>,
+    /// Send the EC2, RDS and STS calls (or Resource Manager's) here (a local test server).
     #[arg(long, value_name = "URL")]
     endpoint_url: Option<String>,
     /// How findings are printed on stdout.
@@ -199,18 +213,33 @@ fn run_baseline(args: BaselineArgs) -> anyhow::Result<()> {
         format: args.format,
         regions: args.regions,
         endpoint_url: args.endpoint_url,
+        subscriptions: args.subscriptions,
     };
     match &args.state {
         Some(path) => {
             let store = snapwatch_sqlite::SqliteStore::open(path)
                 .with_context(|| format!("cannot open state file {}", path.display()))?;
-            baseline::run(store, config, &options)?;
+            baseline_in(store, config, &options)?;
         }
         None => {
-            baseline::run(snapwatch_core::memory::MemoryStore::new(), config, &options)?;
+            baseline_in(snapwatch_core::memory::MemoryStore::new(), config, &options)?;
         }
     }
     Ok(())
+}
+
+/// The AWS baseline, or Azure's when subscriptions are given.
+#[cfg(feature = "baseline")]
+fn baseline_in<S: snapwatch_core::ports::StateStore>(
+    store: S,
+    config: Config,
+    options: &baseline::Options,
+) -> anyhow::Result<baseline::Report> {
+    if options.subscriptions.is_empty() {
+        baseline::run(store, config, options)
+    } else {
+        baseline_azure::run(store, config, options)
+    }
 }
 
 #[cfg(not(feature = "baseline"))]

@@ -76,6 +76,14 @@ locals {
     # facts and claims, since Table Storage has no TTL. The identity's Table Data Contributor
     # role already allows deleting rows of the state table.
     SNAPWATCH_PURGE_SCHEDULE = var.purge_schedule
+
+    # The Baseline function (opt-in): lists the subscription's managed disks and snapshots on
+    # its timer (read by the host from Baseline/function.json) with the Reader role above, and
+    # alerts on exports no received event explains. The host needs the schedule to load the
+    # function even while it is disabled.
+    SNAPWATCH_BASELINE_SCHEDULE      = var.baseline_schedule
+    SNAPWATCH_BASELINE_SUBSCRIPTIONS = local.subscription_id
+    "AzureWebJobs.Baseline.Disabled" = var.baseline_enabled ? "false" : "true"
   }
 
   # Resolved by the platform with the user-assigned identity before the handler starts; absent

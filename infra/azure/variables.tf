@@ -109,6 +109,23 @@ variable "purge_schedule" {
   }
 }
 
+variable "baseline_enabled" {
+  description = "Run the snapshot baseline: the Baseline function lists the subscription's managed disks and snapshots on baseline_schedule and alerts on exports (open SAS) no received event explains. It uses the Reader role the function already has. Off: the function is disabled."
+  type        = bool
+  default     = false
+}
+
+variable "baseline_schedule" {
+  description = "When the Baseline function runs (when baseline_enabled): an NCRONTAB expression with seconds, default hourly at minute 47."
+  type        = string
+  default     = "0 47 * * * *"
+
+  validation {
+    condition     = can(regex("^\\S+( \\S+){5}$", var.baseline_schedule))
+    error_message = "baseline_schedule must be a six-field NCRONTAB expression (second minute hour day month weekday)."
+  }
+}
+
 variable "function_plan_sku" {
   description = "App Service plan SKU of the function app: Y1 (Linux Consumption, pay per execution, retiring 30 September 2028) or EP1-EP3 (Elastic Premium, billed per instance even when idle). Flex Consumption (FC1) is not supported by this module yet; see the README."
   type        = string

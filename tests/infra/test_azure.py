@@ -214,6 +214,30 @@ def test_app_settings_give_the_handler_what_it_reads(module):
     assert app["https_only"] is True
 
 
+def test_the_baseline_timer_is_opt_in_scheduled_and_needs_only_reader(module):
+    trigger = binding(function_json("Baseline"), "timerTrigger")
+    assert trigger["direction"] == "in"
+    assert trigger.get("runOnStartup", False) is False
+    assert trigger["schedule"] == "%SNAPWATCH_BASELINE_SCHEDULE%"
+    settings = app_settings(module)
+    assert settings["SNAPWATCH_BASELINE_SCHEDULE"] == "${var.baseline_schedule}"
+    assert settings["SNAPWATCH_BASELINE_SUBSCRIPTIONS"] == "${local.subscription_id}"
+    # Opt-in: the host skips a disabled function's timer.
+    assert settings["AzureWebJobs.Baseline.Disabled"] == '${var.baseline_enabled ? "false" : "true"}'
+    assert module["variable"]["baseline_enabled"]["default"] is False
+    assert len(module["variable"]["baseline_schedule"]["default"].split()) == 6, "NCRONTAB with seconds"
+    handler = (ROOT / "functions/azure/src/baseline.rs").read_text()
+    assert 'pub const BASELINE_FUNCTION: &str = "Baseline";' in handler
+    # Listing disks and snapshots is a read: the Reader grant covers it, and no role is added
+    # at subscription scope beyond Reader (Reader has no actions such as beginGetAccess).
+    at_subscription = {
+        body["role_definition_name"]
+        for body in module["resource"]["azurerm_role_assignment"].values()
+        if body["scope"] == "${local.subscription_scope}"
+    }
+    assert at_subscription == {"Reader"}, at_subscription
+
+
 def test_the_purge_timer_is_scheduled_from_an_app_setting_with_an_hourly_default(module):
     trigger = binding(function_json("Purge"), "timerTrigger")
     assert trigger["name"] == "timer"  # handler::PURGE_BINDING
@@ -232,7 +256,7 @@ def test_the_purge_timer_is_scheduled_from_an_app_setting_with_an_hourly_default
     assert 'pub const PURGE_BINDING: &str = "timer";' in handler
     # Every function folder is a route of the handler, and goes into the package.
     folders = sorted(p.parent.name for p in APP.glob("*/function.json"))
-    assert folders == ["ActivityLog", "Purge", "ResourceEvents"]
+    assert folders == ["ActivityLog", "Baseline", "Purge", "ResourceEvents"]
     makefile = (ROOT / "mk" / "azure.mk").read_text()
     assert "cp -R functions/azure/app/. $(AZURE_PACKAGE)/" in makefile
     # Deleting expired rows needs no role beyond the table's data contributor.

@@ -1,7 +1,8 @@
 //! The custom handler: the Functions host POSTs each invocation to `/<FunctionName>` as
 //! `{"Data": {<binding>: …}, "Metadata": {…}}` and expects `{"Outputs", "Logs", "ReturnValue"}`.
 //!
-//! Three functions (one `function.json` each):
+//! Three functions (one `function.json` each; the fourth, the `Baseline` timer, is
+//! [`crate::baseline`]'s route, merged into this router by `main`):
 //! - [`EVENT_HUB_FUNCTION`]: the Activity Log diagnostic setting's Event Hub, a batch of
 //!   messages each holding `{"records": [...]}`. The Event Hubs trigger checkpoints even when
 //!   the function fails, so a failed invocation would lose the batch: transient failures are
@@ -831,7 +832,7 @@ impl Classify for RoundError {
 }
 
 /// The error and its sources on one line: rejects and logs keep the cause.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

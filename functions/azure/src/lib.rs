@@ -4,12 +4,14 @@
 //!
 //! - [`handler`]: `app(state) -> Router`, decode → core → encode for both triggers;
 //! - [`table`]: the Table Storage [`snapwatch_core::ports::StateStore`] over the REST API;
+//! - [`baseline`]: the `Baseline` timer: the scheduled listing of disks and snapshots;
 //! - [`arm`]: the narrow port that reads a resource from Azure Resource Manager when a record
 //!   lacks what the chain needs;
 //! - [`identity`]: managed identity tokens from the Functions identity endpoint;
 //! - [`settings`]: the typed settings `main` reads once from the environment.
 
 pub mod arm;
+pub mod baseline;
 pub mod handler;
 pub mod identity;
 pub mod settings;

@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use snapwatch_azure::arm::ArmClient;
+use snapwatch_azure::baseline::{self, BaselineState, IdentityTokens};
 use snapwatch_azure::handler::{app, slack_sink, Alerts, AppState};
 use snapwatch_azure::identity::ManagedIdentity;
 use snapwatch_azure::settings::{env, Settings, SlackSetting};
@@ -65,6 +66,14 @@ async fn run() -> anyhow::Result<()> {
             .await
             .context("creating the state table (SNAPWATCH_TABLE_NAME)")?;
     }
+    let baseline_lister = snapwatch_azure_inventory::ArmLister::new(
+        http.clone(),
+        settings.arm_endpoint.clone(),
+        IdentityTokens(identity.clone()),
+    )
+    // Half the invocation deadline for the listing's retries: the rest is for the state and
+    // delivery, all before host.json's functionTimeout.
+    .with_time_budget(settings.invocation_deadline / 2);
     let reader = match identity {
         Some(identity) => ArmClient::new(http.clone(), settings.arm_endpoint.clone(), identity),
         None => {
@@ -77,7 +86,46 @@ async fn run() -> anyhow::Result<()> {
     };
     // Slack that cannot be used disables Slack only: the chain state must keep being recorded,
     // and every finding is kept in rejects until Slack works (see settings.rs).
-    let alerts = match &settings.slack {
+    let event_alerts = alerts(&settings);
+    let store = TableStore::new(table);
+    let baseline_state = Arc::new(BaselineState {
+        detector: Detector::new(store.clone(), settings.detector.clone()),
+        lister: baseline_lister,
+        subscriptions: settings.baseline_subscriptions.clone(),
+        alerts: match &event_alerts {
+            Alerts::Sink(sink) => Alerts::Sink(sink.clone()),
+            Alerts::LogOnly => Alerts::LogOnly,
+            Alerts::Unusable(reason) => Alerts::Unusable(reason.clone()),
+        },
+        clock: Arc::new(SystemClock),
+    });
+    let state = Arc::new(AppState {
+        // The purge works on the detector's own table: Table Storage has no TTL to do it.
+        purger: store.clone(),
+        purge_max_rows: settings.purge_max_rows,
+        detector: Detector::new(store, settings.detector.clone()),
+        reader,
+        alerts: event_alerts,
+        clock: Arc::new(SystemClock),
+        retry: settings.retry,
+        deadline: settings.invocation_deadline,
+    });
+
+    // The host talks to the handler over loopback only.
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], settings.port));
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding {address} ({})", env::PORT))?;
+    tracing::info!(%address, table = %settings.table_name, deadline_secs = settings.invocation_deadline.as_secs(), "snapwatch custom handler listening");
+    axum::serve(listener, app(state).merge(baseline::router(baseline_state)))
+        .await
+        .context("serving the custom handler")?;
+    Ok(())
+}
+
+/// Where findings go, as the settings say (logged once at start).
+fn alerts(settings: &Settings) -> Alerts<snapwatch_slack::SlackSink> {
+    match &settings.slack {
         SlackSetting::Webhook(webhook) => match slack_sink(webhook.clone()) {
             Ok(sink) => Alerts::Sink(sink),
             Err(e) => {
@@ -101,28 +149,5 @@ async fn run() -> anyhow::Result<()> {
             );
             Alerts::Unusable(reason.clone())
         }
-    };
-    let store = TableStore::new(table);
-    let state = Arc::new(AppState {
-        // The purge works on the detector's own table: Table Storage has no TTL to do it.
-        purger: store.clone(),
-        purge_max_rows: settings.purge_max_rows,
-        detector: Detector::new(store, settings.detector.clone()),
-        reader,
-        alerts,
-        clock: Arc::new(SystemClock),
-        retry: settings.retry,
-        deadline: settings.invocation_deadline,
-    });
-
-    // The host talks to the handler over loopback only.
-    let address = std::net::SocketAddr::from(([127, 0, 0, 1], settings.port));
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .with_context(|| format!("binding {address} ({})", env::PORT))?;
-    tracing::info!(%address, table = %settings.table_name, deadline_secs = settings.invocation_deadline.as_secs(), "snapwatch custom handler listening");
-    axum::serve(listener, app(state))
-        .await
-        .context("serving the custom handler")?;
-    Ok(())
+    }
 }

@@ -44,6 +44,9 @@ pub mod env {
     /// Expired rows one `Purge` run deletes at most (its schedule is the function.json's
     /// `%SNAPWATCH_PURGE_SCHEDULE%`, read by the host, not by the handler).
     pub const PURGE_MAX_ROWS: &str = "SNAPWATCH_PURGE_MAX_ROWS";
+    /// Subscription ids the `Baseline` timer lists, comma-separated (its schedule is the
+    /// function.json's `%SNAPWATCH_BASELINE_SCHEDULE%`). Unset: the timer run fails saying so.
+    pub const BASELINE_SUBSCRIPTIONS: &str = "SNAPWATCH_BASELINE_SUBSCRIPTIONS";
     /// Set by the Functions host when the app has a managed identity.
     pub const IDENTITY_ENDPOINT: &str = "IDENTITY_ENDPOINT";
     /// Set by the Functions host with `IDENTITY_ENDPOINT`; a credential.
@@ -130,6 +133,8 @@ pub struct Settings {
     pub invocation_deadline: Duration,
     /// Expired rows one purge run deletes at most.
     pub purge_max_rows: usize,
+    /// The subscriptions the `Baseline` timer lists (empty: not configured).
+    pub baseline_subscriptions: Vec<String>,
     /// The detector's own settings (the core's variables).
     pub detector: Config,
 }
@@ -262,9 +267,32 @@ impl Settings {
             retry: RetryBudget { attempts, backoff },
             invocation_deadline,
             purge_max_rows,
+            baseline_subscriptions: baseline_subscriptions(
+                vars.optional(env::BASELINE_SUBSCRIPTIONS),
+            )?,
             detector: Config::from_lookup(&lookup)?,
         })
     }
+}
+
+/// The comma-separated subscription ids of `SNAPWATCH_BASELINE_SUBSCRIPTIONS`; an id that
+/// could not be put in a Resource Manager path stops the start.
+fn baseline_subscriptions(raw: Option<String>) -> Result<Vec<String>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    let mut ids = Vec::new();
+    for id in raw.split(',').map(str::trim).filter(|id| !id.is_empty()) {
+        if !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(ConfigError::new(
+                env::BASELINE_SUBSCRIPTIONS,
+                &raw,
+                "is not a comma-separated list of subscription ids",
+            ));
+        }
+        ids.push(id.to_ascii_lowercase());
+    }
+    Ok(ids)
 }
 
 /// Settings that stop the start when they hold an unresolved Key Vault reference.
@@ -341,6 +369,34 @@ mod tests {
         assert_eq!(s.retry.attempts, 4);
         assert_eq!(s.purge_max_rows, 20_000);
         assert_eq!(s.detector, Config::default());
+    }
+
+    #[test]
+    fn reads_the_baseline_subscriptions_and_names_a_bad_list() {
+        assert!(Settings::from_lookup(lookup(MINIMAL))
+            .unwrap()
+            .baseline_subscriptions
+            .is_empty());
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push((
+            env::BASELINE_SUBSCRIPTIONS,
+            " 3F2B9C1E-7A4D-4E8B-9C21-5D6E7F809A1B, ,0b1f6471-1bf0-4dda-aec3-111122223333",
+        ));
+        assert_eq!(
+            Settings::from_lookup(lookup(&pairs))
+                .unwrap()
+                .baseline_subscriptions,
+            [
+                "3f2b9c1e-7a4d-4e8b-9c21-5d6e7f809a1b",
+                "0b1f6471-1bf0-4dda-aec3-111122223333"
+            ]
+        );
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push((env::BASELINE_SUBSCRIPTIONS, "sub-1/../providers"));
+        assert_eq!(
+            Settings::from_lookup(lookup(&pairs)).unwrap_err().name,
+            env::BASELINE_SUBSCRIPTIONS
+        );
     }
 
     #[test]

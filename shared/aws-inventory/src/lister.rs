@@ -377,6 +377,7 @@ fn permissions(grants: Grants, own_account: &str, also_public: bool) -> Permissi
             .filter(|a| a != own_account)
             .collect(),
         principals: grants.principals.into_iter().collect(),
+        ..Permissions::default()
     }
 }
 

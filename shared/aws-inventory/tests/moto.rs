@@ -234,6 +234,7 @@ fn grants(public: bool, accounts: &[&str], principals: &[&str]) -> Permissions {
         public,
         accounts: accounts.iter().map(|a| a.to_string()).collect(),
         principals: principals.iter().map(|p| p.to_string()).collect(),
+        ..Permissions::default()
     }
 }
 

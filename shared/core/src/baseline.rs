@@ -420,8 +420,15 @@ async fn evaluate_exposures<S: StateStore>(
                 .first()
                 .and_then(|fact| fact.linked_resources().first().map(|r| r.id.clone()))
                 .unwrap_or_default();
+            let exported = event
+                .facts
+                .iter()
+                .any(|fact| matches!(fact, Fact::SnapshotExported { .. }));
             [Rule::SnapshotPublic, Rule::SnapshotSharedExternal]
+                .into_iter()
+                .chain(exported.then_some(Rule::SnapshotExported))
                 .map(|rule| finding_id(rule, inventory.cloud, &anchor))
+                .collect::<Vec<_>>()
         })
         .collect();
     Ok(detector
@@ -505,14 +512,19 @@ fn exposure_event(
     if !outside_principals.is_empty() {
         audiences.push(Audience::Principals(outside_principals));
     }
-    if audiences.is_empty() {
+    // An export open to any network is the exposure the `beginGetAccess` event path reports.
+    let exported = current.export_open && current.export_reachable && !explained.exported;
+    if audiences.is_empty() && !exported {
         return None;
     }
     let key: Vec<String> = audiences
         .iter()
         .map(|a| serde_json::to_string(a).unwrap_or_default())
         .collect();
-    let key: Vec<&str> = key.iter().map(String::as_str).collect();
+    let mut key: Vec<&str> = key.iter().map(String::as_str).collect();
+    if exported {
+        key.push(EXPORT_METHOD);
+    }
     let event_key = format!("{}:{}", item.resource.id, short_hash(&key));
     Some(ParsedEvent {
         meta: EventMeta {
@@ -532,9 +544,17 @@ fn exposure_event(
                 snapshot: item.resource.clone(),
                 audience,
             })
+            .chain(exported.then(|| Fact::SnapshotExported {
+                snapshot: item.resource.clone(),
+                method: EXPORT_METHOD.to_owned(),
+            }))
             .collect(),
     })
 }
+
+/// How an open export is named in the baseline's [`Fact::SnapshotExported`]: the method the
+/// Azure parser gives a `beginGetAccess` event.
+const EXPORT_METHOD: &str = crate::parse::azure::SAS_EXPORT_METHOD;
 
 /// Encodes a baseline record for the store.
 fn encode<T: Serialize>(value: &T, context: &str) -> Result<String, EngineError> {

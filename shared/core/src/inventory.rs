@@ -20,24 +20,48 @@ pub struct Permissions {
     /// Other grantees: AWS Organizations organization / OU ARNs of AMI launch permissions.
     #[serde(default)]
     pub principals: BTreeSet<String>,
+    /// A download (SAS) URL of the data is open now: Azure `diskState` `ActiveSAS` or
+    /// `ActiveSASFrozen`. Whoever holds the URL can read the data while it lasts.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub export_open: bool,
+    /// The open export is reachable from any network by anyone holding the URL: Azure
+    /// `networkAccessPolicy` `AllowAll`, `publicNetworkAccess` not `Disabled` and
+    /// `dataAccessAuthMode` not `AzureActiveDirectory`. Only set with `export_open`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub export_reachable: bool,
+}
+
+/// Lets records written before the export fields existed (and AWS's, which never set them)
+/// keep their exact form.
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 impl Permissions {
     /// Nobody outside the owner may use it.
     pub fn is_private(&self) -> bool {
-        !self.public && self.accounts.is_empty() && self.principals.is_empty()
+        !self.public && self.accounts.is_empty() && self.principals.is_empty() && !self.export_open
     }
 
     /// A canonical text of the grants, for store keys and change identities.
     pub(crate) fn key(&self) -> String {
         let accounts: Vec<&str> = self.accounts.iter().map(String::as_str).collect();
         let principals: Vec<&str> = self.principals.iter().map(String::as_str).collect();
-        format!(
+        let mut key = format!(
             "public={};accounts={};principals={}",
             self.public,
             accounts.join(","),
             principals.join(",")
-        )
+        );
+        // Appended only when set, so the keys of records without an export stay as they were.
+        if self.export_open {
+            key.push_str(if self.export_reachable {
+                ";export=reachable"
+            } else {
+                ";export=open"
+            });
+        }
+        key
     }
 }
 

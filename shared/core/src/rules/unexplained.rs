@@ -7,7 +7,7 @@
 
 use super::{RuleMeta, T1578_001};
 use crate::inventory::{Inventory, InventoryItem, Permissions};
-use crate::model::{Audience, Fact, Observation, ResourceKind, Severity};
+use crate::model::{Audience, Cloud, Fact, Observation, ResourceKind, Severity};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeSet;
 
@@ -34,6 +34,8 @@ pub(crate) struct Explained {
     pub(crate) accounts: BTreeSet<String>,
     /// Principals an event shared it with.
     pub(crate) principals: BTreeSet<String>,
+    /// An event opened an export of its data (Azure `beginGetAccess`).
+    pub(crate) exported: bool,
 }
 
 impl Explained {
@@ -48,6 +50,9 @@ impl Explained {
                     explained.created = true
                 }
                 Fact::ImageRegistered { image, .. } if image.id == id => explained.created = true,
+                Fact::SnapshotExported { snapshot, .. } if snapshot.id == id => {
+                    explained.exported = true
+                }
                 Fact::SnapshotShared { snapshot, audience } if snapshot.id == id => {
                     match audience {
                         Audience::Public => explained.public = true,
@@ -93,7 +98,9 @@ pub(crate) fn decide(
     explained: &Explained,
     creation_explained: bool,
 ) -> Option<Change> {
-    if state.appeared && !creation_explained {
+    // A managed disk appears with every VM created (no disk event of its own), so only its
+    // export is judged, not its creation.
+    if state.appeared && !creation_explained && item.resource.kind != ResourceKind::Disk {
         return Some(Change::Appeared);
     }
     let before = state.before.map(|(_, permissions)| permissions);
@@ -114,6 +121,12 @@ pub(crate) fn decide(
             .filter(|p| !explained.principals.contains(*p))
             .cloned()
             .collect(),
+        export_open: now.export_open
+            && !before.is_some_and(|b| b.export_open)
+            && !explained.exported,
+        export_reachable: now.export_reachable
+            && !before.is_some_and(|b| b.export_open)
+            && !explained.exported,
     };
     (!granted.is_private()).then_some(Change::Granted(granted))
 }
@@ -138,6 +151,7 @@ pub(crate) fn wording(
     let id = &item.resource.id;
     let what = format!("{} {id}", kind_label(item.resource.kind));
     let region = &inventory.region;
+    let gap = gap_causes(inventory.cloud);
     let since = state
         .before
         .map(|(seen_at, _)| {
@@ -159,19 +173,32 @@ pub(crate) fn wording(
                 change_key: format!("appeared;{}", item.permissions.key()),
                 title: format!("{what} appeared with no creation event"),
                 summary: format!(
-                    "The scheduled baseline found {what} in {region}{grants}, created{}; no received event created it. Events from this account and region may be missing (trail stopped, EventBridge rule changed, outage).",
+                    "The scheduled baseline found {what} in {region}{grants}, created{}; no received event created it. {gap}",
                     item.created.map(|t| format!(" {}", rfc3339(t))).unwrap_or_else(|| " at an unknown time".into())
                 ),
             }
         }
         Change::Granted(granted) => Wording {
             change_key: format!("granted;{}", granted.key()),
-            title: format!("{what} shared with no share event"),
+            title: if granted.public || !granted.accounts.is_empty() || !granted.principals.is_empty()
+            {
+                format!("{what} shared with no share event")
+            } else {
+                format!("{what} export opened with no export event")
+            },
             summary: format!(
-                "The scheduled baseline found {what} in {region} newly shared with {}{since}; no received event granted it. Events from this account and region may be missing (trail stopped, EventBridge rule changed, outage).",
+                "The scheduled baseline found {what} in {region} newly shared with {}{since}; no received event granted it. {gap}",
                 describe_grants(granted)
             ),
         },
+    }
+}
+
+/// Where events of `cloud` get lost, for the finding's summary.
+fn gap_causes(cloud: Cloud) -> &'static str {
+    match cloud {
+        Cloud::Azure => "Events from this subscription may be missing (diagnostic setting or Event Grid subscription changed, function stopped, outage).",
+        _ => "Events from this account and region may be missing (trail stopped, EventBridge rule changed, outage).",
     }
 }
 
@@ -179,6 +206,7 @@ fn kind_label(kind: ResourceKind) -> &'static str {
     match kind {
         ResourceKind::DbSnapshot => "DB snapshot",
         ResourceKind::Image => "image",
+        ResourceKind::Disk => "disk",
         _ => "snapshot",
     }
 }
@@ -190,6 +218,13 @@ fn describe_grants(p: &Permissions) -> String {
     }
     parts.extend(p.accounts.iter().map(|a| format!("account {a}")));
     parts.extend(p.principals.iter().cloned());
+    if p.export_open {
+        parts.push(if p.export_reachable {
+            "whoever holds its open SAS download URL, from any network".to_string()
+        } else {
+            "whoever holds its open SAS download URL (network or sign-in restricted)".to_string()
+        });
+    }
     parts.join(", ")
 }
 

@@ -8,7 +8,7 @@ use crate::render::escape_line;
 use serde_json::{Map, Value};
 
 /// How a SAS-URL export is named in [`Fact::SnapshotExported`].
-const SAS_URL: &str = "sas-url";
+pub(crate) const SAS_URL: &str = "sas-url";
 
 /// The resource body a record carries, decoded from `properties.responseBody` (the state ARM
 /// returned, preferred) or `properties.requestbody` (what the caller asked for).
