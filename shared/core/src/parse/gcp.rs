@@ -6,12 +6,14 @@
 //! `beta.compute.snapshots.insert`), so methods are matched by suffix.
 
 mod facts;
+mod listing;
 mod record;
 mod resource_path;
 #[cfg(test)]
 mod tests;
 
 use super::{parse_time, ParseError, Parsed, Skip};
+pub use listing::{inventory_item, listed_resource};
 use crate::model::{Cloud, EventMeta, ParsedEvent};
 use chrono::{DateTime, Utc};
 use record::{AuditLog, CloudEvent, LogEntry, Operation};

@@ -93,7 +93,9 @@ pub(crate) fn decide(
     explained: &Explained,
     creation_explained: bool,
 ) -> Option<Change> {
-    if state.appeared && !creation_explained {
+    // Disks come and go with instances and no consumed event creates one: only their grants
+    // are judged (AWS lists no disks, so this changes nothing there).
+    if state.appeared && !creation_explained && item.resource.kind.is_snapshot_like() {
         return Some(Change::Appeared);
     }
     let before = state.before.map(|(_, permissions)| permissions);
