@@ -283,7 +283,9 @@ impl FirestoreClient {
         Err(classify(http, &text))
     }
 
-    async fn access_token(&self) -> Result<Option<AccessToken>, FirestoreError> {
+    /// The service account's bearer token (cached, refreshed by one caller at a time), or
+    /// `None` against the emulator: also the token of the baseline's Compute Engine calls.
+    pub async fn access_token(&self) -> Result<Option<AccessToken>, FirestoreError> {
         if self.target.auth == Auth::None {
             return Ok(None);
         }
