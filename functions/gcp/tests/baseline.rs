@@ -340,3 +340,27 @@ async fn the_baseline_records_live_in_firestore() {
     assert_eq!(rerun.projects[0].new_items, 0);
     assert!(again.slack.sent().is_empty(), "the claim in Firestore stops a second alert");
 }
+
+/// The figures of the README (Snapshot baseline, GCP): a project of 1,000 snapshots, a first run
+/// and a rerun against the stub with the in-memory store; the stub counts the requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_over_1000_snapshots() {
+    let h = harness(Arc::new(MemoryStore::new())).await;
+    h.stub.generate_snapshots(1000);
+    let started = std::time::Instant::now();
+    let first = h.app.run().await.unwrap();
+    let first_elapsed = started.elapsed();
+    assert_eq!(first.projects[0].items, 1004);
+    let first_requests = h.stub.requests().len();
+    assert_eq!(first_requests, 1002 + 3 + 4);
+    h.clock.advance(Duration::hours(1));
+    h.stub.reset_requests();
+    let started = std::time::Instant::now();
+    let rerun = h.app.run().await.unwrap();
+    let rerun_elapsed = started.elapsed();
+    assert_eq!(rerun.projects[0].new_items, 0);
+    assert_eq!(h.stub.requests().len(), first_requests);
+    eprintln!(
+        "1000 snapshots: first run {first_elapsed:?}, rerun {rerun_elapsed:?}, {first_requests} requests each"
+    );
+}

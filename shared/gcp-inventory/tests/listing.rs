@@ -184,3 +184,22 @@ async fn an_unknown_project_fails_instead_of_listing_nothing() {
     let error = lister(&stub).list_project("other-project", Utc::now()).await.unwrap_err();
     assert!(matches!(error, InventoryError::Malformed { .. }), "{error}");
 }
+
+/// The cost of a run (README, Snapshot baseline, GCP): one list request per page of 500 and one
+/// `getIamPolicy` per resource. The stub counts what the client actually sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_of_1000_snapshots_costs_1002_requests_plus_the_other_collections() {
+    let stub = ComputeStub::start().await;
+    stub.generate_snapshots(1000);
+    let lister = lister(&stub);
+    let started = std::time::Instant::now();
+    let inventory = lister.list_project(PROJECT, Utc::now()).await.unwrap();
+    let elapsed = started.elapsed();
+    let others = 4; // images, machine images and the aggregated disks: one page and 4 policies.
+    assert_eq!(inventory.items.len(), 1000 + others);
+    let snapshot_requests = 1000_u64.div_ceil(500) + 1000;
+    assert_eq!(snapshot_requests, 1002);
+    assert_eq!(lister.requests_sent(), snapshot_requests + 3 + others as u64);
+    assert_eq!(stub.requests().len() as u64, lister.requests_sent());
+    eprintln!("listed {} resources in {elapsed:?}", inventory.items.len());
+}

@@ -37,6 +37,8 @@ struct State {
     faults: VecDeque<Fault>,
     requests: Vec<String>,
     authorizations: Vec<Option<String>>,
+    /// Serve this many snapshots (copies of the fixture's first one) instead of the fixture pages.
+    generated_snapshots: Option<usize>,
 }
 
 /// A running stub; dropped with the test's runtime.
@@ -110,6 +112,12 @@ impl ComputeStub {
             .insert(resource.to_string());
     }
 
+    /// Lists `count` snapshots, named `gen-00000`…, paged by the request's `maxResults`, each a
+    /// copy of the first snapshot of `snapshots-page-1.json` (for the cost of a large project).
+    pub fn generate_snapshots(&self, count: usize) {
+        self.state.lock().unwrap().generated_snapshots = Some(count);
+    }
+
     pub fn inject(&self, fault: Fault) {
         self.state.lock().unwrap().faults.push_back(fault);
     }
@@ -180,10 +188,7 @@ fn serve(state: &Mutex<State>, uri: &Uri, auth: Option<String>) -> Response<Body
         let fault = state.faults.remove(at).unwrap();
         return answer(fault.status, fixture(fault.file), fault.retry_after);
     }
-    let page_token = query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("pageToken="))
-        .map(str::to_string);
+    let page_token = query_value(&query, "pageToken");
     let Some(rest) = path.strip_prefix("/compute/v1/") else {
         return not_found(&path);
     };
@@ -203,6 +208,17 @@ fn serve(state: &Mutex<State>, uri: &Uri, auth: Option<String>) -> Response<Body
     let Some(collection) = rest.strip_prefix(&format!("projects/{PROJECT}/")) else {
         return not_found(rest);
     };
+    if let (Some(count), "global/snapshots") = (state.generated_snapshots, collection) {
+        let page_size = query_value(&query, "maxResults")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(500);
+        let offset = page_token
+            .as_deref()
+            .and_then(|t| t.strip_prefix("gen-"))
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        return answer(200, generated_page(count, offset, page_size), None);
+    }
     let file = match (collection, page_token.as_deref()) {
         ("global/snapshots", None) => "snapshots-page-1.json",
         ("global/snapshots", Some(SNAPSHOTS_PAGE_2)) => "snapshots-page-2.json",
@@ -212,4 +228,37 @@ fn serve(state: &Mutex<State>, uri: &Uri, auth: Option<String>) -> Response<Body
         _ => return not_found(rest),
     };
     answer(200, without_hidden(&fixture(file), &state.hidden), None)
+}
+
+fn query_value(query: &str, name: &str) -> Option<String> {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        .map(str::to_string)
+}
+
+/// A page of generated snapshots from `offset`, with the next page's token when more remain.
+fn generated_page(count: usize, offset: usize, page_size: usize) -> String {
+    let mut page: Value = serde_json::from_str(&fixture("snapshots-page-1.json")).unwrap();
+    let template = page["items"][0].clone();
+    let link = template["selfLink"].as_str().unwrap().to_string();
+    let base = link.rsplit_once('/').unwrap().0.to_string();
+    let end = count.min(offset + page_size);
+    let items: Vec<Value> = (offset..end)
+        .map(|i| {
+            let mut item = template.clone();
+            let name = format!("gen-{i:05}");
+            item["selfLink"] = Value::String(format!("{base}/{name}"));
+            item["name"] = Value::String(name);
+            item
+        })
+        .collect();
+    page["items"] = Value::Array(items);
+    match end < count {
+        true => page["nextPageToken"] = Value::String(format!("gen-{end}")),
+        false => {
+            page.as_object_mut().unwrap().remove("nextPageToken");
+        }
+    }
+    page.to_string()
 }
