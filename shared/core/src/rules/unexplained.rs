@@ -93,9 +93,9 @@ pub(crate) fn decide(
     explained: &Explained,
     creation_explained: bool,
 ) -> Option<Change> {
-    // Disks come and go with instances and no consumed event creates one: only their grants
-    // are judged (AWS lists no disks, so this changes nothing there).
-    if state.appeared && !creation_explained && item.resource.kind.is_snapshot_like() {
+    // A managed disk appears with every VM created (no disk event of its own), so only its
+    // export is judged, not its creation.
+    if state.appeared && !creation_explained && item.resource.kind != ResourceKind::Disk {
         return Some(Change::Appeared);
     }
     let before = state.before.map(|(_, permissions)| permissions);
