@@ -364,3 +364,36 @@ async fn a_run_over_1000_snapshots() {
         "1000 snapshots: first run {first_elapsed:?}, rerun {rerun_elapsed:?}, {first_requests} requests each"
     );
 }
+
+/// On Cloud Run the listing authenticates with the service account's metadata-server token,
+/// through the Firestore client's cache (one token path for the service).
+#[tokio::test]
+async fn the_listing_sends_the_service_accounts_metadata_token() {
+    use snapwatch_gcp::baseline::ServiceToken;
+    use snapwatch_gcp::firestore::{FirestoreClient, FirestoreTarget};
+    let metadata = axum::Router::new().route(
+        "/computeMetadata/v1/instance/service-accounts/default/token",
+        axum::routing::get(|headers: axum::http::HeaderMap| async move {
+            assert_eq!(headers.get("metadata-flavor").unwrap(), "Google");
+            axum::Json(serde_json::json!({ "access_token": "ya29.stand-in", "expires_in": 3600, "token_type": "Bearer" }))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, metadata).await.unwrap() });
+    let client = FirestoreClient::new(FirestoreTarget::production(PROJECT, "(default)"))
+        .unwrap()
+        .with_metadata_host(&host);
+    let stub = ComputeStub::start().await;
+    let lister = ComputeLister::new(&stub.endpoint, ServiceToken(Arc::new(client))).unwrap();
+    let inventory = lister.list_project(PROJECT, start()).await.unwrap();
+    assert_eq!(inventory.items.len(), 7);
+    let authorizations = stub.authorizations();
+    assert_eq!(authorizations.len(), 12);
+    assert!(
+        authorizations
+            .iter()
+            .all(|a| a.as_deref() == Some("Bearer ya29.stand-in")),
+        "{authorizations:?}"
+    );
+}

@@ -14,6 +14,7 @@
 
 mod api;
 mod error;
+pub mod metadata;
 
 pub use error::InventoryError;
 
