@@ -12,6 +12,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "adc")]
+pub mod adc;
 mod api;
 mod error;
 pub mod metadata;
