@@ -3,6 +3,8 @@
 
 #[cfg(feature = "baseline")]
 mod baseline;
+#[cfg(feature = "baseline")]
+mod baseline_gcp;
 mod scan;
 
 use anyhow::Context;
@@ -79,10 +81,14 @@ struct ScanArgs {
 
 #[derive(clap::Args)]
 struct BaselineArgs {
-    /// Region to list; repeat for several.
-    #[arg(long = "region", required = true, value_name = "REGION")]
+    /// AWS region to list; repeat for several.
+    #[arg(long = "region", required_unless_present = "projects", value_name = "REGION")]
     regions: Vec<String>,
-    /// Send the EC2, RDS and STS calls here instead of AWS (a local test server).
+    /// GCP project to list instead (Application Default Credentials); repeat for several.
+    #[arg(long = "project", conflicts_with = "regions", value_name = "PROJECT")]
+    projects: Vec<String>,
+    /// Send the cloud's API calls here instead (a local test server): EC2, RDS and STS, or
+    /// Compute Engine with `--project`.
     #[arg(long, value_name = "URL")]
     endpoint_url: Option<String>,
     /// How findings are printed on stdout.
@@ -195,6 +201,24 @@ fn run_baseline(args: BaselineArgs) -> anyhow::Result<()> {
         Some(path) => load_config(path)?,
         None => Config::default(),
     };
+    if !args.projects.is_empty() {
+        let options = baseline_gcp::Options {
+            format: args.format,
+            projects: args.projects,
+            endpoint_url: args.endpoint_url,
+        };
+        match &args.state {
+            Some(path) => {
+                let store = snapwatch_sqlite::SqliteStore::open(path)
+                    .with_context(|| format!("cannot open state file {}", path.display()))?;
+                baseline_gcp::run(store, config, &options)?;
+            }
+            None => {
+                baseline_gcp::run(snapwatch_core::memory::MemoryStore::new(), config, &options)?;
+            }
+        }
+        return Ok(());
+    }
     let options = baseline::Options {
         format: args.format,
         regions: args.regions,

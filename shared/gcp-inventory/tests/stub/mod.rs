@@ -49,10 +49,13 @@ pub struct ComputeStub {
     state: Arc<Mutex<State>>,
 }
 
+/// `tests/fixtures/gcp-baseline` of the repository, found from whichever crate includes the stub.
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join("tests/fixtures/gcp-baseline")
+        .ancestors()
+        .map(|dir| dir.join("tests/fixtures/gcp-baseline"))
+        .find(|dir| dir.is_dir())
+        .expect("tests/fixtures/gcp-baseline above the crate")
 }
 
 fn fixture(file: &str) -> String {
