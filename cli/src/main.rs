@@ -82,7 +82,11 @@ struct ScanArgs {
 #[derive(clap::Args)]
 struct BaselineArgs {
     /// AWS region to list; repeat for several.
-    #[arg(long = "region", required_unless_present = "projects", value_name = "REGION")]
+    #[arg(
+        long = "region",
+        required_unless_present = "projects",
+        value_name = "REGION"
+    )]
     regions: Vec<String>,
     /// GCP project to list instead (Application Default Credentials); repeat for several.
     #[arg(long = "project", conflicts_with = "regions", value_name = "PROJECT")]

@@ -81,21 +81,38 @@ async fn a_project_baseline_prints_a_share_once_and_keeps_the_baseline_in_the_st
     let stderr = String::from_utf8_lossy(&first.stderr);
     assert!(first.status.success(), "{stderr}");
     let stdout = String::from_utf8(first.stdout).unwrap();
-    let findings: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let findings: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(findings.len(), 1, "{stdout}");
     assert_eq!(findings[0]["rule"], "snapshot.shared-external");
     assert_eq!(findings[0]["snapshot"], HANDOFF);
     assert_eq!(findings[0]["found_by"], "baseline");
-    assert!(stderr.contains("first baseline of this project"), "{stderr}");
-    assert!(stderr.contains("12 request(s) to Compute Engine"), "{stderr}");
+    assert!(
+        stderr.contains("first baseline of this project"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("12 request(s) to Compute Engine"),
+        "{stderr}"
+    );
     assert!(stub
         .authorizations()
         .iter()
         .all(|a| a.as_deref() == Some("Bearer ya29.cli")));
 
     let rerun = baseline(args, adc, dir.path().to_path_buf()).await;
-    assert!(rerun.status.success(), "{}", String::from_utf8_lossy(&rerun.stderr));
-    assert!(rerun.stdout.is_empty(), "{}", String::from_utf8_lossy(&rerun.stdout));
+    assert!(
+        rerun.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+    assert!(
+        rerun.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&rerun.stdout)
+    );
     assert!(!String::from_utf8_lossy(&rerun.stderr).contains("first baseline"));
 }
 
@@ -103,13 +120,19 @@ async fn a_project_baseline_prints_a_share_once_and_keeps_the_baseline_in_the_st
 async fn a_project_and_a_region_together_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let out = baseline(
-        ["--project", PROJECT, "--region", "eu-west-1"].map(String::from).to_vec(),
+        ["--project", PROJECT, "--region", "eu-west-1"]
+            .map(String::from)
+            .to_vec(),
         dir.path().join("absent.json"),
         dir.path().to_path_buf(),
     )
     .await;
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot be used with"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]

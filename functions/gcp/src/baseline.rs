@@ -190,12 +190,14 @@ where
 
     async fn project(&self, project: &str) -> Result<ProjectOutcome, BaselineError> {
         let now = self.clock.now();
-        let inventory = self.lister.list_project(project, now).await.map_err(|source| {
-            BaselineError::Listing {
+        let inventory = self
+            .lister
+            .list_project(project, now)
+            .await
+            .map_err(|source| BaselineError::Listing {
                 project: project.to_string(),
                 source,
-            }
-        })?;
+            })?;
         let engine = |source: EngineError| BaselineError::Engine {
             project: project.to_string(),
             source,

@@ -5,9 +5,9 @@ use snapwatch_core::engine::Detector;
 use snapwatch_core::ports::SystemClock;
 use snapwatch_gcp::baseline::{self, BaselineApp, ServiceToken};
 use snapwatch_gcp::firestore::FirestoreStore;
-use snapwatch_gcp_inventory::ComputeLister;
 use snapwatch_gcp::service::{app, Service};
 use snapwatch_gcp::settings::Settings;
+use snapwatch_gcp_inventory::ComputeLister;
 use snapwatch_slack::{RetryPolicy, SlackSink, WebhookUrl};
 use std::sync::Arc;
 

@@ -2,7 +2,11 @@
 //! in tests/fixtures/gcp-baseline): the AWS baseline's scenarios for a GCP project, the
 //! `POST /baseline` route, and the run's records in the Firestore emulator.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a panic is a failed test, with its message")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
 
 mod common;
 #[path = "../../../shared/gcp-inventory/tests/stub/mod.rs"]
@@ -94,7 +98,11 @@ async fn harness<S: StateStore>(store: S) -> Harness<S> {
 
 /// A `setIamPolicy` audit record granting `member` on `resource` (a `projects/…` id), as
 /// Compute Engine logs it.
-fn set_iam_policy_event(resource: &str, member: &str, at: DateTime<Utc>) -> snapwatch_core::ParsedEvent {
+fn set_iam_policy_event(
+    resource: &str,
+    member: &str,
+    at: DateTime<Utc>,
+) -> snapwatch_core::ParsedEvent {
     let entry = serde_json::json!({
         "protoPayload": {
             "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
@@ -155,7 +163,14 @@ async fn exposures_are_found_with_no_event_and_a_rerun_finds_nothing_new() {
     let rerun = h.app.run().await.unwrap();
     let project = &rerun.projects[0];
     assert!(!project.first_run);
-    assert_eq!((project.new_items, project.changed_items, project.unexplained), (0, 0, 0));
+    assert_eq!(
+        (
+            project.new_items,
+            project.changed_items,
+            project.unexplained
+        ),
+        (0, 0, 0)
+    );
     assert!(project.sent.is_empty(), "{project:?}");
     assert_eq!(h.slack.sent().len(), 4);
     // The cost of a run: 5 list pages + one getIamPolicy per resource.
@@ -175,9 +190,14 @@ async fn an_exposure_an_event_reported_has_one_id_and_is_not_alerted_twice() {
         .unwrap();
     // …is the id the baseline gives the same exposure found with no event.
     let baseline_only = harness(Arc::new(MemoryStore::new())).await;
-    baseline_only.stub.set_policy(HANDOFF, "policy-external.json");
+    baseline_only
+        .stub
+        .set_policy(HANDOFF, "policy-external.json");
     let outcome = baseline_only.app.run().await.unwrap();
-    assert_eq!(outcome.projects[0].findings, [event_id.clone()]);
+    assert_eq!(
+        outcome.projects[0].findings,
+        std::slice::from_ref(&event_id)
+    );
 
     // With the event received and alerted first, the baseline explains the share by it.
     let h = harness(Arc::new(MemoryStore::new())).await;
@@ -188,7 +208,7 @@ async fn an_exposure_an_event_reported_has_one_id_and_is_not_alerted_twice() {
         .deliver(&findings, &h.slack, start())
         .await
         .unwrap();
-    assert_eq!(h.slack.sent_ids(), [event_id.clone()]);
+    assert_eq!(h.slack.sent_ids(), std::slice::from_ref(&event_id));
     h.clock.advance(Duration::hours(2));
     let outcome = h.app.run().await.unwrap();
     assert_eq!(outcome.projects[0].exposures_found_by_baseline, 0);
@@ -215,7 +235,10 @@ async fn an_unexplained_change_alerts_once_after_settling() {
     assert_eq!((project.new_items, project.changed_items), (2, 1));
     // The exposure alerts at once; the changes are not judged before they settle.
     assert_eq!(project.unexplained, 0);
-    assert_eq!(ids_of(Rule::SnapshotSharedExternal, &h.slack.sent()), [NIGHTLY]);
+    assert_eq!(
+        ids_of(Rule::SnapshotSharedExternal, &h.slack.sent()),
+        [NIGHTLY]
+    );
 
     h.clock.advance(Duration::minutes(31));
     let settled = h.app.run().await.unwrap();
@@ -261,7 +284,10 @@ async fn a_failed_delivery_is_found_again() {
     let retried = h.app.run().await.unwrap();
     // Not recorded by the failed run: still the first.
     assert!(retried.projects[0].first_run);
-    assert_eq!(ids_of(Rule::SnapshotSharedExternal, &h.slack.sent()), [HANDOFF]);
+    assert_eq!(
+        ids_of(Rule::SnapshotSharedExternal, &h.slack.sent()),
+        [HANDOFF]
+    );
     h.clock.advance(Duration::hours(1));
     h.app.run().await.unwrap();
     assert_eq!(h.slack.sent().len(), 1);
@@ -276,7 +302,9 @@ async fn the_route_answers_the_outcome_and_a_retryable_status() {
     let post = || Request::post("/baseline").body(Body::empty()).unwrap();
     let response = router.clone().oneshot(post()).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
     let outcome: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(outcome["projects"][0]["project"], PROJECT);
     assert_eq!(outcome["projects"][0]["items"], 7);
@@ -300,10 +328,15 @@ async fn the_route_answers_the_outcome_and_a_retryable_status() {
     });
     let response = router.oneshot(post()).await.unwrap();
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
     let failed: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(failed["retryable"], false, "{failed}");
-    assert!(failed["reason"].as_str().unwrap().contains(PROJECT), "{failed}");
+    assert!(
+        failed["reason"].as_str().unwrap().contains(PROJECT),
+        "{failed}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -318,7 +351,10 @@ async fn the_baseline_records_live_in_firestore() {
     assert_eq!(h.slack.sent().len(), 1);
     let now = h.clock.now();
     let scope = store
-        .load_facts(&["snapwatch-baseline#scope#gcp#snap-prod#global".to_string()], now)
+        .load_facts(
+            &["snapwatch-baseline#scope#gcp#snap-prod#global".to_string()],
+            now,
+        )
         .await
         .unwrap();
     assert_eq!(scope.len(), 1, "the run's marker is a fact in Firestore");
@@ -326,7 +362,11 @@ async fn the_baseline_records_live_in_firestore() {
         .load_facts(&[format!("snapwatch-baseline#{HANDOFF}")], now)
         .await
         .unwrap();
-    assert_eq!(seen.len(), 1, "what the run saw of each resource is a fact too");
+    assert_eq!(
+        seen.len(),
+        1,
+        "what the run saw of each resource is a fact too"
+    );
     let exposure = store.load_facts(&[HANDOFF.to_string()], now).await.unwrap();
     assert!(!exposure.is_empty(), "the exposure is a chain fact");
 
@@ -338,7 +378,10 @@ async fn the_baseline_records_live_in_firestore() {
     let rerun = again.app.run().await.unwrap();
     assert!(!rerun.projects[0].first_run, "{rerun:?}");
     assert_eq!(rerun.projects[0].new_items, 0);
-    assert!(again.slack.sent().is_empty(), "the claim in Firestore stops a second alert");
+    assert!(
+        again.slack.sent().is_empty(),
+        "the claim in Firestore stops a second alert"
+    );
 }
 
 /// The figures of the README (Snapshot baseline, GCP): a project of 1,000 snapshots, a first run

@@ -67,7 +67,7 @@ enum Kind {
     ServiceAccount {
         client_email: String,
         key_id: Option<String>,
-        key: RsaKeyPair,
+        key: Box<RsaKeyPair>,
         token_uri: String,
     },
     Metadata(MetadataServer),
@@ -166,12 +166,13 @@ impl ApplicationDefault {
                 let der = pem_body(&pem).ok_or_else(|| {
                     invalid("`private_key` is not a PEM \"PRIVATE KEY\" block".to_string())
                 })?;
-                let key = RsaKeyPair::from_pkcs8(&der)
-                    .map_err(|e| invalid(format!("`private_key` is not an RSA PKCS#8 key ({e})")))?;
+                let key = RsaKeyPair::from_pkcs8(&der).map_err(|e| {
+                    invalid(format!("`private_key` is not an RSA PKCS#8 key ({e})"))
+                })?;
                 Kind::ServiceAccount {
                     client_email: required(file.client_email, "client_email")?,
                     key_id: file.private_key_id,
-                    key,
+                    key: Box::new(key),
                     token_uri,
                 }
             }

@@ -106,7 +106,10 @@ impl<T: TokenSource> ComputeLister<T> {
     pub fn new(endpoint: &str, tokens: T) -> Result<Self, InventoryError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
-            .user_agent(concat!("snapwatch-gcp-inventory/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!(
+                "snapwatch-gcp-inventory/",
+                env!("CARGO_PKG_VERSION")
+            ))
             .build()
             .map_err(|e| InventoryError::Client(e.to_string()))?;
         Ok(ComputeLister {
@@ -204,12 +207,13 @@ impl<T: TokenSource> ComputeLister<T> {
                 query.push(("pageToken", token.clone()));
             }
             let what = format!("list {}", collection.path());
-            let body = self.get(&what, &base, &query).await?.ok_or_else(|| {
-                InventoryError::Malformed {
-                    what: what.clone(),
-                    reason: "the project or collection does not exist (HTTP 404)".to_string(),
-                }
-            })?;
+            let body =
+                self.get(&what, &base, &query)
+                    .await?
+                    .ok_or_else(|| InventoryError::Malformed {
+                        what: what.clone(),
+                        reason: "the project or collection does not exist (HTTP 404)".to_string(),
+                    })?;
             let next = if collection == Collection::Disks {
                 let page: AggregatedDisks = decode(&what, &body)?;
                 if let Some(location) = page.unreachables.first() {
@@ -247,10 +251,7 @@ impl<T: TokenSource> ComputeLister<T> {
         };
         let resource = listed_resource(&listed.self_link).map_err(|e| malformed(e.to_string()))?;
         let what = format!("getIamPolicy {}", resource.id);
-        let url = format!(
-            "{}/compute/v1/{}/getIamPolicy",
-            self.endpoint, resource.id
-        );
+        let url = format!("{}/compute/v1/{}/getIamPolicy", self.endpoint, resource.id);
         // Version 3 returns conditional bindings too; their members can still read the resource.
         let query = [("optionsRequestedPolicyVersion", "3".to_string())];
         let Some(body) = self.get(&what, &url, &query).await? else {
@@ -287,7 +288,11 @@ impl<T: TokenSource> ComputeLister<T> {
             })
     }
 
-    async fn attempt(&self, url: &str, query: &[(&str, String)]) -> Result<Option<String>, Failure> {
+    async fn attempt(
+        &self,
+        url: &str,
+        query: &[(&str, String)],
+    ) -> Result<Option<String>, Failure> {
         let mut request = self.http.get(url).query(query);
         if let Some(token) = self.tokens.token().await? {
             request = request.bearer_auth(token.expose());
@@ -330,7 +335,11 @@ fn decode<V: serde::de::DeserializeOwned>(what: &str, body: &str) -> Result<V, I
 /// The class of an error answer: the status rule of `snapwatch-http`, except that Compute
 /// Engine sends quota and rate errors as 403.
 fn class_of(status: u16, reasons: &[&str], canonical: &str) -> Class {
-    const QUOTA_REASONS: [&str; 3] = ["rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"];
+    const QUOTA_REASONS: [&str; 3] = [
+        "rateLimitExceeded",
+        "userRateLimitExceeded",
+        "quotaExceeded",
+    ];
     if canonical == "RESOURCE_EXHAUSTED" || reasons.iter().any(|r| QUOTA_REASONS.contains(r)) {
         return Class::Transient;
     }

@@ -3,7 +3,11 @@
 //! refresh-token exchange, and the `service_account` RS256 assertion, whose signature the
 //! endpoint verifies with the test key's public half.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a panic is a failed test, with its message")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -30,7 +34,10 @@ struct Endpoint {
     refuse: Arc<Mutex<bool>>,
 }
 
-async fn token(State(endpoint): State<Endpoint>, Form(form): Form<HashMap<String, String>>) -> Response {
+async fn token(
+    State(endpoint): State<Endpoint>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
     endpoint.grants.lock().unwrap().push(form.clone());
     if *endpoint.refuse.lock().unwrap() {
         return (StatusCode::BAD_REQUEST, Json(serde_json::json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."}))).into_response();
@@ -47,7 +54,11 @@ async fn token(State(endpoint): State<Endpoint>, Form(form): Form<HashMap<String
         _ => false,
     };
     if !ok {
-        return (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"error": "unauthorized_client"}))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(serde_json::json!({"error": "unauthorized_client"})),
+        )
+            .into_response();
     }
     Json(serde_json::json!({"access_token": "ya29.from-endpoint", "expires_in": 3599, "token_type": "Bearer"})).into_response()
 }
@@ -56,16 +67,24 @@ async fn token(State(endpoint): State<Endpoint>, Form(form): Form<HashMap<String
 fn verify(assertion: &str) -> bool {
     let (signing_input, signature) = assertion.rsplit_once('.').unwrap();
     let public = std::fs::read(fixture("test-service-account-key.pub.der")).unwrap();
-    let key = ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PKCS1_2048_8192_SHA256, public);
+    let key = ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        public,
+    );
     if key
-        .verify(signing_input.as_bytes(), &URL_SAFE_NO_PAD.decode(signature).unwrap())
+        .verify(
+            signing_input.as_bytes(),
+            &URL_SAFE_NO_PAD.decode(signature).unwrap(),
+        )
         .is_err()
     {
         return false;
     }
     let (header, claims) = signing_input.split_once('.').unwrap();
-    let header: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
-    let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+    let header: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
     header["alg"] == "RS256"
         && header["kid"] == "key-1"
         && claims["iss"] == "lister@snap-prod.iam.gserviceaccount.com"
@@ -76,7 +95,9 @@ fn verify(assertion: &str) -> bool {
 
 async fn start() -> (Endpoint, String) {
     let endpoint = Endpoint::default();
-    let app = Router::new().route("/token", post(token)).with_state(endpoint.clone());
+    let app = Router::new()
+        .route("/token", post(token))
+        .with_state(endpoint.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/token", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -105,8 +126,13 @@ fn authorized_user(token_uri: &str) -> serde_json::Value {
 async fn gclouds_authorized_user_file_exchanges_its_refresh_token_once() {
     let (endpoint, url) = start().await;
     let home = tempfile::tempdir().unwrap();
-    let file = write(&home.path().join(".config/gcloud"), "application_default_credentials.json", authorized_user(&url));
-    let adc = ApplicationDefault::discover(|_| None, Some(home.path()), reqwest::Client::new()).unwrap();
+    let file = write(
+        &home.path().join(".config/gcloud"),
+        "application_default_credentials.json",
+        authorized_user(&url),
+    );
+    let adc =
+        ApplicationDefault::discover(|_| None, Some(home.path()), reqwest::Client::new()).unwrap();
     assert_eq!(adc.origin(), &Origin::File(file));
     for _ in 0..3 {
         let token = adc.token().await.unwrap().unwrap();
@@ -121,7 +147,11 @@ async fn the_variable_wins_and_a_service_account_key_signs_an_assertion() {
     let (endpoint, url) = start().await;
     let dir = tempfile::tempdir().unwrap();
     // gcloud's file exists too, but the variable names another.
-    write(&dir.path().join(".config/gcloud"), "application_default_credentials.json", authorized_user(&url));
+    write(
+        &dir.path().join(".config/gcloud"),
+        "application_default_credentials.json",
+        authorized_user(&url),
+    );
     let key = write(
         dir.path(),
         "sa.json",
@@ -136,18 +166,27 @@ async fn the_variable_wins_and_a_service_account_key_signs_an_assertion() {
         }),
     );
     let key_path = key.to_string_lossy().to_string();
-    let lookup = move |name: &str| (name == "GOOGLE_APPLICATION_CREDENTIALS").then(|| key_path.clone());
-    let adc = ApplicationDefault::discover(lookup, Some(dir.path()), reqwest::Client::new()).unwrap();
+    let lookup =
+        move |name: &str| (name == "GOOGLE_APPLICATION_CREDENTIALS").then(|| key_path.clone());
+    let adc =
+        ApplicationDefault::discover(lookup, Some(dir.path()), reqwest::Client::new()).unwrap();
     assert_eq!(adc.origin(), &Origin::File(key));
-    assert_eq!(adc.token().await.unwrap().unwrap().expose(), "ya29.from-endpoint");
+    assert_eq!(
+        adc.token().await.unwrap().unwrap().expose(),
+        "ya29.from-endpoint"
+    );
     let grants = endpoint.grants.lock().unwrap();
-    assert_eq!(grants[0]["grant_type"], "urn:ietf:params:oauth:grant-type:jwt-bearer");
+    assert_eq!(
+        grants[0]["grant_type"],
+        "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    );
 }
 
 #[tokio::test]
 async fn no_file_means_the_metadata_server() {
     let home = tempfile::tempdir().unwrap();
-    let adc = ApplicationDefault::discover(|_| None, Some(home.path()), reqwest::Client::new()).unwrap();
+    let adc =
+        ApplicationDefault::discover(|_| None, Some(home.path()), reqwest::Client::new()).unwrap();
     assert_eq!(adc.origin(), &Origin::MetadataServer);
 }
 
@@ -168,14 +207,28 @@ async fn an_expired_login_is_permanent_and_names_only_the_oauth_error() {
 async fn unusable_files_say_what_is_wrong_without_the_secret() {
     let dir = tempfile::tempdir().unwrap();
     for (name, body, expected) in [
-        ("external.json", serde_json::json!({"type": "external_account"}), "not supported"),
-        ("no-refresh.json", serde_json::json!({"type": "authorized_user", "client_id": "c", "client_secret": "s"}), "refresh_token"),
-        ("bad-key.json", serde_json::json!({"type": "service_account", "client_email": "a@b", "private_key": "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n"}), "RSA PKCS#8"),
+        (
+            "external.json",
+            serde_json::json!({"type": "external_account"}),
+            "not supported",
+        ),
+        (
+            "no-refresh.json",
+            serde_json::json!({"type": "authorized_user", "client_id": "c", "client_secret": "s"}),
+            "refresh_token",
+        ),
+        (
+            "bad-key.json",
+            serde_json::json!({"type": "service_account", "client_email": "a@b", "private_key": "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n"}),
+            "RSA PKCS#8",
+        ),
     ] {
         let path = write(dir.path(), name, body);
         let error = ApplicationDefault::from_file(&path, reqwest::Client::new()).unwrap_err();
         assert!(error.to_string().contains(expected), "{name}: {error}");
     }
-    let missing = ApplicationDefault::from_file(&dir.path().join("absent.json"), reqwest::Client::new()).unwrap_err();
+    let missing =
+        ApplicationDefault::from_file(&dir.path().join("absent.json"), reqwest::Client::new())
+            .unwrap_err();
     assert!(missing.to_string().contains("absent.json"), "{missing}");
 }

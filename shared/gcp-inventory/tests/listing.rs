@@ -2,7 +2,11 @@
 //! audit-log parser gives, IAM members read as grants, and the retry rules (429 and quota 403
 //! retried with `Retry-After`, a permanent 403 not), with the request count a run costs.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a panic is a failed test, with its message")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test, with its message"
+)]
 
 mod stub;
 
@@ -48,18 +52,34 @@ async fn lists_every_collection_and_page_with_policies() {
         ids,
         [
             (GOLDEN, ResourceKind::Image),
-            ("projects/snap-prod/global/machineImages/web-vm-backup", ResourceKind::Image),
+            (
+                "projects/snap-prod/global/machineImages/web-vm-backup",
+                ResourceKind::Image
+            ),
             (HANDOFF, ResourceKind::Snapshot),
-            ("projects/snap-prod/global/snapshots/late-arrival", ResourceKind::Snapshot),
+            (
+                "projects/snap-prod/global/snapshots/late-arrival",
+                ResourceKind::Snapshot
+            ),
             (NIGHTLY, ResourceKind::Snapshot),
             (REGIONAL, ResourceKind::Disk),
             (ZONAL, ResourceKind::Disk),
         ]
     );
-    let item = |id: &str| inventory.items.iter().find(|i| i.resource.id == id).unwrap();
+    let item = |id: &str| {
+        inventory
+            .items
+            .iter()
+            .find(|i| i.resource.id == id)
+            .unwrap()
+    };
     assert!(item(NIGHTLY).permissions.is_private());
     assert_eq!(
-        item(HANDOFF).permissions.principals.iter().collect::<Vec<_>>(),
+        item(HANDOFF)
+            .permissions
+            .principals
+            .iter()
+            .collect::<Vec<_>>(),
         ["user:eve@evil.example"]
     );
     assert!(item(GOLDEN).permissions.public);
@@ -70,16 +90,25 @@ async fn lists_every_collection_and_page_with_policies() {
     // projectOwner: is nobody new; the project's own service account is a principal the rules
     // judge (it is in the project's service-account domain).
     assert_eq!(
-        item(REGIONAL).permissions.principals.iter().collect::<Vec<_>>(),
+        item(REGIONAL)
+            .permissions
+            .principals
+            .iter()
+            .collect::<Vec<_>>(),
         ["serviceAccount:backup@snap-prod.iam.gserviceaccount.com"]
     );
-    assert_eq!(item(REGIONAL).observed_via, "compute.regionDisks.getIamPolicy");
+    assert_eq!(
+        item(REGIONAL).observed_via,
+        "compute.regionDisks.getIamPolicy"
+    );
     assert_eq!(item(ZONAL).observed_via, "compute.disks.getIamPolicy");
     // 5 list pages (snapshots ×2, images, machine images, aggregated disks) + 7 policy reads.
     assert_eq!(lister.requests_sent(), 12);
     let requests = stub.requests();
     assert_eq!(requests.len(), 12);
-    assert!(requests.iter().any(|r| r.contains("pageToken=CkQiQgoCGAMKAyIBAQ")));
+    assert!(requests
+        .iter()
+        .any(|r| r.contains("pageToken=CkQiQgoCGAMKAyIBAQ")));
     assert!(requests
         .iter()
         .filter(|r| r.contains("/global/snapshots?") || r.contains("/aggregated/disks?"))
@@ -117,7 +146,10 @@ async fn throttling_and_quota_errors_are_retried_honouring_retry_after() {
     let started = std::time::Instant::now();
     let inventory = lister.list_project(PROJECT, Utc::now()).await.unwrap();
     assert_eq!(inventory.items.len(), 7);
-    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After waited out");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After waited out"
+    );
     // Each injected failure cost one extra request.
     assert_eq!(lister.requests_sent(), 15);
 }
@@ -149,8 +181,14 @@ async fn throttling_that_outlasts_the_budget_is_a_retryable_failure() {
             retry_after: None,
         });
     }
-    let error = lister(&stub).list_project(PROJECT, Utc::now()).await.unwrap_err();
-    assert!(matches!(error, InventoryError::Request { attempts: 3, .. }), "{error}");
+    let error = lister(&stub)
+        .list_project(PROJECT, Utc::now())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, InventoryError::Request { attempts: 3, .. }),
+        "{error}"
+    );
     assert!(error.is_retryable());
 }
 
@@ -164,7 +202,10 @@ async fn a_retry_after_longer_than_the_policy_waits_ends_the_run_retryable() {
         retry_after: Some(600),
     });
     let started = std::time::Instant::now();
-    let error = lister(&stub).list_project(PROJECT, Utc::now()).await.unwrap_err();
+    let error = lister(&stub)
+        .list_project(PROJECT, Utc::now())
+        .await
+        .unwrap_err();
     assert!(error.is_retryable(), "{error}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -173,7 +214,10 @@ async fn a_retry_after_longer_than_the_policy_waits_ends_the_run_retryable() {
 async fn a_resource_deleted_after_its_listing_is_left_out() {
     let stub = ComputeStub::start().await;
     stub.delete_after_listing(NIGHTLY);
-    let inventory = lister(&stub).list_project(PROJECT, Utc::now()).await.unwrap();
+    let inventory = lister(&stub)
+        .list_project(PROJECT, Utc::now())
+        .await
+        .unwrap();
     assert_eq!(inventory.items.len(), 6);
     assert!(inventory.items.iter().all(|i| i.resource.id != NIGHTLY));
 }
@@ -181,7 +225,10 @@ async fn a_resource_deleted_after_its_listing_is_left_out() {
 #[tokio::test]
 async fn an_unknown_project_fails_instead_of_listing_nothing() {
     let stub = ComputeStub::start().await;
-    let error = lister(&stub).list_project("other-project", Utc::now()).await.unwrap_err();
+    let error = lister(&stub)
+        .list_project("other-project", Utc::now())
+        .await
+        .unwrap_err();
     assert!(matches!(error, InventoryError::Malformed { .. }), "{error}");
 }
 
@@ -199,7 +246,10 @@ async fn a_project_of_1000_snapshots_costs_1002_requests_plus_the_other_collecti
     assert_eq!(inventory.items.len(), 1000 + others);
     let snapshot_requests = 1000_u64.div_ceil(500) + 1000;
     assert_eq!(snapshot_requests, 1002);
-    assert_eq!(lister.requests_sent(), snapshot_requests + 3 + others as u64);
+    assert_eq!(
+        lister.requests_sent(),
+        snapshot_requests + 3 + others as u64
+    );
     assert_eq!(stub.requests().len() as u64, lister.requests_sent());
     eprintln!("listed {} resources in {elapsed:?}", inventory.items.len());
 }

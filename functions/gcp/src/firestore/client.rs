@@ -18,8 +18,8 @@ pub const COMMIT_WRITE_LIMIT: usize = 500;
 
 const PRODUCTION_ENDPOINT: &str = "https://firestore.googleapis.com";
 // The metadata server's token path is the GCP listing crate's, shared by every GCP client.
-pub use snapwatch_gcp_inventory::metadata::{metadata_host, metadata_token_url, METADATA_HOST_VAR};
 use snapwatch_gcp_inventory::metadata::{fetch_metadata_token, TOKEN_EARLY_RENEWAL};
+pub use snapwatch_gcp_inventory::metadata::{metadata_host, metadata_token_url, METADATA_HOST_VAR};
 
 /// How the client authenticates.
 #[derive(Debug, Clone, PartialEq, Eq)]

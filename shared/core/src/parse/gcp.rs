@@ -13,9 +13,9 @@ mod resource_path;
 mod tests;
 
 use super::{parse_time, ParseError, Parsed, Skip};
-pub use listing::{inventory_item, listed_resource};
 use crate::model::{Cloud, EventMeta, ParsedEvent};
 use chrono::{DateTime, Utc};
+pub use listing::{inventory_item, listed_resource};
 use record::{AuditLog, CloudEvent, LogEntry, Operation};
 use resource_path::{Location, ResourcePath, Scope};
 use serde_json::Value;
