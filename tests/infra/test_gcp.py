@@ -293,3 +293,16 @@ def test_baseline_is_opt_in_and_scheduled_with_an_oidc_token_of_its_own_account(
     container = resources(module, "google_cloud_run_v2_service")["snapwatch"]["template"][0]["containers"][0]
     names = [unquote(d["env"]["content"][0]["name"]) for d in container.get("dynamic", []) if "env" in d]
     assert "SNAPWATCH_BASELINE_PROJECTS" in names
+
+
+def test_the_service_requires_authentication_so_cloud_run_checks_the_oidc_token():
+    """/baseline trusts Cloud Run to have verified the scheduler's OIDC token and invoker role:
+    that holds only while no binding lets unauthenticated callers invoke the service."""
+    module = load_module()
+    for rtype in ("google_cloud_run_v2_service_iam_member", "google_cloud_run_v2_service_iam_binding",
+                  "google_cloud_run_v2_service_iam_policy", "google_cloud_run_service_iam_member"):
+        for name, body in resources(module, rtype).items():
+            members = [unquote(body.get("member", ""))] + [unquote(m) for m in body.get("members", [])]
+            assert not {"allUsers", "allAuthenticatedUsers"} & set(members), (rtype, name)
+    service = resources(module, "google_cloud_run_v2_service")["snapwatch"]
+    assert unquote(service.get("invoker_iam_disabled", False)) in (False, "false")
