@@ -123,6 +123,64 @@ mod tests {
         }
     }
 
+    /// For every `setIamPolicy` fixture (snapshot, image, zonal and regional disk), the resource
+    /// the event shares is the resource a listing of the same object (its `selfLink`) maps to, and
+    /// the listing reads the same audience from the same members.
+    #[test]
+    fn a_listed_resource_is_the_resource_its_set_iam_policy_event_shares() {
+        use crate::model::{Audience, Fact};
+        use crate::parse::Parsed;
+        for raw in [
+            include_str!(
+                "../../../../../tests/fixtures/gcp/snapshots_setIamPolicy_external_user.json"
+            ),
+            include_str!("../../../../../tests/fixtures/gcp/snapshots_setIamPolicy_allUsers.json"),
+            include_str!("../../../../../tests/fixtures/gcp/images_setIamPolicy_domain.json"),
+            include_str!("../../../../../tests/fixtures/gcp/disks_setIamPolicy_mixed_members.json"),
+            include_str!(
+                "../../../../../tests/fixtures/gcp/regionDisks_setIamPolicy_mixed_members.json"
+            ),
+        ] {
+            let Ok(Parsed::Event(event)) = super::super::parse_entry(raw) else {
+                panic!("fixture does not parse: {raw}");
+            };
+            let entry: serde_json::Value = serde_json::from_str(raw).unwrap();
+            let members: Vec<String> = ["request", "response"]
+                .iter()
+                .flat_map(|part| {
+                    let payload = &entry["protoPayload"][part];
+                    let bindings = payload["policy"]["bindings"]
+                        .as_array()
+                        .or(payload["bindings"].as_array())
+                        .cloned()
+                        .unwrap_or_default();
+                    bindings
+                })
+                .flat_map(|binding| binding["members"].as_array().cloned().unwrap_or_default())
+                .filter_map(|m| m.as_str().map(str::to_string))
+                .collect();
+            let mut shared = None;
+            let (mut public, mut principals) = (false, std::collections::BTreeSet::new());
+            for fact in &event.facts {
+                if let Fact::SnapshotShared { snapshot, audience } = fact {
+                    shared = Some(snapshot.clone());
+                    match audience {
+                        Audience::Public => public = true,
+                        Audience::Principals(p) => principals.extend(p.iter().cloned()),
+                        Audience::Accounts(_) => {}
+                    }
+                }
+            }
+            let shared = shared.expect("a share fact");
+            let self_link = format!("https://www.googleapis.com/compute/v1/{}", shared.id);
+            let item =
+                inventory_item(&self_link, None, members.iter().map(String::as_str)).unwrap();
+            assert_eq!(item.resource, shared, "{self_link}");
+            assert_eq!(item.permissions.public, public, "{self_link}");
+            assert_eq!(item.permissions.principals, principals, "{self_link}");
+        }
+    }
+
     #[test]
     fn members_read_as_a_set_iam_policy_event_reads_them() {
         let item = inventory_item(
