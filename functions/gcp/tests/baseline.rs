@@ -440,3 +440,60 @@ async fn the_listing_sends_the_service_accounts_metadata_token() {
         "{authorizations:?}"
     );
 }
+
+/// The built service serves `POST /baseline` only when `SNAPWATCH_BASELINE_PROJECTS` is set, and
+/// lists through `SNAPWATCH_COMPUTE_ENDPOINT`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_binary_mounts_the_route_when_projects_are_configured() {
+    let emulator = std::env::var("FIRESTORE_EMULATOR_HOST")
+        .ok()
+        .filter(|h| !h.trim().is_empty());
+    let stub = ComputeStub::start().await;
+    for projects in [None, Some(PROJECT)] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_snapwatch-gcp"));
+        command
+            .env_clear()
+            .env("PORT", port.to_string())
+            .env(
+                "SNAPWATCH_FIRESTORE_PROJECT",
+                format!("snapwatch-baseline-{}", common::unique_suffix()),
+            )
+            // A closed port without the emulator: the store then fails transiently.
+            .env(
+                "FIRESTORE_EMULATOR_HOST",
+                emulator.clone().unwrap_or_else(|| "127.0.0.1:9".to_owned()),
+            )
+            .env("SNAPWATCH_COMPUTE_ENDPOINT", &stub.endpoint)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(project) = projects {
+            command.env("SNAPWATCH_BASELINE_PROJECTS", project);
+        }
+        let mut child = command.spawn().unwrap();
+        let client = reqwest::Client::new();
+        let url = format!("http://127.0.0.1:{port}");
+        let started = std::time::Instant::now();
+        while client.get(format!("{url}/healthz")).send().await.is_err() {
+            assert!(started.elapsed().as_secs() < 60, "service did not start");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let response = client.post(format!("{url}/baseline")).send().await.unwrap();
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        let _ = child.kill();
+        let _ = child.wait();
+        match (projects, &emulator) {
+            (None, _) => assert_eq!(status, 404),
+            (Some(_), Some(_)) => {
+                assert_eq!(status, 200, "{body}");
+                assert_eq!(body["projects"][0]["items"], 7);
+            }
+            (Some(_), None) => assert_eq!(status, 503, "{body}"),
+        }
+    }
+}
