@@ -19,7 +19,7 @@ binary-gcp:
 	@ls -l target/release/snapwatch-gcp | awk '{print "snapwatch-gcp release binary:", $$5, "bytes"}'
 
 test-gcp:
-	$(WITH_SERVERS) $(CARGO) $(TEST_RUNNER) -p snapwatch-gcp
+	$(WITH_SERVERS) $(CARGO) $(TEST_RUNNER) -p snapwatch-gcp -p snapwatch-gcp-inventory
 
 test-infra-gcp:
 	TF_CLI_CONFIG_FILE=/dev/null $(TERRAFORM) fmt -check -recursive infra/gcp

@@ -5,6 +5,8 @@
 mod baseline;
 #[cfg(feature = "baseline")]
 mod baseline_azure;
+#[cfg(feature = "baseline")]
+mod baseline_gcp;
 mod scan;
 
 use anyhow::Context;
@@ -81,10 +83,10 @@ struct ScanArgs {
 
 #[derive(clap::Args)]
 struct BaselineArgs {
-    /// Region to list; repeat for several.
+    /// AWS region to list; repeat for several.
     #[arg(
         long = "region",
-        required_unless_present = "subscriptions",
+        required_unless_present_any = ["subscriptions", "projects"],
         value_name = "REGION"
     )]
     regions: Vec<String>,
@@ -93,10 +95,14 @@ struct BaselineArgs {
     #[arg(
         long = "subscription",
         value_name = "SUBSCRIPTION_ID",
-        conflicts_with = "regions"
+        conflicts_with_all = ["regions", "projects"]
     )]
     subscriptions: Vec<String>,
-    /// Send the EC2, RDS and STS calls (or Resource Manager's) here (a local test server).
+    /// GCP project to list instead (Application Default Credentials); repeat for several.
+    #[arg(long = "project", conflicts_with = "regions", value_name = "PROJECT")]
+    projects: Vec<String>,
+    /// Send the cloud's API calls here instead (a local test server): EC2, RDS and STS,
+    /// Resource Manager with `--subscription`, or Compute Engine with `--project`.
     #[arg(long, value_name = "URL")]
     endpoint_url: Option<String>,
     /// How findings are printed on stdout.
@@ -209,6 +215,11 @@ fn run_baseline(args: BaselineArgs) -> anyhow::Result<()> {
         Some(path) => load_config(path)?,
         None => Config::default(),
     };
+    let gcp = (!args.projects.is_empty()).then(|| baseline_gcp::Options {
+        format: args.format,
+        projects: args.projects,
+        endpoint_url: args.endpoint_url.clone(),
+    });
     let options = baseline::Options {
         format: args.format,
         regions: args.regions,
@@ -219,27 +230,38 @@ fn run_baseline(args: BaselineArgs) -> anyhow::Result<()> {
         Some(path) => {
             let store = snapwatch_sqlite::SqliteStore::open(path)
                 .with_context(|| format!("cannot open state file {}", path.display()))?;
-            baseline_in(store, config, &options)?;
+            baseline_in(store, config, &options, gcp.as_ref())
         }
-        None => {
-            baseline_in(snapwatch_core::memory::MemoryStore::new(), config, &options)?;
-        }
+        None => baseline_in(
+            snapwatch_core::memory::MemoryStore::new(),
+            config,
+            &options,
+            gcp.as_ref(),
+        ),
     }
-    Ok(())
 }
 
-/// The AWS baseline, or Azure's when subscriptions are given.
+/// One cloud's baseline over `store`: GCP's when projects are given, Azure's when subscriptions
+/// are, else AWS's (clap lets only one of the three be given).
 #[cfg(feature = "baseline")]
 fn baseline_in<S: snapwatch_core::ports::StateStore>(
     store: S,
     config: Config,
     options: &baseline::Options,
-) -> anyhow::Result<baseline::Report> {
-    if options.subscriptions.is_empty() {
-        baseline::run(store, config, options)
-    } else {
-        baseline_azure::run(store, config, options)
+    gcp: Option<&baseline_gcp::Options>,
+) -> anyhow::Result<()> {
+    match gcp {
+        Some(gcp) => {
+            baseline_gcp::run(store, config, gcp)?;
+        }
+        None if options.subscriptions.is_empty() => {
+            baseline::run(store, config, options)?;
+        }
+        None => {
+            baseline_azure::run(store, config, options)?;
+        }
     }
+    Ok(())
 }
 
 #[cfg(not(feature = "baseline"))]

@@ -9,7 +9,8 @@ resource "google_cloud_run_v2_service" "snapwatch" {
   template {
     service_account                  = google_service_account.snapwatch.email
     max_instance_request_concurrency = var.concurrency
-    timeout                          = "60s"
+    # A baseline run lists whole projects in one request; event deliveries take milliseconds.
+    timeout = local.baseline_enabled ? "${var.baseline_timeout_seconds}s" : "60s"
 
     scaling {
       min_instance_count = 0
@@ -58,6 +59,13 @@ resource "google_cloud_run_v2_service" "snapwatch" {
       env {
         name  = "SNAPWATCH_ADMIN_PORTS"
         value = join(",", [for port in var.admin_ports : tostring(port)])
+      }
+      dynamic "env" {
+        for_each = local.baseline_enabled ? [join(",", local.baseline_projects)] : []
+        content {
+          name  = "SNAPWATCH_BASELINE_PROJECTS"
+          value = env.value
+        }
       }
       # The webhook is a credential: referenced from Secret Manager, never inlined, and only once
       # a version exists (secrets.tf).

@@ -132,3 +132,42 @@ variable "labels" {
   type        = map(string)
   default     = {}
 }
+
+variable "baseline_enabled" {
+  description = "Deploy the snapshot baseline: Cloud Scheduler calls the service's POST /baseline, which lists each project's snapshots, images, machine images and disks with their IAM policies and alerts on what no received event explains. Off: nothing of it is created."
+  type        = bool
+  default     = false
+}
+
+variable "baseline_schedule" {
+  description = "Cloud Scheduler cron expression (UTC) of the baseline runs."
+  type        = string
+  default     = "17 * * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.baseline_schedule))) == 5
+    error_message = "baseline_schedule must be a five-field cron expression such as \"17 * * * *\"."
+  }
+}
+
+variable "baseline_projects" {
+  description = "Projects whose Compute Engine resources the baseline lists. Empty: project_id."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for p in var.baseline_projects : can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", p))])
+    error_message = "baseline_projects must be project ids such as acme-prod."
+  }
+}
+
+variable "baseline_timeout_seconds" {
+  description = "Request timeout of the service when the baseline is on (and the scheduler's attempt deadline): every project's paginated list calls and one getIamPolicy per resource, with throttling back-off."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.baseline_timeout_seconds >= 60 && var.baseline_timeout_seconds <= 1800
+    error_message = "baseline_timeout_seconds must be between 60 and 1800 (Cloud Scheduler's HTTP attempt deadline maximum)."
+  }
+}

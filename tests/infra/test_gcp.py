@@ -211,9 +211,13 @@ def test_admin_ports_is_a_variable_passed_to_the_service():
 def test_service_account_holds_only_the_roles_it_needs():
     module = load_module()
     project_roles = {unquote(r["role"]) for r in resources(module, "google_project_iam_member").values()}
-    assert project_roles == {"roles/datastore.user", "roles/eventarc.eventReceiver"}
+    # The baseline's read-only custom role (test_baseline_role_is_exactly_the_listing_calls).
+    assert project_roles == {"roles/datastore.user", "roles/eventarc.eventReceiver", "${each.value.name}"}
     invoker = resources(module, "google_cloud_run_v2_service_iam_member")
-    assert [unquote(r["role"]) for r in invoker.values()] == ["roles/run.invoker"]
+    assert {name: unquote(r["role"]) for name, r in invoker.items()} == {
+        "trigger_invoker": "roles/run.invoker",
+        "baseline_invoker": "roles/run.invoker",
+    }
     secret = resources(module, "google_secret_manager_secret_iam_member")
     assert [unquote(r["role"]) for r in secret.values()] == ["roles/secretmanager.secretAccessor"]
 
@@ -249,3 +253,56 @@ def test_checkov_finds_no_unexplained_failure():
         capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_baseline_role_is_exactly_the_listing_calls():
+    """The custom role holds the list and getIamPolicy permission of each collection the GCP
+    listing reads (shared/gcp-inventory), nothing else, and goes to the service's account."""
+    module = load_module()
+    permissions = locals_of(module)["baseline_permissions"]
+    collections = ["disks", "images", "machineImages", "snapshots"]
+    assert sorted(permissions) == sorted(
+        f"compute.{c}.{verb}" for c in collections for verb in ("list", "getIamPolicy")
+    )
+    role = resources(module, "google_project_iam_custom_role")["baseline_reader"]
+    assert unquote(role["permissions"]) == "${local.baseline_permissions}"
+    assert "local.baseline_enabled" in unquote(role["for_each"])
+    grant = resources(module, "google_project_iam_member")["baseline_reader"]
+    assert unquote(grant["member"]) == "serviceAccount:${google_service_account.snapwatch.email}"
+
+
+def test_baseline_is_opt_in_and_scheduled_with_an_oidc_token_of_its_own_account():
+    module = load_module()
+    variables = {}
+    for block in module["variable"]:
+        variables.update(block)
+    assert variables["baseline_enabled"]["default"] is False
+    invoker = resources(module, "google_service_account")["baseline_invoker"]
+    job = resources(module, "google_cloud_scheduler_job")["baseline"]
+    grant = resources(module, "google_cloud_run_v2_service_iam_member")["baseline_invoker"]
+    for gated in (invoker, job, grant):
+        assert unquote(gated["count"]) == "${local.baseline_enabled ? 1 : 0}"
+    assert unquote(grant["member"]) == "serviceAccount:${google_service_account.baseline_invoker[0].email}"
+    target = job["http_target"][0]
+    assert unquote(target["http_method"]) == "POST"
+    assert unquote(target["uri"]).endswith("/baseline")
+    token = target["oidc_token"][0]
+    assert unquote(token["service_account_email"]) == "${google_service_account.baseline_invoker[0].email}"
+    assert unquote(token["audience"]) == "${google_cloud_run_v2_service.snapwatch.uri}"
+    assert unquote(job["schedule"]) == "${var.baseline_schedule}"
+    container = resources(module, "google_cloud_run_v2_service")["snapwatch"]["template"][0]["containers"][0]
+    names = [unquote(d["env"]["content"][0]["name"]) for d in container.get("dynamic", []) if "env" in d]
+    assert "SNAPWATCH_BASELINE_PROJECTS" in names
+
+
+def test_the_service_requires_authentication_so_cloud_run_checks_the_oidc_token():
+    """/baseline trusts Cloud Run to have verified the scheduler's OIDC token and invoker role:
+    that holds only while no binding lets unauthenticated callers invoke the service."""
+    module = load_module()
+    for rtype in ("google_cloud_run_v2_service_iam_member", "google_cloud_run_v2_service_iam_binding",
+                  "google_cloud_run_v2_service_iam_policy", "google_cloud_run_service_iam_member"):
+        for name, body in resources(module, rtype).items():
+            members = [unquote(body.get("member", ""))] + [unquote(m) for m in body.get("members", [])]
+            assert not {"allUsers", "allAuthenticatedUsers"} & set(members), (rtype, name)
+    service = resources(module, "google_cloud_run_v2_service")["snapwatch"]
+    assert unquote(service.get("invoker_iam_disabled", False)) in (False, "false")

@@ -2,8 +2,10 @@
 //! core detector links them into chains kept in Firestore, and findings go to Slack.
 //!
 //! [`service::app`] builds the HTTP router (testable without a port); [`firestore`] is the
-//! state store; [`settings`] the typed environment configuration `main` reads once.
+//! state store; [`settings`] the typed environment configuration `main` reads once;
+//! [`baseline`] the scheduled listing of snapshots and images (`POST /baseline`).
 
+pub mod baseline;
 pub mod firestore;
 pub mod rejects;
 pub mod service;

@@ -3,9 +3,11 @@
 use anyhow::Context;
 use snapwatch_core::engine::Detector;
 use snapwatch_core::ports::SystemClock;
+use snapwatch_gcp::baseline::{self, BaselineApp, ServiceToken};
 use snapwatch_gcp::firestore::FirestoreStore;
 use snapwatch_gcp::service::{app, Service};
 use snapwatch_gcp::settings::Settings;
+use snapwatch_gcp_inventory::ComputeLister;
 use snapwatch_slack::{RetryPolicy, SlackSink, WebhookUrl};
 use std::sync::Arc;
 
@@ -39,17 +41,35 @@ async fn main() -> anyhow::Result<()> {
             None
         }
     };
+    let mut router = None;
+    if !settings.baseline_projects.is_empty() {
+        let lister = ComputeLister::new(&settings.compute_endpoint, ServiceToken(store.client()))
+            .context("Compute Engine client")?;
+        let baseline = Arc::new(BaselineApp {
+            detector: Detector::new(store.clone(), settings.detector.clone()),
+            lister,
+            projects: settings.baseline_projects.clone(),
+            slack: slack.clone(),
+            clock: Box::new(SystemClock),
+        });
+        tracing::info!(projects = ?settings.baseline_projects, "POST /baseline lists these projects");
+        router = Some(baseline::routes(baseline));
+    }
     let service = Arc::new(Service {
         rejects: store.clone(),
         detector: Detector::new(store, settings.detector.clone()),
         slack,
         clock: Box::new(SystemClock),
     });
+    let app = match router {
+        Some(baseline) => app(service).merge(baseline),
+        None => app(service),
+    };
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", settings.port))
         .await
         .with_context(|| format!("cannot listen on port {}", settings.port))?;
     tracing::info!(port = settings.port, project = %settings.firestore.project, "snapwatch-gcp listening");
-    axum::serve(listener, app(service))
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("HTTP server")?;

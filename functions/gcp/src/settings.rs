@@ -20,6 +20,11 @@ pub mod env {
     pub const FIRESTORE_EMULATOR_HOST: &str = "FIRESTORE_EMULATOR_HOST";
     /// Slack incoming webhook URL (from Secret Manager on Cloud Run). Unset: findings are only logged.
     pub const SLACK_WEBHOOK_URL: &str = "SNAPWATCH_SLACK_WEBHOOK_URL";
+    /// Comma-separated projects the scheduled baseline lists (`POST /baseline`). Unset: the
+    /// route is not served.
+    pub const BASELINE_PROJECTS: &str = "SNAPWATCH_BASELINE_PROJECTS";
+    /// The Compute Engine endpoint the baseline lists through (a local stub in tests).
+    pub const COMPUTE_ENDPOINT: &str = "SNAPWATCH_COMPUTE_ENDPOINT";
 }
 
 const DEFAULT_PORT: u16 = 8080;
@@ -39,6 +44,10 @@ pub struct Settings {
     pub slack_webhook_url: Option<Secret>,
     /// The detector's own settings (the core's variables).
     pub detector: Config,
+    /// Projects the scheduled baseline lists; empty: no `/baseline` route.
+    pub baseline_projects: Vec<String>,
+    /// Where the baseline's Compute Engine calls go.
+    pub compute_endpoint: String,
 }
 
 impl Settings {
@@ -83,6 +92,10 @@ impl Settings {
             collections: Collections::with_prefix(&prefix),
             slack_webhook_url: vars.secret(env::SLACK_WEBHOOK_URL),
             detector: Config::from_lookup(&lookup)?,
+            baseline_projects: vars.list(env::BASELINE_PROJECTS).unwrap_or_default(),
+            compute_endpoint: vars
+                .optional(env::COMPUTE_ENDPOINT)
+                .unwrap_or_else(|| snapwatch_gcp_inventory::COMPUTE_ENDPOINT.to_string()),
         })
     }
 }
@@ -111,6 +124,18 @@ mod tests {
         assert_eq!(s.collections.facts, "snapwatch_facts");
         assert_eq!(s.slack_webhook_url, None);
         assert_eq!(s.detector, Config::default());
+        assert!(s.baseline_projects.is_empty());
+        assert_eq!(s.compute_endpoint, "https://compute.googleapis.com");
+    }
+
+    #[test]
+    fn baseline_projects_are_a_comma_list() {
+        let s = settings(&[
+            (env::FIRESTORE_PROJECT, "acme-prod"),
+            (env::BASELINE_PROJECTS, " acme-prod, acme-data ,,"),
+        ])
+        .expect("settings");
+        assert_eq!(s.baseline_projects, ["acme-prod", "acme-data"]);
     }
 
     #[test]

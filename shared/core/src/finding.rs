@@ -166,7 +166,7 @@ pub(crate) fn assemble_unexplained(
         last_seen: now,
         title: wording.title,
         summary: wording.summary,
-        next_steps: rule.next_steps(),
+        next_steps: unexplained::next_steps(inventory.cloud),
         found_by: FoundBy::Baseline,
     }
 }

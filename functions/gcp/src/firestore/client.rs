@@ -17,27 +17,9 @@ pub const BATCH_GET_LIMIT: usize = 100;
 pub const COMMIT_WRITE_LIMIT: usize = 500;
 
 const PRODUCTION_ENDPOINT: &str = "https://firestore.googleapis.com";
-/// The metadata server Cloud Run answers on, unless `GCE_METADATA_HOST` names another (as
-/// Google's client libraries honour it: `host[:port]`, plain http).
-const DEFAULT_METADATA_HOST: &str = "metadata.google.internal";
-/// The variable Google's client libraries read to redirect the metadata server.
-pub const METADATA_HOST_VAR: &str = "GCE_METADATA_HOST";
-const METADATA_TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
-/// Renew a cached token this long before it expires, so no request races its expiry.
-const TOKEN_EARLY_RENEWAL: Duration = Duration::from_secs(60);
-
-/// The metadata server's host: `GCE_METADATA_HOST` when set and not blank, else the default.
-pub fn metadata_host(configured: Option<&str>) -> String {
-    match configured.map(str::trim) {
-        Some(host) if !host.is_empty() => host.trim_end_matches('/').to_owned(),
-        _ => DEFAULT_METADATA_HOST.to_owned(),
-    }
-}
-
-/// The token URL on metadata server `host` (`host[:port]`).
-pub fn metadata_token_url(host: &str) -> String {
-    format!("http://{host}{METADATA_TOKEN_PATH}")
-}
+// The metadata server's token path is the GCP listing crate's, shared by every GCP client.
+use snapwatch_gcp_inventory::metadata::{fetch_metadata_token, TOKEN_EARLY_RENEWAL};
+pub use snapwatch_gcp_inventory::metadata::{metadata_host, metadata_token_url, METADATA_HOST_VAR};
 
 /// How the client authenticates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,9 +104,9 @@ pub enum FirestoreError {
         message: String,
         /// Whether asking again can help.
         class: Class,
-        /// The transport error, when there was one.
+        /// The transport or decoding error, when there was one.
         #[source]
-        source: Option<reqwest::Error>,
+        source: Option<snapwatch_http::classify::BoxError>,
     },
 }
 
@@ -170,13 +152,6 @@ struct ErrorDetail {
     message: String,
     #[serde(default)]
     status: String,
-}
-
-/// No `Debug`: it holds the token.
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    expires_in: u64,
 }
 
 /// One database's documents over REST.
@@ -283,7 +258,9 @@ impl FirestoreClient {
         Err(classify(http, &text))
     }
 
-    async fn access_token(&self) -> Result<Option<AccessToken>, FirestoreError> {
+    /// The service account's bearer token (cached, refreshed by one caller at a time), or
+    /// `None` against the emulator: also the token of the baseline's Compute Engine calls.
+    pub async fn access_token(&self) -> Result<Option<AccessToken>, FirestoreError> {
         if self.target.auth == Auth::None {
             return Ok(None);
         }
@@ -292,39 +269,13 @@ impl FirestoreClient {
 
     /// One token from the metadata server, classified by how it failed.
     async fn fetch_token(&self) -> Result<Token, FirestoreError> {
-        let response = self
-            .http
-            .get(&self.token_url)
-            .header("Metadata-Flavor", "Google")
-            .send()
+        fetch_metadata_token(&self.http, &self.token_url)
             .await
-            .map_err(|e| FirestoreError::Token {
-                message: "the metadata server is unreachable".to_owned(),
-                class: Class::Transient,
-                source: Some(e),
-            })?;
-        let status = response.status().as_u16();
-        if !response.status().is_success() {
-            let hint = if status == 404 {
-                " (no service account attached to the service?)"
-            } else {
-                ""
-            };
-            return Err(FirestoreError::Token {
-                message: format!("metadata server answered HTTP {status}{hint}"),
-                class: status_class(status),
-                source: None,
-            });
-        }
-        let token: TokenResponse = response.json().await.map_err(|e| FirestoreError::Token {
-            message: "the token answer is not a token".to_owned(),
-            class: Class::Permanent,
-            source: Some(e),
-        })?;
-        Ok(Token {
-            value: AccessToken::new(token.access_token),
-            lifetime: Duration::from_secs(token.expires_in),
-        })
+            .map_err(|failure| FirestoreError::Token {
+                message: failure.message,
+                class: failure.class,
+                source: failure.source,
+            })
     }
 }
 

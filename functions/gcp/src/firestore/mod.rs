@@ -82,6 +82,11 @@ impl FirestoreStore {
         &self.collections
     }
 
+    /// The client, whose token cache the baseline's Compute Engine calls share.
+    pub fn client(&self) -> Arc<FirestoreClient> {
+        self.client.clone()
+    }
+
     fn fact_doc(&self, resource: &str) -> String {
         self.client
             .document_name(&self.collections.facts, &sha_hex(resource))

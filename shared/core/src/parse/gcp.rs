@@ -6,6 +6,7 @@
 //! `beta.compute.snapshots.insert`), so methods are matched by suffix.
 
 mod facts;
+mod listing;
 mod record;
 mod resource_path;
 #[cfg(test)]
@@ -14,6 +15,7 @@ mod tests;
 use super::{parse_time, ParseError, Parsed, Skip};
 use crate::model::{Cloud, EventMeta, ParsedEvent};
 use chrono::{DateTime, Utc};
+pub use listing::{inventory_item, listed_resource};
 use record::{AuditLog, CloudEvent, LogEntry, Operation};
 use resource_path::{Location, ResourcePath, Scope};
 use serde_json::Value;

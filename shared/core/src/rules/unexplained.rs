@@ -197,9 +197,28 @@ pub(crate) fn wording(
 /// Where events of `cloud` get lost, for the finding's summary.
 fn gap_causes(cloud: Cloud) -> &'static str {
     match cloud {
+        Cloud::Aws => "Events from this account and region may be missing (trail stopped, EventBridge rule changed, outage).",
         Cloud::Azure => "Events from this subscription may be missing (diagnostic setting or Event Grid subscription changed, function stopped, outage).",
-        _ => "Events from this account and region may be missing (trail stopped, EventBridge rule changed, outage).",
+        Cloud::Gcp => "Events from this project may be missing (Admin Activity audit logs not routed, Eventarc trigger changed, service stopped, outage).",
     }
+}
+
+/// The finding's next steps: where this cloud's events are lost and its audit log is read
+/// (the rule's own list is the AWS wording).
+pub(crate) fn next_steps(cloud: Cloud) -> Vec<String> {
+    let (pipeline, audit_log): (&str, &str) = match cloud {
+        Cloud::Aws => return crate::model::Rule::SnapshotUnexplained.next_steps(),
+        Cloud::Azure => (
+            "Check that the subscription's Activity Log diagnostic setting still sends to snapwatch's Event Hub, that the Event Grid subscription and the function app are enabled and unchanged.",
+            "Find who made the change in the subscription's Activity Log (snapwatch scan reads its exports).",
+        ),
+        Cloud::Gcp => (
+            "Check that the project's Admin Activity audit logs still reach snapwatch's Eventarc triggers and that the Cloud Run service is enabled and unchanged.",
+            "Find who made the change in Cloud Audit Logs (snapwatch scan reads their exports).",
+        ),
+    };
+    let last = META.next_steps.last().copied().unwrap_or_default();
+    vec![pipeline.to_owned(), audit_log.to_owned(), last.to_owned()]
 }
 
 fn kind_label(kind: ResourceKind) -> &'static str {
@@ -230,4 +249,22 @@ fn describe_grants(p: &Permissions) -> String {
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod wording_tests {
+    use super::*;
+
+    #[test]
+    fn each_cloud_is_told_where_its_own_events_are_lost_and_read() {
+        for cloud in [Cloud::Azure, Cloud::Gcp] {
+            let text = format!("{} {}", next_steps(cloud).join(" "), gap_causes(cloud));
+            for aws_only in ["CloudTrail", "EventBridge", "trail"] {
+                assert!(!text.contains(aws_only), "{cloud:?}: {text}");
+            }
+        }
+        assert!(next_steps(Cloud::Aws).join(" ").contains("CloudTrail"));
+        assert!(gap_causes(Cloud::Gcp).contains("Eventarc"));
+        assert!(next_steps(Cloud::Azure).join(" ").contains("Activity Log"));
+    }
 }

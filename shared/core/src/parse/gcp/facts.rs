@@ -411,6 +411,38 @@ fn disk_create_snapshot(record: &Record<'_>) -> Result<Vec<Fact>, ParseError> {
     }])
 }
 
+/// What one member of an IAM policy binding grants access to, read the same way for a
+/// `setIamPolicy` event and for a policy the baseline reads with `getIamPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Member<'m> {
+    /// `allUsers` / `allAuthenticatedUsers`: anyone.
+    Public,
+    /// Nobody new: convenience members stand for roles of the resource's own project, and
+    /// `deleted:` members can no longer sign in (blank members name nobody).
+    Owner,
+    /// A principal that may be outside the trusted set (`user:`, `serviceAccount:`, `group:`,
+    /// `domain:`, `principal:`…), trimmed.
+    Principal(&'m str),
+}
+
+impl<'m> Member<'m> {
+    pub(super) fn of(member: &'m str) -> Member<'m> {
+        let member = member.trim();
+        match member {
+            "allUsers" | "allAuthenticatedUsers" => Member::Public,
+            _ if member.is_empty()
+                || member.starts_with("projectOwner:")
+                || member.starts_with("projectEditor:")
+                || member.starts_with("projectViewer:")
+                || member.starts_with("deleted:") =>
+            {
+                Member::Owner
+            }
+            _ => Member::Principal(member),
+        }
+    }
+}
+
 /// `*.setIamPolicy` replaces the whole policy, so the request is the new policy: every member
 /// of every binding (any role) can read the resource.
 fn set_iam_policy(record: &Record<'_>, collection: Collection) -> Result<Vec<Fact>, ParseError> {
@@ -437,17 +469,10 @@ fn set_iam_policy(record: &Record<'_>, collection: Collection) -> Result<Vec<Fac
     let mut public = false;
     let mut principals: Vec<String> = Vec::new();
     for member in bindings.iter().flat_map(|binding| binding.members.iter()) {
-        let member = member.trim();
-        match member {
-            "allUsers" | "allAuthenticatedUsers" => public = true,
-            // Convenience members stand for roles of the resource's own project, and
-            // `deleted:` members can no longer sign in: neither is anyone new.
-            _ if member.is_empty()
-                || member.starts_with("projectOwner:")
-                || member.starts_with("projectEditor:")
-                || member.starts_with("projectViewer:")
-                || member.starts_with("deleted:") => {}
-            _ => push_unique(&mut principals, member),
+        match Member::of(member) {
+            Member::Public => public = true,
+            Member::Owner => {}
+            Member::Principal(member) => push_unique(&mut principals, member),
         }
     }
     let mut facts = Vec::new();

@@ -18,6 +18,8 @@ pub(super) enum Collection {
     Instances,
     Images,
     Networks,
+    /// Listed by the baseline only: no machine-image method is in the event path yet.
+    MachineImages,
 }
 
 impl Collection {
@@ -28,6 +30,7 @@ impl Collection {
             Collection::Instances => "instances",
             Collection::Images => "images",
             Collection::Networks => "networks",
+            Collection::MachineImages => "machineImages",
         }
     }
 
@@ -38,6 +41,7 @@ impl Collection {
             "instances" => Some(Collection::Instances),
             "images" => Some(Collection::Images),
             "networks" => Some(Collection::Networks),
+            "machineImages" => Some(Collection::MachineImages),
             _ => None,
         }
     }
@@ -49,6 +53,8 @@ impl Collection {
             Collection::Instances => ResourceKind::Instance,
             Collection::Images => ResourceKind::Image,
             Collection::Networks => ResourceKind::NetworkGroup,
+            // A machine image holds copies of every disk of an instance: an image to the rules.
+            Collection::MachineImages => ResourceKind::Image,
         }
     }
 
@@ -56,7 +62,10 @@ impl Collection {
     fn is_global(self) -> bool {
         matches!(
             self,
-            Collection::Snapshots | Collection::Images | Collection::Networks
+            Collection::Snapshots
+                | Collection::Images
+                | Collection::Networks
+                | Collection::MachineImages
         )
     }
 }
