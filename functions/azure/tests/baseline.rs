@@ -355,6 +355,25 @@ async fn a_new_gallery_share_alerts_and_is_unexplained_once_settled() {
     assert_eq!(deployment.sink.sent().len(), before, "each alerts once");
 }
 
+/// A gallery whose sharing the listing does not say (shared by groups, with no groups) is
+/// reported with its reason, never read as private; the rest of the listing still counts.
+#[tokio::test]
+async fn an_unreadable_gallery_sharing_is_reported_not_read_as_private() {
+    let stub = ArmStub::start().await;
+    stub.set_properties(
+        "internal_images",
+        json!({"sharingProfile": {"permissions": "Groups"}}),
+    );
+    let deployment = deploy(&stub, MemoryStore::new(), clock());
+    let outcome = deployment.state.run().await.expect("first run");
+    assert_eq!(
+        outcome.subscriptions[0].rejected, 2,
+        "the id-less disk and the gallery"
+    );
+    assert_eq!(outcome.subscriptions[0].items, 8);
+    assert_eq!(deployment.sink.sent().len(), 4);
+}
+
 #[tokio::test]
 async fn the_first_run_only_records() {
     let stub = ArmStub::start().await;

@@ -1,8 +1,8 @@
 //! A Resource Manager stub for the Azure snapshot baseline tests: no emulator serves the Compute
-//! list APIs, so this axum server serves the pages in tests/fixtures/azure-baseline (written from
-//! the REST reference's shapes), follows their `$skiptoken` paging, checks the bearer token and
-//! the api-version, counts requests, and can be told to throttle (429 + `Retry-After`), refuse
-//! (403) or fail (500) the next requests. Tests change the listed resources between runs.
+//! list APIs (disks, snapshots, galleries), so this axum server serves the pages in
+//! tests/fixtures/azure-baseline (written from the REST reference's shapes), follows their
+//! `$skiptoken` paging, checks the bearer token and the api-version, counts requests, and can
+//! be told to throttle (429 + `Retry-After`), refuse (403) or fail (500) the next requests. Tests change the listed resources between runs.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use axum::extract::{Path, Query, State};

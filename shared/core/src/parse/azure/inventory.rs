@@ -113,9 +113,11 @@ pub fn gallery_item(resource: &Value) -> Result<InventoryItem, ParseError> {
 /// Who a gallery's `sharingProfile` lets use its images.
 fn sharing_permissions(profile: &Map<String, Value>) -> Result<Permissions, ParseError> {
     let mut permissions = Permissions::default();
+    let mut by_groups = false;
     match text(profile, "permissions") {
         None => {}
-        Some(p) if p.eq_ignore_ascii_case("Private") || p.eq_ignore_ascii_case("Groups") => {}
+        Some(p) if p.eq_ignore_ascii_case("Private") => {}
+        Some(p) if p.eq_ignore_ascii_case("Groups") => by_groups = true,
         Some(p) if p.eq_ignore_ascii_case("Community") => {
             let disabled = profile
                 .get("communityGalleryInfo")
@@ -132,6 +134,13 @@ fn sharing_permissions(profile: &Map<String, Value>) -> Result<Permissions, Pars
         }
     }
     let groups = match profile.get("groups") {
+        // Shared by groups, but the listing does not say with whom: reported, not guessed.
+        None | Some(Value::Null) if by_groups => {
+            return Err(ParseError::InvalidField {
+                field: "properties.sharingProfile.groups",
+                reason: "permissions `Groups` without the groups shared with".into(),
+            })
+        }
         None | Some(Value::Null) => return Ok(permissions),
         Some(Value::Array(groups)) => groups,
         Some(_) => {
@@ -310,6 +319,7 @@ mod tests {
     fn a_private_or_unshared_gallery_is_private() {
         for sharing in [
             json!({"permissions": "Private"}),
+            json!({"permissions": "Groups", "groups": []}),
             Value::Null,
             json!({"permissions": "Community", "communityGalleryInfo": {"communityGalleryEnabled": false}}),
         ] {
@@ -331,6 +341,7 @@ mod tests {
             json!({"permissions": "Everyone"}),
             json!({"permissions": "Groups", "groups": [{"type": "Users", "ids": ["x"]}]}),
             json!({"permissions": "Groups", "groups": {"type": "Subscriptions"}}),
+            json!({"permissions": "Groups"}),
             json!("Community"),
         ] {
             assert!(
