@@ -246,7 +246,9 @@ async fn run_async<S: StateStore>(
         let listing = lister
             .list_subscription(subscription, Utc::now())
             .await
-            .with_context(|| format!("cannot list disks and snapshots of {subscription}"))?;
+            .with_context(|| {
+                format!("cannot list disks, snapshots and galleries of {subscription}")
+            })?;
         for rejected in &listing.rejected {
             eprintln!(
                 "snapwatch: {subscription}: a listed {} element was not read ({}): {}",

@@ -90,7 +90,7 @@ struct BaselineArgs {
         value_name = "REGION"
     )]
     regions: Vec<String>,
-    /// Azure: a subscription whose managed disks and snapshots to list instead (repeat for
+    /// Azure: a subscription whose managed disks, snapshots and galleries to list instead (repeat for
     /// several); credentials from AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET, else `az`.
     #[arg(
         long = "subscription",

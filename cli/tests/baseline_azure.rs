@@ -94,6 +94,8 @@ async fn a_service_principal_lists_prints_once_and_keeps_the_baseline() {
         vec![
             "snapshot.exported /subscriptions/3f2b9c1e-7a4d-4e8b-9c21-5d6e7f809a1b/resourcegroups/prod-data-rg/providers/microsoft.compute/disks/finance-data-01",
             "snapshot.exported /subscriptions/3f2b9c1e-7a4d-4e8b-9c21-5d6e7f809a1b/resourcegroups/prod-data-rg/providers/microsoft.compute/snapshots/sqlvm01-osdisk-snap",
+            "snapshot.public /subscriptions/3f2b9c1e-7a4d-4e8b-9c21-5d6e7f809a1b/resourcegroups/images-rg/providers/microsoft.compute/galleries/public_golden",
+            "snapshot.shared-external /subscriptions/3f2b9c1e-7a4d-4e8b-9c21-5d6e7f809a1b/resourcegroups/images-rg/providers/microsoft.compute/galleries/partner_builds",
         ]
     );
     assert!(
@@ -105,7 +107,7 @@ async fn a_service_principal_lists_prints_once_and_keeps_the_baseline() {
         "the id-less element is reported: {stderr}"
     );
     assert_eq!(stub.token_requests(), 1, "one token, cached for the run");
-    assert_eq!(stub.requests(), 3);
+    assert_eq!(stub.requests(), 4);
 
     let rerun = snapwatch(&stub, &state, "/nonexistent", &env).await;
     assert!(
@@ -152,7 +154,7 @@ async fn without_a_service_principal_the_az_login_token_is_used() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(rules(&out.stdout).len(), 2);
+    assert_eq!(rules(&out.stdout).len(), 4);
     assert_eq!(stub.token_requests(), 0);
 }
 

@@ -77,9 +77,9 @@ locals {
     # role already allows deleting rows of the state table.
     SNAPWATCH_PURGE_SCHEDULE = var.purge_schedule
 
-    # The Baseline function (opt-in): lists the subscription's managed disks and snapshots on
-    # its timer (read by the host from Baseline/function.json) with the Reader role above, and
-    # alerts on exports no received event explains. The host needs the schedule to load the
+    # The Baseline function (opt-in): lists the subscription's managed disks, snapshots and
+    # Compute Galleries on its timer (read by the host from Baseline/function.json) with the
+    # Reader role above, and alerts on exports and gallery shares no received event explains. The host needs the schedule to load the
     # function even while it is disabled.
     SNAPWATCH_BASELINE_SCHEDULE      = var.baseline_schedule
     SNAPWATCH_BASELINE_SUBSCRIPTIONS = local.subscription_id

@@ -1,7 +1,8 @@
 # What the function's identity may do, and nothing more.
 
 # ARM lookups of disks, snapshots, VMs, NICs and NSGs the records name, and the Baseline
-# function's listing of disks and snapshots (Microsoft.Compute/disks/read, snapshots/read). Reader
+# function's listing of disks, snapshots and galleries (Microsoft.Compute/disks/read,
+# snapshots/read, galleries/read). Reader
 # allows no action: not beginGetAccess, so the function can never open an export itself.
 resource "azurerm_role_assignment" "function_reader" {
   scope                = local.subscription_scope

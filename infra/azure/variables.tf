@@ -110,7 +110,7 @@ variable "purge_schedule" {
 }
 
 variable "baseline_enabled" {
-  description = "Run the snapshot baseline: the Baseline function lists the subscription's managed disks and snapshots on baseline_schedule and alerts on exports (open SAS) no received event explains. It uses the Reader role the function already has. Off: the function is disabled."
+  description = "Run the snapshot baseline: the Baseline function lists the subscription's managed disks, snapshots and Compute Galleries on baseline_schedule and alerts on exports (open SAS) and gallery shares (community, or outside the trusted set) no received event explains. It uses the Reader role the function already has. Off: the function is disabled."
   type        = bool
   default     = false
 }

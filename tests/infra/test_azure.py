@@ -228,8 +228,8 @@ def test_the_baseline_timer_is_opt_in_scheduled_and_needs_only_reader(module):
     assert len(module["variable"]["baseline_schedule"]["default"].split()) == 6, "NCRONTAB with seconds"
     handler = (ROOT / "functions/azure/src/baseline.rs").read_text()
     assert 'pub const BASELINE_FUNCTION: &str = "Baseline";' in handler
-    # Listing disks and snapshots is a read: the Reader grant covers it, and no role is added
-    # at subscription scope beyond Reader (Reader has no actions such as beginGetAccess).
+    # Listing disks, snapshots and galleries is a read: the Reader grant covers it, and no role is
+    # added at subscription scope beyond Reader (Reader has no actions such as beginGetAccess).
     at_subscription = {
         body["role_definition_name"]
         for body in module["resource"]["azurerm_role_assignment"].values()

@@ -1,7 +1,8 @@
 //! The scheduled snapshot baseline on Azure: the `Baseline` timer function lists every
-//! configured subscription's managed disks and snapshots (`snapwatch-azure-inventory`),
-//! compares them with the chain state (core `baseline::check`), delivers, and only then records
-//! what was seen (`baseline::commit`), so a failed delivery is found again by the next run.
+//! configured subscription's managed disks, snapshots and Compute Galleries
+//! (`snapwatch-azure-inventory`), compares them with the chain state (core `baseline::check`),
+//! delivers, and only then records what was seen (`baseline::commit`), so a failed delivery is
+//! found again by the next run.
 //!
 //! Reruns are idempotent (facts keyed by content, alert claims per finding and sink). A
 //! subscription that fails does not stop the others; the run then answers 500, which the host
@@ -54,7 +55,7 @@ pub struct BaselineOutcome {
 pub struct SubscriptionOutcome {
     /// The subscription id.
     pub subscription: String,
-    /// Disks and snapshots listed.
+    /// Disks, snapshots and galleries listed.
     pub items: usize,
     /// Listed elements that could not be read (logged with their reason).
     pub rejected: usize,
@@ -83,7 +84,7 @@ pub enum BaselineError {
     #[error("the baseline has no subscription to list (set SNAPWATCH_BASELINE_SUBSCRIPTIONS)")]
     NotConfigured,
     /// The listing failed.
-    #[error("cannot list disks and snapshots of {subscription}: {source}")]
+    #[error("cannot list disks, snapshots and galleries of {subscription}: {source}")]
     Listing {
         /// The subscription.
         subscription: String,

@@ -4,7 +4,7 @@
 //!
 //! - [`handler`]: `app(state) -> Router`, decode → core → encode for both triggers;
 //! - [`table`]: the Table Storage [`snapwatch_core::ports::StateStore`] over the REST API;
-//! - [`baseline`]: the `Baseline` timer: the scheduled listing of disks and snapshots;
+//! - [`baseline`]: the `Baseline` timer: the scheduled listing of disks, snapshots and galleries;
 //! - [`arm`]: the narrow port that reads a resource from Azure Resource Manager when a record
 //!   lacks what the chain needs;
 //! - [`identity`]: managed identity tokens from the Functions identity endpoint;

@@ -34,6 +34,12 @@ use arm_stub::{ArmStub, Fault, StubToken, SUBSCRIPTION};
 const LEAKED_SNAPSHOT: &str = "/subscriptions/3f2b9c1e-7a4d-4e8b-9c21-5d6e7f809a1b/resourcegroups/prod-data-rg/providers/microsoft.compute/snapshots/sqlvm01-osdisk-snap";
 const EXPORTED_DISK: &str = "/subscriptions/3f2b9c1e-7a4d-4e8b-9c21-5d6e7f809a1b/resourcegroups/prod-data-rg/providers/microsoft.compute/disks/finance-data-01";
 const NIGHTLY: &str = "/subscriptions/3f2b9c1e-7a4d-4e8b-9c21-5d6e7f809a1b/resourcegroups/backup-rg/providers/microsoft.compute/snapshots/nightly-2024-04-14";
+/// The fixture's community gallery (public) and the one shared with a partner's subscription.
+const COMMUNITY_GALLERY: &str = "/subscriptions/3f2b9c1e-7a4d-4e8b-9c21-5d6e7f809a1b/resourcegroups/images-rg/providers/microsoft.compute/galleries/public_golden";
+const PARTNER_GALLERY: &str = "/subscriptions/3f2b9c1e-7a4d-4e8b-9c21-5d6e7f809a1b/resourcegroups/images-rg/providers/microsoft.compute/galleries/partner_builds";
+const INTERNAL_GALLERY: &str = "/subscriptions/3f2b9c1e-7a4d-4e8b-9c21-5d6e7f809a1b/resourcegroups/images-rg/providers/microsoft.compute/galleries/internal_images";
+/// The partner's subscription the fixture gallery is shared with, as listed.
+const PARTNER_SUBSCRIPTION: &str = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
 
 /// A clock the test moves between scheduled runs.
 struct TestClock(Mutex<DateTime<Utc>>);
@@ -73,9 +79,18 @@ struct Deployment<S> {
 }
 
 fn deploy<S: StateStore>(stub: &ArmStub, store: S, clock: Arc<TestClock>) -> Deployment<S> {
+    deploy_with(stub, store, clock, Config::default())
+}
+
+fn deploy_with<S: StateStore>(
+    stub: &ArmStub,
+    store: S,
+    clock: Arc<TestClock>,
+    config: Config,
+) -> Deployment<S> {
     let sink = MemorySink::named("slack");
     let state = Arc::new(BaselineState {
-        detector: Detector::new(store, Config::default()),
+        detector: Detector::new(store, config),
         lister: ArmLister::new(reqwest::Client::new(), stub.url(), StubToken::default())
             .with_retry(fast_retry()),
         subscriptions: vec![SUBSCRIPTION.to_owned()],
@@ -93,6 +108,14 @@ fn exported(resource: &str) -> String {
     finding_id(Rule::SnapshotExported, Cloud::Azure, resource)
 }
 
+fn public(resource: &str) -> String {
+    finding_id(Rule::SnapshotPublic, Cloud::Azure, resource)
+}
+
+fn shared_external(resource: &str) -> String {
+    finding_id(Rule::SnapshotSharedExternal, Cloud::Azure, resource)
+}
+
 fn unexplained_ids(sent: &[snapwatch_core::Finding]) -> Vec<String> {
     sent.iter()
         .filter(|f| f.rule == Rule::SnapshotUnexplained)
@@ -108,24 +131,39 @@ async fn exposures_are_found_with_no_event_and_a_rerun_finds_nothing_new() {
     let outcome = &first.subscriptions[0];
     assert!(outcome.first_run);
     assert_eq!(
-        outcome.items, 6,
-        "3 disks and 3 snapshots; the element without an id is not one"
+        outcome.items, 9,
+        "3 disks, 3 snapshots and 3 galleries; the element without an id is not one"
     );
     assert_eq!(outcome.rejected, 1, "the element without an id is reported");
     assert_eq!(
-        outcome.requests, 3,
-        "two disk pages (nextLink followed) and one snapshot page"
+        outcome.requests, 4,
+        "two disk pages (nextLink followed), one snapshot page, one gallery page"
     );
-    assert_eq!(outcome.exposures_found_by_baseline, 2);
-    let mut want = vec![exported(LEAKED_SNAPSHOT), exported(EXPORTED_DISK)];
+    assert_eq!(outcome.exposures_found_by_baseline, 4);
+    let mut want = vec![
+        exported(LEAKED_SNAPSHOT),
+        exported(EXPORTED_DISK),
+        public(COMMUNITY_GALLERY),
+        shared_external(PARTNER_GALLERY),
+    ];
     want.sort();
     let mut sent = deployment.sink.sent_ids();
     sent.sort();
-    assert_eq!(sent, want, "only exports open to any network are exposures");
+    assert_eq!(
+        sent, want,
+        "exports open to any network, a community gallery and a gallery shared outside are \
+         exposures; the private gallery is not"
+    );
     for finding in deployment.sink.sent() {
         assert_eq!(finding.found_by, FoundBy::Baseline);
-        assert_eq!(finding.rule, Rule::SnapshotExported);
     }
+    let partner = deployment
+        .sink
+        .sent()
+        .into_iter()
+        .find(|f| f.rule == Rule::SnapshotSharedExternal)
+        .unwrap();
+    assert_eq!(partner.snapshot, PARTNER_GALLERY);
 
     deployment.clock.advance(Duration::hours(1));
     let rerun = deployment.state.run().await.expect("rerun");
@@ -140,8 +178,8 @@ async fn exposures_are_found_with_no_event_and_a_rerun_finds_nothing_new() {
         (0, 0, 0)
     );
     assert!(outcome.sent.is_empty(), "nothing new: {:?}", outcome.sent);
-    assert_eq!(deployment.sink.sent().len(), 2, "one alert per exposure");
-    assert_eq!(stub.requests(), 6);
+    assert_eq!(deployment.sink.sent().len(), 4, "one alert per exposure");
+    assert_eq!(stub.requests(), 8);
 }
 
 #[tokio::test]
@@ -179,8 +217,8 @@ async fn an_exposure_an_event_already_reported_is_not_alerted_twice_and_has_one_
         .await
         .expect("baseline after the event");
     assert_eq!(
-        outcome.subscriptions[0].exposures_found_by_baseline, 1,
-        "only the disk"
+        outcome.subscriptions[0].exposures_found_by_baseline, 3,
+        "only the disk and the two shared galleries"
     );
     let ids = deployment.sink.sent_ids();
     assert_eq!(
@@ -259,6 +297,83 @@ async fn an_unexplained_export_alerts_once_after_settling_and_disks_may_appear()
     );
 }
 
+/// A gallery shared after the first run with no event (the Activity Log parser consumes no
+/// gallery share): the external share alerts at once, found by the baseline, and the change is
+/// unexplained once it has settled, once. A share with a trusted subscription is no exposure.
+#[tokio::test]
+async fn a_new_gallery_share_alerts_and_is_unexplained_once_settled() {
+    let stub = ArmStub::start().await;
+    let outsider = "0F1E2D3C-4B5A-4968-8776-655443322110";
+    let config: Config = serde_json::from_value(json!({
+        "trust": {"accounts": [PARTNER_SUBSCRIPTION]}
+    }))
+    .unwrap();
+    let deployment = deploy_with(&stub, MemoryStore::new(), clock(), config);
+    deployment.state.run().await.expect("first run");
+    let mut first = deployment.sink.sent_ids();
+    first.sort();
+    let mut want = vec![
+        exported(LEAKED_SNAPSHOT),
+        exported(EXPORTED_DISK),
+        public(COMMUNITY_GALLERY),
+    ];
+    want.sort();
+    assert_eq!(first, want, "the partner's subscription is trusted");
+
+    stub.set_properties(
+        "internal_images",
+        json!({"sharingProfile": {"permissions": "Groups", "groups": [
+            {"type": "Subscriptions", "ids": [outsider]}]}}),
+    );
+    deployment.clock.advance(Duration::hours(1));
+    let seen = deployment.state.run().await.expect("share seen");
+    assert_eq!(seen.subscriptions[0].changed_items, 1);
+    assert_eq!(
+        seen.subscriptions[0].unexplained, 0,
+        "not judged before it settles"
+    );
+    let shared: Vec<_> = deployment
+        .sink
+        .sent()
+        .into_iter()
+        .filter(|f| f.rule == Rule::SnapshotSharedExternal)
+        .collect();
+    assert_eq!(shared.len(), 1, "{shared:?}");
+    assert_eq!(shared[0].id, shared_external(INTERNAL_GALLERY));
+    assert_eq!(shared[0].found_by, FoundBy::Baseline);
+
+    deployment.clock.advance(Duration::minutes(31));
+    let settled = deployment.state.run().await.expect("settled");
+    assert_eq!(settled.subscriptions[0].unexplained, 1);
+    assert_eq!(
+        unexplained_ids(&deployment.sink.sent()),
+        vec![INTERNAL_GALLERY.to_owned()]
+    );
+    let before = deployment.sink.sent().len();
+    deployment.clock.advance(Duration::hours(1));
+    deployment.state.run().await.expect("later run");
+    assert_eq!(deployment.sink.sent().len(), before, "each alerts once");
+}
+
+/// A gallery whose sharing the listing does not say (shared by groups, with no groups) is
+/// reported with its reason, never read as private; the rest of the listing still counts.
+#[tokio::test]
+async fn an_unreadable_gallery_sharing_is_reported_not_read_as_private() {
+    let stub = ArmStub::start().await;
+    stub.set_properties(
+        "internal_images",
+        json!({"sharingProfile": {"permissions": "Groups"}}),
+    );
+    let deployment = deploy(&stub, MemoryStore::new(), clock());
+    let outcome = deployment.state.run().await.expect("first run");
+    assert_eq!(
+        outcome.subscriptions[0].rejected, 2,
+        "the id-less disk and the gallery"
+    );
+    assert_eq!(outcome.subscriptions[0].items, 8);
+    assert_eq!(deployment.sink.sent().len(), 4);
+}
+
 #[tokio::test]
 async fn the_first_run_only_records() {
     let stub = ArmStub::start().await;
@@ -288,7 +403,7 @@ async fn a_failed_delivery_is_found_again() {
     );
     let err = deployment.state.run().await.expect_err("delivery fails");
     assert!(
-        matches!(&err, BaselineError::Incomplete { first, .. } if matches!(**first, BaselineError::Undelivered { pending: 2, .. })),
+        matches!(&err, BaselineError::Incomplete { first, .. } if matches!(**first, BaselineError::Undelivered { pending: 4, .. })),
         "{err}"
     );
     deployment.sink.heal();
@@ -298,8 +413,8 @@ async fn a_failed_delivery_is_found_again() {
         retry.subscriptions[0].first_run,
         "the failed run recorded nothing"
     );
-    assert_eq!(retry.subscriptions[0].sent.len(), 2);
-    assert_eq!(deployment.sink.sent().len(), 2);
+    assert_eq!(retry.subscriptions[0].sent.len(), 4);
+    assert_eq!(deployment.sink.sent().len(), 4);
 }
 
 #[tokio::test]
@@ -313,8 +428,8 @@ async fn throttling_is_waited_out_as_retry_after_asks() {
         started.elapsed() >= std::time::Duration::from_secs(1),
         "Retry-After honoured"
     );
-    assert_eq!(outcome.subscriptions[0].requests, 5, "3 pages + 2 retries");
-    assert_eq!(outcome.subscriptions[0].items, 6);
+    assert_eq!(outcome.subscriptions[0].requests, 6, "4 pages + 2 retries");
+    assert_eq!(outcome.subscriptions[0].items, 9);
 }
 
 #[tokio::test]
@@ -374,15 +489,15 @@ async fn a_thousand_snapshots_cost_one_request_per_page() {
     let first_ms = started.elapsed().as_millis();
     assert_eq!(first.subscriptions[0].items, 1_000);
     assert_eq!(
-        first.subscriptions[0].requests, 11,
-        "1 disk page + 10 snapshot pages"
+        first.subscriptions[0].requests, 12,
+        "1 disk page + 10 snapshot pages + 1 gallery page"
     );
-    assert_eq!(stub.requests(), 11);
+    assert_eq!(stub.requests(), 12);
     deployment.clock.advance(Duration::hours(1));
     let started = std::time::Instant::now();
     let rerun = deployment.state.run().await.expect("rerun");
     let rerun_ms = started.elapsed().as_millis();
-    assert_eq!(rerun.subscriptions[0].requests, 11);
+    assert_eq!(rerun.subscriptions[0].requests, 12);
     assert!(deployment.sink.sent().is_empty());
     println!("azure baseline 1000 snapshots: first run {first_ms} ms, rerun {rerun_ms} ms, {} ARM requests per run", rerun.subscriptions[0].requests);
 }
@@ -396,7 +511,7 @@ async fn table_storage_holds_the_baseline_records() {
     let first = deploy(&stub, store.clone(), clock());
     let outcome = first.state.run().await.expect("first run on Azurite");
     assert!(outcome.subscriptions[0].first_run);
-    assert_eq!(first.sink.sent().len(), 2);
+    assert_eq!(first.sink.sent().len(), 4);
 
     let restarted = deploy(&stub, store, clock());
     restarted.clock.advance(Duration::hours(1));

@@ -1,8 +1,9 @@
-//! The Azure half of the snapshot baseline: list every managed disk and snapshot of a
-//! subscription through Resource Manager (`GET …/providers/Microsoft.Compute/disks` and
-//! `…/snapshots`, following `nextLink`), with what makes their data reachable from outside
-//! (`diskState` `ActiveSAS`, `networkAccessPolicy`, `publicNetworkAccess`,
-//! `dataAccessAuthMode`), as a [`snapwatch_core::inventory::Inventory`].
+//! The Azure half of the snapshot baseline: list every managed disk, snapshot and Compute
+//! Gallery of a subscription through Resource Manager (`GET …/providers/Microsoft.Compute/disks`,
+//! `…/snapshots` and `…/galleries`, following `nextLink`), with what makes their data reachable
+//! from outside (`diskState` `ActiveSAS`, `networkAccessPolicy`, `publicNetworkAccess`,
+//! `dataAccessAuthMode`; a gallery's `sharingProfile`), as a
+//! [`snapwatch_core::inventory::Inventory`].
 //!
 //! The caller hands in the bearer tokens for `https://management.azure.com/` through
 //! [`TokenSource`]: the function's managed identity, or the CLI's service principal / `az` login.
@@ -25,5 +26,5 @@ mod lister;
 pub use error::InventoryError;
 pub use lister::{
     ArmLister, Listing, RejectedItem, TokenSource, API_VERSION, ARM_ENDPOINT, ARM_RESOURCE,
-    BASELINE_REGION, DEFAULT_RETRY,
+    BASELINE_REGION, DEFAULT_RETRY, GALLERY_API_VERSION,
 };

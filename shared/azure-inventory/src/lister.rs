@@ -1,11 +1,12 @@
-//! Paging through Resource Manager's subscription-wide disk and snapshot lists.
+//! Paging through Resource Manager's subscription-wide disk, snapshot and gallery lists.
 
 use crate::error::InventoryError;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use snapwatch_core::inventory::{Inventory, InventoryItem};
 use snapwatch_core::model::Cloud;
-use snapwatch_core::parse::azure::inventory_item;
+use snapwatch_core::parse::azure::{gallery_item, inventory_item};
+use snapwatch_core::parse::ParseError;
 use snapwatch_http::{retry, retry_after_secs, Backoff, Failure, RetryPolicy};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,8 +23,18 @@ pub const API_VERSION: &str = "2023-04-02";
 /// The `region` of an Azure [`Inventory`]: one listing covers every location of the
 /// subscription, so the baseline's scope is the subscription.
 pub const BASELINE_REGION: &str = "all-locations";
-/// The two collections listed, in order.
-const COLLECTIONS: [&str; 2] = ["disks", "snapshots"];
+/// The Compute Gallery API version listed with: it returns `sharingProfile` with
+/// `communityGalleryInfo` (community sharing came with 2021-10-01).
+pub const GALLERY_API_VERSION: &str = "2023-07-03";
+/// How one listed element becomes an inventory item.
+type Mapping = fn(&Value) -> Result<InventoryItem, ParseError>;
+/// The collections listed, in order, with their API version and mapping. A gallery's sharing
+/// profile is on the gallery list itself: nothing is requested per gallery or image.
+const COLLECTIONS: [(&str, &str, Mapping); 3] = [
+    ("disks", API_VERSION, inventory_item),
+    ("snapshots", API_VERSION, inventory_item),
+    ("galleries", GALLERY_API_VERSION, gallery_item),
+];
 /// A page request that takes longer than this has failed (and is retried).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -48,11 +59,11 @@ impl<T: TokenSource> TokenSource for Arc<T> {
     }
 }
 
-/// A listed element the core could not read as a disk or snapshot: reported, never dropped
-/// silently.
+/// A listed element the core could not read as a disk, snapshot or gallery: reported, never
+/// dropped silently.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RejectedItem {
-    /// `disks` or `snapshots`.
+    /// `disks`, `snapshots` or `galleries`.
     pub collection: &'static str,
     /// Its `id`, when it has one.
     pub id: Option<String>,
@@ -63,7 +74,7 @@ pub struct RejectedItem {
 /// What one listing of a subscription found.
 #[derive(Debug, Clone)]
 pub struct Listing {
-    /// The disks and snapshots, for [`snapwatch_core::baseline::check`].
+    /// The disks, snapshots and galleries, for [`snapwatch_core::baseline::check`].
     pub inventory: Inventory,
     /// Elements that could not be read.
     pub rejected: Vec<RejectedItem>,
@@ -71,7 +82,7 @@ pub struct Listing {
     pub requests: u64,
 }
 
-/// Lists a subscription's managed disks and snapshots.
+/// Lists a subscription's managed disks, snapshots and Compute Galleries.
 #[derive(Debug, Clone)]
 pub struct ArmLister<T> {
     http: reqwest::Client,
@@ -107,7 +118,7 @@ impl<T: TokenSource> ArmLister<T> {
         self
     }
 
-    /// Every managed disk and snapshot of `subscription`, as of `now`.
+    /// Every managed disk, snapshot and Compute Gallery of `subscription`, as of `now`.
     pub async fn list_subscription(
         &self,
         subscription: &str,
@@ -127,10 +138,10 @@ impl<T: TokenSource> ArmLister<T> {
         let requests = AtomicU64::new(0);
         let mut items: Vec<InventoryItem> = Vec::new();
         let mut rejected = Vec::new();
-        for collection in COLLECTIONS {
+        for (collection, api_version, mapping) in COLLECTIONS {
             let base = self.endpoint.as_str().trim_end_matches('/');
             let first = format!(
-                "{base}/subscriptions/{subscription}/providers/Microsoft.Compute/{collection}?api-version={API_VERSION}"
+                "{base}/subscriptions/{subscription}/providers/Microsoft.Compute/{collection}?api-version={api_version}"
             );
             let mut next = Some(parse_url(&first, collection)?);
             let mut page_number = 0u32;
@@ -150,7 +161,7 @@ impl<T: TokenSource> ArmLister<T> {
                 })?;
                 let (elements, link) = read_page(page, &what)?;
                 for element in &elements {
-                    match inventory_item(element) {
+                    match mapping(element) {
                         Ok(item) => items.push(item),
                         Err(error) => {
                             let id = element.get("id").and_then(Value::as_str).map(str::to_owned);

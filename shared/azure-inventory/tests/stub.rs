@@ -28,7 +28,7 @@ fn lister(stub: &ArmStub, tokens: StubToken) -> ArmLister<StubToken> {
 }
 
 #[tokio::test]
-async fn lists_every_page_of_disks_and_snapshots_with_their_export_state() {
+async fn lists_every_page_of_disks_snapshots_and_galleries_with_their_exposure() {
     let stub = ArmStub::start().await;
     let tokens = StubToken::default();
     let listing = lister(&stub, tokens.clone())
@@ -62,6 +62,9 @@ async fn lists_every_page_of_disks_and_snapshots_with_their_export_state() {
         ("sqlvm01-osdisk-snap", ResourceKind::Snapshot, true, true),
         ("nightly-2024-04-14", ResourceKind::Snapshot, false, false),
         ("audit-export", ResourceKind::Snapshot, true, false),
+        ("public_golden", ResourceKind::Image, false, false),
+        ("partner_builds", ResourceKind::Image, false, false),
+        ("internal_images", ResourceKind::Image, false, false),
     ]
     .map(|(n, k, o, r)| (n.to_owned(), k, o, r));
     assert_eq!(summary, want);
@@ -71,13 +74,97 @@ async fn lists_every_page_of_disks_and_snapshots_with_their_export_state() {
         "{:?}",
         listing.rejected
     );
-    assert_eq!(listing.requests, 3);
-    assert_eq!(stub.requests(), 3);
+    let galleries: Vec<_> = inventory.items[6..]
+        .iter()
+        .map(|item| {
+            (
+                item.permissions.public,
+                item.permissions
+                    .accounts
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>(),
+                item.observed_via.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        galleries,
+        [
+            (true, vec![], "Microsoft.Compute/galleries/read"),
+            (
+                false,
+                vec!["9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d".to_owned()],
+                "Microsoft.Compute/galleries/read"
+            ),
+            (false, vec![], "Microsoft.Compute/galleries/read"),
+        ]
+    );
+    assert_eq!(listing.requests, 4);
+    assert_eq!(stub.requests(), 4);
     assert_eq!(
         tokens.asked.load(Ordering::SeqCst),
-        3,
+        4,
         "a token per request"
     );
+}
+
+#[tokio::test]
+async fn follows_the_gallery_list_next_link_and_reports_an_unreadable_gallery() {
+    let stub = ArmStub::start().await;
+    let base = format!(
+        "/subscriptions/{SUBSCRIPTION}/resourceGroups/img/providers/Microsoft.Compute/galleries"
+    );
+    stub.set_page(
+        "galleries-1",
+        json!({
+            "value": [{"name": "g1", "id": format!("{base}/g1"),
+                       "properties": {"sharingProfile": {"permissions": "Community"}}}],
+            "nextLink": format!("{{{{ARM}}}}/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Compute/galleries?api-version=2023-07-03&$skiptoken=2"),
+        }),
+    );
+    stub.set_page(
+        "galleries-2",
+        json!({"value": [
+            {"name": "g2", "id": format!("{base}/g2"),
+             "properties": {"sharingProfile": {"permissions": "Groups", "groups": [
+                 {"type": "AADTenants", "ids": ["72F988BF-86F1-41AF-91AB-2D7CD011DB47"]}]}}},
+            {"name": "g3", "id": format!("{base}/g3"),
+             "properties": {"sharingProfile": {"permissions": "Everyone"}}},
+        ]}),
+    );
+    let listing = lister(&stub, StubToken::default())
+        .list_subscription(SUBSCRIPTION, chrono::Utc::now())
+        .await
+        .expect("listing");
+    assert_eq!(
+        listing.requests, 5,
+        "2 disk pages, 1 snapshot page, 2 gallery pages"
+    );
+    let galleries: Vec<_> = listing
+        .inventory
+        .items
+        .iter()
+        .filter(|item| item.resource.id.contains("/galleries/"))
+        .collect();
+    assert_eq!(galleries.len(), 2);
+    assert!(galleries[0].permissions.public);
+    assert_eq!(
+        galleries[1]
+            .permissions
+            .principals
+            .iter()
+            .collect::<Vec<_>>(),
+        ["72f988bf-86f1-41af-91ab-2d7cd011db47"]
+    );
+    let rejected: Vec<_> = listing
+        .rejected
+        .iter()
+        .filter(|r| r.collection == "galleries")
+        .collect();
+    assert_eq!(rejected.len(), 1, "{:?}", listing.rejected);
+    assert!(rejected[0].id.as_deref().unwrap().ends_with("/g3"));
+    assert!(rejected[0].reason.contains("Everyone"), "{:?}", rejected[0]);
 }
 
 #[tokio::test]

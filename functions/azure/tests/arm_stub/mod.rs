@@ -1,8 +1,8 @@
 //! A Resource Manager stub for the Azure snapshot baseline tests: no emulator serves the Compute
-//! list APIs, so this axum server serves the pages in tests/fixtures/azure-baseline (written from
-//! the REST reference's shapes), follows their `$skiptoken` paging, checks the bearer token and
-//! the api-version, counts requests, and can be told to throttle (429 + `Retry-After`), refuse
-//! (403) or fail (500) the next requests. Tests change the listed resources between runs.
+//! list APIs (disks, snapshots, galleries), so this axum server serves the pages in
+//! tests/fixtures/azure-baseline (written from the REST reference's shapes), follows their
+//! `$skiptoken` paging, checks the bearer token and the api-version, counts requests, and can
+//! be told to throttle (429 + `Retry-After`), refuse (403) or fail (500) the next requests. Tests change the listed resources between runs.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use axum::extract::{Path, Query, State};
@@ -21,6 +21,8 @@ pub const SUBSCRIPTION: &str = "3f2b9c1e-7a4d-4e8b-9c21-5d6e7f809a1b";
 /// The token the stub accepts.
 pub const TOKEN: &str = "stub-arm-token";
 const API_VERSION: &str = "2023-04-02";
+/// The api-version the gallery list must be asked with.
+const GALLERY_API_VERSION: &str = "2023-07-03";
 
 /// What the next request gets instead of its page.
 #[derive(Debug, Clone, Copy)]
@@ -68,7 +70,7 @@ impl ArmStub {
         let state = Arc::new(StubState::default());
         {
             let mut pages = state.pages.lock().unwrap();
-            for name in ["disks-1", "disks-2", "snapshots-1"] {
+            for name in ["disks-1", "disks-2", "snapshots-1", "galleries-1"] {
                 pages.insert(name.to_owned(), fixture(&format!("{name}.json")));
             }
         }
@@ -143,12 +145,14 @@ impl ArmStub {
             .push(resource);
     }
 
-    /// Replaces the listing with `count` private snapshots, `per_page` to a page, and no disks.
+    /// Replaces the listing with `count` private snapshots, `per_page` to a page, and no disks
+    /// or galleries.
     pub fn only_snapshots(&self, count: usize, per_page: usize) {
         let template = fixture("snapshots-1.json")["value"][1].clone();
         let mut pages = self.state.pages.lock().unwrap();
         pages.clear();
         pages.insert("disks-1".into(), json!({ "value": [] }));
+        pages.insert("galleries-1".into(), json!({ "value": [] }));
         let snapshots: Vec<Value> = (0..count)
             .map(|i| {
                 let mut s = template.clone();
@@ -211,7 +215,12 @@ async fn list(
             json!({"error": {"code": "AuthenticationFailed", "message": "no valid bearer token"}}),
         );
     }
-    if query.get("api-version").map(String::as_str) != Some(API_VERSION) {
+    let api_version = if collection == "galleries" {
+        GALLERY_API_VERSION
+    } else {
+        API_VERSION
+    };
+    if query.get("api-version").map(String::as_str) != Some(api_version) {
         return error(
             StatusCode::BAD_REQUEST,
             json!({"error": {"code": "InvalidApiVersionParameter", "message": "unexpected api-version"}}),

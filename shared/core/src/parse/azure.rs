@@ -29,7 +29,7 @@ use std::net::IpAddr;
 
 /// How a SAS-URL export is named in `Fact::SnapshotExported` (events and baseline alike).
 pub(crate) use facts::SAS_URL as SAS_EXPORT_METHOD;
-pub use inventory::inventory_item;
+pub use inventory::{gallery_item, inventory_item};
 pub use resource_body::{facts_come_from_body, facts_from_resource_body};
 
 /// Lower-cased operation names the chain consumes (the Event Grid subscription and docs list them).

@@ -65,6 +65,15 @@ pub(crate) fn resource(raw: &str) -> Option<Resource> {
     Some(Resource::new(kind, id))
 }
 
+/// An Azure Compute Gallery (`microsoft.compute/galleries/<name>`) as the snapshot-like resource
+/// the baseline judges: its sharing profile shares every image in it. Not a tracked kind of the
+/// event path ([`kind`]), which consumes no gallery event.
+pub(crate) fn gallery(raw: &str) -> Option<Resource> {
+    let id = normalize(raw)?;
+    (resource_type(&id)?.as_str() == "microsoft.compute/galleries")
+        .then(|| Resource::new(ResourceKind::Image, id))
+}
+
 /// A resource for `raw` only when it is of the `expected` kind: body fields name other
 /// things too (a VHD blob, a disk where a snapshot was expected).
 pub(crate) fn resource_of_kind(raw: &str, expected: ResourceKind) -> Option<Resource> {

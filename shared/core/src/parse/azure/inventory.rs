@@ -1,5 +1,5 @@
-//! One managed disk or snapshot as ARM's list APIs return it → an [`InventoryItem`] of the
-//! baseline, with the id normalised exactly as the Activity Log parser normalises it, so a
+//! One managed disk, snapshot or Compute Gallery as ARM's list APIs return it → an
+//! [`InventoryItem`] of the baseline, with the id normalised exactly as the Activity Log parser normalises it, so a
 //! baseline finding and an event-driven finding of the same resource share their id.
 
 use super::ids;
@@ -12,6 +12,8 @@ use serde_json::{Map, Value};
 pub const DISK_READ: &str = "Microsoft.Compute/disks/read";
 /// The list operation a snapshot's state was read through.
 pub const SNAPSHOT_READ: &str = "Microsoft.Compute/snapshots/read";
+/// The list operation a Compute Gallery's sharing profile was read through.
+pub const GALLERY_READ: &str = "Microsoft.Compute/galleries/read";
 
 /// The [`InventoryItem`] for one element of the `value` array of `GET …/providers/
 /// Microsoft.Compute/disks` or `…/snapshots`. An element that is not a disk or snapshot, or
@@ -65,6 +67,114 @@ fn permissions(props: &Map<String, Value>) -> Permissions {
         export_reachable: export_open && any_network && public_network && anonymous,
         ..Permissions::default()
     }
+}
+
+/// The [`InventoryItem`] for one element of the `value` array of `GET …/providers/
+/// Microsoft.Compute/galleries`: the gallery as one image-kind resource, because its
+/// `sharingProfile` shares every image in it at once. `Community` sharing is public (unless
+/// `communityGalleryInfo.communityGalleryEnabled` is `false`); each `Subscriptions` group id is
+/// an account, each `AADTenants` id a principal (both lower-cased, as ARM ids are). No
+/// `sharingProfile` is `Private`. An element whose `id` is not a gallery id, or whose sharing
+/// profile cannot be read, is an error naming the field: a share must never be missed silently.
+pub fn gallery_item(resource: &Value) -> Result<InventoryItem, ParseError> {
+    let object = resource
+        .as_object()
+        .ok_or_else(|| ParseError::UnknownFormat("a listed gallery is not an object".into()))?;
+    let raw_id = text(object, "id").ok_or(ParseError::MissingField("id"))?;
+    let resource = ids::gallery(raw_id).ok_or_else(|| ParseError::InvalidField {
+        field: "id",
+        reason: format!("not a Compute Gallery id: {raw_id:?}"),
+    })?;
+    let empty = Map::new();
+    let props = object
+        .get("properties")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let permissions = match props.get("sharingProfile") {
+        None | Some(Value::Null) => Permissions::default(),
+        Some(Value::Object(profile)) => sharing_permissions(profile)?,
+        Some(_) => {
+            return Err(ParseError::InvalidField {
+                field: "properties.sharingProfile",
+                reason: "not an object".into(),
+            })
+        }
+    };
+    Ok(InventoryItem {
+        resource,
+        // The gallery list carries no creation time.
+        created: None,
+        permissions,
+        created_with: None,
+        observed_via: GALLERY_READ.to_owned(),
+    })
+}
+
+/// Who a gallery's `sharingProfile` lets use its images.
+fn sharing_permissions(profile: &Map<String, Value>) -> Result<Permissions, ParseError> {
+    let mut permissions = Permissions::default();
+    let mut by_groups = false;
+    match text(profile, "permissions") {
+        None => {}
+        Some(p) if p.eq_ignore_ascii_case("Private") => {}
+        Some(p) if p.eq_ignore_ascii_case("Groups") => by_groups = true,
+        Some(p) if p.eq_ignore_ascii_case("Community") => {
+            let disabled = profile
+                .get("communityGalleryInfo")
+                .and_then(|info| info.get("communityGalleryEnabled"))
+                .and_then(Value::as_bool)
+                == Some(false);
+            permissions.public = !disabled;
+        }
+        Some(other) => {
+            return Err(ParseError::InvalidField {
+                field: "properties.sharingProfile.permissions",
+                reason: format!("unknown sharing permission {other:?}"),
+            })
+        }
+    }
+    let groups = match profile.get("groups") {
+        // Shared by groups, but the listing does not say with whom: reported, not guessed.
+        None | Some(Value::Null) if by_groups => {
+            return Err(ParseError::InvalidField {
+                field: "properties.sharingProfile.groups",
+                reason: "permissions `Groups` without the groups shared with".into(),
+            })
+        }
+        None | Some(Value::Null) => return Ok(permissions),
+        Some(Value::Array(groups)) => groups,
+        Some(_) => {
+            return Err(ParseError::InvalidField {
+                field: "properties.sharingProfile.groups",
+                reason: "not an array".into(),
+            })
+        }
+    };
+    for group in groups {
+        let kind = group
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let ids = group
+            .get("ids")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(|id| id.trim().to_ascii_lowercase())
+            .filter(|id| !id.is_empty());
+        if kind.eq_ignore_ascii_case("Subscriptions") {
+            permissions.accounts.extend(ids);
+        } else if kind.eq_ignore_ascii_case("AADTenants") {
+            permissions.principals.extend(ids);
+        } else {
+            return Err(ParseError::InvalidField {
+                field: "properties.sharingProfile.groups.type",
+                reason: format!("unknown sharing group type {kind:?}"),
+            });
+        }
+    }
+    Ok(permissions)
 }
 
 fn text<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
@@ -160,5 +270,104 @@ mod tests {
         ));
         assert!(inventory_item(&json!([1])).is_err());
         assert!(inventory_item(&disk(json!({"timeCreated": "yesterday"}))).is_err());
+    }
+
+    fn gallery(sharing: Value) -> Value {
+        json!({
+            "id": "/subscriptions/SUB-1/resourceGroups/Images-RG/providers/Microsoft.Compute/galleries/Golden_Images",
+            "type": "Microsoft.Compute/galleries",
+            "location": "westeurope",
+            "properties": {"sharingProfile": sharing, "provisioningState": "Succeeded"},
+        })
+    }
+
+    #[test]
+    fn a_community_gallery_is_public_and_group_ids_are_accounts_and_principals() {
+        let community = inventory_item_of_gallery(json!({
+            "permissions": "Community",
+            "communityGalleryInfo": {"publicNamePrefix": "golden", "communityGalleryEnabled": true},
+        }));
+        assert_eq!(
+            community.resource.id,
+            "/subscriptions/sub-1/resourcegroups/images-rg/providers/microsoft.compute/galleries/golden_images"
+        );
+        assert_eq!(community.resource.kind, ResourceKind::Image);
+        assert_eq!(community.observed_via, GALLERY_READ);
+        assert!(community.permissions.public);
+
+        let groups = inventory_item_of_gallery(json!({
+            "permissions": "Groups",
+            "groups": [
+                {"type": "Subscriptions", "ids": ["AAAA-1", " bbbb-2 "]},
+                {"type": "AADTenants", "ids": ["TENANT-9"]},
+            ],
+        }))
+        .permissions;
+        assert!(!groups.public);
+        assert_eq!(
+            groups.accounts.iter().collect::<Vec<_>>(),
+            ["aaaa-1", "bbbb-2"]
+        );
+        assert_eq!(groups.principals.iter().collect::<Vec<_>>(), ["tenant-9"]);
+    }
+
+    fn inventory_item_of_gallery(sharing: Value) -> InventoryItem {
+        gallery_item(&gallery(sharing)).unwrap()
+    }
+
+    #[test]
+    fn a_private_or_unshared_gallery_is_private() {
+        for sharing in [
+            json!({"permissions": "Private"}),
+            json!({"permissions": "Groups", "groups": []}),
+            Value::Null,
+            json!({"permissions": "Community", "communityGalleryInfo": {"communityGalleryEnabled": false}}),
+        ] {
+            assert!(
+                inventory_item_of_gallery(sharing.clone())
+                    .permissions
+                    .is_private(),
+                "{sharing}"
+            );
+        }
+        let mut no_profile = gallery(Value::Null);
+        no_profile["properties"] = json!({});
+        assert!(gallery_item(&no_profile).unwrap().permissions.is_private());
+    }
+
+    #[test]
+    fn unreadable_sharing_and_non_gallery_ids_are_errors() {
+        for sharing in [
+            json!({"permissions": "Everyone"}),
+            json!({"permissions": "Groups", "groups": [{"type": "Users", "ids": ["x"]}]}),
+            json!({"permissions": "Groups", "groups": {"type": "Subscriptions"}}),
+            json!({"permissions": "Groups"}),
+            json!("Community"),
+        ] {
+            assert!(
+                gallery_item(&gallery(sharing.clone())).is_err(),
+                "{sharing}"
+            );
+        }
+        let disk =
+            json!({"id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/disks/d"});
+        assert!(matches!(
+            gallery_item(&disk),
+            Err(ParseError::InvalidField { field: "id", .. })
+        ));
+        let image = json!({"id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/galleries/g/images/i"});
+        assert!(
+            gallery_item(&image).is_err(),
+            "a gallery image definition is not the gallery"
+        );
+    }
+
+    #[test]
+    fn the_activity_log_path_consumes_no_gallery_share() {
+        // A gallery share is then always found by the baseline: if the parser ever consumes
+        // `galleries/share/action`, the README's Azure baseline subsection must change.
+        assert!(!crate::parse::azure::CONSUMED_OPERATIONS
+            .iter()
+            .any(|op| op.contains("galleries")));
     }
 }
