@@ -107,7 +107,11 @@ async fn a_service_principal_lists_prints_once_and_keeps_the_baseline() {
         "the id-less element is reported: {stderr}"
     );
     assert_eq!(stub.token_requests(), 1, "one token, cached for the run");
-    assert_eq!(stub.requests(), 4);
+    assert_eq!(
+        stub.requests(),
+        5,
+        "4 pages and the `Groups` gallery's own GET"
+    );
 
     let rerun = snapwatch(&stub, &state, "/nonexistent", &env).await;
     assert!(

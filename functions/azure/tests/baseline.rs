@@ -136,8 +136,9 @@ async fn exposures_are_found_with_no_event_and_a_rerun_finds_nothing_new() {
     );
     assert_eq!(outcome.rejected, 1, "the element without an id is reported");
     assert_eq!(
-        outcome.requests, 4,
-        "two disk pages (nextLink followed), one snapshot page, one gallery page"
+        outcome.requests, 5,
+        "two disk pages (nextLink followed), one snapshot page, one gallery page, and the \
+         partner gallery's own GET for its sharing groups (the list leaves them out)"
     );
     assert_eq!(outcome.exposures_found_by_baseline, 4);
     let mut want = vec![
@@ -179,7 +180,7 @@ async fn exposures_are_found_with_no_event_and_a_rerun_finds_nothing_new() {
     );
     assert!(outcome.sent.is_empty(), "nothing new: {:?}", outcome.sent);
     assert_eq!(deployment.sink.sent().len(), 4, "one alert per exposure");
-    assert_eq!(stub.requests(), 8);
+    assert_eq!(stub.requests(), 10, "5 requests a run");
 }
 
 #[tokio::test]
@@ -428,7 +429,10 @@ async fn throttling_is_waited_out_as_retry_after_asks() {
         started.elapsed() >= std::time::Duration::from_secs(1),
         "Retry-After honoured"
     );
-    assert_eq!(outcome.subscriptions[0].requests, 6, "4 pages + 2 retries");
+    assert_eq!(
+        outcome.subscriptions[0].requests, 7,
+        "4 pages + the partner gallery's GET + 2 retries"
+    );
     assert_eq!(outcome.subscriptions[0].items, 9);
 }
 

@@ -29,7 +29,8 @@ pub const GALLERY_API_VERSION: &str = "2023-07-03";
 /// How one listed element becomes an inventory item.
 type Mapping = fn(&Value) -> Result<InventoryItem, ParseError>;
 /// The collections listed, in order, with their API version and mapping. A gallery's sharing
-/// profile is on the gallery list itself: nothing is requested per gallery or image.
+/// permission is on the gallery list; whom a `Groups` gallery is shared with takes one GET of
+/// that gallery. Nothing is requested per image.
 const COLLECTIONS: [(&str, &str, Mapping); 3] = [
     ("disks", API_VERSION, inventory_item),
     ("snapshots", API_VERSION, inventory_item),
@@ -160,7 +161,18 @@ impl<T: TokenSource> ArmLister<T> {
                     last: Box::new(gave_up.error),
                 })?;
                 let (elements, link) = read_page(page, &what)?;
-                for element in &elements {
+                for listed in &elements {
+                    // The gallery list leaves out whom a `Groups` gallery is shared with; the
+                    // gallery's own GET with `$select=Permissions` says it.
+                    let detailed;
+                    let element = if collection == "galleries" && sharing_groups_left_out(listed) {
+                        detailed = self
+                            .gallery_permissions(listed, &requests, deadline)
+                            .await?;
+                        &detailed
+                    } else {
+                        listed
+                    };
                     match mapping(element) {
                         Ok(item) => items.push(item),
                         Err(error) => {
@@ -196,6 +208,36 @@ impl<T: TokenSource> ArmLister<T> {
             },
             rejected,
             requests: requests.into_inner(),
+        })
+    }
+
+    /// `gallery` as its own GET with `$select=Permissions` answers it (sharing groups included),
+    /// or as listed when it has no id to ask with (the mapping then reports it).
+    async fn gallery_permissions(
+        &self,
+        gallery: &Value,
+        requests: &AtomicU64,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Value, InventoryError> {
+        let Some(id) = gallery.get("id").and_then(Value::as_str) else {
+            return Ok(gallery.clone());
+        };
+        let base = self.endpoint.as_str().trim_end_matches('/');
+        let what = format!("read the sharing groups of {id}");
+        let url = parse_url(
+            &format!("{base}{id}?api-version={GALLERY_API_VERSION}&$select=Permissions"),
+            &what,
+        )?;
+        retry(&self.policy, &what, deadline, |_| {
+            requests.fetch_add(1, Ordering::Relaxed);
+            self.get(&url, &what)
+        })
+        .await
+        .map_err(|gave_up| InventoryError::GaveUp {
+            what: what.clone(),
+            attempts: gave_up.attempts,
+            stop: gave_up.stop,
+            last: Box::new(gave_up.error),
         })
     }
 
@@ -257,6 +299,16 @@ impl<T: TokenSource> ArmLister<T> {
         }
         Ok(url)
     }
+}
+
+/// A gallery shared with `Groups` whose listing does not say with whom.
+fn sharing_groups_left_out(gallery: &Value) -> bool {
+    let sharing = gallery.pointer("/properties/sharingProfile");
+    let by_groups = sharing
+        .and_then(|s| s.get("permissions"))
+        .and_then(Value::as_str)
+        .is_some_and(|p| p.eq_ignore_ascii_case("Groups"));
+    by_groups && sharing.and_then(|s| s.get("groups")).is_none()
 }
 
 fn parse_url(text: &str, what: &str) -> Result<reqwest::Url, InventoryError> {

@@ -79,6 +79,10 @@ impl ArmStub {
                 "/subscriptions/{subscription}/providers/Microsoft.Compute/{collection}",
                 get(list),
             )
+            .route(
+                "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Compute/galleries/{gallery}",
+                get(gallery),
+            )
             .route("/{tenant}/oauth2/v2.0/token", post(token))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -237,12 +241,64 @@ async fn list(
     match pages.get(&format!("{collection}-{page}")) {
         Some(page) => {
             let base = state.base.lock().unwrap().clone();
+            let mut page = page.clone();
+            if collection == "galleries" {
+                // As Resource Manager lists galleries: the sharing permission, not its groups.
+                for listed in page["value"].as_array_mut().into_iter().flatten() {
+                    if let Some(sharing) = listed.pointer_mut("/properties/sharingProfile") {
+                        sharing.as_object_mut().map(|s| s.remove("groups"));
+                    }
+                }
+            }
             let text = page.to_string().replace("{{ARM}}", &base);
             (StatusCode::OK, [("content-type", "application/json")], text).into_response()
         }
         None => error(
             StatusCode::NOT_FOUND,
             json!({"error": {"code": "NotFound", "message": "no such page"}}),
+        ),
+    }
+}
+
+/// `Galleries - Get` with `$select=Permissions`: the listed gallery with its sharing groups.
+async fn gallery(
+    State(state): State<Arc<StubState>>,
+    Path((_, _, name)): Path<(String, String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some(&format!("Bearer {TOKEN}"))
+    {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": {"code": "AuthenticationFailed", "message": "no valid bearer token"}}),
+        );
+    }
+    if query.get("api-version").map(String::as_str) != Some(GALLERY_API_VERSION)
+        || query.get("$select").map(String::as_str) != Some("Permissions")
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            json!({"error": {"code": "InvalidParameter", "message": "expected the gallery api-version and $select=Permissions"}}),
+        );
+    }
+    let pages = state.pages.lock().unwrap();
+    let found = pages
+        .iter()
+        .filter(|(key, _)| key.starts_with("galleries-"))
+        .flat_map(|(_, page)| page["value"].as_array().into_iter().flatten())
+        .find(|g| {
+            g["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(&name))
+        });
+    match found {
+        Some(gallery) => Json(gallery.clone()).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            json!({"error": {"code": "ResourceNotFound", "message": format!("gallery {name} not found")}}),
         ),
     }
 }
