@@ -36,15 +36,25 @@ pub struct Report {
 }
 
 pub fn run<S: StateStore>(store: S, config: Config, options: &Options) -> anyhow::Result<Report> {
+    block_on(options.format, run_async(store, config, options))
+}
+
+/// Runs one cloud's baseline to completion on a current-thread runtime, for every `--region`,
+/// `--subscription` and `--project` form alike: a baseline prints findings as text, jsonl or
+/// OCSF lines, never as an HTML page.
+pub(crate) fn block_on(
+    format: OutputFormat,
+    work: impl std::future::Future<Output = anyhow::Result<Report>>,
+) -> anyhow::Result<Report> {
     anyhow::ensure!(
-        options.format != OutputFormat::Html,
+        format != OutputFormat::Html,
         "--format html is for `snapwatch scan`; baseline prints text or jsonl"
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_async(store, config, options))
+    runtime.block_on(work)
 }
 
 async fn run_async<S: StateStore>(
@@ -100,7 +110,7 @@ async fn run_async<S: StateStore>(
 
 /// Compares one listing with the state, prints its findings, then records it; not when printing
 /// failed, so the next run judges the scope again and prints what was lost. `scope` is
-/// (`region` or `subscription`, its name), for the messages.
+/// (`region`, `subscription` or `project`, its name), for the messages.
 pub(crate) async fn judge<S: StateStore>(
     detector: &Detector<S>,
     sink: &StdoutSink,

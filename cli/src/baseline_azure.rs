@@ -219,11 +219,7 @@ async fn az_token() -> Result<Token, Failure> {
 
 /// Lists each subscription, prints what is new, records it in `store`.
 pub fn run<S: StateStore>(store: S, config: Config, options: &Options) -> anyhow::Result<Report> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(run_async(store, config, options))
+    crate::baseline::block_on(options.format, run_async(store, config, options))
 }
 
 async fn run_async<S: StateStore>(

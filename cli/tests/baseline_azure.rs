@@ -201,3 +201,28 @@ async fn missing_or_refused_credentials_are_a_clear_error() {
     assert_eq!(partial.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&partial.stderr).contains("must be set together"));
 }
+
+/// Every baseline form refuses `--format html` up front, before any credential or request: the
+/// Azure form used to go on and print its findings as an HTML page's fragments.
+#[test]
+fn every_baseline_form_refuses_an_html_report() {
+    for form in [
+        ["--region", "eu-west-1"],
+        ["--subscription", SUBSCRIPTION],
+        ["--project", "example-project"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_snapwatch"))
+            .args(["baseline", "--format", "html"])
+            .args(form)
+            .env_remove("AZURE_CLIENT_SECRET")
+            .env("PATH", "/nonexistent")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{form:?}: {stderr}");
+        assert!(
+            stderr.contains("--format html is for `snapwatch scan`"),
+            "{form:?}: {stderr}"
+        );
+    }
+}
