@@ -174,6 +174,17 @@ async fn missing_or_refused_credentials_are_a_clear_error() {
         stderr.contains("az login") && stderr.contains("AZURE_CLIENT_SECRET"),
         "{stderr}"
     );
+    // Each cause once: error messages leave their cause to the chain that prints it.
+    assert_eq!(
+        stderr.matches("no Azure credentials").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("no token for Resource Manager").count(),
+        1,
+        "{stderr}"
+    );
 
     let refused = snapwatch(
         &stub,

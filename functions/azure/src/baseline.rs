@@ -84,7 +84,7 @@ pub enum BaselineError {
     #[error("the baseline has no subscription to list (set SNAPWATCH_BASELINE_SUBSCRIPTIONS)")]
     NotConfigured,
     /// The listing failed.
-    #[error("cannot list disks, snapshots and galleries of {subscription}: {source}")]
+    #[error("cannot list disks, snapshots and galleries of {subscription}")]
     Listing {
         /// The subscription.
         subscription: String,
@@ -93,7 +93,7 @@ pub enum BaselineError {
         source: InventoryError,
     },
     /// The state store failed.
-    #[error("chain state for {subscription}: {source}")]
+    #[error("chain state for {subscription}")]
     Engine {
         /// The subscription.
         subscription: String,

@@ -831,17 +831,7 @@ impl Classify for RoundError {
     }
 }
 
-/// The error and its sources on one line: rejects and logs keep the cause.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use snapwatch_http::error_chain;
 
 /// Delivers the invocation's findings, retrying transient sink and store failures within the
 /// budget; what still fails becomes an `undelivered` reject (its claim was released, so a

@@ -20,7 +20,7 @@ use snapwatch_core::baseline::{self, BaselineStats};
 use snapwatch_core::engine::{Detector, EngineError};
 use snapwatch_core::ports::{AlertSink, Clock, SinkError, StateStore};
 use snapwatch_gcp_inventory::{ComputeLister, InventoryError, TokenSource};
-use snapwatch_http::{AccessToken, Failure};
+use snapwatch_http::{error_chain, AccessToken, Failure};
 use std::sync::Arc;
 
 /// The service account's metadata-server token, from the Firestore client's cache: the one
@@ -32,9 +32,9 @@ impl TokenSource for ServiceToken {
     async fn token(&self) -> Result<Option<AccessToken>, Failure> {
         self.0.access_token().await.map_err(|e| {
             let failure = if e.is_retryable() {
-                Failure::transient(e.to_string())
+                Failure::transient("no metadata-server token")
             } else {
-                Failure::permanent(e.to_string())
+                Failure::permanent("no metadata-server token")
             };
             failure.with_source(e)
         })
@@ -89,7 +89,7 @@ pub struct ProjectOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum BaselineError {
     /// The listing failed.
-    #[error("cannot list project {project}: {source}")]
+    #[error("cannot list project {project}")]
     Listing {
         /// The project.
         project: String,
@@ -98,7 +98,7 @@ pub enum BaselineError {
         source: InventoryError,
     },
     /// The state store failed.
-    #[error("chain state for project {project}: {source}")]
+    #[error("chain state for project {project}")]
     Engine {
         /// The project.
         project: String,
@@ -172,7 +172,7 @@ where
                     projects.push(outcome);
                 }
                 Err(err) => {
-                    tracing::error!(project = %project, error = %err, retryable = err.is_retryable(), "project not checked");
+                    tracing::error!(project = %project, error = %error_chain(&err), retryable = err.is_retryable(), "project not checked");
                     failed.push(project.clone());
                     first_error.get_or_insert(err);
                 }
@@ -281,7 +281,7 @@ where
             } else {
                 StatusCode::INTERNAL_SERVER_ERROR
             };
-            let body = json!({ "outcome": "failed", "retryable": err.is_retryable(), "reason": err.to_string() });
+            let body = json!({ "outcome": "failed", "retryable": err.is_retryable(), "reason": error_chain(&err) });
             (status, Json(body)).into_response()
         }
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
     /// No bearer token for Resource Manager.
-    #[error("no token for Resource Manager: {0}")]
+    #[error("no token for Resource Manager")]
     Token(#[source] Failure),
     /// The request did not get an answer (connection, timeout).
     #[error("{what}: request failed")]
@@ -44,7 +44,7 @@ pub enum InventoryError {
     #[error("not a subscription id: {0:?}")]
     Subscription(String),
     /// Retries gave up; `last` is the final attempt's failure.
-    #[error("{what}: {stop} after {attempts} attempt(s): {last}")]
+    #[error("{what}: {stop} after {attempts} attempt(s)")]
     GaveUp {
         /// The request, without query or tokens.
         what: String,

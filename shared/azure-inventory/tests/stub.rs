@@ -187,7 +187,10 @@ async fn a_long_retry_after_ends_the_listing_as_retryable() {
         ),
         "{err}"
     );
-    assert!(err.to_string().contains("TooManyRequests"), "{err}");
+    assert!(
+        snapwatch_http::error_chain(&err).contains("TooManyRequests"),
+        "{err}"
+    );
     assert_eq!(stub.requests(), 1);
 }
 

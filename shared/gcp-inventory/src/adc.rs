@@ -30,7 +30,7 @@ const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 #[derive(Debug, thiserror::Error)]
 pub enum AdcError {
     /// The file could not be read.
-    #[error("cannot read credentials file {path}: {source}")]
+    #[error("cannot read credentials file {path}")]
     Read {
         /// The file.
         path: PathBuf,

@@ -6,7 +6,7 @@ use snapwatch_http::{Class, Failure};
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
     /// A request failed for good or outlasted its retries.
-    #[error("{what} failed after {attempts} attempt(s): {source}")]
+    #[error("{what} failed after {attempts} attempt(s)")]
     Request {
         /// The call, e.g. `list global/snapshots`.
         what: String,

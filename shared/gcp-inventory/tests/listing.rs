@@ -166,7 +166,10 @@ async fn a_permanent_refusal_is_not_retried_and_fails_the_listing() {
     let lister = lister(&stub);
     let error = lister.list_project(PROJECT, Utc::now()).await.unwrap_err();
     assert!(!error.is_retryable(), "{error}");
-    assert!(error.to_string().contains("forbidden"), "{error}");
+    assert!(
+        snapwatch_http::error_chain(&error).contains("forbidden"),
+        "{error}"
+    );
     assert_eq!(lister.requests_sent(), 1);
 }
 

@@ -97,6 +97,20 @@ impl Classify for Failure {
     }
 }
 
+/// An error and its causes on one line, `outer: cause: root`: what logs and rejects print. Error
+/// types keep their cause as `#[source]` and leave it out of their own message, so nothing is
+/// printed twice.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 impl Class {
     /// The core's [`SinkError`] for a delivery that failed this way: the one mapping every sink
     /// (Slack, SNS, Security Hub) uses, so a transient failure is always retried later.
@@ -152,6 +166,13 @@ mod tests {
         }
         let permanent = Class::Permanent.sink_error("sns", "denied".into(), pause);
         assert!(!permanent.is_retryable(), "{permanent:?}");
+    }
+
+    #[test]
+    fn the_chain_prints_each_cause_once() {
+        let cause = std::io::Error::other("connection reset");
+        let failure = Failure::transient("post failed").with_source(cause);
+        assert_eq!(error_chain(&failure), "post failed: connection reset");
     }
 
     #[test]

@@ -16,6 +16,6 @@ pub mod retry;
 pub mod token;
 
 pub use backoff::{Backoff, Jitter, JitterRng};
-pub use classify::{retry_after_secs, status_class, Class, Classify, Failure};
+pub use classify::{error_chain, retry_after_secs, status_class, Class, Classify, Failure};
 pub use retry::{retry, Decision, Retried, RetryPolicy, Stop};
 pub use token::{AccessToken, Token, TokenCache};
