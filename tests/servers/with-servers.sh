@@ -17,9 +17,18 @@ tools=${SNAPWATCH_TOOLS:-$root/.tools}
 logs=$root/target/servers
 mkdir -p "$logs"
 pids=()
+# Each server runs in its own process group (setsid), and stopping it stops the whole group: the
+# Firestore emulator is gcloud → a shell script → java, and killing gcloud alone left the JVM
+# running after every test run.
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  local pid i
+  for pid in "${pids[@]}"; do kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # A JVM takes a moment to exit after SIGTERM; give each group 10 s, then SIGKILL what is left.
+  for pid in "${pids[@]}"; do
+    for ((i = 0; i < 100; i++)); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  done
 }
 trap cleanup EXIT INT TERM
 
@@ -54,19 +63,19 @@ need() {
 command -v curl >/dev/null 2>&1 || { echo "with-servers: curl is required (apt-get install curl)" >&2; exit 1; }
 need "$tools/venv/bin/moto_server"
 port=$(free_port)
-MOTO_EC2_LOAD_DEFAULT_AMIS=false "$tools/venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$logs/moto.log" 2>&1 &
+MOTO_EC2_LOAD_DEFAULT_AMIS=false setsid "$tools/venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$logs/moto.log" 2>&1 &
 pids+=($!)
 export SNAPWATCH_MOTO_ENDPOINT="http://127.0.0.1:$port"
 
 need "$tools/node/node_modules/dynalite/cli.js"
 port=$(free_port)
-node "$tools/node/node_modules/dynalite/cli.js" --host 127.0.0.1 --port "$port" --createTableMs 0 >"$logs/dynalite.log" 2>&1 &
+setsid node "$tools/node/node_modules/dynalite/cli.js" --host 127.0.0.1 --port "$port" --createTableMs 0 >"$logs/dynalite.log" 2>&1 &
 pids+=($!)
 export SNAPWATCH_DYNALITE_ENDPOINT="http://127.0.0.1:$port"
 
 need "$tools/node/node_modules/azurite/dist/src/table/main.js"
 port=$(free_port)
-node "$tools/node/node_modules/azurite/dist/src/table/main.js" --tableHost 127.0.0.1 --tablePort "$port" \
+setsid node "$tools/node/node_modules/azurite/dist/src/table/main.js" --tableHost 127.0.0.1 --tablePort "$port" \
   --inMemoryPersistence --disableTelemetry --skipApiVersionCheck --loose >"$logs/azurite.log" 2>&1 &
 pids+=($!)
 export SNAPWATCH_AZURITE_TABLE_ENDPOINT="http://127.0.0.1:$port/devstoreaccount1"
@@ -89,7 +98,7 @@ firestore_pid=
 reason=$(firestore_unavailable)
 if [ -z "$reason" ]; then
   port=$(free_port)
-  gcloud emulators firestore start --host-port="127.0.0.1:$port" --quiet >"$logs/firestore.log" 2>&1 &
+  setsid gcloud emulators firestore start --host-port="127.0.0.1:$port" --quiet >"$logs/firestore.log" 2>&1 &
   firestore_pid=$!
   pids+=($firestore_pid)
   export FIRESTORE_EMULATOR_HOST="127.0.0.1:$port"
