@@ -149,17 +149,7 @@ impl<T: TokenSource> ArmLister<T> {
             while let Some(url) = next.take() {
                 page_number += 1;
                 let what = format!("list {collection} of {subscription} (page {page_number})");
-                let page = retry(&self.policy, &what, deadline, |_| {
-                    requests.fetch_add(1, Ordering::Relaxed);
-                    self.get(&url, &what)
-                })
-                .await
-                .map_err(|gave_up| InventoryError::GaveUp {
-                    what: what.clone(),
-                    attempts: gave_up.attempts,
-                    stop: gave_up.stop,
-                    last: Box::new(gave_up.error),
-                })?;
+                let page = self.get_retried(&url, &what, &requests, deadline).await?;
                 let (elements, link) = read_page(page, &what)?;
                 for listed in &elements {
                     // The gallery list leaves out whom a `Groups` gallery is shared with; the
@@ -228,13 +218,24 @@ impl<T: TokenSource> ArmLister<T> {
             &format!("{base}{id}?api-version={GALLERY_API_VERSION}&$select=Permissions"),
             &what,
         )?;
-        retry(&self.policy, &what, deadline, |_| {
+        self.get_retried(&url, &what, requests, deadline).await
+    }
+
+    /// `get` within the retry policy and the run's deadline, counting every attempt.
+    async fn get_retried(
+        &self,
+        url: &reqwest::Url,
+        what: &str,
+        requests: &AtomicU64,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Value, InventoryError> {
+        retry(&self.policy, what, deadline, |_| {
             requests.fetch_add(1, Ordering::Relaxed);
-            self.get(&url, &what)
+            self.get(url, what)
         })
         .await
         .map_err(|gave_up| InventoryError::GaveUp {
-            what: what.clone(),
+            what: what.to_owned(),
             attempts: gave_up.attempts,
             stop: gave_up.stop,
             last: Box::new(gave_up.error),
