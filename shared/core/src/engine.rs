@@ -172,8 +172,7 @@ impl<S: StateStore> Detector<S> {
         let mut loader = GraphLoader::new(&self.store, horizon);
         let mut findings: BTreeMap<String, Finding> = BTreeMap::new();
         for part in touched.chunks(chunk.max(1)) {
-            let anchors = loader.affected(part).await?;
-            loader.load_ancestors(&anchors).await?;
+            let anchors = loader.load_chains(part).await?;
             let rules = RuleContext {
                 graph: loader.graph(),
                 config: &self.config,

@@ -6,7 +6,7 @@ use crate::error::{decode_stored, EngineError};
 use crate::model::{Fact, Observation, Resource, ResourceKind};
 use crate::ports::StateStore;
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A node with more children than this (a golden AMI launched thousands of times, a default
 /// security group) is expanded only to its first children in id order, so one event cannot make
@@ -217,62 +217,59 @@ impl<'s, S: StateStore> GraphLoader<'s, S> {
         Ok(())
     }
 
-    /// Every resource whose chains may change because `touched` changed: the touched resources
-    /// and everything downstream of them (copies, restores, instances, group members).
-    pub(crate) async fn affected(
+    /// Loads every chain `touched` takes part in and returns its anchors: the touched resources
+    /// and everything downstream of them (copies, restores, instances, group members), with
+    /// everything upstream of those (sources, snapshots, disks, groups) loaded as well.
+    ///
+    /// Both directions are walked together, one level per store read: a level holds the
+    /// children of the downstream nodes just loaded and the parents of every node just loaded.
+    /// Walking down to the end and only then up read the same nodes in more requests (one per
+    /// level of each walk), and on the per-event path each request is a DynamoDB read.
+    pub(crate) async fn load_chains(
         &mut self,
         touched: &[String],
     ) -> Result<BTreeSet<String>, EngineError> {
-        let mut visited: BTreeSet<String> = touched.iter().cloned().collect();
-        let mut frontier: Vec<String> = visited.iter().cloned().collect();
+        // Anchors: downstream of `touched`. `queued`: every node asked for, either way.
+        let mut downstream: BTreeSet<String> = touched.iter().cloned().collect();
+        let mut queued: BTreeSet<String> = downstream.clone();
+        // Node → whether it is downstream (its children are walked too) or only upstream.
+        let mut frontier: BTreeMap<String, bool> =
+            downstream.iter().map(|id| (id.clone(), true)).collect();
         while !frontier.is_empty() {
-            self.load(frontier.iter().cloned()).await?;
-            let mut next = BTreeSet::new();
-            for id in &frontier {
-                let kids: BTreeSet<&str> = self
-                    .graph
-                    .obs(id)
-                    .iter()
-                    .flat_map(|o| children(&o.fact, id))
-                    .map(|r| r.id.as_str())
-                    .collect();
-                if kids.len() > MAX_CHILDREN_PER_NODE {
-                    tracing::warn!(resource = %crate::render::escape_line(id), children = kids.len(), limit = MAX_CHILDREN_PER_NODE, "resource has too many dependents; evaluating the first ones only");
-                }
-                for kid in kids.into_iter().take(MAX_CHILDREN_PER_NODE) {
-                    if !visited.contains(kid) {
-                        visited.insert(kid.to_string());
-                        next.insert(kid.to_string());
+            self.load(frontier.keys().cloned()).await?;
+            let mut next: BTreeMap<String, bool> = BTreeMap::new();
+            for (id, is_downstream) in &frontier {
+                if *is_downstream {
+                    let kids: BTreeSet<&str> = self
+                        .graph
+                        .obs(id)
+                        .iter()
+                        .flat_map(|o| children(&o.fact, id))
+                        .map(|r| r.id.as_str())
+                        .collect();
+                    if kids.len() > MAX_CHILDREN_PER_NODE {
+                        tracing::warn!(resource = %crate::render::escape_line(id), children = kids.len(), limit = MAX_CHILDREN_PER_NODE, "resource has too many dependents; evaluating the first ones only");
+                    }
+                    for kid in kids.into_iter().take(MAX_CHILDREN_PER_NODE) {
+                        // A node first reached as an ancestor becomes an anchor here, and its
+                        // children are walked (it is loaded already, so this costs no read).
+                        if downstream.insert(kid.to_string()) {
+                            queued.insert(kid.to_string());
+                            next.insert(kid.to_string(), true);
+                        }
                     }
                 }
-            }
-            frontier = next.into_iter().collect();
-        }
-        Ok(visited)
-    }
-
-    /// Loads everything upstream of `ids` (sources, snapshots, disks, groups).
-    pub(crate) async fn load_ancestors(
-        &mut self,
-        ids: &BTreeSet<String>,
-    ) -> Result<(), EngineError> {
-        let mut seen: BTreeSet<String> = ids.clone();
-        let mut frontier: Vec<String> = ids.iter().cloned().collect();
-        while !frontier.is_empty() {
-            self.load(frontier.iter().cloned()).await?;
-            let mut next = BTreeSet::new();
-            for id in &frontier {
                 for o in self.graph.obs(id) {
                     for p in parents(&o.fact, id) {
-                        if seen.insert(p.id.clone()) {
-                            next.insert(p.id.clone());
+                        if queued.insert(p.id.clone()) {
+                            next.entry(p.id.clone()).or_insert(false);
                         }
                     }
                 }
             }
-            frontier = next.into_iter().collect();
+            frontier = next;
         }
-        Ok(())
+        Ok(downstream)
     }
 }
 

@@ -870,11 +870,13 @@ mod own_time {
         assert_eq!(streamed(&chain(40 * DAY)), 1, "restored-by-other only");
     }
 
-    /// Counts how often each resource is read from the store.
+    /// Counts how often each resource is read from the store, and the reads themselves.
     #[derive(Default)]
     struct CountingStore {
         inner: MemoryStore,
         loads: Mutex<BTreeMap<String, usize>>,
+        /// The resources of each `load_facts` call, in order.
+        requests: Mutex<Vec<Vec<String>>>,
     }
 
     impl StateStore for CountingStore {
@@ -891,6 +893,7 @@ mod own_time {
                 for r in resources {
                     *loads.entry(r.clone()).or_default() += 1;
                 }
+                self.requests.lock().unwrap().push(resources.to_vec());
             }
             self.inner.load_facts(resources, now).await
         }
@@ -947,6 +950,68 @@ mod own_time {
         let loads = detector.store().loads.lock().unwrap();
         assert_eq!(loads["snap-hub"], 1, "hub reloaded per chunk");
         assert!(loads.values().all(|&n| n <= 2), "{loads:?}");
+    }
+
+    /// The walk reads one level of the chain per store request, downstream and upstream together:
+    /// a share of a copied snapshot whose copy was restored and launched needs the copy, then its
+    /// source and the volume at once, then the instance. Walking down and then up read the source
+    /// in a request of its own (4 reads), a DynamoDB request per level on the per-event path.
+    #[test]
+    fn the_walk_reads_each_level_once_in_both_directions() {
+        let detector = Detector::new(CountingStore::default(), Config::default());
+        let events = vec![
+            created("c1", 0, ALICE, "snap-a"),
+            ev(
+                "c2",
+                "CopySnapshot",
+                1,
+                ALICE,
+                vec![Fact::SnapshotCopied {
+                    snapshot: r(K::Snapshot, "snap-b"),
+                    source: r(K::Snapshot, "snap-a"),
+                }],
+            ),
+            ev(
+                "c3",
+                "CreateVolume",
+                2,
+                MALLORY,
+                vec![Fact::RestoredFrom {
+                    resource: r(K::Disk, "vol-b"),
+                    snapshot: r(K::Snapshot, "snap-b"),
+                }],
+            ),
+            ev(
+                "c4",
+                "AttachVolume",
+                3,
+                MALLORY,
+                vec![Fact::Uses {
+                    instance: r(K::Instance, "i-b"),
+                    disk: r(K::Disk, "vol-b"),
+                }],
+            ),
+        ];
+        let share = shared("c5", 4, "snap-b", Audience::Public);
+        let (findings, requests) = block_on(async {
+            for e in &events {
+                detector.ingest(e).await.unwrap();
+            }
+            detector.store().requests.lock().unwrap().clear();
+            let findings = detector.process(&share, share.meta.time).await.unwrap();
+            let requests = detector.store().requests.lock().unwrap().clone();
+            (findings, requests)
+        });
+        assert!(
+            rules_of(&findings).contains(&"snapshot.public"),
+            "the share is judged with its whole chain: {findings:?}"
+        );
+        let ids = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            requests,
+            vec![ids(&["snap-b"]), ids(&["snap-a", "vol-b"]), ids(&["i-b"])],
+            "one read per level"
+        );
     }
 }
 
