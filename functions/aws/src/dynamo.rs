@@ -20,6 +20,16 @@
 //! after our own atomic write would return, so the engine's "the later writer sees both facts"
 //! argument for concurrent events still holds.
 //!
+//! The engine then walks the chain one level per read. The store remembers, per resource, the
+//! ids of the chains walked through it lately (at most 32 ids; larger walks, hubs, are not
+//! remembered), and the first read a walk needs also reads the remembered chain members it has
+//! not asked for yet, in the same `BatchGetItem` (up to its 100 keys). The levels after it then
+//! cost nothing when the chain is as remembered, and one read each where it grew. Only ids are
+//! remembered: the items come from a consistent read made after this invocation's writes, as
+//! the walk's own reads would, and each serves one load in the same evaluation (same `now`, no
+//! write in between). A stale memory costs read units for items the walk does not need, never a
+//! wrong answer.
+//!
 //! The item's TTL only moves forward (a late event must not make DynamoDB delete newer facts
 //! early). The usual in-order write raises it under a condition; a late write keeps it with
 //! `if_not_exists`. The store remembers the TTL each of its writes left on an item, so a late
@@ -39,7 +49,7 @@ use chrono::{DateTime, Utc};
 use snapwatch_aws_inventory::classify::sdk_error_class;
 use snapwatch_core::ports::{Claim, ResourceFacts, StateStore, StoreError, StoredFact};
 use snapwatch_http::{Backoff, Class};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -76,7 +86,16 @@ pub struct DynamoStore {
     won: Arc<Mutex<HashMap<String, i64>>>,
     /// Resource → a TTL its item is known to have reached (see the module docs).
     item_ttl: Arc<Mutex<HashMap<String, i64>>>,
+    /// Resource → the other resources of the chains walked from or through it lately: which
+    /// items to read ahead (see the module docs). Ids only; facts always come from the table.
+    chains: Arc<Mutex<HashMap<String, BTreeSet<String>>>>,
 }
+
+/// A walk of more resources than this is not remembered (a hub: a default security group, a
+/// golden image); a remembered chain that would grow past it is replaced by the latest walk.
+const CHAIN_MEMORY_IDS: usize = 32;
+/// Resources whose chains are remembered; past it the memory is simply cleared.
+const CHAIN_MEMORY_RESOURCES: usize = 4_096;
 
 /// Bound on each memory (claims, item TTLs); past it that memory is simply cleared.
 const REMEMBERED_CLAIMS: usize = 10_000;
@@ -106,7 +125,47 @@ impl DynamoStore {
             sent: Arc::default(),
             won: Arc::default(),
             item_ttl: Arc::default(),
+            chains: Arc::default(),
         }
+    }
+
+    /// Remembers a finished walk under each of its resources (see the module docs).
+    fn remember_walk(&self, walked: &BTreeSet<String>) {
+        if walked.len() < 2 || walked.len() > CHAIN_MEMORY_IDS {
+            return;
+        }
+        let Ok(mut chains) = self.chains.lock() else {
+            return;
+        };
+        if chains.len() + walked.len() > CHAIN_MEMORY_RESOURCES {
+            chains.clear();
+        }
+        for resource in walked {
+            let chain = chains.entry(resource.clone()).or_default();
+            chain.extend(walked.iter().cloned());
+            if chain.len() > CHAIN_MEMORY_IDS {
+                chain.clone_from(walked);
+            }
+        }
+    }
+
+    /// Up to `room` remembered chain members of `walked` not in it yet, to read ahead.
+    fn chain_neighbours(&self, walked: &BTreeSet<String>, room: usize) -> Vec<String> {
+        if room == 0 {
+            return Vec::new();
+        }
+        let Ok(chains) = self.chains.lock() else {
+            return Vec::new();
+        };
+        let mut ahead = BTreeSet::new();
+        for resource in walked {
+            for member in chains.get(resource).into_iter().flatten() {
+                if !walked.contains(member) {
+                    ahead.insert(member);
+                }
+            }
+        }
+        ahead.into_iter().take(room).cloned().collect()
     }
 
     pub fn table(&self) -> &str {
@@ -123,7 +182,7 @@ impl DynamoStore {
     pub fn session(&self) -> DynamoSession<'_> {
         DynamoSession {
             store: self,
-            written: Mutex::new(HashMap::new()),
+            known: Mutex::default(),
         }
     }
 
@@ -312,12 +371,31 @@ impl DynamoStore {
         Ok(old)
     }
 
-    /// Consistent batch read of resource items, paged by 100 keys and over `UnprocessedKeys`.
+    /// Consistent batch read of resource items, with only the facts alive at `now`.
     async fn read_facts(
         &self,
         resources: &[String],
         now: DateTime<Utc>,
     ) -> Result<Vec<ResourceFacts>, StoreError> {
+        let now = now.timestamp();
+        Ok(self
+            .read_items(resources)
+            .await?
+            .into_iter()
+            .filter_map(|(resource, facts)| {
+                let facts: Vec<StoredFact> =
+                    facts.into_iter().filter(|f| f.expires_at > now).collect();
+                (!facts.is_empty()).then_some(ResourceFacts { resource, facts })
+            })
+            .collect())
+    }
+
+    /// Consistent batch read of resource items, paged by 100 keys and over `UnprocessedKeys`:
+    /// every fact of each item found, expired ones included.
+    async fn read_items(
+        &self,
+        resources: &[String],
+    ) -> Result<Vec<(String, Vec<StoredFact>)>, StoreError> {
         let mut unique: Vec<&str> = Vec::with_capacity(resources.len());
         let mut seen = HashSet::new();
         for r in resources {
@@ -325,7 +403,6 @@ impl DynamoStore {
                 unique.push(r);
             }
         }
-        let now = now.timestamp();
         let mut out = Vec::new();
         for chunk in unique.chunks(BATCH_GET_MAX) {
             let mut pending = Some(
@@ -360,13 +437,8 @@ impl DynamoStore {
                     .unwrap_or_default()
                 {
                     let resource = resource_of(&item)?;
-                    let facts: Vec<StoredFact> = decode_facts(&resource, &item)?
-                        .into_iter()
-                        .filter(|f| f.expires_at > now)
-                        .collect();
-                    if !facts.is_empty() {
-                        out.push(ResourceFacts { resource, facts });
-                    }
+                    let facts = decode_facts(&resource, &item)?;
+                    out.push((resource, facts));
                 }
                 pending = response
                     .unprocessed_keys
@@ -540,28 +612,85 @@ impl StateStore for DynamoStore {
 /// One invocation's view of a [`DynamoStore`] (see the module docs).
 pub struct DynamoSession<'a> {
     store: &'a DynamoStore,
-    /// Resource → its facts right after this invocation's write, until the first read of it.
-    written: Mutex<HashMap<String, Vec<StoredFact>>>,
+    /// What this invocation knows without asking the table.
+    known: Mutex<Known>,
+}
+
+/// Items an invocation has seen since its last write, each handed to the engine once: the engine
+/// loads a node once per evaluation, and a second evaluation must read the table again.
+#[derive(Default)]
+struct Known {
+    /// Resource → its facts right after this invocation's write.
+    written: HashMap<String, Vec<StoredFact>>,
+    /// Resource → its facts as a read-ahead found them (empty: no item), for loads at
+    /// `read_ahead_at` (one evaluation asks every load with the same `now`).
+    read_ahead: HashMap<String, Vec<StoredFact>>,
+    read_ahead_at: Option<DateTime<Utc>>,
+    /// Every resource written or asked for since the last write: the chains walked so far.
+    walked: BTreeSet<String>,
 }
 
 impl DynamoSession<'_> {
-    fn take_written(&self, resources: &[String]) -> HashMap<String, Vec<StoredFact>> {
-        // A poisoned lock only loses the shortcut; reading from the table is always correct.
-        let Ok(mut written) = self.written.lock() else {
-            return HashMap::new();
+    /// Takes what is known of `resources` and tells which must be read, plus the resources to
+    /// read ahead in the same request (see the module docs).
+    fn take_known(
+        &self,
+        resources: &[String],
+        now: DateTime<Utc>,
+    ) -> (HashMap<String, Vec<StoredFact>>, Vec<String>, Vec<String>) {
+        let mut found = HashMap::new();
+        let mut rest = Vec::new();
+        // A poisoned lock only loses the shortcuts; reading from the table is always correct.
+        let Ok(mut known) = self.known.lock() else {
+            let unique: BTreeSet<&String> = resources.iter().collect();
+            return (found, unique.into_iter().cloned().collect(), Vec::new());
         };
-        resources
-            .iter()
-            .filter_map(|r| written.remove_entry(r))
-            .collect()
+        if known.read_ahead_at != Some(now) {
+            known.read_ahead.clear();
+        }
+        for r in resources {
+            if found.contains_key(r) || rest.contains(r) {
+                continue;
+            }
+            let facts = known
+                .written
+                .remove(r)
+                .or_else(|| known.read_ahead.remove(r));
+            match facts {
+                Some(facts) => {
+                    found.insert(r.clone(), facts);
+                }
+                None => rest.push(r.clone()),
+            }
+        }
+        known.walked.extend(resources.iter().cloned());
+        let ahead = if rest.is_empty() {
+            Vec::new()
+        } else {
+            let room = BATCH_GET_MAX.saturating_sub(rest.len());
+            self.store.chain_neighbours(&known.walked, room)
+        };
+        (found, rest, ahead)
+    }
+}
+
+impl Drop for DynamoSession<'_> {
+    fn drop(&mut self) {
+        if let Ok(known) = self.known.get_mut() {
+            self.store.remember_walk(&known.walked);
+        }
     }
 }
 
 impl StateStore for DynamoSession<'_> {
     async fn add_facts(&self, batch: &[ResourceFacts]) -> Result<usize, StoreError> {
         let (added, after_write) = self.store.write_facts(batch).await?;
-        if let Ok(mut written) = self.written.lock() {
-            written.extend(after_write);
+        if let Ok(mut known) = self.known.lock() {
+            // A write starts a new walk: remember the one before, forget what it read ahead.
+            self.store.remember_walk(&known.walked);
+            known.walked = batch.iter().map(|rf| rf.resource.clone()).collect();
+            known.read_ahead.clear();
+            known.written.extend(after_write);
         }
         Ok(added)
     }
@@ -571,25 +700,34 @@ impl StateStore for DynamoSession<'_> {
         resources: &[String],
         now: DateTime<Utc>,
     ) -> Result<Vec<ResourceFacts>, StoreError> {
-        let known = self.take_written(resources);
-        let rest: Vec<String> = resources
-            .iter()
-            .filter(|r| !known.contains_key(r.as_str()))
-            .cloned()
-            .collect();
-        let mut out = if rest.is_empty() {
-            Vec::new()
-        } else {
-            self.store.read_facts(&rest, now).await?
-        };
-        let now = now.timestamp();
-        for (resource, facts) in known {
-            let facts: Vec<StoredFact> = facts.into_iter().filter(|f| f.expires_at > now).collect();
-            if !facts.is_empty() {
-                out.push(ResourceFacts { resource, facts });
+        let (mut found, rest, ahead) = self.take_known(resources, now);
+        if !rest.is_empty() {
+            let mut ask = rest.clone();
+            ask.extend(ahead.iter().cloned());
+            let mut items: HashMap<String, Vec<StoredFact>> =
+                self.store.read_items(&ask).await?.into_iter().collect();
+            for r in rest {
+                if let Some(facts) = items.remove(&r) {
+                    found.insert(r, facts);
+                }
+            }
+            if let Ok(mut known) = self.known.lock() {
+                known.read_ahead_at = Some(now);
+                for r in ahead {
+                    let facts = items.remove(&r).unwrap_or_default();
+                    known.read_ahead.insert(r, facts);
+                }
             }
         }
-        Ok(out)
+        let now = now.timestamp();
+        Ok(found
+            .into_iter()
+            .filter_map(|(resource, facts)| {
+                let facts: Vec<StoredFact> =
+                    facts.into_iter().filter(|f| f.expires_at > now).collect();
+                (!facts.is_empty()).then_some(ResourceFacts { resource, facts })
+            })
+            .collect())
     }
 
     async fn claim_alert(

@@ -596,6 +596,163 @@ async fn a_late_write_keeps_the_item_ttl_in_one_request_when_the_store_knows_the
     }
 }
 
+/// A warm instance reads a chain it walked before in one request: the walk's first read also
+/// reads the items the last walk through the same resources needed. Only ids are remembered:
+/// what is read ahead comes from the table, so a fact another instance wrote since is seen, a
+/// read-ahead item serves one load at the same `now`, and a new write forgets it.
+#[tokio::test]
+async fn a_warm_instance_reads_a_chain_it_walked_before_in_one_request() {
+    for (variable, server) in [(MOTO, "moto"), (DYNALITE, "dynalite")] {
+        let counter = RequestCounter::new();
+        let store = new_store(variable, Some(&counter)).await;
+        let [a, b, c] = ["snap-a", "ami-b", "snap-c"].map(unique_name);
+        let write = facts_of;
+        for (resource, key) in [(&a, "e1#0"), (&b, "e2#0"), (&c, "e3#0")] {
+            store.add_facts(&write(resource, key)).await.unwrap();
+        }
+        let reads = |counter: &RequestCounter| {
+            let n = counter.by_operation().get("BatchGetItem").copied();
+            counter.reset();
+            n.unwrap_or(0)
+        };
+        let keys = keys_of;
+        let now = fixture_now();
+        let chain = [a.clone(), b.clone(), c.clone()];
+        counter.reset();
+        let first = store.session();
+        walk_chain(&first, &chain, "e4#0", now).await;
+        drop(first);
+        assert_eq!(reads(&counter), 2, "{server}: a cold walk reads each level");
+
+        // Another instance adds to c meanwhile: the read-ahead must see it.
+        let other = DynamoStore::new(store.client().clone(), store.table());
+        other.add_facts(&write(&c, "e5#0")).await.unwrap();
+        counter.reset();
+        let second = store.session();
+        let seen = walk_chain(&second, &chain, "e6#0", now).await;
+        assert_eq!(
+            reads(&counter),
+            1,
+            "{server}: the warm walk reads b and c at once"
+        );
+        assert_eq!(
+            seen,
+            ["e1#0", "e2#0", "e3#0", "e4#0", "e5#0", "e6#0"],
+            "{server}: every fact, the other instance's too"
+        );
+        // Read ahead, c is handed out once: a second load of it reads the table again.
+        other.add_facts(&write(&c, "e7#0")).await.unwrap();
+        counter.reset();
+        assert_eq!(
+            keys(
+                second
+                    .load_facts(std::slice::from_ref(&c), now)
+                    .await
+                    .unwrap()
+            ),
+            ["e3#0", "e5#0", "e7#0"],
+            "{server}"
+        );
+        assert_eq!(reads(&counter), 1, "{server}: c read again");
+        // A read-ahead item serves only loads at the same `now`, and a write forgets it.
+        let third = store.session();
+        third.add_facts(&write(&a, "e8#0")).await.unwrap();
+        for level in [&a, &b] {
+            third
+                .load_facts(std::slice::from_ref(level), now)
+                .await
+                .unwrap();
+        }
+        other.add_facts(&write(&c, "e9#0")).await.unwrap();
+        counter.reset();
+        let later = now + chrono::Duration::seconds(1);
+        assert!(
+            keys(
+                third
+                    .load_facts(std::slice::from_ref(&c), later)
+                    .await
+                    .unwrap()
+            )
+            .contains(&"e9#0".to_string()),
+            "{server}: a load at another `now` sees the table"
+        );
+        assert_eq!(
+            reads(&counter),
+            1,
+            "{server}: another `now` reads the table"
+        );
+        let fourth = store.session();
+        fourth.add_facts(&write(&a, "e10#0")).await.unwrap();
+        for level in [&a, &b] {
+            fourth
+                .load_facts(std::slice::from_ref(level), now)
+                .await
+                .unwrap();
+        }
+        fourth.add_facts(&write(&a, "e11#0")).await.unwrap();
+        other.add_facts(&write(&c, "e12#0")).await.unwrap();
+        counter.reset();
+        assert!(
+            keys(
+                fourth
+                    .load_facts(std::slice::from_ref(&c), now)
+                    .await
+                    .unwrap()
+            )
+            .contains(&"e12#0".to_string()),
+            "{server}: after a write, a load sees the table"
+        );
+        assert_eq!(
+            reads(&counter),
+            1,
+            "{server}: after a write c is read again"
+        );
+    }
+}
+
+/// One fact, its body its key, under `resource`, alive for the whole test.
+fn facts_of(resource: &str, key: &str) -> Vec<ResourceFacts> {
+    vec![ResourceFacts {
+        resource: resource.to_string(),
+        facts: vec![snapwatch_testkit::fact(key, 4_073_500_800, key)],
+    }]
+}
+
+/// The keys of the loaded facts, sorted.
+fn keys_of(loaded: Vec<ResourceFacts>) -> Vec<String> {
+    let mut keys: Vec<String> = loaded
+        .into_iter()
+        .flat_map(|rf| rf.facts.into_iter().map(|f| f.key))
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// An event on `chain[0]` and the engine's walk after it, level by level: the written item, then
+/// `chain[1]`, then `chain[2]`. Returns every fact key seen.
+async fn walk_chain(
+    session: &snapwatch_aws::dynamo::DynamoSession<'_>,
+    chain: &[String; 3],
+    event: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<String> {
+    session
+        .add_facts(&facts_of(&chain[0], event))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    for level in chain {
+        seen.extend(keys_of(
+            session
+                .load_facts(std::slice::from_ref(level), now)
+                .await
+                .unwrap(),
+        ));
+    }
+    seen.sort();
+    seen
+}
+
 /// The TTL attribute of a resource's fact item.
 async fn item_ttl(store: &DynamoStore, resource: &str) -> Option<i64> {
     store
