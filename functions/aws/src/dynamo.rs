@@ -648,8 +648,9 @@ impl DynamoSession<'_> {
         if known.read_ahead_at != Some(now) {
             known.read_ahead.clear();
         }
+        let mut asked = HashSet::new();
         for r in resources {
-            if found.contains_key(r) || rest.contains(r) {
+            if !asked.insert(r.as_str()) {
                 continue;
             }
             let facts = known

@@ -952,6 +952,65 @@ mod own_time {
         assert!(loads.values().all(|&n| n <= 2), "{loads:?}");
     }
 
+    /// A node first reached upstream (a source of an image) and later downstream (a copy of a
+    /// copy) is an anchor, and its own dependents are walked: the walk in both directions at once
+    /// loads what walking down and then up loaded.
+    #[test]
+    fn a_node_reached_upstream_first_is_walked_downstream_when_reached_again() {
+        let detector = Detector::new(MemoryStore::new(), Config::default());
+        let copy = |id: &str, minutes: i64, snapshot: &str, source: &str| {
+            ev(
+                id,
+                "CopySnapshot",
+                minutes,
+                ALICE,
+                vec![Fact::SnapshotCopied {
+                    snapshot: r(K::Snapshot, snapshot),
+                    source: r(K::Snapshot, source),
+                }],
+            )
+        };
+        let events = vec![
+            created("d1", 0, ALICE, "snap-t"),
+            copy("d2", 1, "snap-k1", "snap-t"),
+            copy("d3", 2, "snap-k2", "snap-k1"),
+            copy("d4", 3, "snap-n", "snap-k2"),
+            ev(
+                "d5",
+                "RegisterImage",
+                4,
+                ALICE,
+                vec![Fact::ImageRegistered {
+                    image: r(K::Image, "ami-i"),
+                    snapshots: vec![r(K::Snapshot, "snap-t"), r(K::Snapshot, "snap-n")],
+                }],
+            ),
+            ev(
+                "d6",
+                "CreateVolume",
+                5,
+                MALLORY,
+                vec![Fact::RestoredFrom {
+                    resource: r(K::Disk, "vol-n"),
+                    snapshot: r(K::Snapshot, "snap-n"),
+                }],
+            ),
+        ];
+        let anchors = block_on(async {
+            for e in &events {
+                detector.ingest(e).await.unwrap();
+            }
+            let mut loader =
+                crate::graph::GraphLoader::new(detector.store(), DateTime::<Utc>::MIN_UTC);
+            loader.load_chains(&["snap-t".to_string()]).await.unwrap()
+        });
+        let expected: BTreeSet<String> =
+            ["ami-i", "snap-k1", "snap-k2", "snap-n", "snap-t", "vol-n"]
+                .map(String::from)
+                .into();
+        assert_eq!(anchors, expected);
+    }
+
     /// The walk reads one level of the chain per store request, downstream and upstream together:
     /// a share of a copied snapshot whose copy was restored and launched needs the copy, then its
     /// source and the volume at once, then the instance. Walking down and then up read the source
