@@ -23,12 +23,12 @@
 //! The engine then walks the chain one level per read. The store remembers, per resource, the
 //! ids of the chains walked through it lately (at most 32 ids; larger walks, hubs, are not
 //! remembered), and the first read a walk needs also reads the remembered chain members it has
-//! not asked for yet, in the same `BatchGetItem` (up to its 100 keys). The levels after it then
-//! cost nothing when the chain is as remembered, and one read each where it grew. Only ids are
-//! remembered: the items come from a consistent read made after this invocation's writes, as
-//! the walk's own reads would, and each serves one load in the same evaluation (same `now`, no
-//! write in between). A stale memory costs read units for items the walk does not need, never a
-//! wrong answer.
+//! not asked for yet, in the same `BatchGetItem` (at most 32 more keys, within its 100). The
+//! levels after it then cost nothing when the chain is as remembered, and one read each where
+//! it grew. Only ids are remembered: the items come from a consistent read made after this
+//! invocation's writes, as the walk's own reads would, and each serves one load in the same
+//! evaluation (same `now`, no write in between). A stale memory costs read units for items the
+//! walk does not need, never a wrong answer.
 //!
 //! The item's TTL only moves forward (a late event must not make DynamoDB delete newer facts
 //! early). The usual in-order write raises it under a condition; a late write keeps it with
@@ -668,7 +668,10 @@ impl DynamoSession<'_> {
         let ahead = if rest.is_empty() {
             Vec::new()
         } else {
-            let room = BATCH_GET_MAX.saturating_sub(rest.len());
+            // At most one remembered chain's worth, and never a second request.
+            let room = BATCH_GET_MAX
+                .saturating_sub(rest.len())
+                .min(CHAIN_MEMORY_IDS);
             self.store.chain_neighbours(&known.walked, room)
         };
         (found, rest, ahead)
