@@ -902,6 +902,15 @@ mod tests {
     }
 
     #[test]
+    fn query_key_skips_conditions_that_are_no_equality() {
+        let body = serde_json::json!({
+            "KeyConditionExpression": "begins_with(sk, :s) AND pk = :p",
+            "ExpressionAttributeValues": {":p": {"S": "res#sg-1"}, ":s": {"S": "f"}}
+        });
+        assert_eq!(query_key(&body, "pk").as_deref(), Some("res#sg-1"));
+    }
+
+    #[test]
     fn collect_keys_finds_batch_keys() {
         let body = serde_json::json!({"RequestItems": {"t": {"Keys": [
             {"pk": {"S": "a"}, "sk": {"S": "facts"}}, {"pk": {"S": "b"}, "sk": {"S": "facts"}}
