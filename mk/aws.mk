@@ -6,7 +6,8 @@
 #   make test-aws         the function's own tests under the local servers
 #   make test-infra-aws   terraform fmt, validate, checkov and an apply against moto (~2 min)
 #   make fmt-infra-aws    terraform fmt over infra/aws
-.PHONY: package-aws test-aws test-infra-aws fmt-infra-aws
+#   make load-aws         the organization load test (not part of `make test`; a few minutes)
+.PHONY: package-aws test-aws test-infra-aws fmt-infra-aws load-aws
 
 AWS_LAMBDA_ARCH ?= --arm64
 AWS_LAMBDA_PROFILE ?= lambda
@@ -26,3 +27,27 @@ test-infra-aws:
 
 fmt-infra-aws:
 	$(TERRAFORM) fmt -recursive infra/aws
+
+# The organization load test: a generated day of LOAD_ACCOUNTS × LOAD_REGIONS (the bench's
+# realistic mix, LOAD_RECORDS records of it) replayed through the event function at each of
+# LOAD_CONCURRENCY concurrent invocations, against dynalite that the driver starts with a
+# persistent path and restarts once mid-run. Prints the figures; exits non-zero if a fact is
+# lost or a planted chain does not alert exactly once. Debug build (no release of this crate).
+LOAD_RECORDS ?= 1000000
+LOAD_ACCOUNTS ?= 1000
+LOAD_REGIONS ?= 17
+LOAD_CONCURRENCY ?= 8,32
+LOAD_DIR ?= target/load
+LOAD_MIX := $(LOAD_DIR)/org-$(LOAD_RECORDS)-$(LOAD_ACCOUNTS)x$(LOAD_REGIONS).jsonl
+
+load-aws:
+	@test -e $(TOOLS)/node/node_modules/dynalite/cli.js || { echo "load-aws: dynalite is missing: run 'make tools' first" >&2; exit 1; }
+	$(CARGO) build -q -p snapwatch-cli --example gen_cloudtrail
+	$(CARGO) build -q -p snapwatch-aws --example org_load
+	@mkdir -p $(LOAD_DIR)
+	test -f $(LOAD_MIX) -a -f $(LOAD_MIX).chains || \
+		target/debug/examples/gen_cloudtrail $(LOAD_RECORDS) $(LOAD_MIX) --days 1 --org $(LOAD_ACCOUNTS) $(LOAD_REGIONS)
+	rm -rf $(LOAD_DIR)/dynalite
+	LOAD_CONCURRENCY=$(LOAD_CONCURRENCY) LOAD_DIR=$(LOAD_DIR) \
+		LOAD_DYNALITE=$(CURDIR)/$(TOOLS)/node/node_modules/dynalite/cli.js \
+		target/debug/examples/org_load $(LOAD_MIX)

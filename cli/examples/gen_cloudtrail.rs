@@ -10,6 +10,14 @@
 //! `--days N` spreads the records evenly over N days of event time (a long history) instead of
 //! the default few hours. `--hub N` writes one snapshot and N instances launched from it into
 //! one security group: a node with N dependents.
+//!
+//! `--org ACCOUNTS REGIONS` (after the layout and `--days`) spreads the same mix over an
+//! organization for the load test (`make load`): each record, or each attack chain as a whole,
+//! lands in one account and region, accounts Zipf-distributed (a few busy production accounts, a
+//! long tail) and regions weighted towards us-east-1. Routine launches then use the two hot keys
+//! of a real estate: their account-region's default security group and the region's golden AMI
+//! (half the routine ingress changes are on the default group too). The planted chains'
+//! snapshot ids are written to `<out-file>.chains`, one per line.
 
 use chrono::{Duration, TimeZone, Utc};
 use serde_json::{json, Value};
@@ -56,7 +64,90 @@ impl Rng {
 
 const ACCOUNT: &str = "111122223333";
 
+/// The regions enabled by default in an account, in the order the `--org` weights use.
+const REGIONS: [&str; 17] = [
+    "us-east-1",
+    "us-west-2",
+    "eu-west-1",
+    "us-east-2",
+    "eu-central-1",
+    "ap-northeast-1",
+    "ap-southeast-2",
+    "us-west-1",
+    "eu-west-2",
+    "ap-southeast-1",
+    "ca-central-1",
+    "ap-south-1",
+    "eu-north-1",
+    "eu-west-3",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "sa-east-1",
+];
+
+/// Where the records being written happen: one account and region (the defaults outside `--org`).
+#[derive(Clone)]
+struct Placement {
+    account: String,
+    region: &'static str,
+    /// Set in `--org` mode: the account-region's default security group and the region's AMI.
+    hot: Option<(String, String)>,
+}
+
+thread_local! {
+    static PLACE: std::cell::RefCell<Placement> = std::cell::RefCell::new(Placement {
+        account: ACCOUNT.to_string(),
+        region: "us-east-1",
+        hot: None,
+    });
+}
+
+fn place() -> Placement {
+    PLACE.with(|p| p.borrow().clone())
+}
+
+/// Ids derived from names, so a key is the same every time its account or region recurs.
+fn stable_hex(seed: &str, len: usize) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in seed.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    Rng(h | 1).hex(len)
+}
+
+/// Picks the account (Zipf over `accounts`) and region (weighted) of the next batch, with its own
+/// generator so the mix itself stays the same stream as without `--org`.
+fn pick_placement(rng: &mut Rng, accounts: u64, regions: usize) {
+    let u = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+    let k = (((accounts as f64 + 1.0).ln() * u).exp() as u64).clamp(1, accounts) - 1;
+    let account = format!("{:012}", 200_000_000_000 + k * 7_919);
+    // us-east-1 40 %, us-west-2 15 %, eu-west-1 10 %, the rest evenly.
+    let roll = rng.below(100);
+    let region = match roll {
+        0..=39 => 0,
+        40..=54 => 1,
+        55..=64 => 2,
+        _ if regions > 3 => 3 + (roll as usize) % (regions - 3),
+        _ => (roll as usize) % regions,
+    }
+    .min(regions - 1);
+    let region = REGIONS[region];
+    let group = format!(
+        "sg-{}",
+        stable_hex(&format!("default/{account}/{region}"), 17)
+    );
+    let ami = format!("ami-{}", stable_hex(&format!("golden/{region}"), 17));
+    PLACE.with(|p| {
+        *p.borrow_mut() = Placement {
+            account,
+            region,
+            hot: Some((group, ami)),
+        }
+    });
+}
+
 fn identity(rng: &mut Rng) -> Value {
+    let account = place().account;
     let roles = [
         "app-backend",
         "ci-deployer",
@@ -68,11 +159,11 @@ fn identity(rng: &mut Rng) -> Value {
     json!({
         "type": "AssumedRole",
         "principalId": format!("AROA{}:{}", rng.hex(16).to_uppercase(), rng.hex(8)),
-        "arn": format!("arn:aws:sts::{ACCOUNT}:assumed-role/{role}/session-{}", rng.hex(6)),
-        "accountId": ACCOUNT,
+        "arn": format!("arn:aws:sts::{account}:assumed-role/{role}/session-{}", rng.hex(6)),
+        "accountId": account,
         "accessKeyId": format!("ASIA{}", rng.hex(16).to_uppercase()),
         "sessionContext": {
-            "sessionIssuer": {"type": "Role", "principalId": "AROAEXAMPLE", "arn": format!("arn:aws:iam::{ACCOUNT}:role/{role}"), "accountId": ACCOUNT, "userName": role},
+            "sessionIssuer": {"type": "Role", "principalId": "AROAEXAMPLE", "arn": format!("arn:aws:iam::{account}:role/{role}"), "accountId": account, "userName": role},
             "attributes": {"creationDate": "2026-05-01T10:00:00Z", "mfaAuthenticated": "false"}
         }
     })
@@ -102,13 +193,16 @@ fn record(
         let at = start + Duration::milliseconds((i * step) as i64);
         at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
     };
+    let Placement {
+        account, region, ..
+    } = place();
     json!({
         "eventVersion": "1.09",
         "userIdentity": user,
         "eventTime": time,
         "eventSource": source,
         "eventName": name,
-        "awsRegion": "us-east-1",
+        "awsRegion": region,
         "sourceIPAddress": format!("10.{}.{}.{}", rng.below(256), rng.below(256), rng.below(256)),
         "userAgent": "aws-sdk-go-v2/1.30.3 os/linux lang/go#1.22.5 md/GOOS#linux md/GOARCH#amd64 api/ec2#1.173.0",
         "requestParameters": req,
@@ -118,9 +212,9 @@ fn record(
         "readOnly": name.starts_with("Describe") || name.starts_with("Get") || name.starts_with("List"),
         "eventType": "AwsApiCall",
         "managementEvent": source != "s3.amazonaws.com",
-        "recipientAccountId": ACCOUNT,
+        "recipientAccountId": account,
         "eventCategory": if source == "s3.amazonaws.com" { "Data" } else { "Management" },
-        "tlsDetails": {"tlsVersion": "TLSv1.3", "cipherSuite": "TLS_AES_128_GCM_SHA256", "clientProvidedHostHeader": format!("{}.us-east-1.amazonaws.com", source.split('.').next().unwrap_or("ec2"))}
+        "tlsDetails": {"tlsVersion": "TLSv1.3", "cipherSuite": "TLS_AES_128_GCM_SHA256", "clientProvidedHostHeader": format!("{}.{region}.amazonaws.com", source.split('.').next().unwrap_or("ec2"))}
     })
 }
 
@@ -200,15 +294,24 @@ fn benign(rng: &mut Rng, i: u64) -> Value {
         }
         1 => {
             let instance = format!("i-{}", rng.hex(17));
-            let group = format!("sg-{}", rng.hex(17));
+            let mut group = format!("sg-{}", rng.hex(17));
+            let mut image = "ami-0abcdef1234567890".to_string();
+            if let Some((default_group, golden)) = place().hot {
+                (group, image) = (default_group, golden);
+            }
             (
                 "RunInstances",
-                json!({"instancesSet": {"items": [{"imageId": "ami-0abcdef1234567890", "minCount": 1, "maxCount": 1}]}, "groupSet": {"items": [{"groupId": group}]}, "instanceType": "m6i.large"}),
-                json!({"instancesSet": {"items": [{"instanceId": instance, "imageId": "ami-0abcdef1234567890", "groupSet": {"items": [{"groupId": group}]}}]}}),
+                json!({"instancesSet": {"items": [{"imageId": image, "minCount": 1, "maxCount": 1}]}, "groupSet": {"items": [{"groupId": group}]}, "instanceType": "m6i.large"}),
+                json!({"instancesSet": {"items": [{"instanceId": instance, "imageId": image, "groupSet": {"items": [{"groupId": group}]}}]}}),
             )
         }
         _ => {
-            let group = format!("sg-{}", rng.hex(17));
+            let mut group = format!("sg-{}", rng.hex(17));
+            if let Some((default_group, _)) = place().hot {
+                if group.ends_with(['0', '2', '4', '6', '8', 'a', 'c', 'e']) {
+                    group = default_group;
+                }
+            }
             (
                 "AuthorizeSecurityGroupIngress",
                 json!({"groupId": group, "ipPermissions": {"items": [{"ipProtocol": "tcp", "fromPort": 443, "toPort": 443, "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}]}}),
@@ -226,7 +329,10 @@ fn attack(rng: &mut Rng, i: u64) -> Vec<Value> {
     let group = format!("sg-{}", rng.hex(17));
     let volume = format!("vol-{}", rng.hex(17));
     let creator = identity(rng);
-    let mallory = json!({"type": "IAMUser", "principalId": "AIDAMALLORY", "arn": format!("arn:aws:iam::{ACCOUNT}:user/mallory-{}", rng.hex(4)), "accountId": ACCOUNT, "userName": "mallory"});
+    let image = place()
+        .hot
+        .map_or_else(|| "ami-0abcdef1234567890".to_string(), |(_, ami)| ami);
+    let mallory = json!({"type": "IAMUser", "principalId": "AIDAMALLORY", "arn": format!("arn:aws:iam::{}:user/mallory-{}", place().account, rng.hex(4)), "accountId": place().account, "userName": "mallory"});
     vec![
         record(
             rng,
@@ -252,7 +358,7 @@ fn attack(rng: &mut Rng, i: u64) -> Vec<Value> {
             "ec2.amazonaws.com",
             "RunInstances",
             mallory.clone(),
-            json!({"instancesSet": {"items": [{"imageId": "ami-0abcdef1234567890", "minCount": 1, "maxCount": 1}]}, "groupSet": {"items": [{"groupId": group}]}, "blockDeviceMapping": {"items": [{"deviceName": "/dev/sdf", "ebs": {"snapshotId": snap}}]}}),
+            json!({"instancesSet": {"items": [{"imageId": image, "minCount": 1, "maxCount": 1}]}, "groupSet": {"items": [{"groupId": group}]}, "blockDeviceMapping": {"items": [{"deviceName": "/dev/sdf", "ebs": {"snapshotId": snap}}]}}),
             json!({"instancesSet": {"items": [{"instanceId": instance, "groupSet": {"items": [{"groupId": group}]}}]}}),
         ),
         record(
@@ -314,7 +420,7 @@ fn main() -> anyhow::Result<()> {
     }
     let (Some(count), Some(out)) = (args.get(1), args.get(2)) else {
         anyhow::bail!(
-            "usage: gen_cloudtrail <records> <out-file> [jsonl|array|records|pretty] [--days N]"
+            "usage: gen_cloudtrail <records> <out-file> [jsonl|array|records|pretty] [--days N] [--org ACCOUNTS REGIONS]"
         );
     };
     let rest = &args[3.min(args.len())..];
@@ -329,22 +435,47 @@ fn main() -> anyhow::Result<()> {
         other => anyhow::bail!("unknown layout {other:?}: jsonl, array, records or pretty"),
     };
     let count: u64 = count.parse()?;
-    if rest.first().map(String::as_str) == Some("--days") {
-        let days: u64 = rest
-            .get(1)
-            .ok_or_else(|| anyhow::anyhow!("--days needs a number"))?
-            .parse()?;
-        MILLIS_PER_RECORD.store((days * 86_400_000 / count.max(1)).max(1), Ordering::Relaxed);
+    let mut org: Option<(u64, usize)> = None;
+    let mut flags = rest.iter().map(String::as_str);
+    while let Some(flag) = flags.next() {
+        let mut number = |what: &str| -> anyhow::Result<u64> {
+            Ok(flags
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("{flag} needs {what}"))?
+                .parse()?)
+        };
+        match flag {
+            "--days" => {
+                let days = number("a number of days")?;
+                MILLIS_PER_RECORD
+                    .store((days * 86_400_000 / count.max(1)).max(1), Ordering::Relaxed);
+            }
+            "--org" => {
+                let accounts = number("ACCOUNTS REGIONS")?.max(1);
+                let regions = number("ACCOUNTS REGIONS")?.clamp(1, REGIONS.len() as u64);
+                org = Some((accounts, regions as usize));
+            }
+            other => anyhow::bail!("unknown option {other:?}: --days N or --org ACCOUNTS REGIONS"),
+        }
     }
     let mut rng = Rng(0x5eed_cafe_f00d_d00d);
+    let mut placement_rng = Rng(0x0e9a_11ce_5ca1_e000);
+    let mut planted = Vec::new();
     let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(out)?);
     let (mut written, mut consumed, mut chains) = (0u64, 0u64, 0u64);
     w.write_all(open)?;
     while written < count {
+        if let Some((accounts, regions)) = org {
+            pick_placement(&mut placement_rng, accounts, regions);
+        }
         let roll = rng.below(10_000);
         let batch = if written % 50_000 == 25_000 {
             chains += 1;
-            attack(&mut rng, written)
+            let chain = attack(&mut rng, written);
+            if let Some(snapshot) = chain[0]["responseElements"]["snapshotId"].as_str() {
+                planted.push(snapshot.to_string());
+            }
+            chain
         } else if roll < 90 {
             vec![benign(&mut rng, written)]
         } else {
@@ -379,6 +510,11 @@ fn main() -> anyhow::Result<()> {
     }
     w.write_all(close)?;
     w.flush()?;
+    if org.is_some() {
+        let mut lines = planted.join("\n");
+        lines.push('\n');
+        std::fs::write(format!("{out}.chains"), lines)?;
+    }
     eprintln!("gen_cloudtrail: {written} records, {consumed} consumed by the chain ({:.2} %), {chains} attack chains -> {out}", consumed as f64 * 100.0 / written as f64);
     Ok(())
 }
