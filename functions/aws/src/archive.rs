@@ -12,6 +12,7 @@
 
 pub mod ledger;
 pub mod records;
+pub mod s3;
 
 use crate::dead_letter::{DeadLetter, DeadLetterError, Rejected};
 use crate::handler::{diagnostic, App, HandlerError, SessionStore};

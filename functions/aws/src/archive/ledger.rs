@@ -87,22 +87,20 @@ impl ObjectLedger for DynamoLedger {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut item = key(object);
-        item.insert(
-            "finished_at".into(),
-            AttributeValue::N(now.timestamp().to_string()),
-        );
-        item.insert(
-            "expires_at".into(),
-            AttributeValue::N(expires_at.timestamp().to_string()),
-        );
+        // UpdateItem, the one write the functions' role already holds (no PutItem grant).
         self.client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .set_item(Some(item))
+            .set_key(Some(key(object)))
+            .update_expression("SET finished_at = :now, expires_at = :exp")
+            .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()))
+            .expression_attribute_values(
+                ":exp",
+                AttributeValue::N(expires_at.timestamp().to_string()),
+            )
             .send()
             .await
-            .map_err(|e| classify("PutItem (object ledger)", e))?;
+            .map_err(|e| classify("UpdateItem (object ledger)", e))?;
         Ok(())
     }
 }
