@@ -139,10 +139,13 @@ pub fn sqs_batch(messages: &[(&str, String)]) -> aws_lambda_events::sqs::SqsEven
     serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
 }
 
+/// (bucket, key) → (body, chunk size).
+type Stored = HashMap<(String, String), (Vec<u8>, usize)>;
+
 /// Objects in memory, served `chunk` bytes at a time.
 #[derive(Clone, Default)]
 pub struct MemoryObjects {
-    objects: Arc<Mutex<HashMap<(String, String), (Vec<u8>, usize)>>>,
+    objects: Arc<Mutex<Stored>>,
     opened: Arc<AtomicUsize>,
     fail_next: Arc<AtomicBool>,
 }
