@@ -1207,9 +1207,8 @@ def test_archive_function_shares_the_detectors_settings_and_reports_batch_item_f
     (mapping,) = lambda_client.list_event_source_mappings(EventSourceArn=deployed["archive_queue_arn"])["EventSourceMappings"]
     assert mapping["FunctionArn"] == function["FunctionArn"]
     assert mapping["BatchSize"] == 10
-    # Moto keeps FunctionResponseTypes and ScalingConfig only in recent versions: checked when kept.
-    if "FunctionResponseTypes" in mapping:
-        assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": 5}
 
 
 def test_archive_role_reaches_only_its_queue_the_trails_log_files_and_the_detectors_resources(deployed: dict) -> None:

@@ -337,10 +337,34 @@ where
 {
     /// Handles one SQS batch; each message succeeds or fails on its own.
     pub async fn handle(&self, event: SqsEvent) -> BatchOutcome {
+        self.handle_until(event, None).await
+    }
+
+    /// Like [`ArchiveApp::handle`], starting no message after `stop_at`: those are reported as
+    /// failures (SQS redelivers them) instead of the invocation timing out, which would
+    /// redeliver the whole batch.
+    pub async fn handle_until(
+        &self,
+        event: SqsEvent,
+        stop_at: Option<std::time::SystemTime>,
+    ) -> BatchOutcome {
         let mut failures = Vec::new();
         let mut messages = Vec::new();
         for message in event.records {
             let id = message.message_id.clone().unwrap_or_default();
+            if stop_at.is_some_and(|stop| std::time::SystemTime::now() >= stop) {
+                tracing::warn!(message_id = %id, "not started: the invocation is running out of time");
+                failures.push(BatchItemFailure {
+                    item_identifier: id.clone(),
+                });
+                messages.push(MessageOutcome {
+                    message_id: id,
+                    status: "failed",
+                    objects: Vec::new(),
+                    error: Some("not started: the invocation ran out of time".into()),
+                });
+                continue;
+            }
             let span = tracing::info_span!("message", message_id = %id);
             let outcome = self.message(&message, &id).instrument(span).await;
             if outcome.status == "failed" {

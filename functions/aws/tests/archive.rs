@@ -273,3 +273,39 @@ async fn test_events_digests_and_other_keys_are_skipped_and_counted() {
     assert_eq!(kept[0].raw, "this is no notification");
     assert_eq!(kept[0].event_id.as_deref(), Some("junk"));
 }
+
+#[tokio::test]
+async fn messages_not_started_before_the_deadline_fail_alone_and_are_redelivered() {
+    let a = archive();
+    let first = account_key(ACCOUNT, "us-east-1", "first");
+    let second = account_key(ACCOUNT, "us-east-1", "second");
+    a.reader.put(BUCKET, &first, gzip(&log_file(&[], 10)), 1000);
+    a.reader
+        .put(BUCKET, &second, gzip(&log_file(&[], 10)), 1000);
+    let batch = sqs_batch(&[
+        ("m1", created(BUCKET, &first, "1")),
+        ("m2", created(BUCKET, &second, "2")),
+    ]);
+    let late = a
+        .handle_until(
+            batch.clone(),
+            Some(std::time::SystemTime::now() - std::time::Duration::from_secs(1)),
+        )
+        .await;
+    let failed: Vec<&str> = late
+        .response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, ["m1", "m2"]);
+    assert_eq!(a.reader.opened(), 0);
+    let in_time = a
+        .handle_until(
+            batch,
+            Some(std::time::SystemTime::now() + std::time::Duration::from_secs(600)),
+        )
+        .await;
+    assert!(in_time.response.batch_item_failures.is_empty());
+    assert_eq!(a.reader.opened(), 2);
+}

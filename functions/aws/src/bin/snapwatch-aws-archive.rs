@@ -12,6 +12,10 @@ use snapwatch_aws_inventory::S3Client;
 use std::time::Instant;
 use tracing::Instrument;
 
+/// No new log file is started this close to the invocation's deadline (a large one takes
+/// seconds to stream), nor in the last fifth of a shorter invocation.
+const STOP_BEFORE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let started = Instant::now();
@@ -52,7 +56,24 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let archive = &archive;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let span = tracing::info_span!("batch", request_id = %event.context.request_id);
-        let batch = archive.handle(event.payload).instrument(span).await;
+        // Leave time to answer: a message not started by then is redelivered on its own.
+        let deadline =
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(event.context.deadline);
+        let remaining = deadline
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        // A deadline already past is no real one (emulators send 0): then no limit.
+        let stop_at =
+            (!remaining.is_zero()).then(|| deadline - STOP_BEFORE_DEADLINE.min(remaining / 5));
+        tracing::debug!(
+            deadline_ms = event.context.deadline,
+            remaining_ms = remaining.as_millis() as u64,
+            "batch received"
+        );
+        let batch = archive
+            .handle_until(event.payload, stop_at)
+            .instrument(span)
+            .await;
         tracing::info!(
             messages = batch.messages.len(),
             failed = batch.response.batch_item_failures.len(),
