@@ -43,7 +43,7 @@ data "aws_iam_policy_document" "kms" {
       test     = "ArnEquals"
       variable = "kms:EncryptionContext:aws:logs:arn"
       values = [
-        for name in concat([local.log_group_name], local.baseline_enabled ? [local.baseline_log_group_name] : []) :
+        for name in concat([local.log_group_name], local.baseline_enabled ? [local.baseline_log_group_name] : [], local.archive_enabled ? [local.archive_log_group_name] : []) :
         "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${name}"
       ]
     }

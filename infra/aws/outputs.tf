@@ -97,3 +97,33 @@ output "baseline_scheduler_role_arn" {
   description = "Role the schedule invokes the baseline with: lambda:InvokeFunction on that function only (null unless baseline_enabled)."
   value       = one(aws_iam_role.baseline_scheduler[*].arn)
 }
+
+output "archive_function_name" {
+  description = "Name of the archive Lambda (null unless archive_bucket_name is set)."
+  value       = one(aws_lambda_function.archive[*].function_name)
+}
+
+output "archive_role_arn" {
+  description = "Execution role of the archive Lambda: the detector's state access, its queue, s3:GetObject on the trail's AWSLogs/ (null unless archive_bucket_name is set)."
+  value       = one(aws_iam_role.archive[*].arn)
+}
+
+output "archive_queue_arn" {
+  description = "Queue the trail bucket notifies (null unless archive_bucket_name is set)."
+  value       = one(aws_sqs_queue.archive[*].arn)
+}
+
+output "archive_queue_url" {
+  description = "URL of the notification queue (null unless archive_bucket_name is set)."
+  value       = one(aws_sqs_queue.archive[*].url)
+}
+
+output "archive_dead_letter_queue_url" {
+  description = "Notifications whose log file kept failing (null unless archive_bucket_name is set)."
+  value       = one(aws_sqs_queue.archive_dead_letters[*].url)
+}
+
+output "archive_notification_filter" {
+  description = "Prefix and suffix of the bucket notification, for adding it to an existing configuration (null unless archive_bucket_name is set)."
+  value       = local.archive_enabled ? { prefix = local.archive_key_prefix, suffix = ".json.gz" } : null
+}

@@ -221,3 +221,91 @@ variable "baseline_memory_mb" {
   type        = number
   default     = 256
 }
+
+# ---- CloudTrail archive as a source (archive.tf) ----------------------------------------------
+
+variable "archive_bucket_name" {
+  description = "The CloudTrail archive bucket (an organization trail or a log archive account's bucket, in this region): its object-created notifications for AWSLogs/…/*.json.gz feed a function that reads each log file into the same chains and alerts. Null: nothing of it is created."
+  type        = string
+  default     = null
+}
+
+variable "archive_prefix" {
+  description = "The trail's S3 key prefix, when it has one (the folder before AWSLogs/). Empty: AWSLogs/ at the bucket root."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = !startswith(var.archive_prefix, "/") && !strcontains(var.archive_prefix, "AWSLogs")
+    error_message = "archive_prefix is the trail's own key prefix, without a leading / and without AWSLogs/ (the module adds it)."
+  }
+}
+
+variable "archive_kms_key_arn" {
+  description = "The KMS key of an SSE-KMS trail bucket; the archive function gets kms:Decrypt on it, through S3 only. Null: the bucket uses SSE-S3."
+  type        = string
+  default     = null
+}
+
+variable "archive_bucket_account_id" {
+  description = "Account owning the trail bucket, if not this one (the queue accepts notifications from that bucket in that account only). The bucket's policy must then let the archive role read AWSLogs/ objects."
+  type        = string
+  default     = null
+}
+
+variable "archive_manage_bucket_notification" {
+  description = "Create the bucket's notification configuration here. S3 keeps one configuration per bucket and this replaces it: set false to add the queue (output archive_queue_arn) to an existing one yourself."
+  type        = bool
+  default     = true
+}
+
+variable "archive_zip_path" {
+  description = "Path of the archive deployment zip built by `make package-aws` (target/lambda/snapwatch-aws-archive/bootstrap.zip). Required when archive_bucket_name is set."
+  type        = string
+  default     = null
+}
+
+variable "archive_batch_size" {
+  description = "Notifications (log files) per invocation."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.archive_batch_size >= 1 && var.archive_batch_size <= 10000
+    error_message = "archive_batch_size must be between 1 and 10000."
+  }
+}
+
+variable "archive_max_concurrency" {
+  description = "Most concurrent archive invocations (the event source mapping's maximum concurrency and the function's reserved concurrency): bounds the DynamoDB write rate during a burst of log files."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.archive_max_concurrency >= 2 && var.archive_max_concurrency <= 1000
+    error_message = "archive_max_concurrency must be between 2 and 1000 (the SQS event source mapping's range)."
+  }
+}
+
+variable "archive_max_receive_count" {
+  description = "Deliveries of a notification whose log file keeps failing before it moves to the archive's dead-letter queue."
+  type        = number
+  default     = 5
+}
+
+variable "archive_timeout_seconds" {
+  description = "Timeout of one batch of log files (each streamed, its consumed records stored and evaluated)."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.archive_timeout_seconds >= 30 && var.archive_timeout_seconds <= 900
+    error_message = "archive_timeout_seconds must be between 30 and 900 (the Lambda maximum)."
+  }
+}
+
+variable "archive_memory_mb" {
+  description = "Memory of the archive Lambda in MB (CPU scales with it, and gunzip is CPU-bound); log files are streamed, never held whole."
+  type        = number
+  default     = 256
+}

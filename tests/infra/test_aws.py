@@ -43,7 +43,7 @@ DETAIL_TYPE_SERVICE_EVENT = "AWS Service Event via CloudTrail"
 
 # Every service the module creates something in (or reads from): the provider must send all
 # of them to moto, never to AWS.
-MOTO_SERVICES = ["dynamodb", "events", "iam", "kms", "lambda", "logs", "scheduler", "secretsmanager", "sns", "sqs", "ssm", "sts"]
+MOTO_SERVICES = ["dynamodb", "events", "iam", "kms", "lambda", "logs", "s3", "scheduler", "secretsmanager", "sns", "sqs", "ssm", "sts"]
 
 # The snapshot baseline's read-only inventory (issue 6): exactly these, nothing writable.
 BASELINE_LISTING_ACTIONS = {"ec2:DescribeSnapshots", "ec2:DescribeImages", "rds:DescribeDBSnapshots", "rds:DescribeDBClusterSnapshots"}
@@ -456,6 +456,7 @@ provider "aws" {{
   skip_requesting_account_id  = true
   skip_metadata_api_check     = true
   skip_region_validation      = true
+  s3_use_path_style           = true
 
   endpoints {{
 {endpoints}
@@ -491,10 +492,18 @@ def deployed(infra_copy: Path, tmp_path_factory: pytest.TempPathFactory):
     with zipfile.ZipFile(bundle, "w") as archive:
         archive.writestr("bootstrap", "#!/bin/sh\nexit 1\n")
     prefix = f"sw{uuid.uuid4().hex[:8]}"
+    # The archive path reads an existing trail bucket (SSE-KMS with its own key): made first.
+    archive_bucket = f"{prefix}-trail"
+    boto_client("s3").create_bucket(Bucket=archive_bucket)
+    archive_key_arn = boto_client("kms").create_key(Description="trail bucket key")["KeyMetadata"]["Arn"]
     variables = [
         f"-var=name_prefix={prefix}",
         f"-var=lambda_zip_path={bundle}",
         f"-var=baseline_zip_path={bundle}",
+        f"-var=archive_bucket_name={archive_bucket}",
+        f"-var=archive_zip_path={bundle}",
+        f"-var=archive_kms_key_arn={archive_key_arn}",
+        "-var=archive_prefix=org-trail",
         f"-var=slack_webhook_secret_arn={SLACK_SECRET_ARN}",
         "-var=enable_deletion_protection=false",
         "-var=security_hub_enabled=true",
@@ -504,6 +513,7 @@ def deployed(infra_copy: Path, tmp_path_factory: pytest.TempPathFactory):
     try:
         terraform(workdir, "apply", "-auto-approve", "-input=false", *variables, timeout=600)
         outputs = {name: value["value"] for name, value in json.loads(terraform(workdir, "output", "-json")).items()}
+        outputs.update(archive_bucket=archive_bucket, archive_key_arn=archive_key_arn)
         yield outputs
     finally:
         terraform(workdir, "destroy", "-auto-approve", "-input=false", "-refresh=false", *variables, timeout=600)
@@ -512,6 +522,8 @@ def deployed(infra_copy: Path, tmp_path_factory: pytest.TempPathFactory):
     assert not [s["Name"] for s in boto_client("scheduler").list_schedules()["Schedules"] if s["Name"].startswith(prefix)]
     assert not [f["FunctionName"] for f in boto_client("lambda").list_functions()["Functions"] if f["FunctionName"].startswith(prefix)]
     assert not [r["RoleName"] for r in boto_client("iam").list_roles()["Roles"] if r["RoleName"].startswith(prefix)]
+    assert not [url for url in boto_client("sqs").list_queues(QueueNamePrefix=prefix).get("QueueUrls", [])]
+    assert not boto_client("s3").get_bucket_notification_configuration(Bucket=archive_bucket).get("QueueConfigurations")
     assert not [rule for rule in boto_client("events").list_rules(NamePrefix=prefix)["Rules"]]
     assert not [bus for bus in boto_client("events").list_event_buses(NamePrefix=prefix)["EventBuses"]]
 
@@ -710,13 +722,14 @@ def test_baseline_function_settings_and_environment(deployed: dict) -> None:
     assert log_group["kmsKeyId"] == deployed["kms_key_arn"]
 
 
-def test_key_lets_logs_encrypt_both_function_log_groups(deployed: dict) -> None:
+def test_key_lets_logs_encrypt_every_function_log_group(deployed: dict) -> None:
     kms = boto_client("kms")
     policy = json.loads(kms.get_key_policy(KeyId=deployed["kms_key_arn"], PolicyName="default")["Policy"])
     (logs,) = [statement for statement in policy["Statement"] if statement.get("Sid") == "LogsEncryptTheFunctionLogGroup"]
     arns = as_list(logs["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"])
     prefix = f"arn:aws:logs:{REGION}:{MOTO_ACCOUNT}:log-group:/aws/lambda/"
-    assert sorted(arns) == sorted(prefix + name for name in (deployed["function_name"], deployed["baseline_function_name"]))
+    functions = (deployed["function_name"], deployed["baseline_function_name"], deployed["archive_function_name"])
+    assert sorted(arns) == sorted(prefix + name for name in functions)
 
 
 def test_baseline_role_lists_read_only_and_reaches_only_this_deployment(deployed: dict) -> None:
@@ -1052,3 +1065,166 @@ def test_forwarder_role_may_only_put_events_on_the_central_bus(forwarder: dict) 
     assert statement["Effect"] == "Allow"
     assert statement["Action"] == "events:PutEvents"
     assert statement["Resource"] == forwarder["central_bus_arn"]
+
+
+# ---- the CloudTrail archive path (issue 12) -------------------------------------------------
+
+ARCHIVE_GATE = "${local.archive_enabled ? 1 : 0}"
+ARCHIVE_NOTIFICATION_GATE = "${local.archive_enabled && var.archive_manage_bucket_notification ? 1 : 0}"
+ARCHIVE_QUEUE_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+
+
+def test_archive_is_off_by_default_and_every_block_of_it_is_gated() -> None:
+    blocks = module_blocks()
+    assert blocks["variable"][("var", "archive_bucket_name")]["default"] is None
+    assert blocks["locals"][("local", "archive_enabled")] == "${var.archive_bucket_name != null}"
+    in_file = {(kind, *key) for kind in ("resource", "data") for key, body in blocks[kind].items() if body["__file__"] == "archive.tf"}
+    named = {(kind, *key) for kind in ("resource", "data") for key in blocks[kind] if "archive" in key[1]}
+    gated = {
+        (kind, *key)
+        for kind in ("resource", "data")
+        for key, body in blocks[kind].items()
+        if body.get("count") in (ARCHIVE_GATE, ARCHIVE_NOTIFICATION_GATE)
+    }
+    assert gated == named == in_file, (gated, named, in_file)
+    assert {key[1:] for key in gated} >= {
+        ("aws_lambda_function", "archive"),
+        ("aws_lambda_event_source_mapping", "archive"),
+        ("aws_sqs_queue", "archive"),
+        ("aws_sqs_queue", "archive_dead_letters"),
+        ("aws_s3_bucket_notification", "archive"),
+        ("aws_iam_role", "archive"),
+    }
+    outputs = (MODULE / "outputs.tf").read_text()
+    for output in re.findall(r'output "(archive_[a-z_]+)"', outputs):
+        body = outputs.split(f'output "{output}"', 1)[1].split("\n}", 1)[0]
+        assert re.search(r"one\(aws_[a-z_]+\.archive[a-z_]*\[\*\]\.[a-z_]+\)|local\.archive_enabled \?", body), output
+
+
+def test_archive_role_reads_only_the_trails_log_files_and_shares_the_detectors_state_access() -> None:
+    blocks = module_blocks()
+    document = blocks["data"][("aws_iam_policy_document", "archive")]
+    detector = blocks["data"][("aws_iam_policy_document", "detector")]
+    assert document["source_policy_documents"] == detector["source_policy_documents"]
+    own = statements_by_sid(document)
+    assert set(own) == {"ArchiveQueue", "ArchiveLogFiles", "Logs"}
+    assert {hcl_string(a) for a in own["ArchiveQueue"]["actions"]} == ARCHIVE_QUEUE_ACTIONS
+    assert own["ArchiveQueue"]["resources"] == ["${aws_sqs_queue.archive[0].arn}"]
+    assert [hcl_string(a) for a in own["ArchiveLogFiles"]["actions"]] == ["s3:GetObject"]
+    assert own["ArchiveLogFiles"]["resources"] == ['"${local.archive_bucket_arn}/${local.archive_key_prefix}*"']
+    (dynamic,) = document["dynamic"]
+    (key_statement,) = as_list({hcl_string(name): value for name, value in dynamic.items()}["statement"])
+    assert key_statement["for_each"] == "${local.archive_kms_encrypted ? [1] : []}"
+    content = key_statement["content"][0] if isinstance(key_statement["content"], list) else key_statement["content"]
+    assert [hcl_string(a) for a in content["actions"]] == ["kms:Decrypt"]
+    assert content["resources"] == ["${var.archive_kms_key_arn}"]
+    (condition,) = content["condition"]
+    assert (hcl_string(condition["test"]), hcl_string(condition["variable"])) == ("StringEquals", "kms:ViaService")
+    assert condition["values"] == ['"s3.${local.region}.amazonaws.com"']
+    mapping = blocks["resource"][("aws_lambda_event_source_mapping", "archive")]
+    assert [hcl_string(t) for t in mapping["function_response_types"]] == ["ReportBatchItemFailures"]
+    # Only S3, from that bucket in its owner's account, may send to the queue.
+    queue_policy = statements_by_sid(blocks["data"][("aws_iam_policy_document", "archive_queue")])
+    notifies = queue_policy["TrailBucketNotifies"]
+    assert [hcl_string(a) for a in notifies["actions"]] == ["sqs:SendMessage"]
+    conditions = {hcl_string(c["variable"]): (hcl_string(c["test"]), c["values"]) for c in notifies["condition"]}
+    assert conditions == {
+        "aws:SourceArn": ("ArnEquals", ["${local.archive_bucket_arn}"]),
+        "aws:SourceAccount": ("StringEquals", ["${local.archive_bucket_owner}"]),
+    }
+
+
+def test_archive_disabled_by_default_plans_nothing_of_it(module_root: tuple[Path, list[str]]) -> None:
+    workdir, variables = module_root
+    bundle = variables[0].split("=", 2)[2]
+    disabled = planned_addresses(workdir, variables)
+    assert not [address for address in disabled if "archive" in address], disabled
+    enabled = planned_addresses(
+        workdir,
+        [*variables, "-var=archive_bucket_name=trail-archive", f"-var=archive_zip_path={bundle}", "-var=archive_kms_key_arn=arn:aws:kms:us-east-1:123456789012:key/k"],
+    )
+    assert enabled - disabled == {
+        "aws_cloudwatch_log_group.archive[0]",
+        "aws_iam_role.archive[0]",
+        "aws_iam_role_policy.archive[0]",
+        "aws_lambda_event_source_mapping.archive[0]",
+        "aws_lambda_function.archive[0]",
+        "aws_s3_bucket_notification.archive[0]",
+        "aws_sqs_queue.archive[0]",
+        "aws_sqs_queue.archive_dead_letters[0]",
+    }, enabled - disabled
+    # The key is replaced in place when the archive adds a log group to its policy.
+    unmanaged = planned_addresses(
+        workdir,
+        [*variables, "-var=archive_bucket_name=trail-archive", f"-var=archive_zip_path={bundle}", "-var=archive_manage_bucket_notification=false"],
+    )
+    assert enabled - unmanaged == {"aws_s3_bucket_notification.archive[0]"}
+    result = subprocess.run(
+        [terraform_binary(), "plan", "-input=false", "-no-color", *variables, "-var=archive_bucket_name=trail-archive"],
+        cwd=workdir,
+        env=terraform_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0, "plan accepted archive_bucket_name without archive_zip_path"
+    assert "archive_zip_path is required when archive_bucket_name is set" in result.stderr, result.stderr
+
+
+def test_archive_queue_notifies_from_the_trail_bucket_with_its_own_dead_letter_queue(deployed: dict) -> None:
+    sqs = boto_client("sqs")
+    queue = sqs.get_queue_attributes(QueueUrl=deployed["archive_queue_url"], AttributeNames=["All"])["Attributes"]
+    dead_letters = sqs.get_queue_attributes(QueueUrl=deployed["archive_dead_letter_queue_url"], AttributeNames=["All"])["Attributes"]
+    redrive = json.loads(queue["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"] == dead_letters["QueueArn"]
+    assert int(redrive["maxReceiveCount"]) == 5
+    assert queue["SqsManagedSseEnabled"] == "true" and dead_letters["SqsManagedSseEnabled"] == "true"
+    assert int(queue["VisibilityTimeout"]) == 6 * 300
+    policy = json.loads(queue["Policy"])
+    (notifies,) = [statement for statement in policy["Statement"] if statement.get("Sid") == "TrailBucketNotifies"]
+    assert notifies["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert notifies["Condition"] == {
+        "ArnEquals": {"aws:SourceArn": f"arn:aws:s3:::{deployed['archive_bucket']}"},
+        "StringEquals": {"aws:SourceAccount": MOTO_ACCOUNT},
+    }
+    notification = boto_client("s3").get_bucket_notification_configuration(Bucket=deployed["archive_bucket"])
+    (config,) = notification["QueueConfigurations"]
+    assert config["QueueArn"] == deployed["archive_queue_arn"]
+    assert config["Events"] == ["s3:ObjectCreated:*"]
+    rules = {rule["Name"].lower(): rule["Value"] for rule in config["Filter"]["Key"]["FilterRules"]}
+    assert rules == {"prefix": "org-trail/AWSLogs/", "suffix": ".json.gz"}
+
+
+def test_archive_function_shares_the_detectors_settings_and_reports_batch_item_failures(deployed: dict) -> None:
+    lambda_client = boto_client("lambda")
+    function = lambda_client.get_function_configuration(FunctionName=deployed["archive_function_name"])
+    detector = lambda_client.get_function_configuration(FunctionName=deployed["function_name"])
+    assert function["Runtime"] == "provided.al2023"
+    assert function["Timeout"] == 300
+    assert function["Role"] == deployed["archive_role_arn"]
+    assert function["Environment"]["Variables"] == detector["Environment"]["Variables"]
+    # Moto filters mappings by function ARN only (AWS takes the name too).
+    (mapping,) = lambda_client.list_event_source_mappings(EventSourceArn=deployed["archive_queue_arn"])["EventSourceMappings"]
+    assert mapping["FunctionArn"] == function["FunctionArn"]
+    assert mapping["BatchSize"] == 10
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": 5}
+
+
+def test_archive_role_reaches_only_its_queue_the_trails_log_files_and_the_detectors_resources(deployed: dict) -> None:
+    archive = policy_statements(deployed["archive_role_arn"].rsplit("/", 1)[1])
+    detector = policy_statements(deployed["role_arn"].rsplit("/", 1)[1])
+    shared = {"ChainState", "Alerts", "DeadLetters", "EncryptedResources", "Tracing", "SlackWebhookSecret", "SecurityHubImport"}
+    assert set(archive) == shared | {"ArchiveQueue", "ArchiveLogFiles", "ArchiveLogFilesKey", "Logs"}
+    for sid in shared:
+        assert archive[sid] == detector[sid], sid
+    assert set(as_list(archive["ArchiveQueue"]["Action"])) == ARCHIVE_QUEUE_ACTIONS
+    assert as_list(archive["ArchiveQueue"]["Resource"]) == [deployed["archive_queue_arn"]]
+    assert as_list(archive["ArchiveLogFiles"]["Action"]) == ["s3:GetObject"]
+    assert as_list(archive["ArchiveLogFiles"]["Resource"]) == [f"arn:aws:s3:::{deployed['archive_bucket']}/org-trail/AWSLogs/*"]
+    assert as_list(archive["ArchiveLogFilesKey"]["Action"]) == ["kms:Decrypt"]
+    assert as_list(archive["ArchiveLogFilesKey"]["Resource"]) == [deployed["archive_key_arn"]]
+    assert archive["ArchiveLogFilesKey"]["Condition"] == {"StringEquals": {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}}
+    for statement in archive.values():
+        assert statement["Effect"] == "Allow"
+        assert not [action for action in as_list(statement["Action"]) if "*" in action], statement["Sid"]

@@ -1,14 +1,55 @@
 //! SDK plumbing shared by `main` and the tests: the rustls (ring) HTTP client, the shared SDK
 //! config, and a request counter used to measure DynamoDB requests per event.
 
+use crate::alerts::{securityhub_sink, slack_sink};
+use crate::dead_letter::SqsDeadLetter;
+use crate::dynamo::DynamoStore;
+use crate::handler::App;
+use crate::settings::Settings;
+use crate::sns::SnsSink;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
+use snapwatch_core::ports::SystemClock;
+use snapwatch_slack::SlackSink;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+
+/// The event function's [`App`] as deployed: DynamoDB state, the SQS dead-letter queue, SNS,
+/// Slack and Security Hub. The archive function builds the same one.
+pub type DeployedApp = App<DynamoStore, SqsDeadLetter, SnsSink, SlackSink>;
+
+/// Builds the deployed [`App`] from the settings (reads the Slack secret once).
+pub async fn deployed_app(
+    settings: &Settings,
+    sdk: &aws_config::SdkConfig,
+) -> Result<DeployedApp, lambda_runtime::Error> {
+    let slack = match &settings.slack_webhook {
+        None => None,
+        Some(source) => Some(slack_sink(sdk, source).await?),
+    };
+    let securityhub = match &settings.securityhub {
+        None => None,
+        Some(hub) => Some(securityhub_sink(sdk, hub)?),
+    };
+    Ok(App {
+        store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &settings.table_name),
+        config: settings.detector.clone(),
+        dead_letter: SqsDeadLetter::new(
+            aws_sdk_sqs::Client::new(sdk),
+            &settings.dead_letter_queue_url,
+        ),
+        sns: settings.sns_topic_arn.as_ref().map(|arn| {
+            SnsSink::new(aws_sdk_sns::Client::new(sdk), arn).with_format(settings.sns_format)
+        }),
+        slack,
+        securityhub,
+        clock: Arc::new(SystemClock),
+    })
+}
 
 /// JSON logs, one object per line, filtered by `RUST_LOG` (default `info`), with the current
 /// span's fields; no timestamps because CloudWatch stamps every line already.

@@ -11,7 +11,7 @@ use snapwatch_core::engine::{Detector, EngineError};
 use snapwatch_core::memory::MemoryStore;
 use snapwatch_core::parse::{aws, Parsed};
 use snapwatch_core::ports::{AlertSink, Clock, SinkError, StateStore};
-use snapwatch_core::{Config, Finding};
+use snapwatch_core::{Config, Finding, ParsedEvent};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tracing::Instrument;
@@ -207,10 +207,31 @@ where
             Ok(Parsed::Event(event)) => event,
         };
         span.record("event_id", event.meta.id.as_str());
+        let detected = match self.detect(&event).await {
+            Err(err @ HandlerError::SinkUnavailable { .. }) => {
+                span.record("outcome", "retry");
+                return Err(err);
+            }
+            other => other?,
+        };
+        span.record("outcome", "processed");
+        Ok(Outcome {
+            status: Status::Processed,
+            event_id: Some(event.meta.id),
+            reason: None,
+            findings: detected.findings,
+            sent: detected.sent,
+        })
+    }
 
+    /// The core path every source shares (EventBridge events here, archive records in
+    /// [`crate::archive`]): ingest the event's facts into the state store, evaluate the chains
+    /// it touched, deliver each finding through every sink at most once (claims keyed on the
+    /// finding id, so the same chain seen through both sources alerts once).
+    pub async fn detect(&self, event: &ParsedEvent) -> Result<Detected, HandlerError> {
         let detector = Detector::new(self.store.session(), self.config.clone());
         let now = self.clock.now();
-        let findings = detector.process(&event, now).await?;
+        let findings = detector.process(event, now).await?;
         let mut sent = BTreeMap::new();
         let mut retry: Vec<SinkError> = Vec::new();
         if let Some(sns) = &self.sns {
@@ -224,6 +245,7 @@ where
         }
         let finding_ids: Vec<String> = findings.iter().map(|f| f.id.clone()).collect();
         tracing::info!(
+            event_id = %event.meta.id,
             event_name = %event.meta.name,
             facts = event.facts.len(),
             findings = ?finding_ids,
@@ -232,18 +254,22 @@ where
         );
         let pending = retry.len();
         if let Some(first) = retry.into_iter().next() {
-            span.record("outcome", "retry");
             return Err(HandlerError::SinkUnavailable { pending, first });
         }
-        span.record("outcome", "processed");
-        Ok(Outcome {
-            status: Status::Processed,
-            event_id: Some(event.meta.id),
-            reason: None,
+        Ok(Detected {
             findings: finding_ids,
             sent,
         })
     }
+}
+
+/// What [`App::detect`] did with one event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Detected {
+    /// Ids of the findings the event's chains currently yield.
+    pub findings: Vec<String>,
+    /// Finding ids delivered by this call, per sink.
+    pub sent: BTreeMap<&'static str, Vec<String>>,
 }
 
 /// Delivers to one sink, collecting what was sent and what must be retried.

@@ -3,16 +3,10 @@
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::value::RawValue;
-use snapwatch_aws::alerts::{securityhub_sink, slack_sink};
 use snapwatch_aws::clients;
-use snapwatch_aws::dead_letter::SqsDeadLetter;
-use snapwatch_aws::dynamo::DynamoStore;
-use snapwatch_aws::handler::{App, Outcome};
+use snapwatch_aws::handler::Outcome;
 use snapwatch_aws::settings::Settings;
-use snapwatch_aws::sns::SnsSink;
-use snapwatch_core::ports::SystemClock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -23,28 +17,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 
     let settings = Settings::from_lookup(|name| std::env::var(name).ok())?;
     let sdk = clients::sdk_config().await;
-    let slack = match &settings.slack_webhook {
-        None => None,
-        Some(source) => Some(slack_sink(&sdk, source).await?),
-    };
-    let securityhub = match &settings.securityhub {
-        None => None,
-        Some(hub) => Some(securityhub_sink(&sdk, hub)?),
-    };
-    let app = App {
-        store: DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &settings.table_name),
-        config: settings.detector.clone(),
-        dead_letter: SqsDeadLetter::new(
-            aws_sdk_sqs::Client::new(&sdk),
-            &settings.dead_letter_queue_url,
-        ),
-        sns: settings.sns_topic_arn.as_ref().map(|arn| {
-            SnsSink::new(aws_sdk_sns::Client::new(&sdk), arn).with_format(settings.sns_format)
-        }),
-        slack,
-        securityhub,
-        clock: Arc::new(SystemClock),
-    };
+    let app = clients::deployed_app(&settings, &sdk).await?;
     tracing::info!(
         table = %settings.table_name,
         sns = settings.sns_topic_arn.is_some(),

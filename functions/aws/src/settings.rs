@@ -29,6 +29,8 @@ pub mod env {
     pub const SECURITYHUB: &str = "SNAPWATCH_SECURITYHUB";
     /// The SDK's per-service endpoint override, honoured by the Security Hub sink.
     pub const AWS_ENDPOINT_URL_SECURITYHUB: &str = "AWS_ENDPOINT_URL_SECURITYHUB";
+    /// The SDK's per-service endpoint override, honoured by the archive function's S3 reads.
+    pub const AWS_ENDPOINT_URL_S3: &str = "AWS_ENDPOINT_URL_S3";
 }
 
 /// Where the Slack webhook URL comes from.
@@ -275,6 +277,35 @@ impl BaselineSettings {
     }
 }
 
+/// The archive function's settings: the event function's (the same table, sinks and dead-letter
+/// queue) plus where its S3 reads go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveSettings {
+    /// Everything the event function reads.
+    pub event: Settings,
+    /// The function's own region (`AWS_REGION`); log files are read from the trail bucket in it.
+    pub region: String,
+    /// `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`, for local servers.
+    pub s3_endpoint_url: Option<String>,
+}
+
+impl ArchiveSettings {
+    /// Reads every setting through `lookup`; the error names the variable at fault.
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<ArchiveSettings, ConfigError> {
+        let event = Settings::from_lookup(&lookup)?;
+        let vars = Environment::new(&lookup);
+        Ok(ArchiveSettings {
+            event,
+            region: vars.required(env::AWS_REGION)?,
+            s3_endpoint_url: vars
+                .optional(env::AWS_ENDPOINT_URL_S3)
+                .or_else(|| vars.optional(env::AWS_ENDPOINT_URL)),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,6 +507,40 @@ mod tests {
         );
         let no_sink = [(env::TABLE_NAME, "t"), (env::AWS_REGION, "eu-west-1")];
         assert_eq!(baseline(&no_sink).unwrap_err().name, env::SNS_TOPIC_ARN);
+    }
+
+    #[test]
+    fn archive_settings_are_the_event_settings_plus_region_and_s3_endpoint() {
+        let archive = |pairs: &[(&str, &str)]| {
+            let vars: HashMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            ArchiveSettings::from_lookup(|k| vars.get(k).cloned())
+        };
+        let mut vars = BASE.to_vec();
+        vars.push((env::SNS_TOPIC_ARN, "arn"));
+        assert_eq!(archive(&vars).unwrap_err().name, env::AWS_REGION);
+        vars.push((env::AWS_REGION, "eu-west-1"));
+        vars.push((env::AWS_ENDPOINT_URL, "http://127.0.0.1:5000"));
+        let s = archive(&vars).unwrap();
+        assert_eq!(s.event, settings(&vars).unwrap());
+        assert_eq!(s.region, "eu-west-1");
+        assert_eq!(s.s3_endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+        vars.push((env::AWS_ENDPOINT_URL_S3, "http://127.0.0.1:6000"));
+        assert_eq!(
+            archive(&vars).unwrap().s3_endpoint_url.as_deref(),
+            Some("http://127.0.0.1:6000")
+        );
+        let no_dlq = [
+            (env::TABLE_NAME, "t"),
+            (env::SNS_TOPIC_ARN, "arn"),
+            (env::AWS_REGION, "r"),
+        ];
+        assert_eq!(
+            archive(&no_dlq).unwrap_err().name,
+            env::DEAD_LETTER_QUEUE_URL
+        );
     }
 
     #[test]

@@ -395,3 +395,106 @@ async fn the_baseline_function_runs_under_cargo_lambda_watch() {
     );
     assert!(init.is_some(), "the function logs its init time");
 }
+
+/// The archive binary under the real runtime: an SQS event of two S3 notifications (one log file
+/// holding the chain, one corrupt), the partial batch response exactly as Lambda reads it, one
+/// SNS message, and a redelivery of the good notification that reads nothing.
+#[tokio::test]
+async fn the_archive_function_runs_under_cargo_lambda_watch() {
+    use common::archive::{account_key, created, gzip, log_file, sqs_batch};
+    let moto = server_endpoint(MOTO);
+    let sdk = local_sdk(&moto).await;
+    let table = unique_name("snapwatch-watch-archive");
+    snapwatch_aws::dynamo::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &table)
+        .create_table()
+        .await
+        .expect("table");
+    let topic = AlertTopic::create(&sdk).await;
+    let dlq = topic
+        .sqs
+        .create_queue()
+        .queue_name(unique_name("watch-archive-dlq"))
+        .send()
+        .await
+        .expect("queue")
+        .queue_url
+        .expect("url");
+    let s3 = snapwatch_aws_inventory::S3Client::new(
+        reqwest::Client::new(),
+        aws_credential_types::provider::SharedCredentialsProvider::new(
+            aws_credential_types::Credentials::new("testing", "testing", None, None, "tests"),
+        ),
+        "us-east-1",
+        Some(&moto),
+    )
+    .expect("S3 client");
+    let bucket = unique_name("watch-trail").to_lowercase();
+    s3.put(&bucket, "", None, Vec::new()).await.expect("bucket");
+    let now = Utc::now();
+    let chain: Vec<String> = single_instance_chain()
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            let envelope = retimed(raw, now - ChronoDuration::minutes(10 - i as i64), None);
+            let v: serde_json::Value = serde_json::from_str(&envelope).expect("JSON");
+            v["detail"].to_string()
+        })
+        .collect();
+    let good = account_key("111122223333", "us-east-1", "watch");
+    let corrupt = account_key("111122223333", "us-east-1", "corrupt");
+    s3.put(&bucket, &good, None, gzip(&log_file(&chain, 1_000)))
+        .await
+        .expect("put");
+    s3.put(&bucket, &corrupt, None, b"\x1f\x8bnot really gzip".to_vec())
+        .await
+        .expect("put");
+
+    let (mut watch, port) = start_watch().await;
+    let mut env = runtime_env(port);
+    env.extend([
+        ("AWS_ENDPOINT_URL", moto.clone()),
+        ("SNAPWATCH_TABLE_NAME", table.clone()),
+        ("SNAPWATCH_SNS_TOPIC_ARN", topic.topic_arn.clone()),
+        ("SNAPWATCH_DEAD_LETTER_QUEUE_URL", dlq.clone()),
+        ("SNAPWATCH_MIN_SEVERITY", "critical".to_string()),
+    ]);
+    start_function(
+        &mut watch,
+        env!("CARGO_BIN_EXE_snapwatch-aws-archive"),
+        &env,
+    );
+    let batch = sqs_batch(&[
+        ("m-good", created(&bucket, &good, "etag-good")),
+        ("m-corrupt", created(&bucket, &corrupt, "etag-corrupt")),
+    ]);
+    let body = serde_json::to_string(&batch).expect("SQS event JSON");
+    let (status, text) = invoke(port, body.clone()).await;
+    assert_eq!(
+        status,
+        200,
+        "invocation failed: {text}\nlog:\n{}",
+        watch.log_text()
+    );
+    let response: serde_json::Value = serde_json::from_str(&text).expect("response JSON");
+    assert_eq!(
+        response,
+        serde_json::json!({"batchItemFailures": [{"itemIdentifier": "m-corrupt"}]}),
+        "log:\n{}",
+        watch.log_text()
+    );
+    assert_eq!(topic.findings().await.len(), 1, "one SNS message");
+
+    let (status, text) = invoke(port, body).await;
+    assert_eq!(status, 200, "{text}");
+    let log = watch.log_text();
+    assert!(
+        log.contains("already processed; skipped"),
+        "the redelivered log file is not read again:\n{log}"
+    );
+    assert!(topic.findings().await.is_empty());
+    let init = logged_figure(&log, "snapwatch-aws-archive initialised", "init_ms");
+    eprintln!(
+        "FIGURE archive function init under cargo lambda watch (debug build, moto): {init:?} ms"
+    );
+    assert!(init.is_some(), "the function logs its init time");
+}

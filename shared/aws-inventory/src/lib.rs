@@ -21,6 +21,7 @@ pub mod classify;
 mod client;
 mod error;
 mod lister;
+pub mod s3;
 #[cfg(feature = "sdk")]
 pub mod sdk;
 pub mod signing;
@@ -29,3 +30,4 @@ mod xml;
 pub use client::{QueryClient, RetryPolicy, Service};
 pub use error::{InventoryError, TransportError};
 pub use lister::{image_from_description, SnapshotLister};
+pub use s3::{S3Client, S3Error};

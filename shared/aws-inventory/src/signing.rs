@@ -1,12 +1,16 @@
 //! SigV4 for the few AWS calls snapwatch signs itself instead of compiling an SDK client: the
-//! baseline's Query calls (EC2, RDS, STS) and the Security Hub sink's JSON import. Both need the
-//! same two things: credentials cached between calls, and the signed headers of one POST.
+//! baseline's Query calls (EC2, RDS, STS), the Security Hub sink's JSON import and the S3 reads
+//! of the CloudTrail archive. All need the same two things: credentials cached between calls,
+//! and the signed headers of one request.
 
 use crate::error::TransportError;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::http_request::{
+    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+    UriPathNormalizationMode,
+};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use snapwatch_http::{Token, TokenCache};
@@ -82,6 +86,44 @@ pub fn signed_post_headers(
         url.as_str(),
         std::iter::once(("content-type", content_type)),
         SignableBody::Bytes(body.as_bytes()),
+    )?;
+    let (instructions, _signature) = sign(request, &params)?.into_parts();
+    let (headers, _query) = instructions.into_parts();
+    Ok(headers
+        .into_iter()
+        .map(|h| (h.name(), h.value().to_string()))
+        .collect())
+}
+
+/// The SigV4 headers of an S3 request without a signed body (`GET`, `HEAD`, or a `PUT` whose
+/// body is sent as `UNSIGNED-PAYLOAD`, as the SDK does over TLS): `authorization`, `x-amz-date`,
+/// `x-amz-content-sha256: UNSIGNED-PAYLOAD` and, for temporary credentials,
+/// `x-amz-security-token`. S3 signs the path as sent: encoded once, never normalized.
+pub fn signed_s3_headers(
+    credentials: &Credentials,
+    region: &str,
+    method: &str,
+    url: &reqwest::Url,
+    time: SystemTime,
+) -> Result<Vec<(&'static str, String)>, TransportError> {
+    let identity: Identity = credentials.clone().into();
+    let mut settings = SigningSettings::default();
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("s3")
+        .time(time)
+        .settings(settings)
+        .build()?
+        .into();
+    let request = SignableRequest::new(
+        method,
+        url.as_str(),
+        std::iter::empty(),
+        SignableBody::UnsignedPayload,
     )?;
     let (instructions, _signature) = sign(request, &params)?.into_parts();
     let (headers, _query) = instructions.into_parts();

@@ -2,6 +2,8 @@
 //! a Slack-like webhook receiver, and SDK clients pointed at the local servers.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod archive;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;

@@ -61,6 +61,30 @@ variable "security_hub_enabled" {
   default     = false
 }
 
+variable "archive_bucket_name" {
+  description = "The CloudTrail archive bucket to read log files from (null: EventBridge only)."
+  type        = string
+  default     = null
+}
+
+variable "archive_prefix" {
+  description = "The trail's S3 key prefix, if any (the folder before AWSLogs/)."
+  type        = string
+  default     = ""
+}
+
+variable "archive_kms_key_arn" {
+  description = "KMS key of an SSE-KMS trail bucket (null: SSE-S3)."
+  type        = string
+  default     = null
+}
+
+variable "archive_zip_path" {
+  description = "Archive function deployment zip; null uses the one `make package-aws` builds in this repository."
+  type        = string
+  default     = null
+}
+
 variable "enable_deletion_protection" {
   description = "Deletion protection on the state table."
   type        = bool
@@ -85,6 +109,12 @@ module "snapwatch" {
   baseline_enabled  = true
   baseline_zip_path = coalesce(var.baseline_zip_path, "${path.module}/../../../../target/lambda/snapwatch-aws-baseline/bootstrap.zip")
   baseline_regions  = var.baseline_regions
+
+  # Opt-in: the trail bucket's log files as a second source (same chains, alerts once).
+  archive_bucket_name = var.archive_bucket_name
+  archive_prefix      = var.archive_prefix
+  archive_kms_key_arn = var.archive_kms_key_arn
+  archive_zip_path    = var.archive_bucket_name == null ? null : coalesce(var.archive_zip_path, "${path.module}/../../../../target/lambda/snapwatch-aws-archive/bootstrap.zip")
 }
 
 output "alerts_topic_arn" {
@@ -155,4 +185,29 @@ output "baseline_schedule_name" {
 output "baseline_scheduler_role_arn" {
   description = "Role the schedule invokes the baseline with."
   value       = module.snapwatch.baseline_scheduler_role_arn
+}
+
+output "archive_function_name" {
+  description = "Archive Lambda (null unless archive_bucket_name is set)."
+  value       = module.snapwatch.archive_function_name
+}
+
+output "archive_role_arn" {
+  description = "Execution role of the archive Lambda."
+  value       = module.snapwatch.archive_role_arn
+}
+
+output "archive_queue_arn" {
+  description = "Queue the trail bucket notifies."
+  value       = module.snapwatch.archive_queue_arn
+}
+
+output "archive_queue_url" {
+  description = "URL of the notification queue."
+  value       = module.snapwatch.archive_queue_url
+}
+
+output "archive_dead_letter_queue_url" {
+  description = "Notifications whose log file kept failing."
+  value       = module.snapwatch.archive_dead_letter_queue_url
 }
