@@ -179,7 +179,10 @@ fn run_scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         Some(path) => load_config(path)?,
         None => Config::default(),
     };
+    #[cfg(feature = "baseline")]
     let archive = archive_range(&args)?;
+    #[cfg(not(feature = "baseline"))]
+    archive_range(&args)?;
     // An unreadable PATH is the same failure whether found now or mid-scan: exit 1.
     for path in args.paths.iter().filter(|p| !scan::is_s3_url(p)) {
         if let Err(message) = input::check_readable(path) {

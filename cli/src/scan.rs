@@ -95,8 +95,16 @@ pub trait ScanState: StateStore {
     fn bytes_on_disk(&self) -> u64;
     /// Whether an earlier scan with this state finished the archive object `source` (its
     /// `s3://` name) with this ETag. Never, without a state file.
+    #[cfg_attr(
+        not(feature = "baseline"),
+        expect(dead_code, reason = "used by `scan s3://`")
+    )]
     fn object_finished(&self, source: &str, etag: &str) -> anyhow::Result<bool>;
     /// Records that the archive object's records were read and their chains delivered.
+    #[cfg_attr(
+        not(feature = "baseline"),
+        expect(dead_code, reason = "used by `scan s3://`")
+    )]
     fn finish_object(&self, source: &str, etag: &str) -> anyhow::Result<()>;
 }
 
