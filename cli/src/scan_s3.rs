@@ -13,11 +13,16 @@ use crate::input;
 use anyhow::Context;
 use chrono::NaiveDate;
 use indicatif::ProgressStyle;
+use snapwatch_aws_inventory::s3::S3Body;
 use snapwatch_aws_inventory::s3::TrailDay;
 use snapwatch_aws_inventory::S3Client;
 use snapwatch_core::render;
 use snapwatch_http::error_chain;
+use std::collections::VecDeque;
 use std::time::Duration;
+
+/// GETs in flight ahead of the object being parsed.
+const PREFETCH: usize = 8;
 
 /// The days of the archive to read, and where S3 is.
 #[derive(Debug, Clone)]
@@ -126,30 +131,51 @@ fn read_day<S: ScanState>(
     day: &TrailDay,
     limits: &input::Limits,
 ) -> anyhow::Result<()> {
-    let objects = runtime
+    let listed = runtime
         .block_on(s3.list_all_objects(bucket, &day.prefix, None))
         .with_context(|| format!("cannot list s3://{bucket}/{}", day.prefix))?;
-    for object in objects {
+    let mut unread = Vec::with_capacity(listed.len());
+    for object in listed {
         if object.key.ends_with('/') {
             continue; // a folder marker, not a log file
         }
         let source = format!("s3://{bucket}/{}", object.key);
-        let finished = match scanner
+        match scanner
             .detector
             .store()
             .object_finished(&source, &object.etag)
         {
-            Ok(finished) => finished,
+            Ok(true) => scanner.report.archive.already_finished += 1,
+            Ok(false) => unread.push((source, object)),
             Err(e) => {
                 scanner.store_error = Some(e.context("chain state store failed"));
                 return Ok(());
             }
-        };
-        if finished {
-            scanner.report.archive.already_finished += 1;
-            continue;
         }
-        match read_object(scanner, runtime, s3, bucket, &object.key, &source, limits) {
+    }
+    // The next few GETs are started while one object is parsed: objects are small and many, so a
+    // backfill waits on request latency far more than on bandwidth. Each body is read in order,
+    // and only as far as the connection buffers until its turn.
+    let fetch = |key: &str| {
+        let (s3, bucket, key) = (s3.clone(), bucket.to_string(), key.to_string());
+        runtime.spawn(async move { s3.get_object(&bucket, &key).await })
+    };
+    let mut queue = unread.into_iter();
+    let mut inflight = VecDeque::with_capacity(PREFETCH);
+    for (source, object) in queue.by_ref().take(PREFETCH) {
+        let started = fetch(&object.key);
+        inflight.push_back((source, object, started));
+    }
+    while let Some((source, object, started)) = inflight.pop_front() {
+        if let Some((next_source, next)) = queue.next() {
+            let next_started = fetch(&next.key);
+            inflight.push_back((next_source, next, next_started));
+        }
+        let body = match runtime.block_on(started) {
+            Ok(body) => body.map_err(|e| error_chain(&e)),
+            Err(join) => Err(format!("the download task failed: {join}")),
+        };
+        match body.and_then(|body| read_object(scanner, runtime, body, &source, limits)) {
             Ok(etag) => {
                 // Its chains are evaluated and delivered before it counts as finished, so a
                 // rerun that skips it loses nothing.
@@ -189,19 +215,14 @@ fn read_day<S: ScanState>(
     Ok(())
 }
 
-/// Streams one object through the reader; its ETag on success, what failed otherwise.
+/// Streams one object's body through the reader; its ETag on success, what failed otherwise.
 fn read_object<S: ScanState>(
     scanner: &mut Scanner<'_, S>,
     runtime: &tokio::runtime::Runtime,
-    s3: &S3Client,
-    bucket: &str,
-    key: &str,
+    body: S3Body,
     source: &str,
     limits: &input::Limits,
 ) -> Result<Option<String>, String> {
-    let body = runtime
-        .block_on(s3.get_object(bucket, key))
-        .map_err(|e| error_chain(&e))?;
     let etag = body.etag.clone();
     let reader = body.into_blocking_read(runtime.handle().clone());
     input::read_stream(source, reader, limits, scanner).map_err(|e| error_chain(&e))?;
