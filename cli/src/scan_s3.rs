@@ -99,7 +99,10 @@ async fn client(bucket: &str, archive: &Archive) -> anyhow::Result<S3Client> {
         .clone()
         .or_else(|| sdk.endpoint_url().map(str::to_string));
     let region = sdk.region().map_or("us-east-1", |r| r.as_ref()).to_string();
+    // S3 answers a request in the wrong region with a redirect carrying the bucket's region;
+    // `bucket_region` reads it, so it must not be followed.
     let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
         .read_timeout(Duration::from_secs(60))
         .build()
