@@ -478,3 +478,104 @@ fn s3_paths_need_a_start_day_and_the_range_options_need_s3_paths() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("is after"), "{}", stderr(&out));
 }
+
+/// Killed mid-backfill (SIGKILL: no final evaluation), the rerun must still print a chain whose
+/// objects were all finished before the kill: an object counts as finished only once its chains
+/// were evaluated and delivered.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_killed_mid_object_loses_no_finding_of_the_objects_it_finished() {
+    let s3 = s3();
+    let name = "snapwatch-cli-killed";
+    bucket(&s3, name).await;
+    let day = "2024/01/10";
+    let public = "snap-0ffee0ffee0ffee00";
+    let chain = vec![
+        create_snapshot("k-create", at(0, 500), MANAGEMENT, "bob", public),
+        make_public("k-public", at(0, 600), MANAGEMENT, "bob", public),
+    ];
+    // The chain's object is read first; bulk objects keep the scan busy after it.
+    let first = own_key(day, "20240110T0000Z_chain");
+    let mut objects = vec![(first.clone(), trail_object(&chain))];
+    for i in 0..8 {
+        objects.push((
+            own_key(day, &format!("20240110T{:02}00Z_bulk", i + 1)),
+            trail_object(&noise(30_000, 100 + i, MANAGEMENT)),
+        ));
+    }
+    put_all(&s3, name, &objects).await;
+    let etag = s3.list_all_objects(name, &first, None).await.unwrap()[0]
+        .etag
+        .clone();
+    let url = format!("s3://{name}/trail/");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("killed.db");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_snapwatch"))
+        .args(["scan", "--format", "jsonl", "--endpoint-url", &moto()])
+        .args(["--since", "2024-01-10", "--until", "2024-01-10", "--state"])
+        .arg(&state)
+        .arg(&url)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", REGION)
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let source = format!("s3://{name}/{first}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let finished = state.exists()
+            && snapwatch_sqlite::SqliteStore::open(&state)
+                .and_then(|store| store.object_finished(&source, &etag))
+                .unwrap_or(false);
+        if finished {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the scan ended before it could be killed"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first object never finished"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    let killed = child.wait_with_output().unwrap();
+    assert!(!killed.status.success(), "killed before the end");
+
+    let (u, s) = (url.clone(), state.clone());
+    let rerun = tokio::task::spawn_blocking(move || {
+        backfill(&moto(), &u, ("2024-01-10", "2024-01-10"), Some(&s))
+    })
+    .await
+    .unwrap();
+    assert!(rerun.status.success(), "{}", stderr(&rerun));
+    assert_eq!(
+        findings(&killed).len() + findings(&rerun).len(),
+        1,
+        "printed once across both runs"
+    );
+    let mut printed = ids(&findings(&killed));
+    printed.extend(ids(&findings(&rerun)));
+    let rules: Vec<&str> = printed.iter().map(|(_, rule)| rule.as_str()).collect();
+    assert_eq!(
+        rules,
+        vec!["snapshot.public"],
+        "the chain of the finished object, printed once across both runs\n{}",
+        stderr(&rerun)
+    );
+    assert!(
+        stderr(&rerun).contains("skipped as finished in state"),
+        "{}",
+        stderr(&rerun)
+    );
+}
