@@ -76,7 +76,17 @@ struct ScanArgs {
     /// Also read entries whose name starts with `.` (and `.git/`) when walking directories.
     #[arg(long)]
     include_hidden: bool,
-    /// Files, directories (walked) or `-` for stdin. `.gz` files are decompressed.
+    /// With an `s3://` PATH: the first delivery day (UTC, YYYY-MM-DD) of the archive to read.
+    #[arg(long, value_name = "DAY")]
+    since: Option<chrono::NaiveDate>,
+    /// With an `s3://` PATH: the last delivery day read, inclusive (default: today, UTC).
+    #[arg(long, value_name = "DAY")]
+    until: Option<chrono::NaiveDate>,
+    /// Send the S3 calls of `s3://` PATHs here instead of AWS (a local test server).
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// Files, directories (walked), `-` for stdin, or `s3://BUCKET/PREFIX`, a CloudTrail archive
+    /// (cargo feature `baseline`). `.gz` files are decompressed.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
 }
@@ -169,8 +179,12 @@ fn run_scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         Some(path) => load_config(path)?,
         None => Config::default(),
     };
+    #[cfg(feature = "baseline")]
+    let archive = archive_range(&args)?;
+    #[cfg(not(feature = "baseline"))]
+    archive_range(&args)?;
     // An unreadable PATH is the same failure whether found now or mid-scan: exit 1.
-    for path in &args.paths {
+    for path in args.paths.iter().filter(|p| !scan::is_s3_url(p)) {
         if let Err(message) = input::check_readable(path) {
             eprintln!(
                 "snapwatch: error: {}",
@@ -190,6 +204,8 @@ fn run_scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
             },
             include_hidden: args.include_hidden,
         },
+        #[cfg(feature = "baseline")]
+        archive,
     };
     let report = match &args.state {
         Some(path) => {
@@ -207,6 +223,43 @@ fn run_scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The days of the `s3://` PATHs (`--since`, `--until`), refused where they mean nothing.
+#[cfg(feature = "baseline")]
+fn archive_range(args: &ScanArgs) -> anyhow::Result<Option<scan::s3::Archive>> {
+    if !args.paths.iter().any(|p| scan::is_s3_url(p)) {
+        anyhow::ensure!(
+            args.since.is_none() && args.until.is_none() && args.endpoint_url.is_none(),
+            "--since, --until and --endpoint-url apply to s3://BUCKET/PREFIX paths only"
+        );
+        return Ok(None);
+    }
+    let since = args.since.context(
+        "an s3:// PATH needs --since DAY (YYYY-MM-DD): the first day of the archive to read",
+    )?;
+    let until = args
+        .until
+        .unwrap_or_else(|| chrono::Utc::now().date_naive());
+    anyhow::ensure!(since <= until, "--since {since} is after --until {until}");
+    Ok(Some(scan::s3::Archive {
+        since,
+        until,
+        endpoint_url: args.endpoint_url.clone(),
+    }))
+}
+
+#[cfg(not(feature = "baseline"))]
+fn archive_range(args: &ScanArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !args.paths.iter().any(|p| scan::is_s3_url(p)),
+        "this snapwatch was built without the `baseline` feature, which s3:// paths need; rebuild with `cargo build --release -p snapwatch-cli --features baseline`"
+    );
+    anyhow::ensure!(
+        args.since.is_none() && args.until.is_none() && args.endpoint_url.is_none(),
+        "--since, --until and --endpoint-url apply to s3://BUCKET/PREFIX paths only"
+    );
+    Ok(())
 }
 
 #[cfg(feature = "baseline")]

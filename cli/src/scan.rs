@@ -6,6 +6,10 @@
 //! window of event time, or [`FLUSH_EVENTS`] events), after which facts that no record read in
 //! the interval could link to are dropped, so memory follows one window of history, not all of it.
 
+#[cfg(feature = "baseline")]
+#[path = "scan_s3.rs"]
+pub mod s3;
+
 use crate::input::{self, UnitHandler};
 use crate::OutputFormat;
 use chrono::{DateTime, Utc};
@@ -32,6 +36,27 @@ pub struct Options {
     pub state: bool,
     pub paths: Vec<PathBuf>,
     pub read: input::ReadOptions,
+    /// The days to read of `s3://` paths.
+    #[cfg(feature = "baseline")]
+    pub archive: Option<s3::Archive>,
+}
+
+/// Whether a PATH names an S3 archive (`s3://BUCKET/PREFIX`) rather than a file.
+pub fn is_s3_url(path: &std::path::Path) -> bool {
+    path.to_str().is_some_and(|p| p.starts_with("s3://"))
+}
+
+/// What a scan of `s3://` archives read, for the summary.
+#[derive(Debug, Default)]
+pub struct ArchiveReport {
+    /// Objects read to their end.
+    pub objects: u64,
+    /// Bytes of those objects, as stored (compressed).
+    pub bytes: u64,
+    /// Objects skipped because the state says an earlier scan finished them.
+    pub already_finished: u64,
+    /// Objects that could not be read (reported by name; not finished, so a rerun tries again).
+    pub failed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -56,6 +81,8 @@ pub struct Report {
     pub from_history: usize,
     /// Bytes of the state file, when it is large enough to mention.
     pub state_bytes: Option<u64>,
+    /// `s3://` archives read.
+    pub archive: ArchiveReport,
 }
 
 /// The state a scan keeps, and how to drop what no later record can use.
@@ -66,6 +93,19 @@ pub trait ScanState: StateStore {
     fn purge_claims(&self, at: i64) -> anyhow::Result<usize>;
     /// Bytes on disk (0 in memory).
     fn bytes_on_disk(&self) -> u64;
+    /// Whether an earlier scan with this state finished the archive object `source` (its
+    /// `s3://` name) with this ETag. Never, without a state file.
+    #[cfg_attr(
+        not(feature = "baseline"),
+        expect(dead_code, reason = "used by `scan s3://`")
+    )]
+    fn object_finished(&self, source: &str, etag: &str) -> anyhow::Result<bool>;
+    /// Records that the archive object's records were read and their chains delivered.
+    #[cfg_attr(
+        not(feature = "baseline"),
+        expect(dead_code, reason = "used by `scan s3://`")
+    )]
+    fn finish_object(&self, source: &str, etag: &str) -> anyhow::Result<()>;
 }
 
 impl ScanState for MemoryStore {
@@ -78,6 +118,12 @@ impl ScanState for MemoryStore {
     fn bytes_on_disk(&self) -> u64 {
         0
     }
+    fn object_finished(&self, _source: &str, _etag: &str) -> anyhow::Result<bool> {
+        Ok(false)
+    }
+    fn finish_object(&self, _source: &str, _etag: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 impl ScanState for SqliteStore {
@@ -89,6 +135,12 @@ impl ScanState for SqliteStore {
     }
     fn bytes_on_disk(&self) -> u64 {
         self.file_size()
+    }
+    fn object_finished(&self, source: &str, etag: &str) -> anyhow::Result<bool> {
+        Ok(SqliteStore::object_finished(self, source, etag)?)
+    }
+    fn finish_object(&self, source: &str, etag: &str) -> anyhow::Result<()> {
+        Ok(SqliteStore::finish_object(self, source, etag, Utc::now())?)
     }
 }
 
@@ -413,6 +465,19 @@ pub fn run<S: ScanState>(store: S, config: Config, options: &Options) -> anyhow:
         progress,
     };
     for path in &options.paths {
+        #[cfg(feature = "baseline")]
+        if let (Some(url), Some(archive)) =
+            (path.to_str().filter(|_| is_s3_url(path)), &options.archive)
+        {
+            if let Err(e) = s3::scan(&mut scanner, url, archive, &options.read.limits) {
+                scanner.report.unreadable_paths += 1;
+                let message = render::escape_line(&format!("{e:#}"));
+                scanner
+                    .progress
+                    .suspend(|| eprintln!("snapwatch: error: {message}"));
+            }
+            continue;
+        }
         for (name, error) in input::read_path(path, &options.read, &mut scanner) {
             scanner.report.unreadable_paths += 1;
             scanner.progress.suspend(|| {
@@ -502,6 +567,16 @@ fn summarize(r: &Report, window_days: u32, secs: f64) {
         eprintln!(
             "snapwatch: paths not read: hidden {} (--include-hidden reads them), not regular files {}, symlink loops {}",
             r.hidden_paths, r.special_files, r.walk_loops
+        );
+    }
+    let a = &r.archive;
+    if a.objects + a.already_finished + a.failed > 0 {
+        eprintln!(
+            "snapwatch: s3 objects read {} ({} MB), skipped as finished in state {}, failed {}",
+            a.objects,
+            a.bytes / 1_000_000,
+            a.already_finished,
+            a.failed
         );
     }
     if let Some(bytes) = r.state_bytes {

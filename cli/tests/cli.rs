@@ -683,3 +683,19 @@ fn rejected_lines_count_as_records_in_every_kind_of_file() {
     // notes.txt: one reject (not JSON); bad.jsonl: three rejected lines.
     assert_eq!(summary_counts(&out), (4, 4), "{}", stderr(&out));
 }
+
+/// Without the `baseline` feature an `s3://` PATH is refused up front with the rebuild to make,
+/// not read as a missing file.
+#[cfg(not(feature = "baseline"))]
+#[test]
+fn an_s3_path_needs_the_baseline_feature() {
+    let out = snapwatch(&[
+        "scan",
+        "--since",
+        "2024-01-10",
+        "s3://trail-bucket/AWSLogs/",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--features baseline"), "{stderr}");
+}

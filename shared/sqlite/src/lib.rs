@@ -19,7 +19,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// The schema this code reads and writes, kept in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a write waits for another process holding the file's write lock before giving up
 /// with [`StoreError::Unavailable`].
@@ -48,6 +48,18 @@ CREATE TABLE alert_claims (
     expires_at INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX alert_claims_by_expiry ON alert_claims (expires_at);
+";
+
+/// Version 2: the log objects a scan finished (`scan s3://… --state`), so a rerun of an
+/// interrupted backfill skips them. Keyed by the object's name and ETag: an object rewritten
+/// under the same key is read again.
+const SCHEMA_V2: &str = "
+CREATE TABLE finished_objects (
+    source      TEXT    NOT NULL,
+    etag        TEXT    NOT NULL,
+    finished_at INTEGER NOT NULL,
+    PRIMARY KEY (source, etag)
+) STRICT, WITHOUT ROWID;
 ";
 
 const INSERT_FACT: &str = "
@@ -215,6 +227,41 @@ impl SqliteStore {
             .map_err(|source| SqliteError::Query {
                 path: self.path.clone(),
                 operation: "purging expired alert claims",
+                source,
+            })
+    }
+
+    /// Whether a scan already finished the log object `source` (`s3://bucket/key`) with this
+    /// `etag`.
+    pub fn object_finished(&self, source: &str, etag: &str) -> Result<bool, SqliteError> {
+        self.lock()
+            .prepare_cached("SELECT 1 FROM finished_objects WHERE source = ?1 AND etag = ?2")
+            .and_then(|mut select| select.exists(params![source, etag]))
+            .map_err(|source| SqliteError::Query {
+                path: self.path.clone(),
+                operation: "reading finished objects",
+                source,
+            })
+    }
+
+    /// Records that every record of `source` with this `etag` was read, and its chains
+    /// evaluated and delivered: a later scan with this file skips it.
+    pub fn finish_object(
+        &self,
+        source: &str,
+        etag: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), SqliteError> {
+        self.lock()
+            .prepare_cached(
+                "INSERT INTO finished_objects (source, etag, finished_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (source, etag) DO UPDATE SET finished_at = excluded.finished_at",
+            )
+            .and_then(|mut insert| insert.execute(params![source, etag, now.timestamp()]))
+            .map(|_| ())
+            .map_err(|source| SqliteError::Query {
+                path: self.path.clone(),
+                operation: "recording a finished object",
                 source,
             })
     }
@@ -408,9 +455,16 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<Migration> {
                 Migration::Foreign
             } else {
                 tx.execute_batch(SCHEMA_V1)?;
+                tx.execute_batch(SCHEMA_V2)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
                 Migration::Ready
             }
+        }
+        // A version-1 file (facts and claims only) gains the finished-objects table.
+        1 => {
+            tx.execute_batch(SCHEMA_V2)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            Migration::Ready
         }
         other => Migration::Unsupported(other),
     };
