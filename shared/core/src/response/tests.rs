@@ -765,3 +765,38 @@ fn eight_racing_handlers_act_once_and_alert_once() {
         "the alert that went out is the one that acted"
     );
 }
+
+#[test]
+fn every_renderer_shows_the_response_and_its_failure() {
+    let store = MemoryStore::new();
+    let detector = Detector::new(&store, config("snapshot.public=enforce"));
+    let responder = MemoryResponder::new();
+    responder.fail("snap-1", false, "UnauthorizedOperation <denied>");
+    let sink = MemorySink::new();
+    handle(
+        &detector,
+        &responder,
+        &sink,
+        &share("s1", 0, K::Snapshot, "snap-1", Audience::Public),
+    );
+    let finding = &sink.sent()[0];
+    let line = "failed: ec2:ModifySnapshotAttribute on snap-1: remove createVolumePermission group all (UnauthorizedOperation <denied>)";
+    let text = crate::render::text(finding);
+    assert!(text.contains("Response (enforce) FAILED:"), "{text}");
+    assert!(text.contains(line), "{text}");
+    let slack = crate::render::slack_message(finding).to_string();
+    assert!(slack.contains("*Response (enforce) FAILED*"), "{slack}");
+    assert!(
+        slack.contains("UnauthorizedOperation &lt;denied&gt;"),
+        "{slack}"
+    );
+    let html = crate::render_html::page(&[finding], t0());
+    assert!(
+        html.contains("<h3>Response (enforce) FAILED</h3>"),
+        "{html}"
+    );
+    assert!(html.contains("UnauthorizedOperation &lt;denied&gt;"));
+    let sns: serde_json::Value =
+        serde_json::from_str(&crate::render::sns_message(finding)).unwrap();
+    assert_eq!(sns["response"]["actions"][0]["result"], "failed");
+}
