@@ -357,7 +357,11 @@ pub(crate) fn ec2_tag_keys(body: &str) -> Result<Vec<String>, Reason> {
     let doc = document(body)?;
     let root = response_root(&doc, "DescribeTags")?;
     Ok(child(root, "tagSet")
-        .map(|set| children(set, "item").filter_map(|i| text(i, "key")).collect())
+        .map(|set| {
+            children(set, "item")
+                .filter_map(|i| text(i, "key"))
+                .collect()
+        })
         .unwrap_or_default())
 }
 
@@ -366,7 +370,11 @@ pub(crate) fn rds_tag_keys(body: &str) -> Result<Vec<String>, Reason> {
     let doc = document(body)?;
     let root = response_root(&doc, "ListTagsForResource")?;
     Ok(path(root, &["ListTagsForResourceResult", "TagList"])
-        .map(|list| children(list, "Tag").filter_map(|t| text(t, "Key")).collect())
+        .map(|list| {
+            children(list, "Tag")
+                .filter_map(|t| text(t, "Key"))
+                .collect()
+        })
         .unwrap_or_default())
 }
 
@@ -408,7 +416,11 @@ pub(crate) fn security_group_rules(body: &str) -> Result<Page<SecurityGroupRule>
                 to_port: port(item, "toPort")?,
                 cidr: text(item, "cidrIpv4").or_else(|| text(item, "cidrIpv6")),
                 tag_keys: child(item, "tagSet")
-                    .map(|set| children(set, "item").filter_map(|i| text(i, "key")).collect())
+                    .map(|set| {
+                        children(set, "item")
+                            .filter_map(|i| text(i, "key"))
+                            .collect()
+                    })
                     .unwrap_or_default(),
             });
         }
