@@ -540,3 +540,33 @@ async fn redelivery_and_eight_racing_handlers_act_once() {
         "the alert that went out is the one that acted"
     );
 }
+
+#[tokio::test]
+async fn a_failed_action_still_alerts_and_says_why() {
+    let region = "eu-west-3";
+    let m = moto(region);
+    let snapshot = m.snapshot().await;
+    add_snapshot_grants(&m, &snapshot, true, &[]).await;
+    // The responder acts only in its own account: a chain logged in another one fails.
+    let mut app = app(MemoryStore::new(), "snapshot.public=enforce");
+    app.responder = Some(AwsResponder::new(query_client(), "555566667777"));
+    let raw = event(
+        "modify_snapshot_attribute_group_all.json",
+        region,
+        &[("snap-0f1e2d3c4b5a69788", &snapshot)],
+    );
+    let outcome = app.handle(&raw).await.unwrap();
+    assert_eq!(outcome.status, Status::Processed);
+    let alert = the_alert(&app, "snapshot.public");
+    let action = &alert.response.as_ref().unwrap().actions[0];
+    assert_eq!(action.result, ActionResult::Failed);
+    assert!(
+        action
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("acts only in its own account 555566667777"),
+        "{action:?}"
+    );
+    assert_eq!(snapshot_grants(&m, &snapshot).await, (true, vec![]));
+}
