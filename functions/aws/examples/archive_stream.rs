@@ -159,6 +159,7 @@ async fn main() {
             sns: Some(MemorySink::named("sns")),
             slack: None::<MemorySink>,
             securityhub: None,
+            responder: None,
             clock: Arc::new(FixedClock(
                 chrono::DateTime::parse_from_rfc3339("2025-03-10T12:00:00Z")
                     .unwrap()

@@ -246,6 +246,7 @@ async fn replay(
         sns: Some(sink.clone()),
         slack: None::<MemorySink>,
         securityhub: None,
+        responder: None,
         clock: Arc::new(FixedClock(now)),
     });
 

@@ -35,6 +35,12 @@ pub async fn deployed_app(
         None => None,
         Some(hub) => Some(securityhub_sink(sdk, hub)?),
     };
+    // Every mode off: no responder, no client, no STS call at start.
+    let responder = if settings.detector.response.all_off() {
+        None
+    } else {
+        Some(crate::responder::aws_responder(sdk).await?)
+    };
     Ok(App {
         store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &settings.table_name),
         config: settings.detector.clone(),
@@ -47,6 +53,7 @@ pub async fn deployed_app(
         }),
         slack,
         securityhub,
+        responder,
         clock: Arc::new(SystemClock),
     })
 }

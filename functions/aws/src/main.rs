@@ -23,6 +23,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         sns = settings.sns_topic_arn.is_some(),
         slack = settings.slack_webhook.is_some(),
         securityhub = settings.securityhub.is_some(),
+        response = ?settings.detector.response.modes,
         init_ms = started.elapsed().as_secs_f64() * 1000.0,
         "snapwatch-aws initialised"
     );

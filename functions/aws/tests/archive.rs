@@ -40,6 +40,7 @@ fn archive() -> TestArchive {
             sns: Some(MemorySink::named("sns")),
             slack: Some(MemorySink::named("slack")),
             securityhub: None,
+            responder: None,
             clock: Arc::new(FixedClock(fixture_now())),
         },
         reader: MemoryObjects::default(),

@@ -156,6 +156,7 @@ async fn deploy(store_endpoint_variable: &str) -> Deployment {
             sns: Some(SnsSink::new(sns, topic_arn)),
             slack: Some(MemorySink::named("slack")),
             securityhub: None,
+            responder: None,
             clock: Arc::new(FixedClock(fixture_now())),
         },
         reader: s3.clone(),

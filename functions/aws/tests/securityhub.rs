@@ -66,6 +66,7 @@ fn app(hub: SecurityHubSink) -> App<MemoryStore, RecordingDeadLetter, MemorySink
         sns: Some(MemorySink::named("sns")),
         slack: None,
         securityhub: Some(hub),
+        responder: None,
         clock: Arc::new(FixedClock(fixture_now())),
     }
 }
@@ -200,6 +201,7 @@ fn placeholder(id: &str) -> Finding {
         summary: "re-evaluated".into(),
         next_steps: vec![],
         found_by: snapwatch_core::FoundBy::Baseline,
+        response: None,
     }
 }
 
