@@ -200,6 +200,7 @@ fn placeholder(id: &str) -> Finding {
         summary: "re-evaluated".into(),
         next_steps: vec![],
         found_by: snapwatch_core::FoundBy::Baseline,
+        response: None,
     }
 }
 

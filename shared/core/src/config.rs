@@ -6,8 +6,9 @@
 //! [`Environment`], so tests never touch the process environment and every bad value is a
 //! [`ConfigError`] naming its variable. Credentials are held as [`Secret`]s.
 
-use crate::model::Severity;
+use crate::model::{ResponseMode, Rule, Severity};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// How far back a chain reaches when no window is configured.
 pub const DEFAULT_WINDOW_DAYS: u32 = 30;
@@ -27,6 +28,107 @@ pub struct Config {
     /// Which findings alert.
     #[serde(default)]
     pub alerts: AlertConfig,
+    /// The opt-in response (functions only; the CLI never acts).
+    #[serde(default)]
+    pub response: ResponseConfig,
+}
+
+/// The tag (AWS, Azure) or label (GCP) whose presence on a resource exempts it from response,
+/// whatever its value. GCP label keys cannot hold upper case, so the name is lower-case.
+pub const DEFAULT_EXEMPT_TAG: &str = "snapwatch-exempt";
+
+/// The rules a response exists for: what their chains add can be undone exactly.
+pub const RESPONDING_RULES: [Rule; 4] = [
+    Rule::SnapshotPublic,
+    Rule::SnapshotSharedExternal,
+    Rule::SnapshotExported,
+    Rule::ChainExposedRestore,
+];
+
+/// The opt-in response: a mode per rule (every rule `off` unless named) and the exempt tag.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseConfig {
+    /// Mode per rule; a rule not named is `off`.
+    #[serde(default)]
+    pub modes: BTreeMap<Rule, ResponseMode>,
+    /// Tag / label name that exempts a resource ([`DEFAULT_EXEMPT_TAG`] unless set).
+    #[serde(default = "default_exempt_tag")]
+    pub exempt_tag: String,
+}
+
+impl Default for ResponseConfig {
+    fn default() -> Self {
+        ResponseConfig {
+            modes: BTreeMap::new(),
+            exempt_tag: default_exempt_tag(),
+        }
+    }
+}
+
+fn default_exempt_tag() -> String {
+    DEFAULT_EXEMPT_TAG.to_owned()
+}
+
+impl ResponseConfig {
+    /// The mode of `rule` (`off` unless configured).
+    pub fn mode(&self, rule: Rule) -> ResponseMode {
+        self.modes.get(&rule).copied().unwrap_or_default()
+    }
+
+    /// Whether every rule is `off`: the functions then build no responder at all.
+    pub fn all_off(&self) -> bool {
+        self.modes.values().all(|m| *m == ResponseMode::Off)
+    }
+
+    /// Parses `rule=mode,rule=mode` (the `SNAPWATCH_RESPONSE` form). Unknown rules, rules with
+    /// no response, unknown modes and a rule named twice are errors.
+    pub fn parse_modes(raw: &str) -> Result<BTreeMap<Rule, ResponseMode>, String> {
+        let mut modes = BTreeMap::new();
+        for item in split_list(raw) {
+            let (rule, mode) = item
+                .split_once('=')
+                .ok_or_else(|| format!("{item:?} is not rule=mode"))?;
+            let rule = Rule::from_id(rule.trim())
+                .ok_or_else(|| format!("unknown rule {:?}", rule.trim()))?;
+            check_responds(rule)?;
+            let mode: ResponseMode = mode.parse()?;
+            if modes.insert(rule, mode).is_some() {
+                return Err(format!("rule {} is named twice", rule.id()));
+            }
+        }
+        Ok(modes)
+    }
+
+    /// Checks that every rule named has a response and the exempt tag is usable.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for rule in self.modes.keys() {
+            check_responds(*rule)
+                .map_err(|reason| ConfigError::new("response.modes", rule.id(), reason))?;
+        }
+        let tag = self.exempt_tag.trim();
+        if tag.is_empty() || tag.len() > 63 {
+            return Err(ConfigError::new(
+                "response.exempt_tag",
+                &self.exempt_tag,
+                "must be 1 to 63 characters (a GCP label key)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_responds(rule: Rule) -> Result<(), String> {
+    if RESPONDING_RULES.contains(&rule) {
+        Ok(())
+    } else {
+        let names: Vec<&str> = RESPONDING_RULES.iter().map(|r| r.id()).collect();
+        Err(format!(
+            "rule {} has no response (rules with one: {})",
+            rule.id(),
+            names.join(", ")
+        ))
+    }
 }
 
 /// Accounts and principals that are trusted.
@@ -137,6 +239,10 @@ pub mod env {
     pub const ADMIN_PORTS: &str = "SNAPWATCH_ADMIN_PORTS";
     /// `alerts.min_severity`.
     pub const MIN_SEVERITY: &str = "SNAPWATCH_MIN_SEVERITY";
+    /// `response.modes`: `rule=mode,…` (`snapshot.public=enforce,chain.exposed-restore=dry-run`).
+    pub const RESPONSE: &str = "SNAPWATCH_RESPONSE";
+    /// `response.exempt_tag`.
+    pub const RESPONSE_EXEMPT_TAG: &str = "SNAPWATCH_RESPONSE_EXEMPT_TAG";
 }
 
 impl Config {
@@ -167,10 +273,19 @@ impl Config {
         if let Some(severity) = vars.parsed_as_set(env::MIN_SEVERITY, |raw| raw.parse())? {
             config.alerts.min_severity = severity;
         }
+        if let Some(modes) = vars.parsed(env::RESPONSE, ResponseConfig::parse_modes)? {
+            config.response.modes = modes;
+        }
+        if let Some(tag) = vars.optional(env::RESPONSE_EXEMPT_TAG) {
+            config.response.exempt_tag = tag;
+        }
         // A value that parses but is out of range: name the variable that set it, not the key.
         config.validate().map_err(|mut e| {
             if e.name == "chain.window_days" {
                 e.name = env::WINDOW_DAYS.into();
+            }
+            if e.name == "response.exempt_tag" {
+                e.name = env::RESPONSE_EXEMPT_TAG.into();
             }
             e
         })?;
@@ -195,7 +310,7 @@ impl Config {
                 });
             }
         }
-        Ok(())
+        self.response.validate()
     }
 
     /// The chain window in seconds.

@@ -252,6 +252,8 @@ impl<S: StateStore> Detector<S> {
 }
 
 mod as_one;
+mod respond;
+pub use respond::{Responses, EARLIER_ATTEMPT_NOTE, NOTHING_TO_UNDO_NOTE};
 #[cfg(test)]
 mod gap_tests;
 #[cfg(test)]

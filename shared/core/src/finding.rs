@@ -119,6 +119,7 @@ pub(crate) fn assemble(hit: Hit<'_>) -> Finding {
         summary: hit.summary,
         next_steps: hit.rule.next_steps(),
         found_by,
+        response: None,
     }
 }
 
@@ -168,6 +169,7 @@ pub(crate) fn assemble_unexplained(
         summary: wording.summary,
         next_steps: unexplained::next_steps(inventory.cloud),
         found_by: FoundBy::Baseline,
+        response: None,
     }
 }
 

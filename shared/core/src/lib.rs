@@ -8,6 +8,9 @@
 //! account ([`inventory`]). Dependencies run one way: baseline → engine → finding → rules → graph
 //! → model, with [`error`] below them all.
 //!
+//! With a response mode set, [`response`] plans the undo of what a finding's chain added and
+//! the engine hands it to a [`ports::Responder`] before delivery.
+//!
 //! This crate has no async runtime, cloud SDK or HTTP framework dependency.
 
 #![deny(missing_docs)]
@@ -25,6 +28,7 @@ pub mod parse;
 pub mod ports;
 pub mod render;
 pub mod render_html;
+pub mod response;
 pub mod rules;
 
 pub use config::Config;

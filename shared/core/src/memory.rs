@@ -1,10 +1,12 @@
-//! In-memory adapters: a [`StateStore`] and an [`AlertSink`], for tests and single-process use.
+//! In-memory adapters: a [`StateStore`], an [`AlertSink`] and a [`Responder`], for tests and
+//! single-process use.
 
-use crate::model::Finding;
+use crate::model::{ActionResult, Finding, ResponseMode};
 use crate::ports::{
-    AlertClaim, AlertSink, Claim, ClaimStatus, ResourceFacts, SinkError, StateStore, StoreError,
-    StoredFact,
+    AlertClaim, AlertSink, Claim, ClaimStatus, ResourceFacts, Responder, ResponderError,
+    ResponseOutcome, ResponseRequest, SinkError, StateStore, StoreError, StoredFact,
 };
+use crate::response::Action;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -272,6 +274,101 @@ impl AlertSink for MemorySink {
                 message: "test sink rejected the alert".into(),
             }),
             Some(SinkFault::Stall) => std::future::pending().await,
+        }
+    }
+}
+
+/// In-memory [`Responder`]: records every action it is asked to carry out and answers as a
+/// responder whose re-read found the change still there (`done` when enforcing, `would-do` in a
+/// dry run), unless told to answer otherwise for a target. Clones share one record.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryResponder {
+    record: Arc<Mutex<ResponderRecord>>,
+}
+
+#[derive(Debug, Default)]
+struct ResponderRecord {
+    executed: Vec<(Action, ResponseMode)>,
+    answers: HashMap<String, Answer>,
+}
+
+#[derive(Debug, Clone)]
+enum Answer {
+    Outcome(ResponseOutcome),
+    Retryable(String),
+    Permanent(String),
+}
+
+impl MemoryResponder {
+    /// A responder that finds every change still in place.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Actions on `target` come to `outcome` (skipped-exempt, skipped-gone…).
+    pub fn answer(&self, target: &str, outcome: ResponseOutcome) {
+        self.lock()
+            .answers
+            .insert(target.to_owned(), Answer::Outcome(outcome));
+    }
+
+    /// Actions on `target` fail, retryably or not, with `message`.
+    pub fn fail(&self, target: &str, retryable: bool, message: &str) {
+        let answer = if retryable {
+            Answer::Retryable(message.to_owned())
+        } else {
+            Answer::Permanent(message.to_owned())
+        };
+        self.lock().answers.insert(target.to_owned(), answer);
+    }
+
+    /// Every action asked for so far, with its mode, in order.
+    pub fn executed(&self) -> Vec<(Action, ResponseMode)> {
+        self.lock().executed.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ResponderRecord> {
+        self.record
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Responder for MemoryResponder {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn execute(
+        &self,
+        request: ResponseRequest<'_>,
+    ) -> Result<ResponseOutcome, ResponderError> {
+        let mut record = self.lock();
+        record.executed.push((request.action.clone(), request.mode));
+        let target = request.action.target().to_owned();
+        let call = request.action.call();
+        match record.answers.get(&target).cloned() {
+            Some(Answer::Outcome(outcome)) => Ok(outcome),
+            Some(Answer::Retryable(message)) => Err(ResponderError::Retryable {
+                call,
+                target,
+                message,
+            }),
+            Some(Answer::Permanent(message)) => Err(ResponderError::Permanent {
+                call,
+                target,
+                message,
+            }),
+            None => Ok(match request.mode {
+                ResponseMode::Enforce => ResponseOutcome {
+                    result: ActionResult::Done,
+                    reason: None,
+                },
+                _ => ResponseOutcome::new(
+                    ActionResult::WouldDo,
+                    format!("would call {call} to {}", request.action.change()),
+                ),
+            }),
         }
     }
 }

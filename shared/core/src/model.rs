@@ -525,6 +525,124 @@ pub struct Finding {
     pub next_steps: Vec<String>,
     /// Whether received events or the scheduled snapshot baseline raised it.
     pub found_by: FoundBy,
+    /// What the opt-in response did about it; absent when the rule's response mode is `off`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<ResponseReport>,
+}
+
+/// How the functions respond to a rule's findings (the README's "Response" section).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResponseMode {
+    /// Alert only (the default).
+    #[default]
+    Off,
+    /// Re-read the resource and say in the alert exactly which call would be made; change nothing.
+    DryRun,
+    /// Re-read the resource and undo what the chain's own events added.
+    Enforce,
+}
+
+impl ResponseMode {
+    /// The name used in configuration and finding JSON: `off`, `dry-run` or `enforce`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResponseMode::Off => "off",
+            ResponseMode::DryRun => "dry-run",
+            ResponseMode::Enforce => "enforce",
+        }
+    }
+}
+
+impl fmt::Display for ResponseMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ResponseMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "off" => Ok(ResponseMode::Off),
+            "dry-run" => Ok(ResponseMode::DryRun),
+            "enforce" => Ok(ResponseMode::Enforce),
+            other => Err(format!(
+                "unknown response mode {other:?} (expected off, dry-run or enforce)"
+            )),
+        }
+    }
+}
+
+/// A finding's `response`: the mode it ran in and what each planned action came to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseReport {
+    /// The rule's response mode (`dry-run` or `enforce`).
+    pub mode: ResponseMode,
+    /// One entry per planned action, in plan order.
+    pub actions: Vec<ActionReport>,
+    /// Why there are no actions, or that an earlier attempt already responded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl ResponseReport {
+    /// Whether some action failed (the alert says so).
+    pub fn failed(&self) -> bool {
+        self.actions
+            .iter()
+            .any(|a| a.result == ActionResult::Failed)
+    }
+}
+
+/// What one response action came to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionReport {
+    /// The cloud API call, as `service:Operation` (`ec2:ModifySnapshotAttribute`).
+    pub call: String,
+    /// The resource the call targets (snapshot id, ARN, rule id, resource path).
+    pub target: String,
+    /// What the call removes, in words (`createVolumePermission group all`).
+    pub change: String,
+    /// What happened.
+    pub result: ActionResult,
+    /// Why it was skipped or failed; what a dry run found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When it was decided.
+    pub at: DateTime<Utc>,
+}
+
+/// The result of one response action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActionResult {
+    /// Enforce: the call was made and succeeded.
+    Done,
+    /// Dry run: the re-read found what the call would remove; nothing was changed.
+    WouldDo,
+    /// The resource carries the exempt tag or label.
+    SkippedExempt,
+    /// What the chain added is no longer there (the resource, or the permission, is gone).
+    SkippedGone,
+    /// Someone changed it after the finding (re-added, or a rule no longer as opened): left alone.
+    SkippedChanged,
+    /// The call (or the re-read) failed; `reason` says why.
+    Failed,
+}
+
+impl ActionResult {
+    /// The name used in finding JSON (`done`, `would-do`, `skipped-exempt`…).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionResult::Done => "done",
+            ActionResult::WouldDo => "would-do",
+            ActionResult::SkippedExempt => "skipped-exempt",
+            ActionResult::SkippedGone => "skipped-gone",
+            ActionResult::SkippedChanged => "skipped-changed",
+            ActionResult::Failed => "failed",
+        }
+    }
 }
 
 /// Which kind of evidence raised a finding.

@@ -4,7 +4,8 @@
 //! Cloud Run adapters can await real network I/O, while the core itself needs no runtime (the CLI
 //! drives it with a trivial executor over a synchronous SQLite store).
 
-use crate::model::Finding;
+use crate::model::{ActionResult, Finding, ResponseMode};
+use crate::response::Action;
 use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::sync::Arc;
@@ -337,6 +338,117 @@ impl<K: AlertSink + ?Sized> AlertSink for Arc<K> {
     }
     fn send(&self, finding: &Finding) -> impl Future<Output = Result<(), SinkError>> + Send {
         (**self).send(finding)
+    }
+}
+
+/// What a [`Responder`] is asked to do with one planned action.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseRequest<'a> {
+    /// The action planned from the chain.
+    pub action: &'a Action,
+    /// `dry-run` (re-read and describe) or `enforce` (re-read and act).
+    pub mode: ResponseMode,
+    /// The tag / label whose presence on the target exempts it.
+    pub exempt_tag: &'a str,
+    /// When the chain's last event happened: a responder that can see when the current state
+    /// was set (GCP policy, Azure rule timestamps) treats a later change as someone else's.
+    pub finding_time: DateTime<Utc>,
+}
+
+/// What a [`Responder`] decided for one action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseOutcome {
+    /// Done, would-do, or why it was skipped (never `failed`: that is a [`ResponderError`]).
+    pub result: ActionResult,
+    /// What the re-read found, in words (what a dry run would remove, why it was skipped).
+    pub reason: Option<String>,
+}
+
+impl ResponseOutcome {
+    /// An outcome with a reason.
+    pub fn new(result: ActionResult, reason: impl Into<String>) -> Self {
+        ResponseOutcome {
+            result,
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+/// Why a [`Responder`] could not carry an action out.
+#[derive(Debug, thiserror::Error)]
+pub enum ResponderError {
+    /// Throttled, 5xx, network, after the client's own retries: a later attempt may succeed.
+    #[error("response {call} on {target} temporarily failed: {message}")]
+    Retryable {
+        /// The action's call.
+        call: &'static str,
+        /// The action's target.
+        target: String,
+        /// What the cloud answered.
+        message: String,
+    },
+    /// Denied, malformed, not supported here: retrying cannot help.
+    #[error("response {call} on {target} failed: {message}")]
+    Permanent {
+        /// The action's call.
+        call: &'static str,
+        /// The action's target.
+        target: String,
+        /// What the cloud answered.
+        message: String,
+    },
+}
+
+impl ResponderError {
+    /// Whether a later attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ResponderError::Retryable { .. })
+    }
+    /// What the cloud answered, with the kind of failure, for the finding's `reason`.
+    pub fn reason(&self) -> String {
+        match self {
+            ResponderError::Retryable { message, .. } => format!("temporary failure: {message}"),
+            ResponderError::Permanent { message, .. } => message.clone(),
+        }
+    }
+}
+
+/// Executes planned response actions on one cloud: re-reads the target's current state first;
+/// skips it when exempt, gone, or changed by someone else after the finding; then acts
+/// (`enforce`) or only describes the call (`dry-run`). Every action is idempotent.
+pub trait Responder: Send + Sync {
+    /// A short fixed name for logs (`aws`, `azure`, `gcp`).
+    fn name(&self) -> &'static str;
+    /// Carries out one action.
+    fn execute(
+        &self,
+        request: ResponseRequest<'_>,
+    ) -> impl Future<Output = Result<ResponseOutcome, ResponderError>> + Send;
+}
+
+/// A borrowed responder is the responder.
+impl<R: Responder + ?Sized> Responder for &R {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn execute(
+        &self,
+        request: ResponseRequest<'_>,
+    ) -> impl Future<Output = Result<ResponseOutcome, ResponderError>> + Send {
+        (**self).execute(request)
+    }
+}
+
+/// A shared responder is the responder.
+impl<R: Responder + ?Sized> Responder for Arc<R> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn execute(
+        &self,
+        request: ResponseRequest<'_>,
+    ) -> impl Future<Output = Result<ResponseOutcome, ResponderError>> + Send {
+        (**self).execute(request)
     }
 }
 

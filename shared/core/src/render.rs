@@ -6,7 +6,7 @@
 //! what its reader would interpret: control characters in text (terminal escapes, forged
 //! lines), mentions / links / formatting in Slack, non-ASCII and line breaks in the SNS subject.
 
-use crate::model::{ChainEvent, Finding, FoundBy, Severity};
+use crate::model::{ChainEvent, Finding, FoundBy, ResponseReport, Severity};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -137,6 +137,12 @@ pub fn text(f: &Finding) -> String {
         rfc3339(&f.last_seen),
         found_by_label(f.found_by)
     );
+    if let Some(report) = &f.response {
+        let _ = writeln!(out, "{}:", response_heading(report));
+        for line in response_lines(report) {
+            let _ = writeln!(out, "  - {}", e(&line));
+        }
+    }
 
     let events = events_in_time_order(f);
     let _ = writeln!(out, "\nChain ({} events):", events.len());
@@ -213,6 +219,41 @@ const FINDING_ID_MAX: usize = 300;
 /// identifiers put in code spans that they cannot close, free text (title, summary, next steps)
 /// sent as `plain_text`, and every Block Kit length limit respected by truncating with "…".
 /// How a reader should take the finding's origin: a baseline finding has no event behind it.
+/// The heading of a finding's response: its mode, and whether an action failed.
+pub fn response_heading(report: &ResponseReport) -> String {
+    if report.failed() {
+        format!("Response ({}) FAILED", report.mode)
+    } else {
+        format!("Response ({})", report.mode)
+    }
+}
+
+/// One line per response action (`done: ec2:ModifySnapshotAttribute on snap-1: remove … (why)`),
+/// or the report's note when it has no actions. Values are not escaped: each renderer escapes.
+pub fn response_lines(report: &ResponseReport) -> Vec<String> {
+    let mut lines: Vec<String> = report
+        .actions
+        .iter()
+        .map(|a| {
+            let mut line = format!(
+                "{}: {} on {}: {}",
+                a.result.as_str(),
+                a.call,
+                a.target,
+                a.change
+            );
+            if let Some(reason) = &a.reason {
+                line.push_str(&format!(" ({reason})"));
+            }
+            line
+        })
+        .collect();
+    if let Some(note) = &report.note {
+        lines.push(note.clone());
+    }
+    lines
+}
+
 fn found_by_label(found_by: FoundBy) -> &'static str {
     match found_by {
         FoundBy::Events => "events",
@@ -337,12 +378,28 @@ fn slack_message_scaled(f: &Finding, permille: usize) -> Value {
     let mut blocks = vec![
         json!({ "type": "header", "text": { "type": "plain_text", "text": header, "emoji": true } }),
         json!({ "type": "section", "text": plain(summary), "fields": fields }),
+    ];
+    if let Some(report) = &f.response {
+        let lines: Vec<String> = response_lines(report)
+            .iter()
+            .map(|line| {
+                format!(
+                    "• {}",
+                    slack_escape(line, fit(NEXT_STEP_MAX), SlackSpan::Text)
+                )
+            })
+            .collect();
+        let heading = format!("*{}*", response_heading(report));
+        let response = compact_list(&heading, &lines, "actions", fit(SECTION_TEXT_MAX));
+        blocks.push(section(mrkdwn(response)));
+    }
+    blocks.extend([
         json!({ "type": "divider" }),
         section(mrkdwn(chain)),
         section(mrkdwn(resources)),
         section(mrkdwn(actors)),
         section(mrkdwn(techniques)),
-    ];
+    ]);
     if !f.next_steps.is_empty() {
         let step_lines: Vec<String> = f
             .next_steps

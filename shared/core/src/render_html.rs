@@ -296,6 +296,17 @@ fn finding_section(out: &mut String, number: usize, f: &Finding) {
         },
         summary = html(&f.summary),
     );
+    if let Some(report) = &f.response {
+        let _ = write!(
+            out,
+            "<h3>{}</h3>\n<ul class=\"response\">",
+            html(&crate::render::response_heading(report))
+        );
+        for line in crate::render::response_lines(report) {
+            let _ = write!(out, "<li>{}</li>", html(&line));
+        }
+        out.push_str("</ul>\n");
+    }
     out.push_str("<h3>The chain</h3>\n");
     chain_graph(out, f);
     let events = events_in_time_order(f);

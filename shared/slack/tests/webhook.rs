@@ -92,6 +92,7 @@ fn finding() -> Finding {
         summary: "summary".into(),
         next_steps: vec!["Isolate the instance.".into()],
         found_by: snapwatch_core::FoundBy::Events,
+        response: None,
     }
 }
 

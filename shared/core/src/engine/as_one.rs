@@ -117,6 +117,7 @@ mod tests {
             summary: "s".into(),
             next_steps: vec![],
             found_by: FoundBy::Events,
+            response: None,
         }
     }
 

@@ -52,6 +52,7 @@ fn findings_of_one_moment_are_ordered_by_rule_id_as_text() {
         summary: String::new(),
         next_steps: vec![],
         found_by: FoundBy::Events,
+        response: None,
     };
     // Catalogue order puts snapshot.public first; the report has always sorted the ids as text.
     let mut findings = vec![

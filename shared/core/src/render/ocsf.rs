@@ -425,6 +425,7 @@ mod tests {
             summary: "eve restored snap-0123456789abcdef0".into(),
             next_steps: vec!["Stop the instance.".into(), "Revoke the rule.".into()],
             found_by: FoundBy::Events,
+            response: None,
         }
     }
 

@@ -53,6 +53,7 @@ fn finding() -> Finding {
             "Revoke the ingress rule on sg-0cccccccccccccccc.".to_owned(),
         ],
         found_by: FoundBy::Events,
+        response: None,
     }
 }
 

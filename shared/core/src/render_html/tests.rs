@@ -60,6 +60,7 @@ fn finding() -> Finding {
         summary: "summary text".into(),
         next_steps: vec!["Isolate the instance.".into()],
         found_by: FoundBy::Events,
+        response: None,
     }
 }
 

@@ -52,6 +52,7 @@ fn ec2_chain() -> Finding {
         summary: "eve restored the snapshot and opened SSH to 0.0.0.0/0.".into(),
         next_steps: vec!["Isolate the instance.".into(), "Revoke the rule.".into()],
         found_by: FoundBy::Events,
+        response: None,
     }
 }
 
