@@ -5,7 +5,9 @@ locals {
   # The rules the Azure function can respond to, and the one write each needs.
   response_writes = {
     "snapshot.exported" = [
-      # Snapshots - Revoke Access: end the SAS the chain's export opened.
+      # Snapshots / Disks - Revoke Access: end the SAS the chain's export opened (a SAS can be
+      # granted on either).
+      "Microsoft.Compute/disks/endGetAccess/action",
       "Microsoft.Compute/snapshots/endGetAccess/action",
     ]
     "chain.exposed-restore" = [
@@ -15,7 +17,7 @@ locals {
   }
   # The re-reads before each write (Reader covers them too; listed so the role states them).
   response_reads = {
-    "snapshot.exported" = ["Microsoft.Compute/snapshots/read"]
+    "snapshot.exported" = ["Microsoft.Compute/disks/read", "Microsoft.Compute/snapshots/read"]
     "chain.exposed-restore" = [
       "Microsoft.Network/networkSecurityGroups/read",
       "Microsoft.Network/networkSecurityGroups/securityRules/read",

@@ -442,11 +442,14 @@ def test_the_handler_readme_lists_every_setting_the_bindings_need():
 
 
 RESPONSE_WRITES = {
-    "snapshot.exported": {"Microsoft.Compute/snapshots/endGetAccess/action"},
+    "snapshot.exported": {
+        "Microsoft.Compute/disks/endGetAccess/action",
+        "Microsoft.Compute/snapshots/endGetAccess/action",
+    },
     "chain.exposed-restore": {"Microsoft.Network/networkSecurityGroups/securityRules/delete"},
 }
 RESPONSE_READS = {
-    "snapshot.exported": {"Microsoft.Compute/snapshots/read"},
+    "snapshot.exported": {"Microsoft.Compute/disks/read", "Microsoft.Compute/snapshots/read"},
     "chain.exposed-restore": {
         "Microsoft.Network/networkSecurityGroups/read",
         "Microsoft.Network/networkSecurityGroups/securityRules/read",

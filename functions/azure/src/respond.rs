@@ -17,8 +17,11 @@
 use crate::arm::ARM_RESOURCE;
 use crate::identity::ManagedIdentity;
 use serde_json::Value;
+use snapwatch_core::model::{ActionResult, ResponseMode};
 use snapwatch_core::model::{Fact, PortRange, Protocol};
 use snapwatch_core::parse::azure;
+use snapwatch_core::ports::{Responder, ResponderError, ResponseOutcome, ResponseRequest};
+use snapwatch_core::response::{Opening, Undo};
 use snapwatch_http::{
     retry, retry_after_secs, status_class, Backoff, Class, Classify, Failure, RetryPolicy,
 };
@@ -116,8 +119,6 @@ pub struct ArmResponder {
     http: reqwest::Client,
     endpoint: reqwest::Url,
     identity: Option<Arc<ManagedIdentity>>,
-    /// A tag of this name (case-insensitive, as ARM tag names are) exempts the resource.
-    exempt_tag: String,
     retry: RetryPolicy,
     polling: Polling,
 }
@@ -129,13 +130,11 @@ impl ArmResponder {
         http: reqwest::Client,
         endpoint: reqwest::Url,
         identity: Option<Arc<ManagedIdentity>>,
-        exempt_tag: impl Into<String>,
     ) -> Self {
         ArmResponder {
             http,
             endpoint,
             identity,
-            exempt_tag: exempt_tag.into(),
             retry: RetryPolicy {
                 max_attempts: 4,
                 backoff: Backoff::exponential(Duration::from_millis(500), Duration::from_secs(5)),
@@ -157,10 +156,13 @@ impl ArmResponder {
         self
     }
 
-    /// Ends the active SAS of snapshot `snapshot_id` (a Resource Manager id, any case).
+    /// Ends the active SAS of snapshot (or managed disk) `snapshot_id` (a Resource Manager id,
+    /// any case; the same API version serves both), unless
+    /// the snapshot carries the tag `exempt` (any value; tag names compare case-insensitively).
     pub async fn end_snapshot_access(
         &self,
         snapshot_id: &str,
+        exempt: &str,
         act: Act,
     ) -> Result<Step, ResponseError> {
         let call = format!("POST {snapshot_id}/endGetAccess");
@@ -175,10 +177,10 @@ impl ArmResponder {
                 "the snapshot no longer exists".into(),
             ));
         };
-        if self.is_exempt(&snapshot) {
+        if is_exempt(&snapshot, exempt) {
             return Ok(step(
                 Verdict::SkippedExempt,
-                format!("the snapshot is tagged {}", self.exempt_tag),
+                format!("the snapshot is tagged {exempt}"),
             ));
         }
         let disk_state = snapshot
@@ -210,13 +212,14 @@ impl ArmResponder {
         ))
     }
 
-    /// Deletes rule `rule` of NSG `nsg_id` if it still opens exactly what `opened` (the chain's
-    /// `IngressOpened` facts for that rule) states.
+    /// Deletes rule `rule` of NSG `nsg_id` if it still opens only what `opened` (the openings
+    /// the chain's events recorded for it) states, unless the NSG carries the tag `exempt`.
     pub async fn delete_security_rule(
         &self,
         nsg_id: &str,
         rule: &str,
-        opened: &[Fact],
+        opened: &[Opening],
+        exempt: &str,
         act: Act,
     ) -> Result<Step, ResponseError> {
         let rule_id = format!("{nsg_id}/securityRules/{rule}");
@@ -232,10 +235,10 @@ impl ArmResponder {
                 "the network security group no longer exists".into(),
             ));
         };
-        if self.is_exempt(&nsg) {
+        if is_exempt(&nsg, exempt) {
             return Ok(step(
                 Verdict::SkippedExempt,
-                format!("the network security group is tagged {}", self.exempt_tag),
+                format!("the network security group is tagged {exempt}"),
             ));
         }
         let current = nsg
@@ -258,7 +261,7 @@ impl ArmResponder {
             .ok()
             .flatten()
             .unwrap_or_default();
-        if !same_openings(&current_facts, opened) {
+        if !opens_only(&current_facts, opened) {
             return Ok(step(
                 Verdict::SkippedChanged,
                 "the rule no longer opens what the chain's event opened: it was changed after \
@@ -278,16 +281,6 @@ impl ArmResponder {
             Verdict::Done,
             "the rule the chain's event added was deleted".into(),
         ))
-    }
-
-    fn is_exempt(&self, resource: &Value) -> bool {
-        resource
-            .get("tags")
-            .and_then(Value::as_object)
-            .is_some_and(|tags| {
-                tags.keys()
-                    .any(|k| k.eq_ignore_ascii_case(&self.exempt_tag))
-            })
     }
 
     /// The URL of `id` + `suffix` at `api_version` on the Resource Manager endpoint.
@@ -490,6 +483,91 @@ impl ArmResponder {
     }
 }
 
+impl Verdict {
+    /// The core's result for this verdict.
+    pub fn result(self) -> ActionResult {
+        match self {
+            Verdict::Done => ActionResult::Done,
+            Verdict::WouldDo => ActionResult::WouldDo,
+            Verdict::SkippedExempt => ActionResult::SkippedExempt,
+            Verdict::SkippedGone => ActionResult::SkippedGone,
+            Verdict::SkippedChanged => ActionResult::SkippedChanged,
+        }
+    }
+}
+
+/// The core's [`Responder`] port on Azure: the two Azure undos of the plan; any other action
+/// (another cloud's) is refused for good.
+impl Responder for ArmResponder {
+    fn name(&self) -> &'static str {
+        "azure"
+    }
+
+    async fn execute(
+        &self,
+        request: ResponseRequest<'_>,
+    ) -> Result<ResponseOutcome, ResponderError> {
+        let action = request.action;
+        let act = match request.mode {
+            ResponseMode::Enforce => Act::Enforce,
+            // `off` never reaches a responder; treat anything but enforce as a re-read only.
+            ResponseMode::DryRun | ResponseMode::Off => Act::DryRun,
+        };
+        let refuse = |message: String| ResponderError::Permanent {
+            call: action.call(),
+            target: action.target().to_owned(),
+            message,
+        };
+        let step = match &action.undo {
+            Undo::EndDiskAccess { resource } => {
+                self.end_snapshot_access(resource, request.exempt_tag, act)
+                    .await
+            }
+            Undo::DeleteNsgRule { rule, opened } => {
+                let Some((nsg, name)) = split_rule_id(rule) else {
+                    return Err(refuse(format!("{rule:?} is not a security rule id")));
+                };
+                self.delete_security_rule(nsg, name, opened, request.exempt_tag, act)
+                    .await
+            }
+            _ => {
+                return Err(refuse(
+                    "not an Azure action: the Azure function cannot carry it out".into(),
+                ))
+            }
+        };
+        match step {
+            Ok(step) => {
+                tracing::info!(call = %step.call, result = step.verdict.result().as_str(), reason = %step.reason, "response step");
+                Ok(ResponseOutcome::new(step.verdict.result(), step.reason))
+            }
+            Err(e) => {
+                let message = snapwatch_http::error_chain(&e);
+                Err(match e.class {
+                    Class::Transient => ResponderError::Retryable {
+                        call: action.call(),
+                        target: action.target().to_owned(),
+                        message,
+                    },
+                    Class::Permanent => ResponderError::Permanent {
+                        call: action.call(),
+                        target: action.target().to_owned(),
+                        message,
+                    },
+                })
+            }
+        }
+    }
+}
+
+/// `…/networksecuritygroups/nsg/securityrules/name` → (the NSG's id, the rule's name).
+fn split_rule_id(rule: &str) -> Option<(&str, &str)> {
+    let at = rule.to_ascii_lowercase().rfind("/securityrules/")?;
+    let nsg = rule.get(..at)?;
+    let name = rule.get(at + "/securityrules/".len()..)?;
+    (!nsg.is_empty() && !name.is_empty() && !name.contains('/')).then_some((nsg, name))
+}
+
 /// A long-running operation to wait for.
 #[derive(Debug)]
 struct Pending {
@@ -568,11 +646,43 @@ async fn success(response: reqwest::Response) -> Result<reqwest::Response, Failu
     })
 }
 
-/// One opening as compared: protocol, sorted ports, sorted lower-cased sources.
-type Opening = (Protocol, Vec<(u16, u16)>, Vec<String>);
+/// Whether `resource` carries the tag `exempt` (ARM tag names are case-insensitive).
+fn is_exempt(resource: &Value, exempt: &str) -> bool {
+    resource
+        .get("tags")
+        .and_then(Value::as_object)
+        .is_some_and(|tags| tags.keys().any(|k| k.eq_ignore_ascii_case(exempt)))
+}
 
-fn openings(facts: &[Fact]) -> Vec<Opening> {
-    let mut all: Vec<Opening> = facts
+/// An opening as compared: sorted ports, sorted lower-cased sources (ARM's service tags and
+/// prefixes compare case-insensitively).
+fn normalized(protocol: Protocol, ports: &[PortRange], sources: &[String]) -> Opening {
+    let mut ports = ports.to_vec();
+    ports.sort_unstable();
+    ports.dedup();
+    let mut sources: Vec<String> = sources
+        .iter()
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect();
+    sources.sort();
+    sources.dedup();
+    Opening {
+        protocol,
+        ports,
+        sources,
+        target_tags: Vec::new(),
+    }
+}
+
+/// Whether the rule read now (`current`, its facts) opens something, and only what the chain
+/// recorded (`recorded`): a rule someone changed since (other sources, ports or protocol) is not
+/// the chain's any more.
+fn opens_only(current: &[Fact], recorded: &[Opening]) -> bool {
+    let recorded: Vec<Opening> = recorded
+        .iter()
+        .map(|o| normalized(o.protocol, &o.ports, &o.sources))
+        .collect();
+    let current: Vec<Opening> = current
         .iter()
         .filter_map(|fact| match fact {
             Fact::IngressOpened {
@@ -580,39 +690,26 @@ fn openings(facts: &[Fact]) -> Vec<Opening> {
                 ports,
                 sources,
                 ..
-            } => {
-                let mut ports: Vec<(u16, u16)> = ports
-                    .iter()
-                    .map(|PortRange { from, to }| (*from, *to))
-                    .collect();
-                ports.sort_unstable();
-                ports.dedup();
-                let mut sources: Vec<String> = sources
-                    .iter()
-                    .map(|s| s.trim().to_ascii_lowercase())
-                    .collect();
-                sources.sort();
-                sources.dedup();
-                Some((*protocol, ports, sources))
-            }
+            } => Some(normalized(*protocol, ports, sources)),
             _ => None,
         })
         .collect();
-    all.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
-    all.dedup();
-    all
-}
-
-/// Whether the rule read now opens exactly what the chain recorded (and opens something).
-fn same_openings(current: &[Fact], recorded: &[Fact]) -> bool {
-    let recorded = openings(recorded);
-    !recorded.is_empty() && openings(current) == recorded
+    !current.is_empty() && current.iter().all(|c| recorded.contains(c))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use snapwatch_core::model::{Resource, ResourceKind};
+
+    fn recorded(protocol: Protocol, port: u16, source: &str) -> Opening {
+        Opening {
+            protocol,
+            ports: vec![PortRange::single(port)],
+            sources: vec![source.to_owned()],
+            target_tags: vec![],
+        }
+    }
 
     fn opened(protocol: Protocol, port: u16, source: &str) -> Fact {
         Fact::IngressOpened {
@@ -626,22 +723,28 @@ mod tests {
     }
 
     #[test]
-    fn a_rule_matches_only_when_it_opens_exactly_what_was_recorded() {
-        let recorded = [opened(Protocol::Tcp, 22, "Internet")];
-        assert!(same_openings(
-            &[opened(Protocol::Tcp, 22, "internet")],
-            &recorded
-        ));
-        assert!(!same_openings(
+    fn a_rule_matches_only_while_it_opens_only_what_was_recorded() {
+        let ssh = [recorded(Protocol::Tcp, 22, "Internet")];
+        assert!(opens_only(&[opened(Protocol::Tcp, 22, "internet")], &ssh));
+        assert!(!opens_only(
             &[opened(Protocol::Tcp, 22, "10.0.0.0/8")],
-            &recorded
+            &ssh
         ));
-        assert!(!same_openings(
+        assert!(!opens_only(
             &[opened(Protocol::Tcp, 2222, "Internet")],
-            &recorded
+            &ssh
         ));
-        assert!(!same_openings(&[], &recorded));
-        // Nothing recorded never matches: the response never deletes on a guess.
-        assert!(!same_openings(&[], &[]));
+        // A rule rewritten within the chain matches any version the chain wrote.
+        let both = [
+            recorded(Protocol::Tcp, 22, "Internet"),
+            recorded(Protocol::Tcp, 3389, "Internet"),
+        ];
+        assert!(opens_only(
+            &[opened(Protocol::Tcp, 3389, "Internet")],
+            &both
+        ));
+        // A rule that opens nothing (turned to Deny), or nothing recorded, never matches.
+        assert!(!opens_only(&[], &ssh));
+        assert!(!opens_only(&[opened(Protocol::Tcp, 22, "Internet")], &[]));
     }
 }

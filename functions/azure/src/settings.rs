@@ -311,6 +311,8 @@ const FATAL_WHEN_UNRESOLVED: &[&str] = &[
     snapwatch_core::config::env::WINDOW_DAYS,
     snapwatch_core::config::env::ADMIN_PORTS,
     snapwatch_core::config::env::MIN_SEVERITY,
+    snapwatch_core::config::env::RESPONSE,
+    snapwatch_core::config::env::RESPONSE_EXEMPT_TAG,
 ];
 
 /// `https://<account>.table.core.windows.net` → account; `http://host:port/<account>` (Azurite's

@@ -14,7 +14,8 @@ use respond_stub::{nsg_id, snapshot_id, ArmStub, IDENTITY_HEADER};
 use serde_json::{json, Value};
 use snapwatch_azure::identity::ManagedIdentity;
 use snapwatch_azure::respond::{Act, ArmResponder, Polling, Verdict};
-use snapwatch_core::model::{Fact, PortRange, Protocol, Resource, ResourceKind};
+use snapwatch_core::model::{PortRange, Protocol};
+use snapwatch_core::response::Opening;
 use snapwatch_http::{Backoff, Class, RetryPolicy};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,7 +29,7 @@ fn responder(stub: &ArmStub) -> ArmResponder {
         stub.identity_endpoint(),
         IDENTITY_HEADER,
     ));
-    ArmResponder::new(http, stub.url(), Some(identity), EXEMPT)
+    ArmResponder::new(http, stub.url(), Some(identity))
         .with_retry_policy(RetryPolicy {
             max_attempts: 4,
             backoff: Backoff::exponential(Duration::from_millis(10), Duration::from_millis(50)),
@@ -56,17 +57,12 @@ fn https_rule(name: &str) -> Value {
 }
 
 /// What the chain recorded when `Allow-SSH` was written: TCP 22 from the internet.
-fn ssh_opened() -> Vec<Fact> {
-    vec![Fact::IngressOpened {
-        group: Resource::new(
-            ResourceKind::NetworkGroup,
-            nsg_id("jump-nsg").to_ascii_lowercase(),
-        ),
+fn ssh_opened() -> Vec<Opening> {
+    vec![Opening {
         protocol: Protocol::Tcp,
         ports: vec![PortRange::single(22)],
         sources: vec!["Internet".into()],
         target_tags: vec![],
-        rule: Some("Allow-SSH".into()),
     }]
 }
 
@@ -82,7 +78,7 @@ async fn an_active_sas_is_ended_and_the_operation_waited_for() {
     let stub = ArmStub::start().await;
     stub.put_snapshot("exported", "ActiveSAS", json!({"env": "prod"}));
     let step = responder(&stub)
-        .end_snapshot_access(&snapshot_id("exported"), Act::Enforce)
+        .end_snapshot_access(&snapshot_id("exported"), EXEMPT, Act::Enforce)
         .await
         .unwrap();
     assert_eq!(step.verdict, Verdict::Done, "{step:?}");
@@ -105,13 +101,13 @@ async fn a_snapshot_without_an_active_sas_is_left_alone() {
     let stub = ArmStub::start().await;
     stub.put_snapshot("closed", "Unattached", json!({}));
     let step = responder(&stub)
-        .end_snapshot_access(&snapshot_id("closed"), Act::Enforce)
+        .end_snapshot_access(&snapshot_id("closed"), EXEMPT, Act::Enforce)
         .await
         .unwrap();
     assert_eq!(step.verdict, Verdict::SkippedGone, "{step:?}");
     assert!(step.reason.contains("Unattached"), "{step:?}");
     let gone = responder(&stub)
-        .end_snapshot_access(&snapshot_id("deleted"), Act::Enforce)
+        .end_snapshot_access(&snapshot_id("deleted"), EXEMPT, Act::Enforce)
         .await
         .unwrap();
     assert_eq!(gone.verdict, Verdict::SkippedGone, "{gone:?}");
@@ -129,12 +125,12 @@ async fn an_exempt_snapshot_and_a_dry_run_change_nothing() {
     stub.put_snapshot("watched", "ActiveSAS", json!({}));
     let responder = responder(&stub);
     let exempt = responder
-        .end_snapshot_access(&snapshot_id("kept"), Act::Enforce)
+        .end_snapshot_access(&snapshot_id("kept"), EXEMPT, Act::Enforce)
         .await
         .unwrap();
     assert_eq!(exempt.verdict, Verdict::SkippedExempt, "{exempt:?}");
     let dry = responder
-        .end_snapshot_access(&snapshot_id("watched"), Act::DryRun)
+        .end_snapshot_access(&snapshot_id("watched"), EXEMPT, Act::DryRun)
         .await
         .unwrap();
     assert_eq!(dry.verdict, Verdict::WouldDo, "{dry:?}");
@@ -157,7 +153,7 @@ async fn throttling_is_waited_out_as_retry_after_asks() {
     let started = Instant::now();
     let snapshot = snapshot_id("exported");
     let step = responder
-        .end_snapshot_access(&snapshot, Act::Enforce)
+        .end_snapshot_access(&snapshot, EXEMPT, Act::Enforce)
         .await
         .unwrap();
     assert_eq!(step.verdict, Verdict::Done, "{step:?}");
@@ -167,7 +163,7 @@ async fn throttling_is_waited_out_as_retry_after_asks() {
     // …and here twice, asking for a second each time.
     stub.throttle_next(&[1, 1]);
     let step = responder
-        .end_snapshot_access(&snapshot_id("again"), Act::Enforce)
+        .end_snapshot_access(&snapshot_id("again"), EXEMPT, Act::Enforce)
         .await
         .unwrap();
     assert_eq!(step.verdict, Verdict::Done, "{step:?}");
@@ -185,7 +181,7 @@ async fn throttling_beyond_the_budget_is_a_transient_failure() {
     stub.put_snapshot("exported", "ActiveSAS", json!({}));
     stub.throttle_next(&[0, 0, 0, 0]);
     let err = responder(&stub)
-        .end_snapshot_access(&snapshot_id("exported"), Act::Enforce)
+        .end_snapshot_access(&snapshot_id("exported"), EXEMPT, Act::Enforce)
         .await
         .unwrap_err();
     assert_eq!(err.class, Class::Transient, "{err}");
@@ -199,7 +195,7 @@ async fn a_failed_operation_is_a_permanent_failure_saying_why() {
     stub.put_snapshot("exported", "ActiveSAS", json!({}));
     stub.end_access_ends("Failed");
     let err = responder(&stub)
-        .end_snapshot_access(&snapshot_id("exported"), Act::Enforce)
+        .end_snapshot_access(&snapshot_id("exported"), EXEMPT, Act::Enforce)
         .await
         .unwrap_err();
     assert_eq!(err.class, Class::Permanent, "{err}");
@@ -215,7 +211,7 @@ async fn the_token_never_follows_a_monitor_url_off_the_resource_manager_host() {
     stub.put_snapshot("exported", "ActiveSAS", json!({}));
     stub.send_monitors_to("http://127.0.0.2:9");
     let err = responder(&stub)
-        .end_snapshot_access(&snapshot_id("exported"), Act::Enforce)
+        .end_snapshot_access(&snapshot_id("exported"), EXEMPT, Act::Enforce)
         .await
         .unwrap_err();
     assert_eq!(err.class, Class::Permanent, "{err}");
@@ -238,6 +234,7 @@ async fn the_opened_rule_is_deleted_and_every_other_rule_stays() {
             &nsg_id("jump-nsg"),
             "Allow-SSH",
             &ssh_opened(),
+            EXEMPT,
             Act::Enforce,
         )
         .await
@@ -262,6 +259,7 @@ async fn a_rule_changed_after_the_finding_is_left_as_it_is() {
             &nsg_id("jump-nsg"),
             "Allow-SSH",
             &ssh_opened(),
+            EXEMPT,
             Act::Enforce,
         )
         .await
@@ -273,6 +271,7 @@ async fn a_rule_changed_after_the_finding_is_left_as_it_is() {
             &nsg_id("jump-nsg"),
             "Allow-RDP",
             &ssh_opened(),
+            EXEMPT,
             Act::Enforce,
         )
         .await
@@ -300,13 +299,20 @@ async fn an_exempt_nsg_and_a_dry_run_keep_the_rule() {
             &nsg_id("jump-nsg"),
             "Allow-SSH",
             &ssh_opened(),
+            EXEMPT,
             Act::Enforce,
         )
         .await
         .unwrap();
     assert_eq!(exempt.verdict, Verdict::SkippedExempt, "{exempt:?}");
     let dry = responder
-        .delete_security_rule(&nsg_id("web-nsg"), "allow-ssh", &ssh_opened(), Act::DryRun)
+        .delete_security_rule(
+            &nsg_id("web-nsg"),
+            "allow-ssh",
+            &ssh_opened(),
+            EXEMPT,
+            Act::DryRun,
+        )
         .await
         .unwrap();
     assert_eq!(dry.verdict, Verdict::WouldDo, "{dry:?}");
