@@ -18,7 +18,9 @@
 //! Engine's classification of error answers (its quota 403s are transient).
 
 use serde_json::{json, Value};
-use snapwatch_core::model::{Fact, PortRange, Protocol};
+use snapwatch_core::model::{ActionResult, PortRange, Protocol, ResponseMode};
+use snapwatch_core::ports::{Responder, ResponderError, ResponseOutcome, ResponseRequest};
+use snapwatch_core::response::{Opening, Undo};
 use snapwatch_gcp_inventory::{classify_answer, TokenSource};
 use snapwatch_http::{retry, retry_after_secs, Backoff, Class, Classify, Failure, RetryPolicy};
 use std::time::Duration;
@@ -84,8 +86,6 @@ pub struct ComputeResponder<T> {
     http: reqwest::Client,
     endpoint: String,
     tokens: T,
-    /// A label (snapshots, images) or description word (firewall rules) that exempts.
-    exempt: String,
     retry: RetryPolicy,
     /// Read-modify-write rounds of a policy at most (the first included).
     max_policy_rounds: u32,
@@ -96,7 +96,7 @@ pub struct ComputeResponder<T> {
 
 impl<T: TokenSource> ComputeResponder<T> {
     /// A responder against `endpoint` (`https://compute.googleapis.com`) with `tokens`.
-    pub fn new(endpoint: &str, tokens: T, exempt: impl Into<String>) -> Result<Self, Failure> {
+    pub fn new(endpoint: &str, tokens: T) -> Result<Self, Failure> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .user_agent(concat!("snapwatch-gcp/", env!("CARGO_PKG_VERSION")))
@@ -106,7 +106,6 @@ impl<T: TokenSource> ComputeResponder<T> {
             http,
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             tokens,
-            exempt: exempt.into(),
             retry: RetryPolicy {
                 max_attempts: 4,
                 backoff: Backoff::exponential(Duration::from_millis(500), Duration::from_secs(5)),
@@ -132,6 +131,7 @@ impl<T: TokenSource> ComputeResponder<T> {
         &self,
         resource: &str,
         members: &[String],
+        exempt: &str,
         act: Act,
     ) -> Result<Step, ResponseError> {
         let call = format!(
@@ -152,11 +152,11 @@ impl<T: TokenSource> ComputeResponder<T> {
         if current
             .get("labels")
             .and_then(Value::as_object)
-            .is_some_and(|labels| labels.contains_key(&self.exempt))
+            .is_some_and(|labels| labels.contains_key(exempt))
         {
             return Ok(step(
                 Verdict::SkippedExempt,
-                format!("the resource is labelled {}", self.exempt),
+                format!("the resource is labelled {exempt}"),
             ));
         }
         let what = format!("getIamPolicy {resource}");
@@ -212,11 +212,13 @@ impl<T: TokenSource> ComputeResponder<T> {
     }
 
     /// Disables firewall rule `firewall` (`projects/p/global/firewalls/name`) if it still opens
-    /// exactly what `opened` (the chain's `IngressOpened` facts for that rule) states.
+    /// something, and only what `opened` (the openings the chain's events recorded for it)
+    /// states, unless its description names `exempt`.
     pub async fn disable_firewall(
         &self,
         firewall: &str,
-        opened: &[Fact],
+        opened: &[Opening],
+        exempt: &str,
         act: Act,
     ) -> Result<Step, ResponseError> {
         let call = format!("PATCH {firewall} {{\"disabled\": true}}");
@@ -240,15 +242,16 @@ impl<T: TokenSource> ComputeResponder<T> {
         if rule
             .get("description")
             .and_then(Value::as_str)
-            .is_some_and(|d| d.contains(&self.exempt))
+            .is_some_and(|d| d.contains(exempt))
         {
             return Ok(step(
                 Verdict::SkippedExempt,
-                format!("the rule's description names {}", self.exempt),
+                format!("the rule's description names {exempt}"),
             ));
         }
         let recorded = recorded_openings(opened);
-        if recorded.is_empty() || rule_openings(&rule) != recorded {
+        let current = rule_openings(&rule);
+        if current.is_empty() || !current.iter().all(|c| recorded.contains(c)) {
             return Ok(step(
                 Verdict::SkippedChanged,
                 "the rule no longer opens what the chain's event opened: it was changed after \
@@ -415,6 +418,78 @@ impl<T: TokenSource> ComputeResponder<T> {
     }
 }
 
+impl Verdict {
+    /// The core's result for this verdict.
+    pub fn result(self) -> ActionResult {
+        match self {
+            Verdict::Done => ActionResult::Done,
+            Verdict::WouldDo => ActionResult::WouldDo,
+            Verdict::SkippedExempt => ActionResult::SkippedExempt,
+            Verdict::SkippedGone => ActionResult::SkippedGone,
+            Verdict::SkippedChanged => ActionResult::SkippedChanged,
+        }
+    }
+}
+
+/// The core's [`Responder`] port on GCP: the two GCP undos of the plan; any other action
+/// (another cloud's) is refused for good.
+impl<T: TokenSource> Responder for ComputeResponder<T> {
+    fn name(&self) -> &'static str {
+        "gcp"
+    }
+
+    async fn execute(
+        &self,
+        request: ResponseRequest<'_>,
+    ) -> Result<ResponseOutcome, ResponderError> {
+        let action = request.action;
+        let act = match request.mode {
+            ResponseMode::Enforce => Act::Enforce,
+            // `off` never reaches a responder; anything but enforce only re-reads.
+            ResponseMode::DryRun | ResponseMode::Off => Act::DryRun,
+        };
+        let step = match &action.undo {
+            Undo::RemoveIamMembers { resource, members } => {
+                self.remove_members(resource, members, request.exempt_tag, act)
+                    .await
+            }
+            Undo::DisableFirewallRule { firewall, opened } => {
+                self.disable_firewall(firewall, opened, request.exempt_tag, act)
+                    .await
+            }
+            _ => {
+                return Err(ResponderError::Permanent {
+                    call: action.call(),
+                    target: action.target().to_owned(),
+                    message: "not a GCP action: the GCP service cannot carry it out".into(),
+                })
+            }
+        };
+        match step {
+            Ok(step) => {
+                tracing::info!(call = %step.call, result = step.verdict.result().as_str(), reason = %step.reason, "response step");
+                Ok(ResponseOutcome::new(step.verdict.result(), step.reason))
+            }
+            Err(e) => {
+                let message = snapwatch_http::error_chain(&e);
+                let (call, target) = (action.call(), action.target().to_owned());
+                Err(match e.class {
+                    Class::Transient => ResponderError::Retryable {
+                        call,
+                        target,
+                        message,
+                    },
+                    Class::Permanent => ResponderError::Permanent {
+                        call,
+                        target,
+                        message,
+                    },
+                })
+            }
+        }
+    }
+}
+
 /// How a write ended, when not with the resource's answer.
 enum Write {
     /// 409/412: the `etag` was stale.
@@ -478,7 +553,7 @@ fn without_members(policy: &mut Value, members: &[String]) -> Vec<String> {
 }
 
 /// One opening as compared: protocol, sorted ports, sorted sources, sorted targets.
-type Opening = (Protocol, Vec<(u16, u16)>, Vec<String>, Vec<String>);
+type Compared = (Protocol, Vec<(u16, u16)>, Vec<String>, Vec<String>);
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
@@ -491,7 +566,7 @@ fn opening(
     ports: &[PortRange],
     sources: &[String],
     targets: &[String],
-) -> Opening {
+) -> Compared {
     let mut ports: Vec<(u16, u16)> = ports.iter().map(|p| (p.from, p.to)).collect();
     ports.sort_unstable();
     ports.dedup();
@@ -503,26 +578,17 @@ fn opening(
     )
 }
 
-fn sorted_openings(mut all: Vec<Opening>) -> Vec<Opening> {
+fn sorted_openings(mut all: Vec<Compared>) -> Vec<Compared> {
     all.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
     all.dedup();
     all
 }
 
-fn recorded_openings(facts: &[Fact]) -> Vec<Opening> {
+fn recorded_openings(opened: &[Opening]) -> Vec<Compared> {
     sorted_openings(
-        facts
+        opened
             .iter()
-            .filter_map(|fact| match fact {
-                Fact::IngressOpened {
-                    protocol,
-                    ports,
-                    sources,
-                    target_tags,
-                    ..
-                } => Some(opening(*protocol, ports, sources, target_tags)),
-                _ => None,
-            })
+            .map(|o| opening(o.protocol, &o.ports, &o.sources, &o.target_tags))
             .collect(),
     )
 }
@@ -530,7 +596,7 @@ fn recorded_openings(facts: &[Fact]) -> Vec<Opening> {
 /// What a `firewalls.get` body opens, read as the audit-log parser reads a firewall write: an
 /// enabled ingress rule's allow entries from its source ranges (`0.0.0.0/0` when it names no
 /// sources at all). A rule that opens nothing, or that cannot be read, reads as no openings.
-fn rule_openings(rule: &Value) -> Vec<Opening> {
+fn rule_openings(rule: &Value) -> Vec<Compared> {
     let strings = |key: &str| -> Vec<String> {
         rule.get(key)
             .and_then(Value::as_array)

@@ -12,7 +12,8 @@ mod respond_stub;
 
 use respond_stub::{firewall, image, snapshot, ComputeStub, TOKEN};
 use serde_json::json;
-use snapwatch_core::model::{Fact, PortRange, Protocol, Resource, ResourceKind};
+use snapwatch_core::model::{PortRange, Protocol};
+use snapwatch_core::response::Opening;
 use snapwatch_gcp::respond::{Act, ComputeResponder, Verdict};
 use snapwatch_gcp_inventory::TokenSource;
 use snapwatch_http::{AccessToken, Backoff, Class, Failure, RetryPolicy};
@@ -30,7 +31,7 @@ impl TokenSource for StubToken {
 }
 
 fn responder(stub: &ComputeStub) -> ComputeResponder<StubToken> {
-    ComputeResponder::new(&stub.endpoint, StubToken, EXEMPT)
+    ComputeResponder::new(&stub.endpoint, StubToken)
         .unwrap()
         .with_waits(
             RetryPolicy {
@@ -59,7 +60,7 @@ async fn exactly_the_added_public_and_outside_members_are_removed() {
     );
     let added = members(&["allUsers", "user:mallory@evil.example"]);
     let step = responder(&stub)
-        .remove_members(&snapshot("db-nightly"), &added, Act::Enforce)
+        .remove_members(&snapshot("db-nightly"), &added, EXEMPT, Act::Enforce)
         .await
         .unwrap();
     assert_eq!(step.verdict, Verdict::Done, "{step:?}");
@@ -80,13 +81,13 @@ async fn exactly_the_added_public_and_outside_members_are_removed() {
     );
     let added = members(&["allAuthenticatedUsers"]);
     let step = responder(&stub)
-        .remove_members(&image("golden"), &added, Act::Enforce)
+        .remove_members(&image("golden"), &added, EXEMPT, Act::Enforce)
         .await
         .unwrap();
     assert_eq!(step.verdict, Verdict::Done, "{step:?}");
     assert!(stub.members(&image("golden")).is_empty());
     let again = responder(&stub)
-        .remove_members(&image("golden"), &added, Act::Enforce)
+        .remove_members(&image("golden"), &added, EXEMPT, Act::Enforce)
         .await
         .unwrap();
     assert_eq!(again.verdict, Verdict::SkippedGone, "{again:?}");
@@ -108,7 +109,7 @@ async fn a_concurrent_policy_change_is_read_again_and_kept() {
         &[("roles/compute.storageAdmin", "user:dba@corp.example")],
     );
     let step = responder(&stub)
-        .remove_members(&path, &members(&["allUsers"]), Act::Enforce)
+        .remove_members(&path, &members(&["allUsers"]), EXEMPT, Act::Enforce)
         .await
         .unwrap();
     assert_eq!(step.verdict, Verdict::Done, "{step:?}");
@@ -144,7 +145,7 @@ async fn a_policy_that_keeps_changing_is_given_up_after_a_bounded_number_of_roun
     let adds: Vec<(&str, &str)> = adds.iter().map(|(r, m)| (r.as_str(), m.as_str())).collect();
     stub.change_after_reads(&path, &adds);
     let err = responder(&stub)
-        .remove_members(&path, &members(&["allUsers"]), Act::Enforce)
+        .remove_members(&path, &members(&["allUsers"]), EXEMPT, Act::Enforce)
         .await
         .unwrap_err();
     assert_eq!(err.class, Class::Transient, "{err}");
@@ -169,12 +170,22 @@ async fn an_exempt_label_and_a_dry_run_change_nothing() {
     stub.put_shared(&snapshot("watched"), json!({}), bindings);
     let responder = responder(&stub);
     let exempt = responder
-        .remove_members(&snapshot("kept"), &members(&["allUsers"]), Act::Enforce)
+        .remove_members(
+            &snapshot("kept"),
+            &members(&["allUsers"]),
+            EXEMPT,
+            Act::Enforce,
+        )
         .await
         .unwrap();
     assert_eq!(exempt.verdict, Verdict::SkippedExempt, "{exempt:?}");
     let dry = responder
-        .remove_members(&snapshot("watched"), &members(&["allUsers"]), Act::DryRun)
+        .remove_members(
+            &snapshot("watched"),
+            &members(&["allUsers"]),
+            EXEMPT,
+            Act::DryRun,
+        )
         .await
         .unwrap();
     assert_eq!(dry.verdict, Verdict::WouldDo, "{dry:?}");
@@ -196,7 +207,7 @@ async fn throttling_is_waited_out_and_a_longer_one_is_transient() {
     stub.throttle_next(&[1]);
     let started = Instant::now();
     let step = responder(&stub)
-        .remove_members(&path, &members(&["allUsers"]), Act::Enforce)
+        .remove_members(&path, &members(&["allUsers"]), EXEMPT, Act::Enforce)
         .await
         .unwrap();
     assert_eq!(step.verdict, Verdict::Done, "{step:?}");
@@ -212,7 +223,7 @@ async fn throttling_is_waited_out_and_a_longer_one_is_transient() {
     );
     stub.throttle_next(&[0, 0, 0, 0]);
     let err = responder(&stub)
-        .remove_members(&path, &members(&["allUsers"]), Act::Enforce)
+        .remove_members(&path, &members(&["allUsers"]), EXEMPT, Act::Enforce)
         .await
         .unwrap_err();
     assert_eq!(err.class, Class::Transient, "{err}");
@@ -220,22 +231,17 @@ async fn throttling_is_waited_out_and_a_longer_one_is_transient() {
 }
 
 /// What the chain recorded when `open-ssh` was inserted: TCP 22 from anywhere.
-fn ssh_opened() -> Vec<Fact> {
-    vec![Fact::IngressOpened {
-        group: Resource::new(
-            ResourceKind::NetworkGroup,
-            format!("projects/{}/global/networks/default", respond_stub::PROJECT),
-        ),
+fn ssh_opened() -> Vec<Opening> {
+    vec![Opening {
         protocol: Protocol::Tcp,
         ports: vec![PortRange::single(22)],
         sources: vec!["0.0.0.0/0".into()],
         target_tags: vec![],
-        rule: Some("open-ssh".into()),
     }]
 }
 
 fn ssh_rule(source: &str, description: &str) -> serde_json::Value {
-    json!({"network": "https://www.googleapis.com/compute/v1/projects/snap-prod/global/networks/default",
+    json!({"network": "https://www.googleapis.com/compute/v1/projects/acme-prod/global/networks/default",
            "direction": "INGRESS", "priority": 1000, "description": description,
            "sourceRanges": [source], "allowed": [{"IPProtocol": "tcp", "ports": ["22"]}],
            "disabled": false})
@@ -246,7 +252,7 @@ async fn the_opened_firewall_rule_is_disabled_and_kept() {
     let stub = ComputeStub::start().await;
     stub.put_firewall("open-ssh", ssh_rule("0.0.0.0/0", ""));
     let step = responder(&stub)
-        .disable_firewall(&firewall("open-ssh"), &ssh_opened(), Act::Enforce)
+        .disable_firewall(&firewall("open-ssh"), &ssh_opened(), EXEMPT, Act::Enforce)
         .await
         .unwrap();
     assert_eq!(step.verdict, Verdict::Done, "{step:?}");
@@ -261,7 +267,7 @@ async fn the_opened_firewall_rule_is_disabled_and_kept() {
     );
     assert_eq!(stub.writes(), [format!("PATCH {}", firewall("open-ssh"))]);
     let again = responder(&stub)
-        .disable_firewall(&firewall("open-ssh"), &ssh_opened(), Act::Enforce)
+        .disable_firewall(&firewall("open-ssh"), &ssh_opened(), EXEMPT, Act::Enforce)
         .await
         .unwrap();
     assert_eq!(again.verdict, Verdict::SkippedGone, "{again:?}");
@@ -276,24 +282,39 @@ async fn a_changed_exempt_or_dry_run_firewall_rule_is_left_enabled() {
         ssh_rule("0.0.0.0/0", "bastion; snapwatch-exempt"),
     );
     stub.put_firewall("open-ssh", ssh_rule("0.0.0.0/0", ""));
+    // Someone added a port to the rule since: it is not only the chain's any more.
+    let mut widened = ssh_rule("0.0.0.0/0", "");
+    widened["allowed"] =
+        json!([{"IPProtocol": "tcp", "ports": ["22"]}, {"IPProtocol": "tcp", "ports": ["8443"]}]);
+    stub.put_firewall("widened", widened);
     let responder = responder(&stub);
+    let widened = responder
+        .disable_firewall(&firewall("widened"), &ssh_opened(), EXEMPT, Act::Enforce)
+        .await
+        .unwrap();
+    assert_eq!(widened.verdict, Verdict::SkippedChanged, "{widened:?}");
     let changed = responder
-        .disable_firewall(&firewall("narrowed"), &ssh_opened(), Act::Enforce)
+        .disable_firewall(&firewall("narrowed"), &ssh_opened(), EXEMPT, Act::Enforce)
         .await
         .unwrap();
     assert_eq!(changed.verdict, Verdict::SkippedChanged, "{changed:?}");
     let exempt = responder
-        .disable_firewall(&firewall("break-glass"), &ssh_opened(), Act::Enforce)
+        .disable_firewall(
+            &firewall("break-glass"),
+            &ssh_opened(),
+            EXEMPT,
+            Act::Enforce,
+        )
         .await
         .unwrap();
     assert_eq!(exempt.verdict, Verdict::SkippedExempt, "{exempt:?}");
     let dry = responder
-        .disable_firewall(&firewall("open-ssh"), &ssh_opened(), Act::DryRun)
+        .disable_firewall(&firewall("open-ssh"), &ssh_opened(), EXEMPT, Act::DryRun)
         .await
         .unwrap();
     assert_eq!(dry.verdict, Verdict::WouldDo, "{dry:?}");
     let gone = responder
-        .disable_firewall(&firewall("deleted"), &ssh_opened(), Act::Enforce)
+        .disable_firewall(&firewall("deleted"), &ssh_opened(), EXEMPT, Act::Enforce)
         .await
         .unwrap();
     assert_eq!(gone.verdict, Verdict::SkippedGone, "{gone:?}");

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-pub const PROJECT: &str = "snap-prod";
+pub const PROJECT: &str = "acme-prod";
 pub const TOKEN: &str = "stub-compute-token";
 
 pub fn snapshot(name: &str) -> String {
