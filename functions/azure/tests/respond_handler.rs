@@ -58,10 +58,12 @@ impl ExpiryPurge for NoPurge {
 type State = AppState<MemoryStore, FixtureArm, MemorySink, NoPurge>;
 
 fn app_state(stub: &ArmStub, store: MemoryStore, sink: MemorySink, modes: &str) -> Arc<State> {
-    let mut config = Config::default();
-    config.response = ResponseConfig {
-        modes: ResponseConfig::parse_modes(modes).unwrap(),
-        ..ResponseConfig::default()
+    let config = Config {
+        response: ResponseConfig {
+            modes: ResponseConfig::parse_modes(modes).unwrap(),
+            ..ResponseConfig::default()
+        },
+        ..Config::default()
     };
     let http = reqwest::Client::new();
     let identity = Arc::new(ManagedIdentity::new(

@@ -48,10 +48,12 @@ impl TokenSource for StubToken {
 type TestService = Service<MemoryStore, MemoryRejects, MemorySink, ComputeResponder<StubToken>>;
 
 fn service(stub: &ComputeStub, slack: MemorySink, modes: &str) -> Arc<TestService> {
-    let mut config = Config::default();
-    config.response = ResponseConfig {
-        modes: ResponseConfig::parse_modes(modes).unwrap(),
-        ..ResponseConfig::default()
+    let config = Config {
+        response: ResponseConfig {
+            modes: ResponseConfig::parse_modes(modes).unwrap(),
+            ..ResponseConfig::default()
+        },
+        ..Config::default()
     };
     let responder = ComputeResponder::new(&stub.endpoint, StubToken)
         .unwrap()

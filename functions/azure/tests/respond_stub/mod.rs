@@ -252,7 +252,7 @@ async fn serve(
             "no valid bearer token",
         );
     }
-    let query: HashMap<String, String> = uri.query().map(|q| url_pairs(q)).unwrap_or_default();
+    let query: HashMap<String, String> = uri.query().map(url_pairs).unwrap_or_default();
     let api = query.get("api-version").cloned().unwrap_or_default();
     let lower = path.to_ascii_lowercase();
 
