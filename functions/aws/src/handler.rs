@@ -7,7 +7,8 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::value::RawValue;
-use snapwatch_core::engine::{Detector, EngineError};
+use snapwatch_aws_inventory::AwsResponder;
+use snapwatch_core::engine::{Detector, EngineError, Responses};
 use snapwatch_core::memory::MemoryStore;
 use snapwatch_core::parse::{aws, Parsed};
 use snapwatch_core::ports::{AlertSink, Clock, SinkError, StateStore};
@@ -57,6 +58,9 @@ pub struct Outcome {
     pub findings: Vec<String>,
     /// Finding ids delivered by this invocation, per sink.
     pub sent: BTreeMap<&'static str, Vec<String>>,
+    /// Finding ids this invocation responded to (their alerts say what was done).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub responded: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -141,6 +145,8 @@ pub struct App<St, Dl, Sn, Sl> {
     pub slack: Option<Sl>,
     /// Imports findings into Security Hub when `SNAPWATCH_SECURITYHUB=on`.
     pub securityhub: Option<SecurityHubSink>,
+    /// Undoes what a finding's chain added (`SNAPWATCH_RESPONSE`); `None` when every mode is off.
+    pub responder: Option<AwsResponder>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -190,6 +196,7 @@ where
                     reason: Some(reason),
                     findings: Vec::new(),
                     sent: BTreeMap::new(),
+                    responded: Vec::new(),
                 });
             }
             Ok(Parsed::Skipped(skip)) => {
@@ -202,6 +209,7 @@ where
                     reason: Some(skip.as_str().to_string()),
                     findings: Vec::new(),
                     sent: BTreeMap::new(),
+                    responded: Vec::new(),
                 });
             }
             Ok(Parsed::Event(event)) => event,
@@ -210,7 +218,14 @@ where
 
         let detector = Detector::new(self.store.session(), self.config.clone());
         let now = self.clock.now();
-        let findings = detector.process(&event, now).await?;
+        let mut findings = detector.process(&event, now).await?;
+        let finding_ids: Vec<String> = findings.iter().map(|f| f.id.clone()).collect();
+        // The response runs before delivery so each alert says what was done.
+        let responses = match &self.responder {
+            Some(responder) => detector.respond(&mut findings, responder, now).await?,
+            None => Responses::default(),
+        };
+        let findings = responses.deliverable(findings);
         let mut sent = BTreeMap::new();
         let mut retry: Vec<SinkError> = Vec::new();
         if let Some(sns) = &self.sns {
@@ -222,12 +237,14 @@ where
         if let Some(hub) = &self.securityhub {
             deliver(&detector, &findings, hub, now, &mut sent, &mut retry).await?;
         }
-        let finding_ids: Vec<String> = findings.iter().map(|f| f.id.clone()).collect();
+        // Acted: never again for these findings, whether or not every sink took the alert.
+        detector.settle(&responses).await?;
         tracing::info!(
             event_name = %event.meta.name,
             facts = event.facts.len(),
             findings = ?finding_ids,
             sent = ?sent,
+            responded = ?responses.responded,
             "event processed"
         );
         let pending = retry.len();
@@ -242,6 +259,7 @@ where
             reason: None,
             findings: finding_ids,
             sent,
+            responded: responses.responded,
         })
     }
 }

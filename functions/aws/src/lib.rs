@@ -9,6 +9,7 @@ pub mod clients;
 pub mod dead_letter;
 pub mod dynamo;
 pub mod handler;
+pub mod responder;
 pub mod securityhub;
 pub mod settings;
 pub mod sns;

@@ -8,6 +8,7 @@ use snapwatch_aws::clients;
 use snapwatch_aws::dead_letter::SqsDeadLetter;
 use snapwatch_aws::dynamo::DynamoStore;
 use snapwatch_aws::handler::{App, Outcome};
+use snapwatch_aws::responder;
 use snapwatch_aws::settings::Settings;
 use snapwatch_aws::sns::SnsSink;
 use snapwatch_core::ports::SystemClock;
@@ -31,6 +32,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         None => None,
         Some(hub) => Some(securityhub_sink(&sdk, hub)?),
     };
+    // Every mode off: no responder, no client, no STS call at start.
+    let responder = if settings.detector.response.all_off() {
+        None
+    } else {
+        Some(responder::aws_responder(&sdk).await?)
+    };
     let app = App {
         store: DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &settings.table_name),
         config: settings.detector.clone(),
@@ -43,6 +50,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         }),
         slack,
         securityhub,
+        responder,
         clock: Arc::new(SystemClock),
     };
     tracing::info!(
@@ -50,6 +58,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         sns = settings.sns_topic_arn.is_some(),
         slack = settings.slack_webhook.is_some(),
         securityhub = settings.securityhub.is_some(),
+        response = ?settings.detector.response.modes,
         init_ms = started.elapsed().as_secs_f64() * 1000.0,
         "snapwatch-aws initialised"
     );

@@ -93,6 +93,7 @@ async fn deploy_counting(region: &str, counter: &RequestCounter) -> Deployment {
             sns: Some(sns),
             slack: None,
             securityhub: None,
+            responder: None,
             clock: Arc::new(clock.clone()),
         },
         topic,

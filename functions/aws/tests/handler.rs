@@ -29,6 +29,7 @@ fn app() -> TestApp {
         sns: Some(MemorySink::named("sns")),
         slack: Some(MemorySink::named("slack")),
         securityhub: None,
+        responder: None,
         clock: Arc::new(FixedClock(fixture_now())),
     }
 }

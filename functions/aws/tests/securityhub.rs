@@ -66,6 +66,7 @@ fn app(hub: SecurityHubSink) -> App<MemoryStore, RecordingDeadLetter, MemorySink
         sns: Some(MemorySink::named("sns")),
         slack: None,
         securityhub: Some(hub),
+        responder: None,
         clock: Arc::new(FixedClock(fixture_now())),
     }
 }

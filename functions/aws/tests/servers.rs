@@ -115,6 +115,7 @@ async fn deploy(slack_script: Vec<u16>) -> Deployment {
         sns: Some(SnsSink::new(sns, topic_arn)),
         slack: Some(SlackSink::new(WebhookUrl::parse(&webhook).unwrap(), policy).unwrap()),
         securityhub: None,
+        responder: None,
         clock: Arc::new(FixedClock(fixture_now())),
     };
     Deployment {
@@ -314,6 +315,7 @@ async fn dynamodb_requests_per_relevant_event() {
             sns: with_sinks.then(|| MemorySink::named("sns")),
             slack: with_sinks.then(|| MemorySink::named("slack")),
             securityhub: None,
+            responder: None,
             clock: Arc::new(FixedClock(fixture_now())),
         };
         let mut stream: Vec<String> = fixture_names()
@@ -672,6 +674,7 @@ async fn with_sns_format_ocsf_subscribers_get_an_ocsf_detection_finding() {
         sns: Some(SnsSink::new(topic.sns.clone(), &topic.topic_arn).with_format(SnsFormat::Ocsf)),
         slack: None,
         securityhub: None,
+        responder: None,
         clock: Arc::new(FixedClock(fixture_now())),
     };
     for raw in single_instance_chain() {

@@ -115,6 +115,8 @@ fn is_not_found_code(code: &str) -> bool {
             | "DBSnapshotNotFoundFault"
             | "DBClusterSnapshotNotFoundFault"
             | "DBClusterSnapshotNotFound"
+            | "InvalidSecurityGroupRuleId.NotFound"
+            | "InvalidGroup.NotFound"
     )
 }
 

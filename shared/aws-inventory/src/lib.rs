@@ -2,6 +2,10 @@
 //! snapshot and AMI an account owns in a region, with who may use each, as a
 //! [`snapwatch_core::baseline::Inventory`].
 //!
+//! [`AwsResponder`] carries out the opt-in response (issue 13) with the same client: the
+//! re-reads and the modify/revoke calls of the snapshot, image, DB snapshot and security-group
+//! undo.
+//!
 //! The handful of EC2, RDS and STS Query-API calls are signed here with `aws-sigv4` and sent with
 //! `reqwest`, instead of compiling `aws-sdk-ec2` / `aws-sdk-rds` (10–15 minutes each on the CI's
 //! two cores). The caller supplies the credentials provider (the Lambda and the CLI get theirs
@@ -21,6 +25,7 @@ pub mod classify;
 mod client;
 mod error;
 mod lister;
+pub mod respond;
 #[cfg(feature = "sdk")]
 pub mod sdk;
 pub mod signing;
@@ -29,3 +34,4 @@ mod xml;
 pub use client::{QueryClient, RetryPolicy, Service};
 pub use error::{InventoryError, TransportError};
 pub use lister::{image_from_description, SnapshotLister};
+pub use respond::AwsResponder;

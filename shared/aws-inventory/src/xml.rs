@@ -352,6 +352,73 @@ pub(crate) fn caller_account(body: &str) -> Result<String, Reason> {
         .ok_or_else(|| "no <GetCallerIdentityResult><Account>".to_string())
 }
 
+/// `DescribeTags` (EC2): the tag keys, `tagSet/item/key`.
+pub(crate) fn ec2_tag_keys(body: &str) -> Result<Vec<String>, Reason> {
+    let doc = document(body)?;
+    let root = response_root(&doc, "DescribeTags")?;
+    Ok(child(root, "tagSet")
+        .map(|set| children(set, "item").filter_map(|i| text(i, "key")).collect())
+        .unwrap_or_default())
+}
+
+/// `ListTagsForResource` (RDS): the tag keys, `ListTagsForResourceResult/TagList/Tag/Key`.
+pub(crate) fn rds_tag_keys(body: &str) -> Result<Vec<String>, Reason> {
+    let doc = document(body)?;
+    let root = response_root(&doc, "ListTagsForResource")?;
+    Ok(path(root, &["ListTagsForResourceResult", "TagList"])
+        .map(|list| children(list, "Tag").filter_map(|t| text(t, "Key")).collect())
+        .unwrap_or_default())
+}
+
+/// One rule of `DescribeSecurityGroupRules`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SecurityGroupRule {
+    pub id: String,
+    pub group_id: Option<String>,
+    pub is_egress: bool,
+    /// `tcp`, `udp`, `icmp`, `-1`… as EC2 reports it.
+    pub protocol: String,
+    /// `-1` when the protocol has no ports.
+    pub from_port: i64,
+    pub to_port: i64,
+    /// The rule's one source: an IPv4 or IPv6 CIDR, when it is one.
+    pub cidr: Option<String>,
+    pub tag_keys: Vec<String>,
+}
+
+/// `DescribeSecurityGroupRules`: `securityGroupRuleSet/item`.
+pub(crate) fn security_group_rules(body: &str) -> Result<Page<SecurityGroupRule>, Reason> {
+    let doc = document(body)?;
+    let root = response_root(&doc, "DescribeSecurityGroupRules")?;
+    let port = |item: Node, name: &str| {
+        text(item, name)
+            .map(|p| p.parse::<i64>().map_err(|e| format!("<{name}> {p:?}: {e}")))
+            .transpose()
+            .map(|p| p.unwrap_or(-1))
+    };
+    let mut items = Vec::new();
+    if let Some(set) = child(root, "securityGroupRuleSet") {
+        for item in children(set, "item") {
+            items.push(SecurityGroupRule {
+                id: required(item, "securityGroupRuleId", "security group rule")?,
+                group_id: text(item, "groupId"),
+                is_egress: text(item, "isEgress").is_some_and(|e| e == "true"),
+                protocol: text(item, "ipProtocol").unwrap_or_else(|| "-1".to_string()),
+                from_port: port(item, "fromPort")?,
+                to_port: port(item, "toPort")?,
+                cidr: text(item, "cidrIpv4").or_else(|| text(item, "cidrIpv6")),
+                tag_keys: child(item, "tagSet")
+                    .map(|set| children(set, "item").filter_map(|i| text(i, "key")).collect())
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    Ok(Page {
+        items,
+        next: ec2_next_token(root),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
