@@ -455,6 +455,49 @@ mod tests {
         }
     }
 
+    #[test]
+    fn reads_the_response_modes_and_names_a_bad_one() {
+        use snapwatch_core::model::ResponseMode;
+        use snapwatch_core::Rule;
+        let s = Settings::from_lookup(lookup(MINIMAL)).unwrap();
+        assert!(s.detector.response.all_off(), "off unless set");
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push((
+            snapwatch_core::config::env::RESPONSE,
+            "snapshot.exported=enforce,chain.exposed-restore=dry-run",
+        ));
+        let s = Settings::from_lookup(lookup(&pairs)).unwrap();
+        assert_eq!(
+            s.detector.response.mode(Rule::SnapshotExported),
+            ResponseMode::Enforce
+        );
+        assert_eq!(
+            s.detector.response.mode(Rule::ChainExposedRestore),
+            ResponseMode::DryRun
+        );
+        for bad in [
+            "snapshot.exported=always",
+            "chain.unknown=enforce",
+            REFERENCE,
+        ] {
+            let mut pairs = MINIMAL.to_vec();
+            pairs.push((snapwatch_core::config::env::RESPONSE, bad));
+            let err = Settings::from_lookup(lookup(&pairs)).unwrap_err();
+            assert_eq!(
+                err.name,
+                snapwatch_core::config::env::RESPONSE,
+                "{bad}: {err}"
+            );
+            if bad == REFERENCE {
+                // Said as what it is, with what to do, not as a malformed mode list.
+                assert!(
+                    err.to_string().contains("unresolved Key Vault reference"),
+                    "{err}"
+                );
+            }
+        }
+    }
+
     /// A local run: Azurite with its key, no managed identity, no Slack.
     const LOCAL: &[(&str, &str)] = &[
         (

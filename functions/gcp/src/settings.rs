@@ -171,6 +171,29 @@ mod tests {
     }
 
     #[test]
+    fn response_modes_are_read_and_a_bad_one_is_named() {
+        use snapwatch_core::model::ResponseMode;
+        use snapwatch_core::Rule;
+        let off = settings(&[(env::FIRESTORE_PROJECT, "p")]).expect("settings");
+        assert!(off.detector.response.all_off(), "off unless set");
+        let on = settings(&[
+            (env::FIRESTORE_PROJECT, "p"),
+            ("SNAPWATCH_RESPONSE", "snapshot.public=enforce"),
+        ])
+        .expect("settings");
+        assert_eq!(
+            on.detector.response.mode(Rule::SnapshotPublic),
+            ResponseMode::Enforce
+        );
+        let bad = settings(&[
+            (env::FIRESTORE_PROJECT, "p"),
+            ("SNAPWATCH_RESPONSE", "snapshot.public=yes"),
+        ])
+        .expect_err("bad mode");
+        assert_eq!(bad.name, "SNAPWATCH_RESPONSE");
+    }
+
+    #[test]
     fn bad_values_name_their_variable() {
         let missing = settings(&[]).expect_err("project is required");
         assert!(
