@@ -5,13 +5,18 @@ locals {
   response_projects = length(var.response_projects) > 0 ? var.response_projects : [var.project_id]
   # Re-reads per rule: the exempt label (get) and the current policy or rule.
   response_reads = {
+    # Shares the chain sees: snapshots, images and (zonal or regional) disks.
     "snapshot.public" = [
+      "compute.disks.get",
+      "compute.disks.getIamPolicy",
       "compute.images.get",
       "compute.images.getIamPolicy",
       "compute.snapshots.get",
       "compute.snapshots.getIamPolicy",
     ]
     "snapshot.shared-external" = [
+      "compute.disks.get",
+      "compute.disks.getIamPolicy",
       "compute.images.get",
       "compute.images.getIamPolicy",
       "compute.snapshots.get",
@@ -26,8 +31,8 @@ locals {
   # The write per rule: setIamPolicy without the added members; the firewall patch (a firewall
   # change also needs the network's updatePolicy).
   response_writes = {
-    "snapshot.public"          = ["compute.images.setIamPolicy", "compute.snapshots.setIamPolicy"]
-    "snapshot.shared-external" = ["compute.images.setIamPolicy", "compute.snapshots.setIamPolicy"]
+    "snapshot.public"          = ["compute.disks.setIamPolicy", "compute.images.setIamPolicy", "compute.snapshots.setIamPolicy"]
+    "snapshot.shared-external" = ["compute.disks.setIamPolicy", "compute.images.setIamPolicy", "compute.snapshots.setIamPolicy"]
     "chain.exposed-restore"    = ["compute.firewalls.update", "compute.networks.updatePolicy"]
   }
   response_active   = sort([for rule, mode in var.response_modes : rule if mode != "off"])

@@ -173,7 +173,7 @@ variable "baseline_timeout_seconds" {
 }
 
 variable "response_modes" {
-  description = "Opt-in response per rule: off (default), dry-run (re-read; the alert says which call would be made) or enforce. GCP responds to snapshot.public and snapshot.shared-external (setIamPolicy without the added members) and chain.exposed-restore (disable the firewall rule the chain's event created). The service account gains the re-reads of each rule not off and the write of each rule in enforce mode; nothing when every rule is off. A snapshot or image labelled snapwatch-exempt, or a firewall rule whose description contains snapwatch-exempt, is never changed."
+  description = "Opt-in response per rule: off (default), dry-run (re-read; the alert says which call would be made) or enforce. GCP responds to snapshot.public and snapshot.shared-external (setIamPolicy without the added members) and chain.exposed-restore (disable the firewall rule the chain's event created). The service account gains the re-reads of each rule not off and the write of each rule in enforce mode; nothing when every rule is off. A snapshot, image or disk labelled snapwatch-exempt, or a firewall rule whose description contains snapwatch-exempt, is never changed."
   type        = map(string)
   default     = {}
 

@@ -309,16 +309,15 @@ def test_the_service_requires_authentication_so_cloud_run_checks_the_oidc_token(
     assert unquote(service.get("invoker_iam_disabled", False)) in (False, "false")
 
 
+SHARED = ("snapshots", "images", "disks")  # what the core reads shares of (regional disks: compute.disks.*)
 RESPONSE_READS = {
-    "snapshot.public": {"compute.snapshots.get", "compute.snapshots.getIamPolicy",
-                        "compute.images.get", "compute.images.getIamPolicy"},
-    "snapshot.shared-external": {"compute.snapshots.get", "compute.snapshots.getIamPolicy",
-                                 "compute.images.get", "compute.images.getIamPolicy"},
+    "snapshot.public": {f"compute.{c}.{v}" for c in SHARED for v in ("get", "getIamPolicy")},
+    "snapshot.shared-external": {f"compute.{c}.{v}" for c in SHARED for v in ("get", "getIamPolicy")},
     "chain.exposed-restore": {"compute.firewalls.get", "compute.globalOperations.get"},
 }
 RESPONSE_WRITES = {
-    "snapshot.public": {"compute.snapshots.setIamPolicy", "compute.images.setIamPolicy"},
-    "snapshot.shared-external": {"compute.snapshots.setIamPolicy", "compute.images.setIamPolicy"},
+    "snapshot.public": {f"compute.{c}.setIamPolicy" for c in SHARED},
+    "snapshot.shared-external": {f"compute.{c}.setIamPolicy" for c in SHARED},
     "chain.exposed-restore": {"compute.firewalls.update", "compute.networks.updatePolicy"},
 }
 

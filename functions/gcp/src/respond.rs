@@ -12,7 +12,7 @@
 //!   event opened; the global operation is polled to its end. The rule is kept (disabled, not
 //!   deleted), so re-enabling it is one click.
 //!
-//! A snapshot or image carrying the exempt label (any value) is never changed. Firewall rules
+//! A snapshot, image or disk carrying the exempt label (any value) is never changed. Firewall rules
 //! have no labels in Compute Engine: a rule whose `description` contains the exempt name is
 //! exempt. Every call goes through the one retry driver of `snapwatch-http`, with Compute
 //! Engine's classification of error answers (its quota 403s are transient).
@@ -125,8 +125,8 @@ impl<T: TokenSource> ComputeResponder<T> {
     }
 
     /// Removes `members` (as the chain's event named them: `allUsers`, `user:…`) from every
-    /// binding of the IAM policy of `resource` (`projects/p/global/snapshots/s` or
-    /// `…/global/images/i`), keeping everything else.
+    /// binding of the IAM policy of `resource` (`projects/p/global/snapshots/s`,
+    /// `…/global/images/i`, `…/zones/z/disks/d`, `…/regions/r/disks/d`), keeping everything else.
     pub async fn remove_members(
         &self,
         resource: &str,

@@ -95,6 +95,31 @@ async fn exactly_the_added_public_and_outside_members_are_removed() {
 }
 
 #[tokio::test]
+async fn a_zonal_disk_shared_outside_loses_only_that_member() {
+    let stub = ComputeStub::start().await;
+    let disk = format!(
+        "projects/{}/zones/europe-west1-b/disks/data-1",
+        respond_stub::PROJECT
+    );
+    stub.put_shared(
+        &disk,
+        json!({}),
+        json!([{"role": "roles/compute.viewer", "members": ["user:ops@corp.example", "user:x@evil.example"]}]),
+    );
+    let step = responder(&stub)
+        .remove_members(
+            &disk,
+            &members(&["user:x@evil.example"]),
+            EXEMPT,
+            Act::Enforce,
+        )
+        .await
+        .unwrap();
+    assert_eq!(step.verdict, Verdict::Done, "{step:?}");
+    assert_eq!(stub.members(&disk), ["user:ops@corp.example"]);
+}
+
+#[tokio::test]
 async fn a_concurrent_policy_change_is_read_again_and_kept() {
     let stub = ComputeStub::start().await;
     let path = snapshot("db-nightly");
