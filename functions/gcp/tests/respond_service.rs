@@ -258,3 +258,86 @@ async fn a_failed_response_still_alerts_saying_why() {
         .members(&snapshot(SNAPSHOT))
         .contains(&"allUsers".to_owned()));
 }
+
+fn fixture(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/gcp")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The exposed-restore chain of the service tests: a firewall rule opening everything to the
+/// internet for the jump host's service account, and an instance restored from a snapshot.
+const CHAIN: [&str; 3] = [
+    "firewalls_insert_no_source_ranges.json",
+    "snapshots_insert_v1.json",
+    "instances_insert_beta_restore.json",
+];
+
+/// `allow-all-jump` as `firewalls.get` answers after that insert (sources default to anywhere).
+fn serve_the_chains_firewall(stub: &ComputeStub, source: &str) {
+    stub.put_firewall(
+        "allow-all-jump",
+        json!({"network": "https://www.googleapis.com/compute/v1/projects/acme-prod/global/networks/prod-vpc",
+               "direction": "INGRESS", "priority": 1000, "sourceRanges": [source],
+               "allowed": [{"IPProtocol": "all"}],
+               "targetServiceAccounts": ["jump-sa@acme-prod.iam.gserviceaccount.com"],
+               "disabled": false}),
+    );
+}
+
+async fn deliver_chain(service: &Arc<TestService>) {
+    for name in CHAIN {
+        let response = app(service.clone())
+            .oneshot(binary(&fixture(name)))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{name}");
+    }
+}
+
+fn exposed_restore_response(slack: &MemorySink) -> snapwatch_core::model::ResponseReport {
+    let sent = slack.sent();
+    let finding = sent
+        .iter()
+        .find(|f| f.rule == Rule::ChainExposedRestore)
+        .unwrap_or_else(|| panic!("no chain.exposed-restore alert among {sent:?}"));
+    finding
+        .response
+        .clone()
+        .expect("the alert carries the response")
+}
+
+#[tokio::test]
+async fn the_chains_firewall_rule_is_disabled_and_a_narrowed_one_is_kept() {
+    let stub = ComputeStub::start().await;
+    serve_the_chains_firewall(&stub, "0.0.0.0/0");
+    let slack = MemorySink::new();
+    let service = service(&stub, slack.clone(), "chain.exposed-restore=enforce");
+    deliver_chain(&service).await;
+    let response = exposed_restore_response(&slack);
+    let action = &response.actions[0];
+    assert_eq!(action.result, ActionResult::Done, "{action:?}");
+    assert_eq!(
+        action.target,
+        "projects/acme-prod/global/firewalls/allow-all-jump"
+    );
+    assert_eq!(
+        stub.resource("projects/acme-prod/global/firewalls/allow-all-jump")["disabled"],
+        true
+    );
+
+    // Someone narrowed the rule to the office before the response ran: it stays enabled.
+    let stub = ComputeStub::start().await;
+    serve_the_chains_firewall(&stub, "203.0.113.0/24");
+    let slack = MemorySink::new();
+    let service = self::service(&stub, slack.clone(), "chain.exposed-restore=enforce");
+    deliver_chain(&service).await;
+    let response = exposed_restore_response(&slack);
+    assert_eq!(
+        response.actions[0].result,
+        ActionResult::SkippedChanged,
+        "{response:?}"
+    );
+    assert!(stub.writes().is_empty(), "{:?}", stub.requests());
+}
