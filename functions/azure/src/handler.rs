@@ -717,7 +717,17 @@ where
             "invocation deadline reached; unfinished records kept in rejects"
         );
     }
-    let responses = respond(state, &mut outcome, now).await;
+    // The response shares the records' part of the deadline: delivery keeps its reserve. Cut
+    // there, the findings are alerted without it (their claims lapse after the lease).
+    let responses = tokio::time::timeout_at(records_deadline, respond(state, &mut outcome, now))
+        .await
+        .unwrap_or_else(|_| {
+            tracing::error!(
+                deadline_secs = state.deadline.as_secs(),
+                "the invocation deadline came before the response finished; alerting without it"
+            );
+            None
+        });
     match &state.alerts {
         Alerts::Sink(sink) => deliver_with_retry(state, sink, &mut outcome, now, deadline).await,
         Alerts::LogOnly => {

@@ -105,10 +105,12 @@ pub struct Polling {
 
 impl Default for Polling {
     fn default() -> Self {
+        // At most about 50 s per action: inside the invocation's deadline with room for
+        // several actions and the alerts.
         Polling {
             interval: Duration::from_secs(2),
-            max_interval: Duration::from_secs(10),
-            max_polls: 15,
+            max_interval: Duration::from_secs(5),
+            max_polls: 10,
         }
     }
 }
