@@ -110,7 +110,11 @@ data "aws_iam_policy_document" "state_access" {
 }
 
 data "aws_iam_policy_document" "detector" {
-  source_policy_documents = [data.aws_iam_policy_document.state_access.json]
+  # The response's grants (response.tf) exist only while some rule's mode is not off.
+  source_policy_documents = concat(
+    [data.aws_iam_policy_document.state_access.json],
+    data.aws_iam_policy_document.response[*].json,
+  )
 
   statement {
     sid       = "Logs"

@@ -55,9 +55,12 @@ resource "aws_lambda_function" "detector" {
 
   # The names the function reads (functions/aws and shared/core/src/config.rs `env`).
   environment {
-    variables = merge(local.function_environment, {
-      SNAPWATCH_DEAD_LETTER_QUEUE_URL = aws_sqs_queue.dead_letters.url
-    })
+    # SNAPWATCH_RESPONSE only while some rule responds: unset means every mode is off.
+    variables = merge(
+      local.function_environment,
+      { SNAPWATCH_DEAD_LETTER_QUEUE_URL = aws_sqs_queue.dead_letters.url },
+      local.response_enabled ? { SNAPWATCH_RESPONSE = local.response_setting } : {},
+    )
   }
 
   # The policy must exist before the first invocation can log or write.

@@ -221,3 +221,18 @@ variable "baseline_memory_mb" {
   type        = number
   default     = 256
 }
+
+variable "response_modes" {
+  description = "Opt-in response (README \"Response\"): rule id => off, dry-run or enforce, for snapshot.public, snapshot.shared-external and chain.exposed-restore (snapshot.exported has no AWS undo). Every rule is off by default. The detector's role gains only the re-read actions of the rules not off and the remove/revoke actions of the rules enforced; nothing when every mode is off."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for rule, mode in var.response_modes :
+      contains(["snapshot.public", "snapshot.shared-external", "snapshot.exported", "chain.exposed-restore"], rule)
+      && contains(["off", "dry-run", "enforce"], mode)
+    ])
+    error_message = "response_modes maps snapshot.public, snapshot.shared-external, snapshot.exported or chain.exposed-restore to off, dry-run or enforce."
+  }
+}

@@ -58,6 +58,22 @@ BASELINE_GATE = "${local.baseline_enabled ? 1 : 0}"
 # The Security Hub sink (issue 15): opt-in, one action, on the account's default product only.
 SECURITY_HUB_ACTION = "securityhub:BatchImportFindings"
 SECURITY_HUB_PRODUCT_ARN = f"arn:aws:securityhub:{REGION}:{MOTO_ACCOUNT}:product/{MOTO_ACCOUNT}/default"
+# The opt-in response (issue 13): re-reads while a rule is dry-run or enforce, remove/revoke only
+# while enforced, nothing while every mode is off.
+RESPONSE_SOURCES = "${concat([data.aws_iam_policy_document.state_access.json], data.aws_iam_policy_document.response[*].json)}"
+RESPONSE_SHARE_READ = {
+    "ec2:DescribeSnapshotAttribute",
+    "ec2:DescribeImageAttribute",
+    "rds:DescribeDBSnapshotAttributes",
+    "rds:DescribeDBClusterSnapshotAttributes",
+    "rds:ListTagsForResource",
+}
+RESPONSE_SHARE_REMOVE = {
+    "ec2:ModifySnapshotAttribute",
+    "ec2:ModifyImageAttribute",
+    "rds:ModifyDBSnapshotAttribute",
+    "rds:ModifyDBClusterSnapshotAttribute",
+}
 
 
 # ---- tools ----------------------------------------------------------------------------------
@@ -364,7 +380,8 @@ def test_baseline_role_lists_read_only_and_shares_the_detectors_state_access() -
     document = blocks["data"][("aws_iam_policy_document", "baseline")]
     assert document["source_policy_documents"] == ["${data.aws_iam_policy_document.state_access.json}"]
     detector = blocks["data"][("aws_iam_policy_document", "detector")]
-    assert detector["source_policy_documents"] == document["source_policy_documents"]
+    # The detector adds only the response's document (present while some rule responds).
+    assert detector["source_policy_documents"] == RESPONSE_SOURCES
     own = statements_by_sid(document)
     assert set(own) == {"SnapshotListing", "SnapshotAttributes", "Logs"}
     assert own["SnapshotListing"]["actions"] == "${local.baseline_listing_actions}"
@@ -412,6 +429,87 @@ def test_security_hub_is_opt_in_with_one_action_on_the_default_product() -> None
         text = (example / "main.tf").read_text()
         if 'source = "../.."' in text:
             assert "security_hub_enabled       = var.security_hub_enabled" in text, example
+
+
+def test_response_is_off_by_default_and_its_grants_exist_only_with_it() -> None:
+    blocks = module_blocks()
+    assert blocks["variable"][("var", "response_modes")]["default"] == {}
+    document = blocks["data"][("aws_iam_policy_document", "response")]
+    assert document["count"] == "${local.response_enabled ? 1 : 0}"
+    assert document["__file__"] == "response.tf"
+    # Only the detector's role sources it; the baseline never acts.
+    sourcing = [key for key, body in blocks["data"].items() if "aws_iam_policy_document.response" in json.dumps(body.get("source_policy_documents", ""))]
+    assert sourcing == [("aws_iam_policy_document", "detector")], sourcing
+    # Nothing outside response.tf grants a write to EC2 or RDS.
+    for key, body in blocks["data"].items():
+        if key == ("aws_iam_policy_document", "response"):
+            continue
+        text = json.dumps(body)
+        assert not re.search(r"(ec2|rds):(Modify|Revoke)", text), key
+
+
+def response_policy(workdir: Path, variables: list[str], modes: dict[str, str]) -> dict[str, dict] | None:
+    """The response document's statements by Sid as planned with `modes`, None when it is not planned."""
+    plan_file = workdir / f"plan-{uuid.uuid4().hex[:8]}.tfplan"
+    modes_hcl = "{" + ", ".join(f'"{rule}" = "{mode}"' for rule, mode in modes.items()) + "}"
+    terraform(workdir, "plan", "-input=false", f"-out={plan_file}", *variables, f"-var=response_modes={modes_hcl}")
+    shown = json.loads(terraform(workdir, "show", "-json", str(plan_file)))
+    read = shown.get("prior_state", {}).get("values", {}).get("root_module", {}).get("resources", [])
+    documents = [r for r in read if r["address"].startswith("data.aws_iam_policy_document.response")]
+    if not documents:
+        return None
+    (document,) = documents
+    statements = json.loads(document["values"]["json"])["Statement"]
+    return {statement["Sid"]: statement for statement in statements}
+
+
+def test_response_modes_grant_exactly_their_calls(module_root: tuple[Path, list[str]]) -> None:
+    workdir, variables = module_root
+    assert response_policy(workdir, variables, {}) is None
+    assert response_policy(workdir, variables, {"snapshot.public": "off", "chain.exposed-restore": "off"}) is None
+
+    dry = response_policy(workdir, variables, {"snapshot.public": "dry-run"})
+    assert set(dry) == {"ResponseDescribe", "ResponseShareRead"}, dry
+    assert set(as_list(dry["ResponseDescribe"]["Action"])) == {"ec2:DescribeTags"}
+    assert set(as_list(dry["ResponseShareRead"]["Action"])) == RESPONSE_SHARE_READ
+
+    enforced = response_policy(workdir, variables, {"snapshot.shared-external": "enforce", "chain.exposed-restore": "enforce"})
+    assert set(enforced) == {"ResponseDescribe", "ResponseShareRead", "ResponseShareRemove", "ResponseIngressRevoke"}, enforced
+    assert set(as_list(enforced["ResponseDescribe"]["Action"])) == {"ec2:DescribeTags", "ec2:DescribeSecurityGroupRules"}
+    assert set(as_list(enforced["ResponseShareRemove"]["Action"])) == RESPONSE_SHARE_REMOVE
+    assert enforced["ResponseShareRemove"]["Condition"] == {"StringEquals": {"aws:ResourceAccount": MOTO_ACCOUNT}}
+    assert set(as_list(enforced["ResponseShareRemove"]["Resource"])) == {
+        "arn:aws:ec2:*::snapshot/*",
+        "arn:aws:ec2:*::image/*",
+        f"arn:aws:rds:*:{MOTO_ACCOUNT}:snapshot:*",
+        f"arn:aws:rds:*:{MOTO_ACCOUNT}:cluster-snapshot:*",
+    }
+    assert as_list(enforced["ResponseIngressRevoke"]["Action"]) == ["ec2:RevokeSecurityGroupIngress"]
+    assert set(as_list(enforced["ResponseIngressRevoke"]["Resource"])) == {
+        f"arn:aws:ec2:*:{MOTO_ACCOUNT}:security-group/*",
+        f"arn:aws:ec2:*:{MOTO_ACCOUNT}:security-group-rule/*",
+    }
+    for statement in enforced.values():
+        assert not [a for a in as_list(statement["Action"]) if "*" in a], statement
+
+    # Only the ingress rule: no share grants at all.
+    ingress = response_policy(workdir, variables, {"chain.exposed-restore": "dry-run"})
+    assert set(ingress) == {"ResponseDescribe"}, ingress
+
+
+def test_response_modes_reject_unknown_rules_and_modes(module_root: tuple[Path, list[str]]) -> None:
+    workdir, variables = module_root
+    for modes in ('{"snapshot.public" = "on"}', '{"snapshot.unexplained" = "enforce"}'):
+        result = subprocess.run(
+            [terraform_binary(), "plan", "-input=false", "-no-color", *variables, f"-var=response_modes={modes}"],
+            cwd=workdir,
+            env=terraform_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode != 0, modes
+        assert "response_modes maps snapshot.public" in result.stderr, result.stderr
 
 
 def test_scheduler_role_may_only_invoke_the_baseline_function() -> None:

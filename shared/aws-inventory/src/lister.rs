@@ -326,7 +326,10 @@ impl SnapshotLister {
 
 /// Follows `nextToken` / `Marker` until the API stops returning one. A token that repeats would
 /// loop forever, so it is treated as a malformed response.
-pub(crate) async fn paginate<T, F, Fut>(action: &str, mut fetch: F) -> Result<Vec<T>, InventoryError>
+pub(crate) async fn paginate<T, F, Fut>(
+    action: &str,
+    mut fetch: F,
+) -> Result<Vec<T>, InventoryError>
 where
     F: FnMut(Option<String>) -> Fut,
     Fut: Future<Output = Result<Page<T>, InventoryError>>,

@@ -232,7 +232,11 @@ impl AwsResponder {
         if !is_internet_source(&source) {
             return Ok(changed(format!(
                 "rule {rule_id} was changed after the finding: it now admits {}, not the internet",
-                if source.is_empty() { "no address range" } else { &source }
+                if source.is_empty() {
+                    "no address range"
+                } else {
+                    &source
+                }
             )));
         }
         if has_tag(&rule.tag_keys, request.exempt_tag)
@@ -254,7 +258,10 @@ impl AwsResponder {
     ) -> Result<ResponseOutcome, ResponderError> {
         const LIST: &str = "DescribeSecurityGroupRules";
         let rules = paginate(LIST, |token| async move {
-            let mut params = vec![("Filter.1.Name", "group-id"), ("Filter.1.Value.1", group_id)];
+            let mut params = vec![
+                ("Filter.1.Name", "group-id"),
+                ("Filter.1.Value.1", group_id),
+            ];
             if let Some(token) = token.as_deref() {
                 params.push(("NextToken", token));
             }
@@ -283,7 +290,9 @@ impl AwsResponder {
                     && (permission.protocol == "-1"
                         || (r.from_port == i64::from(permission.from_port)
                             && r.to_port == i64::from(permission.to_port)))
-                    && r.cidr.as_ref().is_some_and(|c| permission.sources.contains(c))
+                    && r.cidr
+                        .as_ref()
+                        .is_some_and(|c| permission.sources.contains(c))
             })
             .collect();
         if matching.is_empty() {
@@ -453,8 +462,14 @@ impl Responder for AwsResponder {
                 snapshot_id,
                 grantees,
             } => {
-                self.ec2_permission(&request, region, &SNAPSHOT_PERMISSION, snapshot_id, grantees)
-                    .await
+                self.ec2_permission(
+                    &request,
+                    region,
+                    &SNAPSHOT_PERMISSION,
+                    snapshot_id,
+                    grantees,
+                )
+                .await
             }
             Undo::RemoveImageLaunchPermission { image_id, grantees } => {
                 self.ec2_permission(&request, region, &IMAGE_PERMISSION, image_id, grantees)

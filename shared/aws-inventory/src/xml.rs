@@ -357,7 +357,11 @@ pub(crate) fn ec2_tag_keys(body: &str) -> Result<Vec<String>, Reason> {
     let doc = document(body)?;
     let root = response_root(&doc, "DescribeTags")?;
     Ok(child(root, "tagSet")
-        .map(|set| children(set, "item").filter_map(|i| text(i, "key")).collect())
+        .map(|set| {
+            children(set, "item")
+                .filter_map(|i| text(i, "key"))
+                .collect()
+        })
         .unwrap_or_default())
 }
 
@@ -366,7 +370,11 @@ pub(crate) fn rds_tag_keys(body: &str) -> Result<Vec<String>, Reason> {
     let doc = document(body)?;
     let root = response_root(&doc, "ListTagsForResource")?;
     Ok(path(root, &["ListTagsForResourceResult", "TagList"])
-        .map(|list| children(list, "Tag").filter_map(|t| text(t, "Key")).collect())
+        .map(|list| {
+            children(list, "Tag")
+                .filter_map(|t| text(t, "Key"))
+                .collect()
+        })
         .unwrap_or_default())
 }
 
@@ -408,7 +416,11 @@ pub(crate) fn security_group_rules(body: &str) -> Result<Page<SecurityGroupRule>
                 to_port: port(item, "toPort")?,
                 cidr: text(item, "cidrIpv4").or_else(|| text(item, "cidrIpv6")),
                 tag_keys: child(item, "tagSet")
-                    .map(|set| children(set, "item").filter_map(|i| text(i, "key")).collect())
+                    .map(|set| {
+                        children(set, "item")
+                            .filter_map(|i| text(i, "key"))
+                            .collect()
+                    })
                     .unwrap_or_default(),
             });
         }
@@ -858,5 +870,86 @@ mod tests {
         assert_eq!(error_document("<html>Bad Gateway</html>"), None);
         assert_eq!(error_document("not xml at all"), None);
         assert_eq!(error_document("<Response><Errors/></Response>"), None);
+    }
+
+    #[test]
+    fn reads_security_group_rules_with_their_sources_and_tags() {
+        let body = format!(
+            r#"<DescribeSecurityGroupRulesResponse xmlns="{EC2_NS}">
+    <requestId>c1a2b3c4-0000-4000-8000-000000000001</requestId>
+    <securityGroupRuleSet>
+        <item>
+            <securityGroupRuleId>sgr-0aaa</securityGroupRuleId>
+            <groupId>sg-0123</groupId>
+            <isEgress>false</isEgress>
+            <ipProtocol>tcp</ipProtocol>
+            <fromPort>22</fromPort>
+            <toPort>22</toPort>
+            <cidrIpv4>0.0.0.0/0</cidrIpv4>
+            <tagSet><item><key>snapwatch-exempt</key><value>yes</value></item></tagSet>
+        </item>
+        <item>
+            <securityGroupRuleId>sgr-0bbb</securityGroupRuleId>
+            <groupId>sg-0123</groupId>
+            <isEgress>true</isEgress>
+            <ipProtocol>-1</ipProtocol>
+            <cidrIpv6>::/0</cidrIpv6>
+        </item>
+    </securityGroupRuleSet>
+    <nextToken>page-2</nextToken>
+</DescribeSecurityGroupRulesResponse>"#
+        );
+        let page = security_group_rules(&body).unwrap();
+        assert_eq!(page.next.as_deref(), Some("page-2"));
+        assert_eq!(
+            page.items,
+            vec![
+                SecurityGroupRule {
+                    id: "sgr-0aaa".into(),
+                    group_id: Some("sg-0123".into()),
+                    is_egress: false,
+                    protocol: "tcp".into(),
+                    from_port: 22,
+                    to_port: 22,
+                    cidr: Some("0.0.0.0/0".into()),
+                    tag_keys: vec!["snapwatch-exempt".into()],
+                },
+                SecurityGroupRule {
+                    id: "sgr-0bbb".into(),
+                    group_id: Some("sg-0123".into()),
+                    is_egress: true,
+                    protocol: "-1".into(),
+                    from_port: -1,
+                    to_port: -1,
+                    cidr: Some("::/0".into()),
+                    tag_keys: vec![],
+                },
+            ]
+        );
+        let bad_port = body.replace("<fromPort>22</fromPort>", "<fromPort>ssh</fromPort>");
+        assert!(security_group_rules(&bad_port)
+            .unwrap_err()
+            .contains("fromPort"));
+        assert!(security_group_rules("<DescribeTagsResponse/>").is_err());
+    }
+
+    #[test]
+    fn reads_tag_keys_of_ec2_and_rds_resources() {
+        let ec2 = format!(
+            r#"<DescribeTagsResponse xmlns="{EC2_NS}"><requestId>r</requestId><tagSet>
+<item><resourceId>snap-1</resourceId><resourceType>snapshot</resourceType><key>snapwatch-exempt</key><value/></item>
+</tagSet></DescribeTagsResponse>"#
+        );
+        assert_eq!(ec2_tag_keys(&ec2).unwrap(), vec!["snapwatch-exempt"]);
+        let rds = format!(
+            r#"<ListTagsForResourceResponse xmlns="{RDS_NS}"><ListTagsForResourceResult><TagList>
+<Tag><Key>team</Key><Value>payroll</Value></Tag><Tag><Key>snapwatch-exempt</Key><Value>1</Value></Tag>
+</TagList></ListTagsForResourceResult></ListTagsForResourceResponse>"#
+        );
+        assert_eq!(
+            rds_tag_keys(&rds).unwrap(),
+            vec!["team", "snapwatch-exempt"]
+        );
+        assert!(rds_tag_keys(&ec2).is_err(), "a body meant for another call");
     }
 }

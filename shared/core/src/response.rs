@@ -11,7 +11,7 @@
 
 use crate::config::Config;
 use crate::model::{Audience, Cloud, Fact, Finding, Observation, PortRange, Protocol, Rule};
-use crate::model::{ResourceKind, ResponseMode};
+use crate::model::{Origin, ResourceKind, ResponseMode};
 use crate::rules::exposed_restore::{is_internet_source, opens_admin_port, DATABASE_PORTS};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -232,7 +232,8 @@ pub struct Plan {
 
 /// Plans the response to `finding` from `chain`: observations loaded for the finding's
 /// resources (observations of events the finding does not list are ignored, so only what the
-/// chain's own events did is undone). `None` when the rule's mode is `off`.
+/// chain's own events did is undone; so are automation's and the baseline's synthetic ones).
+/// `None` when the rule's mode is `off`.
 pub fn plan(finding: &Finding, chain: &[Observation], config: &Config) -> Option<Plan> {
     let mode = config.response.mode(finding.rule);
     if mode == ResponseMode::Off {
@@ -241,7 +242,12 @@ pub fn plan(finding: &Finding, chain: &[Observation], config: &Config) -> Option
     let listed: BTreeSet<&str> = finding.events.iter().map(|e| e.id.as_str()).collect();
     let mut own: Vec<&Observation> = chain
         .iter()
-        .filter(|o| listed.contains(o.event.id.as_str()) && o.event.automation.is_none())
+        .filter(|o| {
+            listed.contains(o.event.id.as_str())
+                && o.event.automation.is_none()
+                // The baseline's synthetic events say what a listing saw, not what anyone did.
+                && o.origin == Origin::Events
+        })
         .collect();
     own.sort_by_cached_key(|o| (o.event.time, o.key()));
     own.dedup_by(|a, b| a.key() == b.key());

@@ -266,6 +266,15 @@ fn events_the_finding_does_not_list_are_never_undone() {
         audience: accounts(&["555566667777"]),
     };
     chain.push(other);
+    // A grant only the baseline's listing saw, stored under an event id the finding lists.
+    let mut listed = chain[0].clone();
+    listed.index = 7;
+    listed.origin = crate::model::Origin::Baseline;
+    listed.fact = Fact::SnapshotShared {
+        snapshot: Resource::new(K::Snapshot, "snap-1"),
+        audience: accounts(&["777766665555"]),
+    };
+    chain.push(listed);
     let plan = Some(plan(&finding, &chain, &config).unwrap());
     assert_eq!(
         undos(&plan),
