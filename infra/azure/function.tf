@@ -41,7 +41,7 @@ resource "azurerm_linux_function_app" "this" {
     }
   }
 
-  app_settings = merge(local.app_settings, local.slack_app_setting)
+  app_settings = merge(local.app_settings, local.slack_app_setting, local.response_app_setting)
 
   lifecycle {
     # `az functionapp deployment source config-zip` (make deploy-azure) sets this to the
@@ -88,6 +88,11 @@ locals {
 
   # Resolved by the platform with the user-assigned identity before the handler starts; absent
   # (findings only logged) when no webhook is configured, never a placeholder.
+  # The response modes (response.tf); absent when every rule is off.
+  response_app_setting = local.response_setting == "" ? {} : {
+    SNAPWATCH_RESPONSE = local.response_setting
+  }
+
   slack_app_setting = local.slack_configured ? {
     SNAPWATCH_SLACK_WEBHOOK_URL = "@Microsoft.KeyVault(VaultName=${azurerm_key_vault.this.name};SecretName=${local.slack_secret_name})"
   } : {}

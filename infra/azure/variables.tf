@@ -154,3 +154,14 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "response_modes" {
+  description = "Opt-in response per rule: off (default), dry-run (the alert says which call would be made) or enforce. Azure responds to snapshot.exported (end the active SAS) and chain.exposed-restore (delete the NSG rule the chain's event created). The function's identity gains only the write of each rule in enforce mode; none when every rule is off or dry-run. A resource tagged snapwatch-exempt is never changed."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for rule, mode in var.response_modes : contains(["snapshot.exported", "chain.exposed-restore"], rule) && contains(["off", "dry-run", "enforce"], mode)])
+    error_message = "response_modes maps snapshot.exported and chain.exposed-restore to off, dry-run or enforce."
+  }
+}

@@ -60,6 +60,14 @@ resource "google_cloud_run_v2_service" "snapwatch" {
         name  = "SNAPWATCH_ADMIN_PORTS"
         value = join(",", [for port in var.admin_ports : tostring(port)])
       }
+      # The response modes (response.tf); absent when every rule is off.
+      dynamic "env" {
+        for_each = local.response_setting == "" ? [] : [local.response_setting]
+        content {
+          name  = "SNAPWATCH_RESPONSE"
+          value = env.value
+        }
+      }
       dynamic "env" {
         for_each = local.baseline_enabled ? [join(",", local.baseline_projects)] : []
         content {

@@ -171,3 +171,25 @@ variable "baseline_timeout_seconds" {
     error_message = "baseline_timeout_seconds must be between 60 and 1800 (Cloud Scheduler's HTTP attempt deadline maximum)."
   }
 }
+
+variable "response_modes" {
+  description = "Opt-in response per rule: off (default), dry-run (re-read; the alert says which call would be made) or enforce. GCP responds to snapshot.public and snapshot.shared-external (setIamPolicy without the added members) and chain.exposed-restore (disable the firewall rule the chain's event created). The service account gains the re-reads of each rule not off and the write of each rule in enforce mode; nothing when every rule is off. A snapshot, image or disk labelled snapwatch-exempt, or a firewall rule whose description contains snapwatch-exempt, is never changed."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for rule, mode in var.response_modes : contains(["snapshot.public", "snapshot.shared-external", "chain.exposed-restore"], rule) && contains(["off", "dry-run", "enforce"], mode)])
+    error_message = "response_modes maps snapshot.public, snapshot.shared-external and chain.exposed-restore to off, dry-run or enforce."
+  }
+}
+
+variable "response_projects" {
+  description = "Projects the response may change resources in (where the watched events happen). Empty: project_id."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for p in var.response_projects : can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", p))])
+    error_message = "response_projects must be project ids such as acme-prod."
+  }
+}

@@ -81,7 +81,10 @@ def one_block(body, key):
 def app_settings(module):
     """The settings every deployment gets (the Slack reference is added only when configured)."""
     app = resource(module, "azurerm_linux_function_app", "this")
-    assert app["app_settings"] == "${merge(local.app_settings, local.slack_app_setting)}"
+    assert (
+        app["app_settings"]
+        == "${merge(local.app_settings, local.slack_app_setting, local.response_app_setting)}"
+    )
     return module["locals"]["app_settings"]
 
 
@@ -230,10 +233,12 @@ def test_the_baseline_timer_is_opt_in_scheduled_and_needs_only_reader(module):
     assert 'pub const BASELINE_FUNCTION: &str = "Baseline";' in handler
     # Listing disks, snapshots and galleries is a read: the Reader grant covers it, and no role is
     # added at subscription scope beyond Reader (Reader has no actions such as beginGetAccess).
+    # The opt-in response's role is the only other, absent unless a rule is enforced
+    # (test_the_response_grants_only_the_undo_of_each_enforced_rule_and_nothing_when_off).
     at_subscription = {
         body["role_definition_name"]
-        for body in module["resource"]["azurerm_role_assignment"].values()
-        if body["scope"] == "${local.subscription_scope}"
+        for name, body in module["resource"]["azurerm_role_assignment"].items()
+        if body["scope"] == "${local.subscription_scope}" and name != "function_response"
     }
     assert at_subscription == {"Reader"}, at_subscription
 
@@ -272,8 +277,8 @@ def test_the_function_identity_holds_only_the_narrow_roles(module):
     assignments = module["resource"]["azurerm_role_assignment"]
     granted = {
         (body["role_definition_name"], body["scope"])
-        for body in assignments.values()
-        if body["principal_id"] == FUNCTION_APP
+        for name, body in assignments.items()
+        if body["principal_id"] == FUNCTION_APP and name != "function_response"
     }
     assert granted == {
         ("Reader", "${local.subscription_scope}"),
@@ -434,3 +439,77 @@ def test_the_handler_readme_lists_every_setting_the_bindings_need():
                 needed.add(connection if connection == "AzureWebJobsStorage" else f"{connection}__fullyQualifiedNamespace")
     missing = sorted(name for name in needed if f"`{name}`" not in table)
     assert not missing, f"functions/azure/README.md settings table lacks {missing}"
+
+
+RESPONSE_WRITES = {
+    "snapshot.exported": {
+        "Microsoft.Compute/disks/endGetAccess/action",
+        "Microsoft.Compute/snapshots/endGetAccess/action",
+    },
+    "chain.exposed-restore": {"Microsoft.Network/networkSecurityGroups/securityRules/delete"},
+}
+RESPONSE_READS = {
+    "snapshot.exported": {"Microsoft.Compute/disks/read", "Microsoft.Compute/snapshots/read"},
+    "chain.exposed-restore": {
+        "Microsoft.Network/networkSecurityGroups/read",
+        "Microsoft.Network/networkSecurityGroups/securityRules/read",
+    },
+}
+
+
+def response_actions(module, modes):
+    """The custom role's actions for `modes` ({rule: mode}) as response.tf's locals compute
+    them, or None when no role is created (evaluated here: no azurerm provider offline)."""
+    locals_ = module["locals"]
+    enforced = sorted(rule for rule, mode in modes.items() if mode == "enforce")
+    role = resource(module, "azurerm_role_definition", "response")
+    assert role["count"] == "${length(local.response_enforced) > 0 ? 1 : 0}"
+    assert locals_["response_enforced"] == (
+        '${sort([for rule, mode in var.response_modes : rule if mode == "enforce"])}'
+    )
+    if not enforced:
+        return None
+    writes = {rule: set(actions) for rule, actions in locals_["response_writes"].items()}
+    reads = {rule: set(actions) for rule, actions in locals_["response_reads"].items()}
+    actions = set()
+    for rule in enforced:
+        actions |= writes[rule] | reads[rule]
+    return actions
+
+
+def test_the_response_grants_only_the_undo_of_each_enforced_rule_and_nothing_when_off(module):
+    locals_ = module["locals"]
+    # The writes are exactly the two undo calls, each under its rule.
+    assert {r: set(a) for r, a in locals_["response_writes"].items()} == RESPONSE_WRITES
+    assert {r: set(a) for r, a in locals_["response_reads"].items()} == RESPONSE_READS
+    variable = module["variable"]["response_modes"]
+    assert variable["default"] == {}
+    # Off by default, and dry-run only re-reads (Reader): no role, no assignment.
+    assert response_actions(module, {}) is None
+    assert response_actions(module, {"snapshot.exported": "dry-run", "chain.exposed-restore": "off"}) is None
+    assert response_actions(module, {"snapshot.exported": "enforce"}) == (
+        RESPONSE_WRITES["snapshot.exported"] | RESPONSE_READS["snapshot.exported"]
+    )
+    both = response_actions(module, {"snapshot.exported": "enforce", "chain.exposed-restore": "enforce"})
+    assert not any("write" in a or a.endswith("/*") or a == "*" for a in both), both
+    role = resource(module, "azurerm_role_definition", "response")
+    permissions = one_block(role, "permissions")
+    assert permissions["actions"] == "${local.response_actions}"
+    assert permissions["not_actions"] == []
+    assert role["assignable_scopes"] == ["${local.subscription_scope}"]
+    grant = resource(module, "azurerm_role_assignment", "function_response")
+    assert grant["count"] == role["count"]
+    assert grant["principal_id"] == FUNCTION_APP
+    assert grant["role_definition_id"] == "${azurerm_role_definition.response[0].role_definition_resource_id}"
+
+
+def test_the_response_modes_reach_the_handler_only_when_set(module):
+    locals_ = module["locals"]
+    setting = locals_["response_app_setting"]
+    assert "SNAPWATCH_RESPONSE" in setting and 'local.response_setting == ""' in setting, setting
+    # `rule=mode` pairs, the off ones left out: every rule off sets nothing.
+    assert locals_["response_setting"] == (
+        '${join(",", [for rule, mode in var.response_modes : "${rule}=${mode}" if mode != "off"])}'
+    )
+    handler = (ROOT / "functions/azure/src/settings.rs").read_text()
+    assert "SNAPWATCH_RESPONSE" in handler or "config::env::RESPONSE" in handler

@@ -211,7 +211,8 @@ def test_admin_ports_is_a_variable_passed_to_the_service():
 def test_service_account_holds_only_the_roles_it_needs():
     module = load_module()
     project_roles = {unquote(r["role"]) for r in resources(module, "google_project_iam_member").values()}
-    # The baseline's read-only custom role (test_baseline_role_is_exactly_the_listing_calls).
+    # The baseline's read-only custom role (test_baseline_role_is_exactly_the_listing_calls) and
+    # the opt-in response's (test_the_response_role_is_exactly_the_undo_calls_and_absent_when_off).
     assert project_roles == {"roles/datastore.user", "roles/eventarc.eventReceiver", "${each.value.name}"}
     invoker = resources(module, "google_cloud_run_v2_service_iam_member")
     assert {name: unquote(r["role"]) for name, r in invoker.items()} == {
@@ -306,3 +307,79 @@ def test_the_service_requires_authentication_so_cloud_run_checks_the_oidc_token(
             assert not {"allUsers", "allAuthenticatedUsers"} & set(members), (rtype, name)
     service = resources(module, "google_cloud_run_v2_service")["snapwatch"]
     assert unquote(service.get("invoker_iam_disabled", False)) in (False, "false")
+
+
+SHARED = ("snapshots", "images", "disks")  # what the core reads shares of (regional disks: compute.disks.*)
+RESPONSE_READS = {
+    "snapshot.public": {f"compute.{c}.{v}" for c in SHARED for v in ("get", "getIamPolicy")},
+    "snapshot.shared-external": {f"compute.{c}.{v}" for c in SHARED for v in ("get", "getIamPolicy")},
+    "chain.exposed-restore": {"compute.firewalls.get", "compute.globalOperations.get"},
+}
+RESPONSE_WRITES = {
+    "snapshot.public": {f"compute.{c}.setIamPolicy" for c in SHARED},
+    "snapshot.shared-external": {f"compute.{c}.setIamPolicy" for c in SHARED},
+    "chain.exposed-restore": {"compute.firewalls.update", "compute.networks.updatePolicy"},
+}
+
+
+def response_permissions(module, modes):
+    """The custom role's permissions for `modes` ({rule: mode}) as response.tf's locals compute
+    them, or None when no role is created (evaluated here: no google provider offline)."""
+    values = locals_of(module)
+    assert unquote(values["response_active"]) == (
+        '${sort([for rule, mode in var.response_modes : rule if mode != "off"])}'
+    )
+    assert unquote(values["response_enforced"]) == (
+        '${sort([for rule, mode in var.response_modes : rule if mode == "enforce"])}'
+    )
+    active = [rule for rule, mode in modes.items() if mode != "off"]
+    if not active:
+        return None
+    reads = {rule: set(p) for rule, p in values["response_reads"].items()}
+    writes = {rule: set(p) for rule, p in values["response_writes"].items()}
+    granted = set()
+    for rule in active:
+        granted |= reads[rule]
+        if modes[rule] == "enforce":
+            granted |= writes[rule]
+    return granted
+
+
+def test_the_response_role_is_exactly_the_undo_calls_and_absent_when_off():
+    module = load_module()
+    values = locals_of(module)
+    assert {r: set(p) for r, p in values["response_reads"].items()} == RESPONSE_READS
+    assert {r: set(p) for r, p in values["response_writes"].items()} == RESPONSE_WRITES
+    variables = {}
+    for block in module["variable"]:
+        variables.update(block)
+    assert variables["response_modes"]["default"] == {}
+    # Off by default: no role, no binding.
+    assert response_permissions(module, {}) is None
+    assert response_permissions(module, {"snapshot.public": "off"}) is None
+    # Dry run: the re-reads only, never a write.
+    dry = response_permissions(module, {"snapshot.public": "dry-run", "chain.exposed-restore": "dry-run"})
+    assert not any(p.endswith((".setIamPolicy", ".update", ".updatePolicy")) for p in dry), dry
+    assert response_permissions(module, {"chain.exposed-restore": "enforce"}) == (
+        RESPONSE_READS["chain.exposed-restore"] | RESPONSE_WRITES["chain.exposed-restore"]
+    )
+    role = resources(module, "google_project_iam_custom_role")["response"]
+    assert unquote(role["permissions"]) == "${local.response_permissions}"
+    assert unquote(role["for_each"]) == (
+        "${length(local.response_active) > 0 ? toset(local.response_projects) : toset([])}"
+    )
+    grant = resources(module, "google_project_iam_member")["response"]
+    assert unquote(grant["for_each"]) == "${google_project_iam_custom_role.response}"
+    assert unquote(grant["member"]) == "serviceAccount:${google_service_account.snapwatch.email}"
+
+
+def test_the_response_modes_reach_the_service_only_when_set():
+    module = load_module()
+    assert unquote(locals_of(module)["response_setting"]) == (
+        '${join(",", [for rule, mode in var.response_modes : "${rule}=${mode}" if mode != "off"])}'
+    )
+    container = resources(module, "google_cloud_run_v2_service")["snapwatch"]["template"][0]["containers"][0]
+    dynamic = [d["env"] for d in container.get("dynamic", []) if "env" in d]
+    response = [d for d in dynamic if unquote(d["content"][0]["name"]) == "SNAPWATCH_RESPONSE"]
+    assert len(response) == 1
+    assert unquote(response[0]["for_each"]) == '${local.response_setting == "" ? [] : [local.response_setting]}'

@@ -21,6 +21,7 @@
 //! Decode → core → encode; nothing else happens here.
 
 use crate::arm::{self, ResourceReader};
+use crate::respond::ArmResponder;
 use crate::table::ExpiryPurge;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -31,7 +32,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use snapwatch_core::engine::{Detector, EngineError};
+use snapwatch_core::engine::{Detector, EngineError, Responses};
 use snapwatch_core::parse::detect::{for_each_record, RecordFormat};
 use snapwatch_core::parse::Parsed;
 use snapwatch_core::ports::SinkError;
@@ -155,6 +156,8 @@ pub struct AppState<S, R, K, P> {
     pub purger: P,
     /// Rows one `Purge` run deletes at most; a larger backlog drains over several runs.
     pub purge_max_rows: usize,
+    /// The opt-in response; `None` when every rule's mode is `off`.
+    pub responder: Option<ArmResponder>,
 }
 
 /// The router the Functions host talks to. Testable with `oneshot`, no port needed.
@@ -714,6 +717,17 @@ where
             "invocation deadline reached; unfinished records kept in rejects"
         );
     }
+    // The response shares the records' part of the deadline: delivery keeps its reserve. Cut
+    // there, the findings are alerted without it (their claims lapse after the lease).
+    let responses = tokio::time::timeout_at(records_deadline, respond(state, &mut outcome, now))
+        .await
+        .unwrap_or_else(|_| {
+            tracing::error!(
+                deadline_secs = state.deadline.as_secs(),
+                "the invocation deadline came before the response finished; alerting without it"
+            );
+            None
+        });
     match &state.alerts {
         Alerts::Sink(sink) => deliver_with_retry(state, sink, &mut outcome, now, deadline).await,
         Alerts::LogOnly => {
@@ -734,7 +748,45 @@ where
             }
         }
     }
+    if let Some(responses) = responses {
+        // Delivery was tried (or the finding logged or kept): no retry acts on them again.
+        if let Err(e) = state.detector.settle(&responses).await {
+            tracing::error!(error = %error_chain(&e), "response claims not settled; they lapse after their lease");
+        }
+    }
     outcome
+}
+
+/// The opt-in response, before delivery, so each alert says what was done. Findings another
+/// handler is responding to are left to it (it alerts them with its response). A store
+/// failure leaves the findings without a response rather than losing their alerts.
+async fn respond<S, R, K, P>(
+    state: &AppState<S, R, K, P>,
+    outcome: &mut Outcome,
+    now: DateTime<Utc>,
+) -> Option<Responses>
+where
+    S: StateStore,
+{
+    let responder = state.responder.as_ref()?;
+    let mut findings: Vec<Finding> = outcome.findings.values().cloned().collect();
+    match state.detector.respond(&mut findings, responder, now).await {
+        Ok(responses) => {
+            for id in &responses.held_by_other {
+                tracing::info!(finding = %id, "another invocation is responding to this finding; it alerts it");
+            }
+            outcome.findings = responses
+                .deliverable(findings)
+                .into_iter()
+                .map(|f| (f.id.clone(), f))
+                .collect();
+            Some(responses)
+        }
+        Err(e) => {
+            tracing::error!(error = %error_chain(&e), "response skipped: the state store failed; alerting without it");
+            None
+        }
+    }
 }
 
 struct Failure {

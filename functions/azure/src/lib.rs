@@ -8,11 +8,13 @@
 //! - [`arm`]: the narrow port that reads a resource from Azure Resource Manager when a record
 //!   lacks what the chain needs;
 //! - [`identity`]: managed identity tokens from the Functions identity endpoint;
+//! - [`respond`]: the opt-in response's Resource Manager writes (end a SAS, delete an NSG rule);
 //! - [`settings`]: the typed settings `main` reads once from the environment.
 
 pub mod arm;
 pub mod baseline;
 pub mod handler;
 pub mod identity;
+pub mod respond;
 pub mod settings;
 pub mod table;

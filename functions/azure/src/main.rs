@@ -6,6 +6,7 @@ use snapwatch_azure::arm::ArmClient;
 use snapwatch_azure::baseline::{self, BaselineState, IdentityTokens};
 use snapwatch_azure::handler::{app, slack_sink, Alerts, AppState};
 use snapwatch_azure::identity::ManagedIdentity;
+use snapwatch_azure::respond::ArmResponder;
 use snapwatch_azure::settings::{env, Settings, SlackSetting};
 use snapwatch_azure::table::client::{TableAuth, TableClient};
 use snapwatch_azure::table::TableStore;
@@ -74,6 +75,11 @@ async fn run() -> anyhow::Result<()> {
     // Half the invocation deadline for the listing's retries: the rest is for the state and
     // delivery, all before host.json's functionTimeout.
     .with_time_budget(settings.invocation_deadline / 2);
+    // The opt-in response: none at all while every rule is off.
+    let responder = (!settings.detector.response.all_off()).then(|| {
+        tracing::info!(modes = ?settings.detector.response.modes, exempt_tag = %settings.detector.response.exempt_tag, "response enabled");
+        ArmResponder::new(http.clone(), settings.arm_endpoint.clone(), identity.clone())
+    });
     let reader = match identity {
         Some(identity) => ArmClient::new(http.clone(), settings.arm_endpoint.clone(), identity),
         None => {
@@ -109,6 +115,7 @@ async fn run() -> anyhow::Result<()> {
         clock: Arc::new(SystemClock),
         retry: settings.retry,
         deadline: settings.invocation_deadline,
+        responder,
     });
 
     // The host talks to the handler over loopback only.

@@ -311,6 +311,8 @@ const FATAL_WHEN_UNRESOLVED: &[&str] = &[
     snapwatch_core::config::env::WINDOW_DAYS,
     snapwatch_core::config::env::ADMIN_PORTS,
     snapwatch_core::config::env::MIN_SEVERITY,
+    snapwatch_core::config::env::RESPONSE,
+    snapwatch_core::config::env::RESPONSE_EXEMPT_TAG,
 ];
 
 /// `https://<account>.table.core.windows.net` → account; `http://host:port/<account>` (Azurite's
@@ -486,6 +488,13 @@ mod tests {
                 snapwatch_core::config::env::RESPONSE,
                 "{bad}: {err}"
             );
+            if bad == REFERENCE {
+                // Said as what it is, with what to do, not as a malformed mode list.
+                assert!(
+                    err.to_string().contains("unresolved Key Vault reference"),
+                    "{err}"
+                );
+            }
         }
     }
 

@@ -309,6 +309,7 @@ async fn the_event_grid_function_alerts_through_the_real_arm_client() {
         purger: NoPurge,
         purge_max_rows: 1,
         deadline: Duration::from_secs(240),
+        responder: None,
     });
     let events: Vec<Value> = serde_json::from_str(GRID_CHAIN).unwrap();
     for event in &events {

@@ -151,6 +151,7 @@ fn harness_alerting<S: StateStore + 'static>(
             backoff: Duration::from_millis(1),
         },
         deadline,
+        responder: None,
     });
     Harness { state, sink, arm }
 }

@@ -124,6 +124,7 @@ fn state(url: &str, attempts: u32) -> Arc<SlackState> {
             backoff: Duration::from_millis(1),
         },
         deadline: Duration::from_secs(240),
+        responder: None,
     })
 }
 

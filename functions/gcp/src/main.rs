@@ -5,6 +5,7 @@ use snapwatch_core::engine::Detector;
 use snapwatch_core::ports::SystemClock;
 use snapwatch_gcp::baseline::{self, BaselineApp, ServiceToken};
 use snapwatch_gcp::firestore::FirestoreStore;
+use snapwatch_gcp::respond::ComputeResponder;
 use snapwatch_gcp::service::{app, Service};
 use snapwatch_gcp::settings::Settings;
 use snapwatch_gcp_inventory::ComputeLister;
@@ -55,7 +56,18 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(projects = ?settings.baseline_projects, "POST /baseline lists these projects");
         router = Some(baseline::routes(baseline));
     }
+    // The opt-in response: none at all while every rule is off.
+    let responder = if settings.detector.response.all_off() {
+        None
+    } else {
+        tracing::info!(modes = ?settings.detector.response.modes, exempt_tag = %settings.detector.response.exempt_tag, "response enabled");
+        Some(
+            ComputeResponder::new(&settings.compute_endpoint, ServiceToken(store.client()))
+                .context("Compute Engine client for the response")?,
+        )
+    };
     let service = Arc::new(Service {
+        responder,
         rejects: store.clone(),
         detector: Detector::new(store, settings.detector.clone()),
         slack,

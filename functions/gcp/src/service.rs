@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use snapwatch_core::engine::{Detector, EngineError};
 use snapwatch_core::parse::gcp::{parse_cloudevent, parse_entry, AUDIT_LOG_WRITTEN};
 use snapwatch_core::parse::{ParseError, Parsed, Skip};
-use snapwatch_core::ports::{AlertSink, Clock, StateStore, StoreError};
+use snapwatch_core::ports::{AlertSink, Clock, Responder, StateStore, StoreError};
 use std::sync::Arc;
 
 /// Structured-mode CloudEvents carry the whole event, attributes included, in the body.
@@ -25,23 +25,26 @@ const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
 const PUBSUB_MESSAGE_PUBLISHED: &str = "google.cloud.pubsub.topic.v1.messagePublished";
 
 /// Everything a request needs, built once in `main`.
-pub struct Service<S, R, K> {
+pub struct Service<S, R, K, P> {
     pub detector: Detector<S>,
     pub rejects: R,
     /// `None`: no alert destination configured; findings are only logged.
     pub slack: Option<K>,
     pub clock: Box<dyn Clock>,
+    /// The opt-in response; `None` when every rule's mode is `off`.
+    pub responder: Option<P>,
 }
 
 /// The router: `POST /` takes Eventarc's CloudEvents.
-pub fn app<S, R, K>(service: Arc<Service<S, R, K>>) -> Router
+pub fn app<S, R, K, P>(service: Arc<Service<S, R, K, P>>) -> Router
 where
     S: StateStore + 'static,
     R: RejectStore + 'static,
     K: AlertSink + 'static,
+    P: Responder + 'static,
 {
     Router::new()
-        .route("/", post(receive::<S, R, K>))
+        .route("/", post(receive::<S, R, K, P>))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(service)
 }
@@ -118,8 +121,8 @@ impl IntoResponse for Outcome {
 }
 
 #[tracing::instrument(name = "cloudevent", skip_all, fields(event_id, outcome))]
-async fn receive<S, R, K>(
-    State(service): State<Arc<Service<S, R, K>>>,
+async fn receive<S, R, K, P>(
+    State(service): State<Arc<Service<S, R, K, P>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Outcome
@@ -127,6 +130,7 @@ where
     S: StateStore,
     R: RejectStore,
     K: AlertSink,
+    P: Responder,
 {
     let decoded = decode(&headers, &body);
     let span = tracing::Span::current();
@@ -136,8 +140,8 @@ where
     outcome
 }
 
-async fn handle<S, R, K>(
-    service: &Service<S, R, K>,
+async fn handle<S, R, K, P>(
+    service: &Service<S, R, K, P>,
     headers: &HeaderMap,
     body: &[u8],
     decoded: Decoded,
@@ -146,6 +150,7 @@ where
     S: StateStore,
     R: RejectStore,
     K: AlertSink,
+    P: Responder,
 {
     let now = service.clock.now();
     let event = match decoded.parsed {
@@ -171,16 +176,52 @@ where
             };
         }
     };
-    let findings = match service.detector.process(&event, now).await {
+    let mut findings = match service.detector.process(&event, now).await {
         Ok(findings) => findings,
         Err(e) => return engine_outcome(&e),
     };
     for finding in &findings {
         tracing::info!(event_id = %event.meta.id, finding = %finding.id, rule = %finding.rule, severity = %finding.severity, "finding");
     }
+    // The opt-in response, before delivery, so each alert says what was done. A finding
+    // another request is responding to is left to it: that request alerts it.
+    let responses = match &service.responder {
+        Some(responder) => match service
+            .detector
+            .respond(&mut findings, responder, now)
+            .await
+        {
+            Ok(responses) => Some(responses),
+            Err(e) => return engine_outcome(&e),
+        },
+        None => None,
+    };
+    if let Some(responses) = &responses {
+        findings = responses.deliverable(findings);
+    }
+    let outcome = deliver(service, &findings, now).await;
+    if let Some(responses) = &responses {
+        // Delivery was tried: no redelivery or racer acts on these findings again.
+        if let Err(e) = service.detector.settle(responses).await {
+            tracing::error!(error = %e, "response claims not settled; they lapse after their lease");
+        }
+    }
+    outcome
+}
+
+/// Sends the findings to Slack (when configured) and says how the delivery went.
+async fn deliver<S, R, K, P>(
+    service: &Service<S, R, K, P>,
+    findings: &[snapwatch_core::Finding],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Outcome
+where
+    S: StateStore,
+    K: AlertSink,
+{
     let mut sent = 0;
     if let Some(slack) = &service.slack {
-        let delivery = match service.detector.deliver(&findings, slack, now).await {
+        let delivery = match service.detector.deliver(findings, slack, now).await {
             Ok(delivery) => delivery,
             Err(e) => return engine_outcome(&e),
         };

@@ -23,7 +23,8 @@ pub mod env {
     /// Comma-separated projects the scheduled baseline lists (`POST /baseline`). Unset: the
     /// route is not served.
     pub const BASELINE_PROJECTS: &str = "SNAPWATCH_BASELINE_PROJECTS";
-    /// The Compute Engine endpoint the baseline lists through (a local stub in tests).
+    /// The Compute Engine endpoint the baseline lists through and the response writes to (a
+    /// local stub in tests).
     pub const COMPUTE_ENDPOINT: &str = "SNAPWATCH_COMPUTE_ENDPOINT";
 }
 

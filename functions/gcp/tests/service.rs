@@ -34,7 +34,10 @@ fn slack_sent(slack: &MemorySink) -> Vec<(String, String)> {
 }
 
 /// The store can be switched off, like Firestore during an outage.
-type TestService = Service<Arc<FaultyStore>, MemoryRejects, MemorySink>;
+type TestService = Service<Arc<FaultyStore>, MemoryRejects, MemorySink, NoResponse>;
+
+/// No responder: every response mode is off in these tests.
+type NoResponse = snapwatch_gcp::respond::ComputeResponder<snapwatch_gcp_inventory::NoToken>;
 
 struct Harness {
     service: Arc<TestService>,
@@ -59,6 +62,7 @@ fn harness() -> Harness {
         rejects: rejects.clone(),
         slack: Some(slack.clone()),
         clock: Box::new(FixedClock(now)),
+        responder: None,
     });
     Harness {
         service,

@@ -181,7 +181,7 @@ pub enum Audience {
 }
 
 /// IP protocol of an ingress rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// `-1`, `all`, `*`: every protocol and so every port.
@@ -195,7 +195,7 @@ pub enum Protocol {
 }
 
 /// Inclusive port range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PortRange {
     /// First port of the range.
     pub from: u16,

@@ -64,6 +64,21 @@ pub struct IngressPermission {
     pub sources: Vec<String>,
 }
 
+/// One opening of a network rule as the chain's event stated it: what a responder checks the
+/// rule still opens before it deletes or disables it (a rule changed since is left alone).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Opening {
+    /// The protocol the rule admitted.
+    pub protocol: Protocol,
+    /// The ports it admitted.
+    pub ports: Vec<PortRange>,
+    /// Every source it admitted, as logged (not only the internet ones).
+    pub sources: Vec<String>,
+    /// GCP target tags / service accounts; empty for every member of the group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_tags: Vec<String>,
+}
+
 /// The undo itself, per cloud and resource type.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -122,6 +137,8 @@ pub enum Undo {
     DisableFirewallRule {
         /// The firewall path (`projects/p/global/firewalls/name`).
         firewall: String,
+        /// What the chain's events recorded the rule opening (one per allowed entry).
+        opened: Vec<Opening>,
     },
     /// Azure `endGetAccess` on the snapshot or disk whose SAS the chain opened.
     EndDiskAccess {
@@ -132,6 +149,8 @@ pub enum Undo {
     DeleteNsgRule {
         /// The rule's resource id (`…/networksecuritygroups/nsg/securityrules/name`).
         rule: String,
+        /// What the chain's events recorded the rule opening.
+        opened: Vec<Opening>,
     },
 }
 
@@ -166,9 +185,9 @@ impl Action {
             Undo::RevokeIngressRule { group_id, .. }
             | Undo::RevokeIngressPermission { group_id, .. } => group_id,
             Undo::RemoveIamMembers { resource, .. } => resource,
-            Undo::DisableFirewallRule { firewall } => firewall,
+            Undo::DisableFirewallRule { firewall, .. } => firewall,
             Undo::EndDiskAccess { resource } => resource,
-            Undo::DeleteNsgRule { rule } => rule,
+            Undo::DeleteNsgRule { rule, .. } => rule,
         }
     }
 
@@ -392,14 +411,19 @@ fn plan_openings(own: &[&Observation], config: &Config) -> Vec<Action> {
         admin.extend_from_slice(DATABASE_PORTS);
     }
     let mut actions = BTreeSet::new();
+    // GCP and Azure rules are undone whole (deleted, disabled): one action per rule that opened
+    // an admin port to the internet, carrying every opening the chain's events recorded for it,
+    // so the responder can leave a rule alone that now opens anything else.
+    type RuleKey = (Cloud, String, Option<String>, String);
+    let mut rules: BTreeMap<RuleKey, (bool, BTreeSet<Opening>)> = BTreeMap::new();
     for o in own {
         let Fact::IngressOpened {
             group,
             protocol,
             ports,
             sources,
+            target_tags,
             rule,
-            ..
         } = &o.fact
         else {
             continue;
@@ -409,9 +433,7 @@ fn plan_openings(own: &[&Observation], config: &Config) -> Vec<Action> {
             .filter(|s| is_internet_source(s))
             .cloned()
             .collect();
-        if internet.is_empty() || !opens_admin_port(*protocol, ports, &admin) {
-            continue;
-        }
+        let exposes = !internet.is_empty() && opens_admin_port(*protocol, ports, &admin);
         let action = |undo| Action {
             cloud: o.event.cloud,
             account: o.event.account.clone(),
@@ -419,6 +441,7 @@ fn plan_openings(own: &[&Observation], config: &Config) -> Vec<Action> {
             undo,
         };
         match (o.event.cloud, rule.as_deref()) {
+            (Cloud::Aws, _) if !exposes => {}
             (Cloud::Aws, Some(rule_id)) if rule_id.starts_with("sgr-") => {
                 actions.insert(action(Undo::RevokeIngressRule {
                     group_id: group.id.clone(),
@@ -433,20 +456,53 @@ fn plan_openings(own: &[&Observation], config: &Config) -> Vec<Action> {
                     }));
                 }
             }
-            (Cloud::Gcp, Some(name)) => {
-                if let Some(project) = gcp_project(&group.id) {
-                    actions.insert(action(Undo::DisableFirewallRule {
-                        firewall: format!("projects/{project}/global/firewalls/{name}"),
-                    }));
-                }
-            }
-            (Cloud::Azure, Some(name)) => {
-                actions.insert(action(Undo::DeleteNsgRule {
-                    rule: format!("{}/securityrules/{}", group.id, name.to_ascii_lowercase()),
-                }));
+            (Cloud::Gcp | Cloud::Azure, Some(name)) => {
+                let target = match o.event.cloud {
+                    Cloud::Gcp => match gcp_project(&group.id) {
+                        Some(project) => format!("projects/{project}/global/firewalls/{name}"),
+                        None => continue,
+                    },
+                    _ => format!("{}/securityrules/{}", group.id, name.to_ascii_lowercase()),
+                };
+                let key = (
+                    o.event.cloud,
+                    o.event.account.clone(),
+                    o.event.region.clone(),
+                    target,
+                );
+                let entry = rules.entry(key).or_default();
+                entry.0 |= exposes;
+                entry.1.insert(Opening {
+                    protocol: *protocol,
+                    ports: ports.clone(),
+                    sources: sources.clone(),
+                    target_tags: target_tags.clone(),
+                });
             }
             _ => {}
         }
+    }
+    for ((cloud, account, region, target), (exposes, opened)) in rules {
+        if !exposes {
+            continue;
+        }
+        let opened: Vec<Opening> = opened.into_iter().collect();
+        let undo = match cloud {
+            Cloud::Gcp => Undo::DisableFirewallRule {
+                firewall: target,
+                opened,
+            },
+            _ => Undo::DeleteNsgRule {
+                rule: target,
+                opened,
+            },
+        };
+        actions.insert(Action {
+            cloud,
+            account,
+            region,
+            undo,
+        });
     }
     actions.into_iter().collect()
 }

@@ -20,6 +20,12 @@ pub mod metadata;
 
 pub use error::InventoryError;
 
+/// The classified failure of a Compute Engine error answer (`status` and its body): the rule
+/// the listing uses, for the other Compute Engine clients (the response's writes) to share.
+pub fn classify_answer(status: u16, body: &str) -> Failure {
+    api::classify(status, body)
+}
+
 use api::{AggregatedDisks, ListPage, Listed, Policy};
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};

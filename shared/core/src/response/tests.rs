@@ -457,6 +457,16 @@ fn other_clouds_get_their_own_exact_undo() {
     );
 }
 
+/// What the chain's `Open-SSH` rule opened, as the action carries it for the re-read.
+fn ssh_from_anywhere() -> crate::response::Opening {
+    crate::response::Opening {
+        protocol: Protocol::Tcp,
+        ports: vec![PortRange::single(22)],
+        sources: vec!["0.0.0.0/0".into()],
+        target_tags: vec![],
+    }
+}
+
 #[test]
 fn network_rules_on_gcp_and_azure_name_the_rule_itself() {
     let actions = |cloud: Cloud, group: &str| {
@@ -486,6 +496,7 @@ fn network_rules_on_gcp_and_azure_name_the_rule_itself() {
         undos(&actions(Cloud::Gcp, "projects/p1/global/networks/default")),
         vec![&Undo::DisableFirewallRule {
             firewall: "projects/p1/global/firewalls/Open-SSH".into(),
+            opened: vec![ssh_from_anywhere()],
         }]
     );
     let nsg =
@@ -494,6 +505,7 @@ fn network_rules_on_gcp_and_azure_name_the_rule_itself() {
         undos(&actions(Cloud::Azure, nsg)),
         vec![&Undo::DeleteNsgRule {
             rule: format!("{nsg}/securityrules/open-ssh"),
+            opened: vec![ssh_from_anywhere()],
         }]
     );
 }
@@ -808,4 +820,45 @@ fn every_renderer_shows_the_response_and_its_failure() {
     let sns: serde_json::Value =
         serde_json::from_str(&crate::render::sns_message(finding)).unwrap();
     assert_eq!(sns["response"]["actions"][0]["result"], "failed");
+}
+
+#[test]
+fn a_gcp_rule_is_disabled_once_carrying_every_opening_its_events_recorded() {
+    let opening = |protocol, port| Fact::IngressOpened {
+        group: Resource::new(K::NetworkGroup, "projects/p1/global/networks/default"),
+        protocol,
+        ports: vec![PortRange::single(port)],
+        sources: vec!["0.0.0.0/0".into()],
+        target_tags: vec![],
+        rule: Some("open-ssh".into()),
+    };
+    // One firewall write with two allowed entries: SSH (an admin port) and DNS (not one).
+    let mut events = exposed_restore(vec![opening(Protocol::Tcp, 22), opening(Protocol::Udp, 53)]);
+    for e in &mut events {
+        e.meta.cloud = Cloud::Gcp;
+        for fact in &mut e.facts {
+            if let Fact::NetworkMember { group, .. } = fact {
+                group.id = "projects/p1/global/networks/default".into();
+            }
+        }
+    }
+    let plan = plan_for(
+        &config("chain.exposed-restore=dry-run"),
+        &events,
+        Rule::ChainExposedRestore,
+    );
+    let dns = crate::response::Opening {
+        protocol: Protocol::Udp,
+        ports: vec![PortRange::single(53)],
+        sources: vec!["0.0.0.0/0".into()],
+        target_tags: vec![],
+    };
+    let Some(Undo::DisableFirewallRule { firewall, opened }) = undos(&plan).first().copied() else {
+        panic!("{plan:?}")
+    };
+    assert_eq!(undos(&plan).len(), 1, "{plan:?}");
+    assert_eq!(firewall, "projects/p1/global/firewalls/open-ssh");
+    let mut expected = vec![ssh_from_anywhere(), dns];
+    expected.sort();
+    assert_eq!(opened, &expected);
 }
