@@ -180,6 +180,58 @@ fn only_a_link_naming_a_child_leaves_the_dependents_alone() {
     );
 }
 
+/// A node the event only linked a child to, but that is downstream of another node the same
+/// event changed, has its dependents walked after all: `snap-b` (copied from `snap-a`) is
+/// reached from `snap-a`, so the volume restored from it is judged with `snap-a`'s change.
+#[test]
+fn a_pruned_node_reached_from_a_changed_one_is_walked() {
+    let detector = Detector::new(MemoryStore::new(), Config::default());
+    let events = [
+        ev(
+            "c1",
+            "CopySnapshot",
+            1,
+            ALICE,
+            vec![Fact::SnapshotCopied {
+                snapshot: r(K::Snapshot, "snap-b"),
+                source: r(K::Snapshot, "snap-a"),
+            }],
+        ),
+        ev(
+            "c2",
+            "CreateVolume",
+            2,
+            MALLORY,
+            vec![Fact::RestoredFrom {
+                resource: r(K::Disk, "vol-b"),
+                snapshot: r(K::Snapshot, "snap-b"),
+            }],
+        ),
+    ];
+    let touched = ["snap-b".to_string(), "snap-a".to_string()];
+    let (pruned, full) = block_on(async {
+        for e in &events {
+            detector.ingest(e).await.unwrap();
+        }
+        let walk = |parent_only: BTreeSet<String>| {
+            let (store, touched) = (detector.store(), &touched);
+            async move {
+                let mut loader = crate::graph::GraphLoader::new(store, DateTime::<Utc>::MIN_UTC);
+                loader
+                    .load_chains_pruned(touched, &parent_only)
+                    .await
+                    .unwrap()
+            }
+        };
+        (
+            walk(BTreeSet::from(["snap-b".to_string()])).await,
+            walk(BTreeSet::new()).await,
+        )
+    });
+    assert!(pruned.contains("vol-b"), "{pruned:?}");
+    assert_eq!(pruned, full);
+}
+
 /// N launches from one image into one group: what each further launch reads does not grow with
 /// N. The full walk re-read every earlier instance of the image (and, through the group, every
 /// member) at each launch: 89.5 read units per event in the organization load test.
