@@ -170,7 +170,7 @@ impl<S: StateStore> Detector<S> {
     }
 
     /// [`Detector::evaluate_in_chunks`], not walking the dependents of the `parent_only` nodes
-    /// ([`GraphLoader::load_chains_pruned`]).
+    /// ([`GraphLoader::load_chains`]).
     async fn evaluate_walk(
         &self,
         touched: &[String],
@@ -185,7 +185,7 @@ impl<S: StateStore> Detector<S> {
         let mut loader = GraphLoader::new(&self.store, horizon);
         let mut findings: BTreeMap<String, Finding> = BTreeMap::new();
         for part in touched.chunks(chunk.max(1)) {
-            let anchors = loader.load_chains_pruned(part, parent_only).await?;
+            let anchors = loader.load_chains(part, parent_only).await?;
             let rules = RuleContext {
                 graph: loader.graph(),
                 config: &self.config,

@@ -225,19 +225,13 @@ impl<'s, S: StateStore> GraphLoader<'s, S> {
     /// children of the downstream nodes just loaded and the parents of every node just loaded.
     /// Walking down to the end and only then up read the same nodes in more requests (one per
     /// level of each walk), and on the per-event path each request is a DynamoDB read.
+    ///
+    /// The children of the touched nodes in `parent_only` (the event gave them only links
+    /// naming a new child, see [`names_only_children`]) are not walked: such a node is still
+    /// loaded, judged as an anchor and its ancestors loaded, but its other dependents' chains
+    /// did not change. It is walked after all when it is reached as a dependent of a node that
+    /// is walked. The batch path passes no such node.
     pub(crate) async fn load_chains(
-        &mut self,
-        touched: &[String],
-    ) -> Result<BTreeSet<String>, EngineError> {
-        self.load_chains_pruned(touched, &BTreeSet::new()).await
-    }
-
-    /// Like [`GraphLoader::load_chains`], except that the children of the touched nodes in
-    /// `parent_only` (the event gave them only links naming a new child, see
-    /// [`names_only_children`]) are not walked: such a node is still loaded, judged as an anchor
-    /// and its ancestors loaded, but its other dependents' chains did not change. It is walked
-    /// after all when it is reached as a dependent of a node that is walked.
-    pub(crate) async fn load_chains_pruned(
         &mut self,
         touched: &[String],
         parent_only: &BTreeSet<String>,

@@ -217,10 +217,7 @@ fn a_pruned_node_reached_from_a_changed_one_is_walked() {
             let (store, touched) = (detector.store(), &touched);
             async move {
                 let mut loader = crate::graph::GraphLoader::new(store, DateTime::<Utc>::MIN_UTC);
-                loader
-                    .load_chains_pruned(touched, &parent_only)
-                    .await
-                    .unwrap()
+                loader.load_chains(touched, &parent_only).await.unwrap()
             }
         };
         (
