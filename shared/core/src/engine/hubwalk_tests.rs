@@ -302,8 +302,13 @@ fn a_change_of_the_hub_itself_still_reaches_every_dependent() {
     );
 }
 
-/// Every finding delivered, in delivery order, through `process` (pruned or full walk) and
-/// `deliver`, one event at a time in the given order, each judged at its own time.
+/// Each finding as first delivered, in delivery order, through `process` (pruned or full walk)
+/// and `deliver`, one event at a time in the given order, each judged at its own time.
+///
+/// Later deliveries of the same id are left out: an alert claim lives one window, so a finding
+/// re-judged more than a window after it was sent is sent again, and the full walk re-judges a
+/// hub's every dependent at each new link to the hub, the pruned walk only when its chain
+/// changed. Those repeats say nothing new about the chain.
 fn delivered(events: &[ParsedEvent], prune: bool) -> Vec<Finding> {
     let detector = Detector::new(MemoryStore::new(), Config::default());
     let sink = MemorySink::new();
@@ -320,7 +325,11 @@ fn delivered(events: &[ParsedEvent], prune: bool) -> Vec<Finding> {
                 .unwrap();
         }
     });
+    let mut seen = BTreeSet::new();
     sink.sent()
+        .into_iter()
+        .filter(|f| seen.insert(f.id.clone()))
+        .collect()
 }
 
 /// The events of every record in `path`, read as the CLI reads it: the elements of a top-level
