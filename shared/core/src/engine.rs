@@ -9,12 +9,12 @@
 use crate::config::Config;
 pub use crate::error::EngineError;
 use crate::finding::{assemble, sort_findings};
-use crate::graph::GraphLoader;
+use crate::graph::{names_only_children, GraphLoader};
 use crate::model::{Finding, Observation, Origin, ParsedEvent};
 use crate::ports::{AlertSink, Claim, ResourceFacts, SinkError, StateStore, StoredFact};
 use crate::rules::RuleContext;
 use chrono::{DateTime, Utc};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// How long a won alert claim may stay unsent before another delivery attempt may take it over.
 pub const CLAIM_LEASE_SECS: i64 = 300;
@@ -165,6 +165,19 @@ impl<S: StateStore> Detector<S> {
         as_of: DateTime<Utc>,
         chunk: usize,
     ) -> Result<Vec<Finding>, EngineError> {
+        self.evaluate_walk(touched, &BTreeSet::new(), as_of, chunk)
+            .await
+    }
+
+    /// [`Detector::evaluate_in_chunks`], not walking the dependents of the `parent_only` nodes
+    /// ([`GraphLoader::load_chains`]).
+    async fn evaluate_walk(
+        &self,
+        touched: &[String],
+        parent_only: &BTreeSet<String>,
+        as_of: DateTime<Utc>,
+        chunk: usize,
+    ) -> Result<Vec<Finding>, EngineError> {
         // Facts are visible when they can link to an event at `as_of`: expires_at >= as_of.
         let horizon = as_of
             .checked_sub_signed(chrono::Duration::seconds(1))
@@ -172,7 +185,7 @@ impl<S: StateStore> Detector<S> {
         let mut loader = GraphLoader::new(&self.store, horizon);
         let mut findings: BTreeMap<String, Finding> = BTreeMap::new();
         for part in touched.chunks(chunk.max(1)) {
-            let anchors = loader.load_chains(part).await?;
+            let anchors = loader.load_chains(part, parent_only).await?;
             let rules = RuleContext {
                 graph: loader.graph(),
                 config: &self.config,
@@ -197,11 +210,44 @@ impl<S: StateStore> Detector<S> {
         event: &ParsedEvent,
         now: DateTime<Utc>,
     ) -> Result<Vec<Finding>, EngineError> {
+        self.process_walking(event, now, true).await
+    }
+
+    /// [`Detector::process`] walking every touched node's dependents, as the batch path does:
+    /// the reference the pruned walk is proved against.
+    #[cfg(test)]
+    pub(crate) async fn process_full_walk(
+        &self,
+        event: &ParsedEvent,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Finding>, EngineError> {
+        self.process_walking(event, now, false).await
+    }
+
+    async fn process_walking(
+        &self,
+        event: &ParsedEvent,
+        now: DateTime<Utc>,
+        prune: bool,
+    ) -> Result<Vec<Finding>, EngineError> {
         let ingested = self.ingest(event).await?;
+        // A launch from a golden image links the new instance under the image: the image's
+        // thousand other instances keep their chains, so they are not re-read.
+        let parent_only: BTreeSet<String> = ingested
+            .touched
+            .iter()
+            .filter(|id| prune && names_only_children(&event.facts, id))
+            .cloned()
+            .collect();
         // Always re-evaluate, even for a redelivery: the earlier attempt may have stored the facts
         // and then failed before delivering. Claims make the re-evaluation alert nothing twice.
-        self.evaluate(&ingested.touched, event.meta.time.min(now))
-            .await
+        self.evaluate_walk(
+            &ingested.touched,
+            &parent_only,
+            event.meta.time.min(now),
+            usize::MAX,
+        )
+        .await
     }
 
     /// Delivers findings at or above the configured severity to `sink`, each at most once per
@@ -255,6 +301,8 @@ mod respond;
 pub use respond::{Responses, EARLIER_ATTEMPT_NOTE, NOTHING_TO_UNDO_NOTE};
 #[cfg(test)]
 mod gap_tests;
+#[cfg(test)]
+mod hubwalk_tests;
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]

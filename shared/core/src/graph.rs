@@ -225,16 +225,28 @@ impl<'s, S: StateStore> GraphLoader<'s, S> {
     /// children of the downstream nodes just loaded and the parents of every node just loaded.
     /// Walking down to the end and only then up read the same nodes in more requests (one per
     /// level of each walk), and on the per-event path each request is a DynamoDB read.
+    ///
+    /// The children of the touched nodes in `parent_only` (the event gave them only links
+    /// naming a new child, see [`names_only_children`]) are not walked: such a node is still
+    /// loaded, judged as an anchor and its ancestors loaded, but its other dependents' chains
+    /// did not change. It is walked after all when it is reached as a dependent of a node that
+    /// is walked. The batch path passes no such node.
     pub(crate) async fn load_chains(
         &mut self,
         touched: &[String],
+        parent_only: &BTreeSet<String>,
     ) -> Result<BTreeSet<String>, EngineError> {
         // Anchors: downstream of `touched`. `queued`: every node asked for, either way.
         let mut downstream: BTreeSet<String> = touched.iter().cloned().collect();
         let mut queued: BTreeSet<String> = downstream.clone();
+        // Anchors whose children are not walked (yet).
+        let mut unwalked: BTreeSet<String> =
+            downstream.intersection(parent_only).cloned().collect();
         // Node → whether it is downstream (its children are walked too) or only upstream.
-        let mut frontier: BTreeMap<String, bool> =
-            downstream.iter().map(|id| (id.clone(), true)).collect();
+        let mut frontier: BTreeMap<String, bool> = downstream
+            .iter()
+            .map(|id| (id.clone(), !unwalked.contains(id)))
+            .collect();
         while !frontier.is_empty() {
             self.load(frontier.keys().cloned()).await?;
             let mut next: BTreeMap<String, bool> = BTreeMap::new();
@@ -255,6 +267,9 @@ impl<'s, S: StateStore> GraphLoader<'s, S> {
                         // children are walked (it is loaded already, so this costs no read).
                         if downstream.insert(kid.to_string()) {
                             queued.insert(kid.to_string());
+                            next.insert(kid.to_string(), true);
+                        } else if unwalked.remove(kid) {
+                            // Downstream of a changed node after all: its dependents are too.
                             next.insert(kid.to_string(), true);
                         }
                     }
@@ -285,6 +300,29 @@ fn children<'f>(fact: &'f Fact, id: &str) -> Vec<&'f Resource> {
         Fact::NetworkMember { member, group, .. } if group.id == id => vec![member],
         _ => vec![],
     }
+}
+
+/// Whether `fact`, stored under `id`, can change the chains of `id`'s descendants. Only a link
+/// in which `id` is the parent and nothing else (a restore, copy, registration, use or
+/// membership naming a child) cannot: a rule anchored at a node reads the node's own
+/// observations and, of its ancestors, only their origin facts ([`Graph::lineage`], the restore
+/// check of exposed-restore), a disk's own restore, a group's memberships as a member and its
+/// ingress openings (exposed-restore), never an ancestor's links to its other children.
+/// Anything else (an origin, share, export, outside use, ingress opening, public endpoint, a
+/// link naming `id` as the child) may, and is walked down.
+pub(crate) fn changes_descendants(fact: &Fact, id: &str) -> bool {
+    children(fact, id).is_empty() || !parents(fact, id).is_empty() || is_origin_fact(fact, id)
+}
+
+/// Whether the event whose `facts` these are stores under `id` only links naming a child of
+/// it ([`changes_descendants`] is false for each): its chain is judged, its other dependents'
+/// chains need not be.
+pub(crate) fn names_only_children(facts: &[Fact], id: &str) -> bool {
+    let mut stored_under_id = facts
+        .iter()
+        .filter(|f| f.linked_resources().iter().any(|r| r.id == id))
+        .peekable();
+    stored_under_id.peek().is_some() && stored_under_id.all(|f| !changes_descendants(f, id))
 }
 
 /// Upstream links of `id` stated by `fact`.

@@ -1002,7 +1002,10 @@ mod own_time {
             }
             let mut loader =
                 crate::graph::GraphLoader::new(detector.store(), DateTime::<Utc>::MIN_UTC);
-            loader.load_chains(&["snap-t".to_string()]).await.unwrap()
+            loader
+                .load_chains(&["snap-t".to_string()], &BTreeSet::new())
+                .await
+                .unwrap()
         });
         let expected: BTreeSet<String> =
             ["ami-i", "snap-k1", "snap-k2", "snap-n", "snap-t", "vol-n"]
