@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use snapwatch_core::engine::Detector;
 use snapwatch_core::parse::gcp::parse_entry;
 use snapwatch_core::parse::Parsed;
-use snapwatch_core::ports::{Claim, StateStore};
+use snapwatch_core::ports::{Claim, ResourceFacts, StateStore, StoredFact};
 use snapwatch_core::{Config, ParsedEvent};
 use snapwatch_testkit::MemorySink;
 use std::sync::Arc;
@@ -128,5 +128,57 @@ async fn eight_racing_handlers_on_one_chain_alert_once() {
     assert!(
         sent[0].starts_with("chain.exposed-restore "),
         "the alert is the exposed restore: {sent:?}"
+    );
+}
+
+/// A hub (a golden image launched again and again) collects facts well past Firestore's 1 MiB
+/// document limit: every write succeeds, the facts load back whole, a redelivery counts 0 and
+/// keeps the first body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hub_outgrows_one_document_and_loses_nothing() {
+    let Some(store) = common::emulator_store("hub") else {
+        return;
+    };
+    let hub = "projects/p/global/images/golden".to_string();
+    let body = "x".repeat(48 * 1024);
+    let expires_at = 4_070_908_800 + 86_400;
+    let facts: Vec<_> = (0..40)
+        .map(|i| snapwatch_testkit::fact(&format!("launch-{i}#0"), expires_at, &body))
+        .collect();
+    // One event per fact, as launches arrive, then one batch of the first ten again.
+    for (i, fact) in facts.iter().enumerate() {
+        let added = store
+            .add_facts(&[ResourceFacts {
+                resource: hub.clone(),
+                facts: vec![fact.clone()],
+            }])
+            .await
+            .unwrap_or_else(|e| panic!("fact {i} of the hub (about {} KiB stored): {e}", i * 48));
+        assert_eq!(added, 1, "fact {i} is new");
+    }
+    let mut redelivered: Vec<StoredFact> = facts[..10].to_vec();
+    for fact in &mut redelivered {
+        fact.body = "a later copy".into();
+    }
+    let again = store
+        .add_facts(&[ResourceFacts {
+            resource: hub.clone(),
+            facts: redelivered,
+        }])
+        .await
+        .expect("redelivery");
+    assert_eq!(again, 0, "a redelivery adds nothing");
+
+    let now = DateTime::from_timestamp(4_070_908_800, 0).expect("instant");
+    let loaded = store.load_facts(&[hub.clone()], now).await.expect("load");
+    assert_eq!(loaded.len(), 1);
+    let mut keys: Vec<_> = loaded[0].facts.iter().map(|f| f.key.clone()).collect();
+    keys.sort();
+    let mut want: Vec<_> = facts.iter().map(|f| f.key.clone()).collect();
+    want.sort();
+    assert_eq!(keys, want, "every fact of the hub loads back");
+    assert!(
+        loaded[0].facts.iter().all(|f| f.body == body),
+        "the first body of each fact wins"
     );
 }
