@@ -170,7 +170,10 @@ async fn a_hub_outgrows_one_document_and_loses_nothing() {
     assert_eq!(again, 0, "a redelivery adds nothing");
 
     let now = DateTime::from_timestamp(4_070_908_800, 0).expect("instant");
-    let loaded = store.load_facts(&[hub.clone()], now).await.expect("load");
+    let loaded = store
+        .load_facts(std::slice::from_ref(&hub), now)
+        .await
+        .expect("load");
     assert_eq!(loaded.len(), 1);
     let mut keys: Vec<_> = loaded[0].facts.iter().map(|f| f.key.clone()).collect();
     keys.sort();

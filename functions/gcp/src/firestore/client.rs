@@ -1,5 +1,6 @@
-//! A small Firestore REST client: the three calls the store needs (`:batchGet`, `:commit`, a
-//! single `GET`), metadata-server tokens in production, none against the emulator.
+//! A small Firestore REST client: the calls the store needs (`:batchGet`, optionally masked,
+//! `:commit` and an `IN` `:runQuery`), metadata-server tokens in production, none against the
+//! emulator.
 //!
 //! There is no maintained, runtime-light Firestore crate; the REST surface we use is small and
 //! identical on the emulator and on `firestore.googleapis.com`.

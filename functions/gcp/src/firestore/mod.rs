@@ -1,17 +1,31 @@
 //! Firestore [`StateStore`]: chain facts, alert claims and rejected events in three collections.
 //!
 //! Layout (document ids are SHA-256 hex, because resource ids carry `/` which Firestore forbids
-//! in ids; the readable id is kept in a field):
-//! - `<prefix>facts/<sha(resource)>`: `resource`, `expires_at` (Timestamp, the latest fact
-//!   expiry: the TTL policy deletes the document once every fact in it is dead) and `facts`, a
-//!   map `f<sha(key)>` → `{key, expires_at (integer seconds), body}`.
+//! in ids; the readable ids are kept in fields):
+//! - `<prefix>facts/<sha(resource)>~<sha(key)>`: one fact. `resource`, `expires_at` (Timestamp:
+//!   the TTL policy deletes the document once the fact is dead) and `facts`, a map holding the
+//!   one entry `f<sha(key)>` → `{key, expires_at (integer seconds), body}`.
+//! - `<prefix>facts/<sha(resource)>`: the legacy shape, every fact of a resource in that map.
+//!   Versions before per-fact documents wrote it; it is still read (and its keys still count as
+//!   known) until its TTL deletes it, and never written. One document per resource outgrew
+//!   Firestore's 1 MiB limit on hubs (a golden image launched thousands of times, a default
+//!   network) and made every writer on a hub race for one document.
 //! - `<prefix>alerts/<sha(finding id)>`: `finding_id`, `sent`, `claimed_at`, `expires_at`.
 //! - `<prefix>rejects/<sha(event id or body)>`: malformed events kept for a person to look at.
 //!
-//! Every write carries a precondition: `exists: false` to create, the `updateTime` read to
-//! change. A failed precondition means another writer got there first: re-read and retry, so no
-//! write is a blind read-modify-write. Readers filter on `expires_at` themselves, since TTL
-//! deletion runs lazily (up to a day late).
+//! Both fact shapes share the collection, the `facts` map field and the `resource` field, so
+//! the deployed TTL policy and index exemption cover both and one `resource IN [...]` query per
+//! 30 resources reads both. Requests per event: writing its facts is one `:batchGet` (masked to
+//! the entries asked about) and one `:commit`; reading a resource is one `:runQuery`. The price
+//! is billing: a query is charged one document read per fact returned, so a hub with N live facts
+//! costs N reads each time it is loaded, where a map document cost one.
+//!
+//! Every write carries a precondition: `exists: false` to create (a fact; a redelivered fact
+//! loses to the stored copy, whose body wins), the `updateTime` read to change (a claim). A failed
+//! precondition means another writer got there first: re-read and retry, so no write is a blind
+//! read-modify-write. Writers of different facts on one hub touch different documents and never
+//! contend. Readers filter on `expires_at` themselves, since TTL deletion runs lazily (up to a
+//! day late).
 
 mod client;
 
