@@ -64,6 +64,21 @@ const FACT_KEYS: &str = "fact_keys";
 const EXPIRES_AT: &str = "expires_at";
 const FACT_EXPIRES: &str = "e";
 const FACT_BODY: &str = "b";
+/// A page's estimated size in bytes, raised by every write to it (see the module docs).
+const PAGE_BYTES: &str = "bytes";
+/// On the first page of a hub: how many pages the resource has (absent: one).
+const PAGE_COUNT: &str = "pages";
+/// A page takes writes while its estimated size is below this; the first write past it makes the
+/// page final. With [`CHUNK_BYTES`] per write a page stays near 64 KB, so an update of a hub's
+/// page costs at most about 64 write units and an item never nears the 400 KB limit.
+const PAGE_BUDGET: u64 = 48 * 1024;
+/// The estimated size one `UpdateItem` may add (a single larger fact goes alone).
+const CHUNK_BYTES: u64 = 16 * 1024;
+/// How much later than the facts the first page of a hub expires: its TTL must cover every page
+/// (it holds the page count), and the slack spares raising it at every write.
+const HUB_TTL_SLACK_SECS: i64 = 86_400;
+/// Hubs whose final pages' fact keys a process remembers; past it the memory is cleared.
+const REMEMBERED_HUBS: usize = 256;
 /// `BatchGetItem` takes at most 100 keys.
 const BATCH_GET_MAX: usize = 100;
 /// Facts per `UpdateItem`: keeps the update expression well under DynamoDB's 4 KB limit.
@@ -89,6 +104,18 @@ pub struct DynamoStore {
     /// Resource → the other resources of the chains walked from or through it lately: which
     /// items to read ahead (see the module docs). Ids only; facts always come from the table.
     chains: Arc<Mutex<HashMap<String, BTreeSet<String>>>>,
+    /// Hub resource → what this process knows of its pages (see the module docs).
+    hubs: Arc<Mutex<HashMap<String, HubPages>>>,
+}
+
+/// What a process knows of a resource with more than one page. Pages before the last known one
+/// are full, and a full page never changes, so their fact keys stay true.
+#[derive(Debug, Clone, Default)]
+struct HubPages {
+    /// Index of the page writes go to (the last one known).
+    last: u32,
+    /// Fact keys of the pages before `last`.
+    final_keys: HashSet<String>,
 }
 
 /// A walk of more resources than this is not remembered (a hub: a default security group, a
@@ -126,6 +153,7 @@ impl DynamoStore {
             won: Arc::default(),
             item_ttl: Arc::default(),
             chains: Arc::default(),
+            hubs: Arc::default(),
         }
     }
 
@@ -239,8 +267,8 @@ impl DynamoStore {
         )))
     }
 
-    /// Adds facts; returns the number of new facts and, per resource written in a single update,
-    /// the resource's facts right after the write.
+    /// Adds facts; returns the number of new facts and, per resource written in a single update
+    /// to its only page, the resource's facts right after the write.
     async fn write_facts(
         &self,
         batch: &[ResourceFacts],
@@ -258,21 +286,12 @@ impl DynamoStore {
         let mut added = 0;
         let mut after_write = HashMap::new();
         for (resource, facts) in per_resource {
-            let chunks: Vec<&[&StoredFact]> = facts.chunks(FACTS_PER_UPDATE).collect();
+            let chunks = update_chunks(&facts);
             let single_update = chunks.len() == 1;
             for chunk in chunks {
-                let old = self.update_resource(resource, chunk).await?;
-                let old_facts = decode_facts(resource, &old)?;
-                let old_keys: HashSet<&str> = old_facts.iter().map(|f| f.key.as_str()).collect();
-                let new: Vec<StoredFact> = chunk
-                    .iter()
-                    .filter(|f| !old_keys.contains(f.key.as_str()))
-                    .map(|f| (*f).clone())
-                    .collect();
-                added += new.len();
-                if single_update {
-                    let mut state = old_facts;
-                    state.extend(new);
+                let (new, state) = self.write_chunk(resource, chunk).await?;
+                added += new;
+                if let (true, Some(state)) = (single_update, state) {
                     after_write.insert(resource.to_string(), state);
                 }
             }
@@ -280,13 +299,201 @@ impl DynamoStore {
         Ok((added, after_write))
     }
 
-    /// One atomic update of a resource's item; returns the item as it was before.
-    async fn update_resource(
+    /// Writes facts of one resource to its last page, moving on past full pages. Returns the
+    /// number of new facts and, when the write went to the first page (so the resource has only
+    /// that one), the page's facts after the write.
+    async fn write_chunk(
         &self,
         resource: &str,
+        chunk: &[&StoredFact],
+    ) -> Result<(usize, Option<Vec<StoredFact>>), StoreError> {
+        let newest = chunk.iter().map(|f| f.expires_at).max().unwrap_or(0);
+        // Keys on a full page are stored for good: they are not new and need no write.
+        let (mut page, mut pending): (u32, Vec<&StoredFact>) =
+            match self.hubs.lock().ok().and_then(|h| {
+                h.get(resource).map(|known| {
+                    let rest = chunk
+                        .iter()
+                        .filter(|f| !known.final_keys.contains(&f.key))
+                        .copied()
+                        .collect();
+                    (known.last, rest)
+                })
+            }) {
+                Some(known) => known,
+                None => (0, chunk.to_vec()),
+            };
+        loop {
+            if pending.is_empty() {
+                return Ok((0, None));
+            }
+            if page > 0 {
+                self.cover_pages_ttl(resource, page + 1, newest).await?;
+            }
+            if let Some(old) = self.update_page(resource, page, &pending).await? {
+                let old_facts = decode_facts(resource, &old)?;
+                let old_keys: HashSet<&str> = old_facts.iter().map(|f| f.key.as_str()).collect();
+                let new: Vec<StoredFact> = pending
+                    .iter()
+                    .filter(|f| !old_keys.contains(f.key.as_str()))
+                    .map(|f| (*f).clone())
+                    .collect();
+                let count = new.len();
+                let state = (page == 0).then(|| {
+                    let mut state = old_facts;
+                    state.extend(new);
+                    state
+                });
+                return Ok((count, state));
+            }
+            // The page is full, hence final: learn its keys (and, from the first page, how many
+            // pages there are, all but the last of them full too), then go on to the next.
+            let (mut final_keys, count) = self.read_page_keys(resource, page).await?;
+            let mut next = page + 1;
+            if page == 0 && count > 2 {
+                final_keys.extend(self.read_keys_of_pages(resource, 1..count - 1).await?);
+                next = count - 1;
+            }
+            pending.retain(|f| !final_keys.contains(&f.key));
+            if count < next + 1 {
+                self.raise_page_count(resource, next + 1, newest).await?;
+            }
+            self.remember_hub(resource, next, final_keys);
+            page = next;
+        }
+    }
+
+    fn remember_hub(&self, resource: &str, last: u32, final_keys: HashSet<String>) {
+        if let Ok(mut hubs) = self.hubs.lock() {
+            if hubs.len() >= REMEMBERED_HUBS && !hubs.contains_key(resource) {
+                hubs.clear();
+            }
+            let known = hubs.entry(resource.to_string()).or_default();
+            known.last = known.last.max(last);
+            known.final_keys.extend(final_keys);
+        }
+    }
+
+    /// Records on the first page that the resource has at least `pages` pages, before anything
+    /// is written to the new one, so readers always find every page that holds facts.
+    async fn raise_page_count(
+        &self,
+        resource: &str,
+        pages: u32,
+        newest: i64,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(self.table.as_ref())
+            .set_key(Some(page_key(resource, 0)))
+            .update_expression("SET #pages = :pages, #exp = if_not_exists(#exp, :exp)")
+            .condition_expression("attribute_not_exists(#pages) OR #pages < :pages")
+            .expression_attribute_names("#pages", PAGE_COUNT)
+            .expression_attribute_names("#exp", EXPIRES_AT)
+            .expression_attribute_values(":pages", AttributeValue::N(pages.to_string()))
+            .expression_attribute_values(
+                ":exp",
+                AttributeValue::N((newest + HUB_TTL_SLACK_SECS).to_string()),
+            )
+            .send()
+            .await;
+        match result {
+            // A concurrent writer counted the page first.
+            Ok(_) => Ok(()),
+            Err(err) if is_condition_failure(&err) => Ok(()),
+            Err(err) => Err(classify("UpdateItem (page count)", err)),
+        }
+    }
+
+    /// Keeps the first page alive at least as long as the facts about to go to a later page: its
+    /// TTL deleting it would hide the other pages. Costs a request only when the process does not
+    /// know the first page's TTL to be late enough; it is raised with a day's slack. Should the
+    /// first page be gone (all facts expired), this recreates it with the page count.
+    async fn cover_pages_ttl(
+        &self,
+        resource: &str,
+        pages: u32,
+        newest: i64,
+    ) -> Result<(), StoreError> {
+        let known_ttl = self
+            .item_ttl
+            .lock()
+            .ok()
+            .and_then(|m| m.get(resource).copied());
+        if known_ttl.is_some_and(|ttl| ttl >= newest) {
+            return Ok(());
+        }
+        let ttl = newest + HUB_TTL_SLACK_SECS;
+        let result = self
+            .client
+            .update_item()
+            .table_name(self.table.as_ref())
+            .set_key(Some(page_key(resource, 0)))
+            .update_expression("SET #exp = :exp, #pages = if_not_exists(#pages, :pages)")
+            .condition_expression("attribute_not_exists(#exp) OR #exp < :exp")
+            .expression_attribute_names("#pages", PAGE_COUNT)
+            .expression_attribute_names("#exp", EXPIRES_AT)
+            .expression_attribute_values(":pages", AttributeValue::N(pages.to_string()))
+            .expression_attribute_values(":exp", AttributeValue::N(ttl.to_string()))
+            .send()
+            .await;
+        match result {
+            // Either way the first page now lives until `ttl` or later.
+            Ok(_) => {}
+            Err(err) if is_condition_failure(&err) => {}
+            Err(err) => return Err(classify("UpdateItem (first page TTL)", err)),
+        }
+        remember_ttl(&self.item_ttl, resource, ttl);
+        Ok(())
+    }
+
+    /// The fact keys of one (full) page and, on the first page, the page count (at least 1).
+    async fn read_page_keys(
+        &self,
+        resource: &str,
+        page: u32,
+    ) -> Result<(HashSet<String>, u32), StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(self.table.as_ref())
+            .set_key(Some(page_key(resource, page)))
+            .projection_expression("#keys, #pages")
+            .expression_attribute_names("#keys", FACT_KEYS)
+            .expression_attribute_names("#pages", PAGE_COUNT)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem (full page)", e))?;
+        let item = out.item.unwrap_or_default();
+        Ok((fact_keys(&item), page_count(&item)))
+    }
+
+    /// The fact keys of the given (full) pages of a resource, in one batch read.
+    async fn read_keys_of_pages(
+        &self,
+        resource: &str,
+        pages: std::ops::Range<u32>,
+    ) -> Result<HashSet<String>, StoreError> {
+        let keys = pages.map(|p| page_key(resource, p)).collect();
+        let mut out = HashSet::new();
+        for item in self.batch_get(keys, Some(FACT_KEYS)).await? {
+            out.extend(fact_keys(&item));
+        }
+        Ok(out)
+    }
+
+    /// One atomic update of a resource's page, guarded by the page's byte budget; returns the
+    /// page as it was before, or `None` when the page is full.
+    async fn update_page(
+        &self,
+        resource: &str,
+        page: u32,
         facts: &[&StoredFact],
-    ) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
         let newest = facts.iter().map(|f| f.expires_at).max().unwrap_or(0);
+        let size: u64 = facts.iter().map(|f| fact_bytes(f)).sum();
         let mut sets = Vec::with_capacity(facts.len() + 1);
         let mut names = HashMap::new();
         let mut values = HashMap::new();
@@ -306,28 +513,41 @@ impl DynamoStore {
         }
         names.insert("#keys".into(), FACT_KEYS.into());
         names.insert("#exp".into(), EXPIRES_AT.into());
+        names.insert("#pk".into(), PK.into());
+        names.insert("#bytes".into(), PAGE_BYTES.into());
         values.insert(
             ":keys".into(),
             AttributeValue::Ss(facts.iter().map(|f| f.key.clone()).collect()),
         );
         values.insert(":exp".into(), AttributeValue::N(newest.to_string()));
+        values.insert(":size".into(), AttributeValue::N(size.to_string()));
+        values.insert(":budget".into(), AttributeValue::N(PAGE_BUDGET.to_string()));
+        // A page takes writes while under budget. A page written before pages existed has no
+        // size, fails the guard and stays as it is: no migration, its facts read as before.
+        let not_full = "(attribute_not_exists(#pk) OR #bytes < :budget)";
+        let ttl_key = page_ttl_key(resource, page);
 
-        // The item's TTL only moves forward (see the module docs): raise it under a condition,
+        // The page's TTL only moves forward (see the module docs): raise it under a condition,
         // or, for a write known to be late, keep it.
         let known_ttl = self
             .item_ttl
             .lock()
             .ok()
-            .and_then(|m| m.get(resource).copied());
+            .and_then(|m| m.get(&ttl_key).copied());
         if known_ttl.is_none_or(|ttl| ttl <= newest) {
-            let extend_ttl = format!("SET {}, #exp = :exp ADD #keys :keys", sets.join(", "));
+            let extend_ttl = format!(
+                "SET {}, #exp = :exp ADD #keys :keys, #bytes :size",
+                sets.join(", ")
+            );
             let first = self
                 .client
                 .update_item()
                 .table_name(self.table.as_ref())
-                .set_key(Some(resource_key(resource)))
+                .set_key(Some(page_key(resource, page)))
                 .update_expression(extend_ttl)
-                .condition_expression("attribute_not_exists(#exp) OR #exp <= :exp")
+                .condition_expression(format!(
+                    "{not_full} AND (attribute_not_exists(#exp) OR #exp <= :exp)"
+                ))
                 .set_expression_attribute_names(Some(names.clone()))
                 .set_expression_attribute_values(Some(values.clone()))
                 .return_values(ReturnValue::AllOld)
@@ -335,40 +555,45 @@ impl DynamoStore {
                 .await;
             match first {
                 Ok(out) => {
-                    remember_ttl(&self.item_ttl, resource, newest);
-                    return Ok(out.attributes.unwrap_or_default());
+                    remember_ttl(&self.item_ttl, &ttl_key, newest);
+                    return Ok(Some(out.attributes.unwrap_or_default()));
                 }
+                // Late, or full: the keeping form below tells which.
                 Err(err) if is_condition_failure(&err) => {}
                 Err(err) => return Err(classify_write(resource, err)),
             }
         }
-        // Late: the item's TTL is already later. `if_not_exists` still gives a TTL to an item
+        // Late: the page's TTL is already later. `if_not_exists` still gives a TTL to a page
         // that expired and was deleted in the meantime.
         let keep_ttl = format!(
-            "SET {}, #exp = if_not_exists(#exp, :exp) ADD #keys :keys",
+            "SET {}, #exp = if_not_exists(#exp, :exp) ADD #keys :keys, #bytes :size",
             sets.join(", ")
         );
-        let out = self
+        let result = self
             .client
             .update_item()
             .table_name(self.table.as_ref())
-            .set_key(Some(resource_key(resource)))
+            .set_key(Some(page_key(resource, page)))
             .update_expression(keep_ttl)
+            .condition_expression(not_full)
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
             .return_values(ReturnValue::AllOld)
             .send()
-            .await
-            .map_err(|err| classify_write(resource, err))?;
-        let old = out.attributes.unwrap_or_default();
-        // What the item holds now, which beats an older memory of it.
+            .await;
+        let old = match result {
+            Ok(out) => out.attributes.unwrap_or_default(),
+            Err(err) if is_condition_failure(&err) => return Ok(None),
+            Err(err) => return Err(classify_write(resource, err)),
+        };
+        // What the page holds now, which beats an older memory of it.
         let ttl_after = old
             .get(EXPIRES_AT)
             .and_then(|v| v.as_n().ok())
             .and_then(|n| n.parse::<i64>().ok())
             .unwrap_or(newest);
-        remember(&self.item_ttl, resource, ttl_after);
-        Ok(old)
+        remember(&self.item_ttl, &ttl_key, ttl_after);
+        Ok(Some(old))
     }
 
     /// Consistent batch read of resource items, with only the facts alive at `now`.
@@ -390,8 +615,9 @@ impl DynamoStore {
             .collect())
     }
 
-    /// Consistent batch read of resource items, paged by 100 keys and over `UnprocessedKeys`:
-    /// every fact of each item found, expired ones included.
+    /// Consistent batch read of resources: every fact of each resource found, expired ones
+    /// included. First pages in one `BatchGetItem` (per 100), then the further pages of the
+    /// resources that have any (hubs) in one more.
     async fn read_items(
         &self,
         resources: &[String],
@@ -403,12 +629,59 @@ impl DynamoStore {
                 unique.push(r);
             }
         }
+        let first_pages = self
+            .batch_get(unique.iter().map(|r| page_key(r, 0)).collect(), None)
+            .await?;
+        let mut out: BTreeMap<String, Vec<StoredFact>> = BTreeMap::new();
+        let mut more = Vec::new();
+        for item in first_pages {
+            let resource = resource_of(&item)?;
+            let facts = decode_facts(&resource, &item)?;
+            more.extend((1..page_count(&item)).map(|p| page_key(&resource, p)));
+            out.insert(resource, facts);
+        }
+        if !more.is_empty() {
+            let mut pages: Vec<(String, u32, HashMap<String, AttributeValue>)> = self
+                .batch_get(more, None)
+                .await?
+                .into_iter()
+                .map(|item| Ok((resource_of(&item)?, page_of(&item)?, item)))
+                .collect::<Result<_, StoreError>>()?;
+            // A key lives on one page; should it be on two, the earlier page's fact wins, as
+            // the first write of a key does.
+            pages.sort_by_key(|(_, page, _)| *page);
+            for (resource, _, item) in pages {
+                let slot = out.entry(resource.clone()).or_default();
+                let known: HashSet<String> = slot.iter().map(|f| f.key.clone()).collect();
+                slot.extend(
+                    decode_facts(&resource, &item)?
+                        .into_iter()
+                        .filter(|f| !known.contains(&f.key)),
+                );
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// Consistent `BatchGetItem` of `keys`, paged by 100 keys and over `UnprocessedKeys`,
+    /// optionally projected to one attribute.
+    async fn batch_get(
+        &self,
+        keys: Vec<HashMap<String, AttributeValue>>,
+        projection: Option<&str>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
         let mut out = Vec::new();
-        for chunk in unique.chunks(BATCH_GET_MAX) {
+        for chunk in keys.chunks(BATCH_GET_MAX) {
+            let mut request = KeysAndAttributes::builder()
+                .set_keys(Some(chunk.to_vec()))
+                .consistent_read(true);
+            if let Some(attribute) = projection {
+                request = request
+                    .projection_expression("#proj")
+                    .expression_attribute_names("#proj", attribute);
+            }
             let mut pending = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(chunk.iter().map(|r| resource_key(r)).collect()))
-                    .consistent_read(true)
+                request
                     .build()
                     .map_err(|e| StoreError::permanent_from("invalid BatchGetItem keys", e))?,
             );
@@ -431,15 +704,12 @@ impl DynamoStore {
                     .send()
                     .await
                     .map_err(|e| classify("BatchGetItem", e))?;
-                for item in response
-                    .responses
-                    .and_then(|mut r| r.remove(self.table.as_ref()))
-                    .unwrap_or_default()
-                {
-                    let resource = resource_of(&item)?;
-                    let facts = decode_facts(&resource, &item)?;
-                    out.push((resource, facts));
-                }
+                out.extend(
+                    response
+                        .responses
+                        .and_then(|mut r| r.remove(self.table.as_ref()))
+                        .unwrap_or_default(),
+                );
                 pending = response
                     .unprocessed_keys
                     .and_then(|mut u| u.remove(self.table.as_ref()))
@@ -755,14 +1025,86 @@ impl StateStore for DynamoSession<'_> {
     }
 }
 
-fn resource_key(resource: &str) -> HashMap<String, AttributeValue> {
+/// The key of a resource's page: `sk = "facts"` for the first, `"facts#<n>"` after it.
+fn page_key(resource: &str, page: u32) -> HashMap<String, AttributeValue> {
+    let sk = if page == 0 {
+        FACTS_SK.to_string()
+    } else {
+        format!("{FACTS_SK}#{page}")
+    };
     HashMap::from([
         (
             PK.to_string(),
             AttributeValue::S(format!("{RESOURCE_PREFIX}{resource}")),
         ),
-        (SK.to_string(), AttributeValue::S(FACTS_SK.to_string())),
+        (SK.to_string(), AttributeValue::S(sk)),
     ])
+}
+
+/// The TTL memory's key for a page (the first page's is the resource id).
+fn page_ttl_key(resource: &str, page: u32) -> String {
+    if page == 0 {
+        resource.to_string()
+    } else {
+        format!("{resource}\u{0}{page}")
+    }
+}
+
+/// The page index of a fact item, from its sort key.
+fn page_of(item: &HashMap<String, AttributeValue>) -> Result<u32, StoreError> {
+    let sk = item.get(SK).and_then(|v| v.as_s().ok());
+    match sk.map(String::as_str) {
+        Some(FACTS_SK) => Ok(0),
+        Some(other) => other
+            .strip_prefix(FACTS_SK)
+            .and_then(|rest| rest.strip_prefix('#'))
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| StoreError::permanent(format!("a fact item has sort key {other:?}"))),
+        None => Err(StoreError::permanent("a fact item has no sort key")),
+    }
+}
+
+/// How many pages a first page says its resource has (at least one).
+fn page_count(item: &HashMap<String, AttributeValue>) -> u32 {
+    item.get(PAGE_COUNT)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
+fn fact_keys(item: &HashMap<String, AttributeValue>) -> HashSet<String> {
+    item.get(FACT_KEYS)
+        .and_then(|v| v.as_ss().ok())
+        .map(|keys| keys.iter().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// A fact's share of its page's size, as counted against [`PAGE_BUDGET`]: its attribute name,
+/// its key in `fact_keys`, its body and the map around them.
+fn fact_bytes(fact: &StoredFact) -> u64 {
+    (FACT_ATTR_PREFIX.len() + 2 * fact.key.len() + fact.body.len() + 32) as u64
+}
+
+/// Splits one resource's facts into updates of at most [`FACTS_PER_UPDATE`] facts and
+/// [`CHUNK_BYTES`] (a larger single fact goes alone).
+fn update_chunks<'a, 'f>(facts: &'a [&'f StoredFact]) -> Vec<&'a [&'f StoredFact]> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, fact) in facts.iter().enumerate() {
+        let size = fact_bytes(fact);
+        if i > start && (i - start >= FACTS_PER_UPDATE || bytes + size > CHUNK_BYTES) {
+            chunks.push(&facts[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < facts.len() {
+        chunks.push(&facts[start..]);
+    }
+    chunks
 }
 
 fn claim_key(finding_id: &str) -> HashMap<String, AttributeValue> {

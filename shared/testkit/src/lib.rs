@@ -33,6 +33,14 @@ const LEASE_SECS: i64 = 300;
 const MAX_BODY_BYTES: usize = 64 * 1024;
 /// More than the 100 items cloud batch-read APIs accept in one call, so adapters must page.
 const MANY_RESOURCES: usize = 160;
+/// Facts written to one hub resource (a golden AMI, a default security group): with
+/// [`HUB_BODY_BYTES`] each they total about 1.5 MB, well over the 400 KB DynamoDB item and the
+/// 1 MiB Firestore document limits, so a store keeping one record per resource must split it.
+const HUB_FACTS: usize = 2_500;
+/// The body size of one hub fact, about that of a real serialized observation.
+const HUB_BODY_BYTES: usize = 600;
+/// Facts per `add_facts` call in the hub case: the hub grows over many writes, as in production.
+const HUB_FACTS_PER_CALL: usize = 100;
 
 /// Runs every case against `store`. `ns` is a unique prefix (e.g. a random/uuid-ish string from the
 /// caller) put in front of every resource id and finding id, so the suite can run against a shared,
@@ -46,6 +54,7 @@ pub async fn run_conformance<S: StateStore>(store: &S, ns: &str) {
     case_load_many_resources(store, ns).await;
     case_large_and_special_bodies(store, ns).await;
     case_awkward_resource_ids(store, ns).await;
+    case_hub_keeps_every_fact(store, ns).await;
     case_claim_lifecycle(store, ns).await;
     case_release_allows_reclaim(store, ns).await;
     case_stale_lease_can_be_taken_over(store, ns).await;
@@ -417,6 +426,129 @@ pub async fn case_awkward_resource_ids<S: StateStore>(store: &S, ns: &str) {
     let asked: Vec<String> = batch.iter().map(|rf| rf.resource.clone()).collect();
     let loaded = case.load(&asked, at(0)).await;
     case.check_eq(loaded, expected(&batch), "facts under awkward ids");
+}
+
+/// A hub resource linked to thousands of others receives, over many writes, facts totalling well
+/// over a cloud record's size limit: every fact loads back, a redelivered fact (early or late, so
+/// wherever the store put it) still counts 0 new, and expiry still hides the expired ones.
+pub async fn case_hub_keeps_every_fact<S: StateStore>(store: &S, ns: &str) {
+    let case = Case::new(store, ns, "hub_keeps_every_fact");
+    let hub = case.id("ami-golden");
+    let neighbour = case.id("i-neighbour");
+    // Every tenth fact expires after a day, the rest stay alive for the whole case.
+    let expiry = |i: usize| {
+        if i % 10 == 0 {
+            BASE_SECS + DAY_SECS
+        } else {
+            FAR_EXPIRY
+        }
+    };
+    let all: Vec<StoredFact> = (0..HUB_FACTS)
+        .map(|i| {
+            let prefix = format!("fact {i} of the hub ");
+            fact(
+                &format!("evt-{i}#0"),
+                expiry(i),
+                &large_body(&prefix, HUB_BODY_BYTES),
+            )
+        })
+        .collect();
+    let mut added = 0;
+    for (call, chunk) in all.chunks(HUB_FACTS_PER_CALL).enumerate() {
+        // An ordinary resource rides along in the same batch, as an instance launched from the AMI.
+        let batch = vec![
+            ResourceFacts {
+                resource: hub.clone(),
+                facts: chunk.to_vec(),
+            },
+            ResourceFacts {
+                resource: neighbour.clone(),
+                facts: vec![fact(&format!("evt-n{call}#0"), FAR_EXPIRY, "neighbour")],
+            },
+        ];
+        added += case.add(&batch).await;
+    }
+    let calls = HUB_FACTS.div_ceil(HUB_FACTS_PER_CALL);
+    case.check_eq(added, HUB_FACTS + calls, "count of every new hub fact");
+
+    let neighbour_facts: Vec<StoredFact> = (0..calls)
+        .map(|call| fact(&format!("evt-n{call}#0"), FAR_EXPIRY, "neighbour"))
+        .collect();
+    let everything = expected(&[
+        ResourceFacts {
+            resource: hub.clone(),
+            facts: all.clone(),
+        },
+        ResourceFacts {
+            resource: neighbour.clone(),
+            facts: neighbour_facts.clone(),
+        },
+    ]);
+    let asked = [hub.clone(), neighbour.clone()];
+    let loaded = case.load(&asked, at(0)).await;
+    case.check_eq(
+        loaded.get(&hub).map(BTreeMap::len),
+        Some(HUB_FACTS),
+        "number of hub facts loaded",
+    );
+    case.check_eq(loaded, everything.clone(), "facts of the hub");
+
+    // Redeliveries of the first, a middle and the last fact, with other bodies: none is new.
+    let redelivered: Vec<StoredFact> = [0, HUB_FACTS / 2 + 1, HUB_FACTS - 1]
+        .iter()
+        .map(|&i| fact(&format!("evt-{i}#0"), FAR_EXPIRY + 7, "a redelivered body"))
+        .collect();
+    let again = case
+        .add(&[ResourceFacts {
+            resource: hub.clone(),
+            facts: redelivered,
+        }])
+        .await;
+    case.check_eq(again, 0, "count of redelivered hub facts");
+    // A redelivery mixed with one genuinely new fact counts just the new one.
+    let extra = fact("evt-extra#0", FAR_EXPIRY, "one more");
+    let mixed = case
+        .add(&[ResourceFacts {
+            resource: hub.clone(),
+            facts: vec![all[1].clone(), extra.clone()],
+        }])
+        .await;
+    case.check_eq(mixed, 1, "count of a redelivery plus one new hub fact");
+
+    let mut with_extra = everything;
+    if let Some(slot) = with_extra.get_mut(&hub) {
+        slot.insert(extra.key.clone(), extra.clone());
+    }
+    let reloaded = case.load(&asked, at(0)).await;
+    case.check_eq(
+        reloaded,
+        with_extra,
+        "hub facts after redeliveries (first bodies win)",
+    );
+
+    // A day later the short-lived tenth is hidden; the rest (and the extra fact) remain.
+    let later = at(DAY_SECS);
+    let mut alive: Vec<StoredFact> = all
+        .iter()
+        .filter(|f| f.expires_at > later.timestamp())
+        .cloned()
+        .collect();
+    alive.push(extra);
+    let after_expiry = case.load(&asked, later).await;
+    case.check_eq(
+        after_expiry,
+        expected(&[
+            ResourceFacts {
+                resource: hub,
+                facts: alive,
+            },
+            ResourceFacts {
+                resource: neighbour,
+                facts: neighbour_facts,
+            },
+        ]),
+        "hub facts a day later (expired ones hidden)",
+    );
 }
 
 /// Won → HeldByOther within the lease → mark_alert_sent → AlreadySent.

@@ -1,5 +1,6 @@
-//! A small Firestore REST client: the three calls the store needs (`:batchGet`, `:commit`, a
-//! single `GET`), metadata-server tokens in production, none against the emulator.
+//! A small Firestore REST client: the calls the store needs (`:batchGet`, optionally masked,
+//! `:commit` and an `IN` `:runQuery`), metadata-server tokens in production, none against the
+//! emulator.
 //!
 //! There is no maintained, runtime-light Firestore crate; the REST surface we use is small and
 //! identical on the emulator and on `firestore.googleapis.com`.
@@ -13,6 +14,8 @@ use std::time::Duration;
 /// `:batchGet` takes at most this many documents per call (a documented Firestore limit is
 /// higher, but the engine reads in pages of 100 and so do we).
 pub const BATCH_GET_LIMIT: usize = 100;
+/// An `IN` filter takes at most 30 values.
+pub const IN_FILTER_LIMIT: usize = 30;
 /// `:commit` accepts at most 500 writes.
 pub const COMMIT_WRITE_LIMIT: usize = 500;
 
@@ -142,6 +145,11 @@ struct BatchGetItem {
 }
 
 #[derive(Debug, Deserialize)]
+struct RunQueryItem {
+    document: Option<Document>,
+}
+
+#[derive(Debug, Deserialize)]
 struct ErrorBody {
     error: ErrorDetail,
 }
@@ -214,9 +222,22 @@ impl FirestoreClient {
         &self,
         names: &[String],
     ) -> Result<HashMap<String, Document>, FirestoreError> {
+        self.batch_get_masked(names, None).await
+    }
+
+    /// Like [`FirestoreClient::batch_get`], returning only the `mask` field paths of each
+    /// document (all fields when `None`): an existence check need not carry a hub's megabyte.
+    pub async fn batch_get_masked(
+        &self,
+        names: &[String],
+        mask: Option<&[String]>,
+    ) -> Result<HashMap<String, Document>, FirestoreError> {
         let mut found = HashMap::with_capacity(names.len());
         for page in names.chunks(BATCH_GET_LIMIT) {
-            let body = json!({ "documents": page });
+            let mut body = json!({ "documents": page });
+            if let Some(paths) = mask {
+                body["mask"] = json!({ "fieldPaths": paths });
+            }
             let answer = self.post(&self.url(":batchGet"), &body).await?;
             let items: Vec<BatchGetItem> = serde_json::from_value(answer)
                 .map_err(|e| FirestoreError::Decode(format!("batchGet answer: {e}")))?;
@@ -225,6 +246,33 @@ impl FirestoreClient {
             }
         }
         Ok(found)
+    }
+
+    /// Every document of top-level `collection` whose string field `field` is one of `values`
+    /// (at most [`IN_FILTER_LIMIT`] of them), in one `:runQuery`.
+    pub async fn query_in(
+        &self,
+        collection: &str,
+        field: &str,
+        values: &[&str],
+    ) -> Result<Vec<Document>, FirestoreError> {
+        if values.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values: Vec<Value> = values.iter().map(|v| json!({ "stringValue": v })).collect();
+        let body = json!({ "structuredQuery": {
+            "from": [{ "collectionId": collection }],
+            "where": { "fieldFilter": {
+                "field": { "fieldPath": field },
+                "op": "IN",
+                "value": { "arrayValue": { "values": values } },
+            }},
+        }});
+        let answer = self.post(&self.url(":runQuery"), &body).await?;
+        // A stream of results; items without `document` only report progress (`readTime`).
+        let items: Vec<RunQueryItem> = serde_json::from_value(answer)
+            .map_err(|e| FirestoreError::Decode(format!("runQuery answer: {e}")))?;
+        Ok(items.into_iter().filter_map(|item| item.document).collect())
     }
 
     /// One document, or `None` when it does not exist.

@@ -1,21 +1,37 @@
 //! Firestore [`StateStore`]: chain facts, alert claims and rejected events in three collections.
 //!
 //! Layout (document ids are SHA-256 hex, because resource ids carry `/` which Firestore forbids
-//! in ids; the readable id is kept in a field):
-//! - `<prefix>facts/<sha(resource)>`: `resource`, `expires_at` (Timestamp, the latest fact
-//!   expiry: the TTL policy deletes the document once every fact in it is dead) and `facts`, a
-//!   map `f<sha(key)>` → `{key, expires_at (integer seconds), body}`.
+//! in ids; the readable ids are kept in fields):
+//! - `<prefix>facts/<sha(resource)>~<sha(key)>`: one fact. `resource`, `expires_at` (Timestamp:
+//!   the TTL policy deletes the document once the fact is dead) and `facts`, a map holding the
+//!   one entry `f<sha(key)>` → `{key, expires_at (integer seconds), body}`.
+//! - `<prefix>facts/<sha(resource)>`: the legacy shape, every fact of a resource in that map.
+//!   Versions before per-fact documents wrote it; it is still read (and its keys still count as
+//!   known) until its TTL deletes it, and never written. One document per resource outgrew
+//!   Firestore's 1 MiB limit on hubs (a golden image launched thousands of times, a default
+//!   network) and made every writer on a hub race for one document.
 //! - `<prefix>alerts/<sha(finding id)>`: `finding_id`, `sent`, `claimed_at`, `expires_at`.
 //! - `<prefix>rejects/<sha(event id or body)>`: malformed events kept for a person to look at.
 //!
-//! Every write carries a precondition: `exists: false` to create, the `updateTime` read to
-//! change. A failed precondition means another writer got there first: re-read and retry, so no
-//! write is a blind read-modify-write. Readers filter on `expires_at` themselves, since TTL
-//! deletion runs lazily (up to a day late).
+//! Both fact shapes share the collection, the `facts` map field and the `resource` field, so
+//! the deployed TTL policy and index exemption cover both and one `resource IN [...]` query per
+//! 30 resources reads both. Requests per event: writing its facts is one `:batchGet` (masked to
+//! the entries asked about) and one `:commit`; reading a resource is one `:runQuery`. The price
+//! is billing: a query is charged one document read per fact returned, so a hub with N live facts
+//! costs N reads each time it is loaded, where a map document cost one.
+//!
+//! Every write carries a precondition: `exists: false` to create (a fact; a redelivered fact
+//! loses to the stored copy, whose body wins), the `updateTime` read to change (a claim). A failed
+//! precondition means another writer got there first: re-read and retry, so no write is a blind
+//! read-modify-write. Writers of different facts on one hub touch different documents and never
+//! contend. Readers filter on `expires_at` themselves, since TTL deletion runs lazily (up to a
+//! day late).
 
 mod client;
 
-pub use client::{Auth, FirestoreClient, FirestoreError, FirestoreTarget, BATCH_GET_LIMIT};
+pub use client::{
+    Auth, FirestoreClient, FirestoreError, FirestoreTarget, BATCH_GET_LIMIT, IN_FILTER_LIMIT,
+};
 
 use crate::rejects::{RejectStore, RejectedEvent};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -25,11 +41,17 @@ use sha2::{Digest, Sha256};
 use snapwatch_core::ports::{
     AlertClaim, Claim, ClaimStatus, ResourceFacts, StateStore, StoreError, StoredFact,
 };
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// Optimistic writes retried this often under contention before the caller is told to retry.
 const MAX_ATTEMPTS: u32 = 12;
+/// Facts per commit: well below the 500 writes a commit takes, so its pre-read stays a few
+/// `:batchGet` pages.
+const FACTS_PER_COMMIT: usize = 250;
+const _: () = assert!(FACTS_PER_COMMIT <= COMMIT_WRITE_LIMIT);
+/// Bodies per commit, well below the 10 MiB a request may carry.
+const COMMIT_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// A rejected event body is cut to this size, well below Firestore's 1 MiB document limit.
 const MAX_REJECT_BODY_BYTES: usize = 256 * 1024;
 /// How long rejected events are kept for inspection.
@@ -97,31 +119,49 @@ impl FirestoreStore {
             .document_name(&self.collections.alerts, &sha_hex(finding_id))
     }
 
-    /// Writes one commit's worth of resources; returns how many facts were new.
-    async fn add_chunk(
-        &self,
-        chunk: &[(&str, BTreeMap<&str, &StoredFact>)],
-    ) -> Result<usize, StoreError> {
-        let names: Vec<String> = chunk.iter().map(|(r, _)| self.fact_doc(r)).collect();
+    /// The document of one fact: `<sha(resource)>~<sha(key)>`, beside the resource's legacy
+    /// document `<sha(resource)>` in the same collection.
+    fn entry_doc(&self, resource: &str, key: &str) -> String {
+        self.client.document_name(
+            &self.collections.facts,
+            &format!("{}~{}", sha_hex(resource), sha_hex(key)),
+        )
+    }
+
+    /// Creates the chunk's facts that are not stored yet, in one atomic commit; returns how
+    /// many were new.
+    async fn add_chunk(&self, chunk: &[(&str, &StoredFact)]) -> Result<usize, StoreError> {
+        let targets: Vec<FactTarget> = chunk
+            .iter()
+            .map(|(resource, fact)| FactTarget {
+                resource,
+                fact,
+                legacy_doc: self.fact_doc(resource),
+                entry_doc: self.entry_doc(resource, &fact.key),
+            })
+            .collect();
+        let mut names: Vec<String> = targets.iter().map(|t| t.entry_doc.clone()).collect();
+        let legacy: BTreeSet<&String> = targets.iter().map(|t| &t.legacy_doc).collect();
+        names.extend(legacy.into_iter().cloned());
+        // Only the entries this chunk asks about: a legacy hub document can be near 1 MiB.
+        let mut mask = vec!["resource".to_string()];
+        let fields: BTreeSet<String> = targets.iter().map(|t| fact_field(&t.fact.key)).collect();
+        mask.extend(fields.into_iter().map(|f| format!("facts.{f}")));
         for attempt in 0..MAX_ATTEMPTS {
             let docs = self
                 .client
-                .batch_get(&names)
+                .batch_get_masked(&names, Some(&mask))
                 .await
                 .map_err(|e| store_error("reading fact documents", e))?;
-            let wall_clock = Utc::now().timestamp();
-            let mut writes = Vec::new();
-            let mut added = 0;
-            for ((resource, facts), name) in chunk.iter().zip(&names) {
-                let existing = docs.get(name);
-                let plan = plan_fact_write(resource, facts, existing, wall_clock)?;
-                if let Some(plan) = plan {
-                    added += plan.added;
-                    writes.push(plan.into_write(name, existing)?);
-                }
-            }
+            let writes = targets
+                .iter()
+                .filter(|t| !t.is_stored(&docs))
+                .map(FactTarget::create)
+                .collect::<Result<Vec<_>, _>>()?;
+            let added = writes.len();
             match self.client.commit(writes).await {
                 Ok(()) => return Ok(added),
+                // A racer created one of our facts first: re-read, its copy wins.
                 Err(FirestoreError::Conflict { .. }) => backoff(attempt).await,
                 Err(e) => return Err(store_error("writing facts", e)),
             }
@@ -132,84 +172,72 @@ impl FirestoreStore {
     }
 }
 
-/// What one resource document needs: new fact entries, expired entries to drop.
-struct FactWrite<'a> {
+/// One fact to store and the two documents that may already hold it.
+struct FactTarget<'a> {
     resource: &'a str,
-    added: usize,
-    new_entries: Map<String, Value>,
-    expired_fields: Vec<String>,
-    doc_expires_at: i64,
+    fact: &'a StoredFact,
+    /// The resource's map document, as versions before per-fact documents wrote it.
+    legacy_doc: String,
+    /// The fact's own document.
+    entry_doc: String,
 }
 
-impl FactWrite<'_> {
-    fn into_write(self, name: &str, existing: Option<&Document>) -> Result<Value, StoreError> {
-        let mut mask = vec!["resource".to_string(), "expires_at".to_string()];
-        mask.extend(self.new_entries.keys().map(|f| format!("facts.{f}")));
-        // A field path in the mask but absent from the data is deleted: this drops dead facts
-        // so a busy resource (a default network) stays far below the 1 MiB document limit.
-        mask.extend(self.expired_fields.iter().map(|f| format!("facts.{f}")));
+impl FactTarget<'_> {
+    /// Whether the fact is already stored, in its own document or the legacy map.
+    fn is_stored(&self, docs: &HashMap<String, Document>) -> bool {
+        docs.contains_key(&self.entry_doc)
+            || docs.get(&self.legacy_doc).is_some_and(|doc| {
+                stored_entries(doc)
+                    .is_ok_and(|entries| entries.contains_key(&fact_field(&self.fact.key)))
+            })
+    }
+
+    /// Create-if-absent of the fact's document: a racer's or an earlier delivery's copy wins.
+    fn create(&self) -> Result<Value, StoreError> {
+        let mut entry = Map::new();
+        entry.insert(
+            fact_field(&self.fact.key),
+            json!({ "mapValue": { "fields": {
+                "key": { "stringValue": self.fact.key },
+                "expires_at": { "integerValue": self.fact.expires_at.to_string() },
+                "body": { "stringValue": self.fact.body },
+            }}}),
+        );
         Ok(json!({
             "update": {
-                "name": name,
+                "name": self.entry_doc,
                 "fields": {
                     "resource": { "stringValue": self.resource },
-                    "expires_at": { "timestampValue": timestamp(self.doc_expires_at)? },
-                    "facts": { "mapValue": { "fields": self.new_entries } },
+                    "expires_at": { "timestampValue": timestamp(self.fact.expires_at)? },
+                    "facts": { "mapValue": { "fields": entry } },
                 }
             },
-            "updateMask": { "fieldPaths": mask },
-            "currentDocument": precondition(existing),
+            "currentDocument": { "exists": false },
         }))
     }
 }
 
-/// Decides the write for one resource given its current document (`None`: nothing to write).
-fn plan_fact_write<'a>(
-    resource: &'a str,
-    facts: &BTreeMap<&str, &StoredFact>,
-    existing: Option<&Document>,
-    wall_clock: i64,
-) -> Result<Option<FactWrite<'a>>, StoreError> {
-    let stored = match existing {
-        Some(doc) => stored_entries(doc)?,
-        None => Map::new(),
-    };
-    let mut doc_expires_at = match existing {
-        Some(doc) => doc_expiry(doc)?,
-        None => i64::MIN,
-    };
-    let mut new_entries = Map::new();
-    for (key, fact) in facts {
-        let field = fact_field(key);
-        if stored.contains_key(&field) {
-            continue;
+/// Splits facts into commits of at most [`FACTS_PER_COMMIT`] facts and about
+/// [`COMMIT_BODY_BYTES`] of bodies (a commit request is capped at 10 MiB).
+fn commit_chunks<'a>(facts: &[(&'a str, &'a StoredFact)]) -> Vec<Vec<(&'a str, &'a StoredFact)>> {
+    let mut chunks = Vec::new();
+    let mut current = Vec::new();
+    let mut bytes = 0;
+    for &(resource, fact) in facts {
+        let size = fact.body.len() + fact.key.len() + resource.len();
+        if !current.is_empty()
+            && (current.len() == FACTS_PER_COMMIT || bytes + size > COMMIT_BODY_BYTES)
+        {
+            chunks.push(std::mem::take(&mut current));
+            bytes = 0;
         }
-        doc_expires_at = doc_expires_at.max(fact.expires_at);
-        new_entries.insert(
-            field,
-            json!({ "mapValue": { "fields": {
-                "key": { "stringValue": fact.key },
-                "expires_at": { "integerValue": fact.expires_at.to_string() },
-                "body": { "stringValue": fact.body },
-            }}}),
-        );
+        bytes += size;
+        current.push((resource, fact));
     }
-    let mut expired_fields = Vec::new();
-    for (field, entry) in &stored {
-        if entry_expiry(entry).is_some_and(|at| at <= wall_clock) {
-            expired_fields.push(field.clone());
-        }
+    if !current.is_empty() {
+        chunks.push(current);
     }
-    if new_entries.is_empty() && expired_fields.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(FactWrite {
-        resource,
-        added: new_entries.len(),
-        new_entries,
-        expired_fields,
-        doc_expires_at,
-    }))
+    chunks
 }
 
 impl StateStore for FirestoreStore {
@@ -223,12 +251,15 @@ impl StateStore for FirestoreStore {
                 slot.entry(fact.key.as_str()).or_insert(fact);
             }
         }
-        let grouped: Vec<(&str, BTreeMap<&str, &StoredFact>)> = grouped.into_iter().collect();
+        let facts: Vec<(&str, &StoredFact)> = grouped
+            .into_iter()
+            .flat_map(|(resource, facts)| facts.into_values().map(move |fact| (resource, fact)))
+            .collect();
         let mut added = 0;
-        // Each chunk is one atomic commit; chunks are independent (writes are atomic per
-        // resource, which is all the engine relies on).
-        for chunk in grouped.chunks(BATCH_GET_LIMIT.min(COMMIT_WRITE_LIMIT)) {
-            added += self.add_chunk(chunk).await?;
+        // Each chunk is one atomic commit; chunks are independent (the engine relies on no
+        // more: a fact is written whole or not at all, and a redelivery fills the gaps).
+        for chunk in commit_chunks(&facts) {
+            added += self.add_chunk(&chunk).await?;
         }
         Ok(added)
     }
@@ -240,38 +271,64 @@ impl StateStore for FirestoreStore {
     ) -> Result<Vec<ResourceFacts>, StoreError> {
         let now = now.timestamp();
         let mut seen = HashSet::new();
-        let unique: Vec<&String> = resources.iter().filter(|r| seen.insert(*r)).collect();
-        let names: Vec<String> = unique.iter().map(|r| self.fact_doc(r)).collect();
-        let docs = self
-            .client
-            .batch_get(&names)
-            .await
-            .map_err(|e| store_error("reading fact documents", e))?;
-        let mut out = Vec::new();
-        for (resource, name) in unique.into_iter().zip(&names) {
-            let Some(doc) = docs.get(name) else { continue };
-            if string_field(&doc.fields, "resource") != Some(resource.as_str()) {
-                return Err(StoreError::permanent(format!(
-                    "fact document {name} does not belong to resource {resource:?}"
-                )));
-            }
-            let mut facts = Vec::new();
+        let unique: Vec<&str> = resources
+            .iter()
+            .filter(|r| seen.insert(*r))
+            .map(String::as_str)
+            .collect();
+        // One query per 30 resources finds both document shapes: each fact's own document and
+        // the legacy map document, which all carry the `resource` field. The queries run at
+        // once, so a page of 100 resources waits for one round trip, not four.
+        let mut queries = tokio::task::JoinSet::new();
+        for chunk in unique.chunks(IN_FILTER_LIMIT) {
+            let client = Arc::clone(&self.client);
+            let collection = self.collections.facts.clone();
+            let values: Vec<String> = chunk.iter().map(|r| r.to_string()).collect();
+            queries.spawn(async move {
+                let values: Vec<&str> = values.iter().map(String::as_str).collect();
+                client.query_in(&collection, "resource", &values).await
+            });
+        }
+        let mut docs = Vec::new();
+        while let Some(joined) = queries.join_next().await {
+            let answer = joined.map_err(|e| {
+                StoreError::unavailable(format!("a Firestore query did not finish: {e}"))
+            })?;
+            docs.extend(answer.map_err(|e| store_error("querying fact documents", e))?);
+        }
+        let wanted: HashSet<&str> = unique.iter().copied().collect();
+        let mut by_resource: BTreeMap<&str, BTreeMap<String, StoredFact>> = BTreeMap::new();
+        // Documents in name order: a legacy map document sorts before its resource's own ones.
+        docs.sort_by(|a, b| a.name.cmp(&b.name));
+        for doc in &docs {
+            let resource = string_field(&doc.fields, "resource")
+                .and_then(|r| wanted.get(r).copied())
+                .ok_or_else(|| {
+                    StoreError::permanent(format!(
+                        "fact document {} answers a query for other resources",
+                        doc.name
+                    ))
+                })?;
+            let held = by_resource.entry(resource).or_default();
             for (field, entry) in stored_entries(doc)? {
                 let fact = decode_entry(&entry).ok_or_else(|| {
-                    StoreError::permanent(format!("fact {field} in {name} is malformed"))
+                    StoreError::permanent(format!("fact {field} in {} is malformed", doc.name))
                 })?;
-                if fact.expires_at > now {
-                    facts.push(fact);
+                // Both shapes can hold a key only if an old and a new writer raced on it;
+                // either copy is a first delivery, keep one.
+                if fact.expires_at > now && !held.contains_key(&fact.key) {
+                    held.insert(fact.key.clone(), fact);
                 }
             }
-            if !facts.is_empty() {
-                out.push(ResourceFacts {
-                    resource: resource.clone(),
-                    facts,
-                });
-            }
         }
-        Ok(out)
+        Ok(by_resource
+            .into_iter()
+            .filter(|(_, facts)| !facts.is_empty())
+            .map(|(resource, facts)| ResourceFacts {
+                resource: resource.to_string(),
+                facts: facts.into_values().collect(),
+            })
+            .collect())
     }
 
     async fn claim_alert(
@@ -450,10 +507,6 @@ fn decode_entry(entry: &Value) -> Option<StoredFact> {
     })
 }
 
-fn entry_expiry(entry: &Value) -> Option<i64> {
-    integer_value(entry.get("mapValue")?.get("fields")?.get("expires_at")?)
-}
-
 fn doc_expiry(doc: &Document) -> Result<i64, StoreError> {
     doc.fields
         .get("expires_at")
@@ -542,70 +595,86 @@ mod tests {
         assert_ne!(fact_field("a#0"), fact_field("a#1"));
     }
 
+    fn target<'a>(resource: &'a str, fact: &'a StoredFact) -> FactTarget<'a> {
+        FactTarget {
+            resource,
+            fact,
+            legacy_doc: "legacy".into(),
+            entry_doc: "entry".into(),
+        }
+    }
+
     #[test]
-    fn a_new_resource_is_created_only_if_still_absent() {
+    fn a_fact_is_created_in_its_own_document_only_if_still_absent() {
         let fact = StoredFact {
             key: "evt-1#0".into(),
             expires_at: 4_000_000_000,
             body: "b".into(),
         };
-        let facts = BTreeMap::from([("evt-1#0", &fact)]);
-        let plan = plan_fact_write("snap-1", &facts, None, 1_700_000_000)
-            .expect("plan")
-            .expect("a write");
-        assert_eq!(plan.added, 1);
-        let write = plan.into_write("docname", None).expect("write");
+        let write = target("snap-1", &fact).create().expect("write");
         assert_eq!(write["currentDocument"], json!({ "exists": false }));
+        assert_eq!(write["update"]["name"], "entry");
         assert_eq!(
             write["update"]["fields"]["expires_at"]["timestampValue"],
             "2096-10-02T07:06:40Z"
         );
-        let mask = write["updateMask"]["fieldPaths"].as_array().expect("mask");
-        assert_eq!(mask.len(), 3);
-        assert_eq!(mask[2], format!("facts.{}", fact_field("evt-1#0")));
+        let entries = write["update"]["fields"]["facts"]["mapValue"]["fields"]
+            .as_object()
+            .expect("entries");
+        assert_eq!(entries.len(), 1);
+        let entry = entries
+            .get(&fact_field("evt-1#0"))
+            .expect("the fact's entry");
+        assert_eq!(decode_entry(entry), Some(fact.clone()));
     }
 
     #[test]
-    fn known_keys_are_not_rewritten_and_dead_entries_are_dropped() {
-        let live_field = fact_field("evt-live#0");
-        let dead_field = fact_field("evt-dead#0");
-        let doc = doc_with(json!({
+    fn a_fact_counts_as_stored_in_its_own_document_or_the_legacy_map() {
+        let known = StoredFact {
+            key: "evt-old#0".into(),
+            expires_at: 4_070_908_800,
+            body: "again".into(),
+        };
+        let unknown = StoredFact {
+            key: "evt-new#0".into(),
+            ..known.clone()
+        };
+        let legacy = doc_with(json!({
             "resource": { "stringValue": "snap-1" },
-            "expires_at": { "timestampValue": "2099-01-01T00:00:00Z" },
             "facts": { "mapValue": { "fields": {
-                live_field.clone(): { "mapValue": { "fields": {
-                    "key": { "stringValue": "evt-live#0" },
+                fact_field("evt-old#0"): { "mapValue": { "fields": {
+                    "key": { "stringValue": "evt-old#0" },
                     "expires_at": { "integerValue": "4070908800" },
-                    "body": { "stringValue": "live" } } } },
-                dead_field.clone(): { "mapValue": { "fields": {
-                    "key": { "stringValue": "evt-dead#0" },
-                    "expires_at": { "integerValue": "1000" },
-                    "body": { "stringValue": "dead" } } } },
+                    "body": { "stringValue": "first" } } } },
             } } },
         }));
-        let again = StoredFact {
-            key: "evt-live#0".into(),
-            expires_at: 4_070_908_800,
-            body: "other body".into(),
-        };
-        let facts = BTreeMap::from([("evt-live#0", &again)]);
-        let plan = plan_fact_write("snap-1", &facts, Some(&doc), 1_700_000_000)
-            .expect("plan")
-            .expect("the dead entry is dropped");
-        assert_eq!(plan.added, 0);
-        assert_eq!(plan.expired_fields, vec![dead_field]);
-        let write = plan.into_write("docname", Some(&doc)).expect("write");
-        assert_eq!(
-            write["currentDocument"],
-            json!({ "updateTime": "2024-01-01T00:00:00.000001Z" })
-        );
-        assert_eq!(
-            write["update"]["fields"]["expires_at"]["timestampValue"], "2099-01-01T00:00:00Z",
-            "a document's expiry never moves backwards"
-        );
+        let docs = HashMap::from([("legacy".to_string(), legacy.clone())]);
+        assert!(target("snap-1", &known).is_stored(&docs));
+        assert!(!target("snap-1", &unknown).is_stored(&docs));
+        let own = HashMap::from([("entry".to_string(), legacy)]);
+        assert!(target("snap-1", &unknown).is_stored(&own));
+        assert!(!target("snap-1", &unknown).is_stored(&HashMap::new()));
+    }
 
-        let nothing_new = plan_fact_write("snap-1", &facts, Some(&doc), 999).expect("plan");
-        assert!(nothing_new.is_none(), "no write when nothing changes");
+    #[test]
+    fn commits_stay_below_the_write_and_size_limits() {
+        let small = StoredFact {
+            key: "k".into(),
+            expires_at: 1,
+            body: "b".into(),
+        };
+        let big = StoredFact {
+            body: "x".repeat(64 * 1024),
+            ..small.clone()
+        };
+        let many: Vec<(&str, &StoredFact)> = (0..600).map(|_| ("r", &small)).collect();
+        let sizes: Vec<usize> = commit_chunks(&many).iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![250, 250, 100]);
+        let heavy: Vec<(&str, &StoredFact)> = (0..100).map(|_| ("r", &big)).collect();
+        let chunks = commit_chunks(&heavy);
+        assert!(chunks.len() >= 2, "6.4 MiB of bodies need two commits");
+        assert_eq!(chunks.iter().map(Vec::len).sum::<usize>(), 100);
+        assert!(commit_chunks(&[]).is_empty());
     }
 
     #[test]
