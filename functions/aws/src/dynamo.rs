@@ -106,6 +106,9 @@ pub struct DynamoStore {
     chains: Arc<Mutex<HashMap<String, BTreeSet<String>>>>,
     /// Hub resource → what this process knows of its pages (see the module docs).
     hubs: Arc<Mutex<HashMap<String, HubPages>>>,
+    /// Hub resource → the page count its first page showed lately: a read asks for those pages
+    /// with the first ones, so a warm instance reads a hub in one request until it grows.
+    page_counts: Arc<Mutex<HashMap<String, u32>>>,
 }
 
 /// What a process knows of a resource with more than one page. Pages before the last known one
@@ -154,6 +157,7 @@ impl DynamoStore {
             item_ttl: Arc::default(),
             chains: Arc::default(),
             hubs: Arc::default(),
+            page_counts: Arc::default(),
         }
     }
 
@@ -371,6 +375,18 @@ impl DynamoStore {
             let known = hubs.entry(resource.to_string()).or_default();
             known.last = known.last.max(last);
             known.final_keys.extend(final_keys);
+        }
+        self.remember_page_count(resource, last + 1);
+    }
+
+    /// Records that a resource has at least `count` pages, for reads (see `page_counts`).
+    fn remember_page_count(&self, resource: &str, count: u32) {
+        if let Ok(mut counts) = self.page_counts.lock() {
+            if counts.len() >= REMEMBERED_HUBS && !counts.contains_key(resource) {
+                counts.clear();
+            }
+            let known = counts.entry(resource.to_string()).or_insert(count);
+            *known = (*known).max(count);
         }
     }
 
@@ -629,36 +645,73 @@ impl DynamoStore {
                 unique.push(r);
             }
         }
-        let first_pages = self
-            .batch_get(unique.iter().map(|r| page_key(r, 0)).collect(), None)
-            .await?;
-        let mut out: BTreeMap<String, Vec<StoredFact>> = BTreeMap::new();
+        // The pages a hub had lately come along with the first pages: no second request unless
+        // the hub grew since.
+        let mut first_read = Vec::with_capacity(unique.len());
+        if let Ok(counts) = self.page_counts.lock() {
+            for r in &unique {
+                first_read.push(page_key(r, 0));
+                let known = counts.get(*r).copied().unwrap_or(1);
+                first_read.extend((1..known).map(|p| page_key(r, p)));
+            }
+        } else {
+            first_read.extend(unique.iter().map(|r| page_key(r, 0)));
+        }
+        let mut items = self.batch_get(first_read, None).await?;
+        let mut read: HashSet<(String, u32)> = HashSet::new();
+        for item in &items {
+            read.insert((resource_of(item)?, page_of(item)?));
+        }
         let mut more = Vec::new();
-        for item in first_pages {
-            let resource = resource_of(&item)?;
-            let facts = decode_facts(&resource, &item)?;
-            more.extend((1..page_count(&item)).map(|p| page_key(&resource, p)));
-            out.insert(resource, facts);
+        let mut counts_read: HashMap<String, u32> = HashMap::new();
+        for item in &items {
+            if page_of(item)? != 0 {
+                continue;
+            }
+            let resource = resource_of(item)?;
+            let count = page_count(item);
+            counts_read.insert(resource.clone(), count);
+            more.extend(
+                (1..count)
+                    .filter(|p| !read.contains(&(resource.clone(), *p)))
+                    .map(|p| page_key(&resource, p)),
+            );
+            if count > 1 {
+                self.remember_page_count(&resource, count);
+            }
         }
         if !more.is_empty() {
-            let mut pages: Vec<(String, u32, HashMap<String, AttributeValue>)> = self
-                .batch_get(more, None)
-                .await?
-                .into_iter()
-                .map(|item| Ok((resource_of(&item)?, page_of(&item)?, item)))
-                .collect::<Result<_, StoreError>>()?;
-            // A key lives on one page; should it be on two, the earlier page's fact wins, as
-            // the first write of a key does.
-            pages.sort_by_key(|(_, page, _)| *page);
-            for (resource, _, item) in pages {
-                let slot = out.entry(resource.clone()).or_default();
-                let known: HashSet<String> = slot.iter().map(|f| f.key.clone()).collect();
-                slot.extend(
-                    decode_facts(&resource, &item)?
-                        .into_iter()
-                        .filter(|f| !known.contains(&f.key)),
-                );
+            items.extend(self.batch_get(more, None).await?);
+        }
+        let mut out: BTreeMap<String, Vec<StoredFact>> = BTreeMap::new();
+        let mut pages: Vec<(String, u32, HashMap<String, AttributeValue>)> = items
+            .into_iter()
+            .map(|item| Ok((resource_of(&item)?, page_of(&item)?, item)))
+            .collect::<Result<_, StoreError>>()?;
+        // A key lives on one page; should it be on two, the earlier page's fact wins, as the
+        // first write of a key does. A later page without its first (expired and deleted), or
+        // past the count its first page gives, is not the resource's any more.
+        pages.sort_by_key(|(_, page, _)| *page);
+        for (resource, page, item) in pages {
+            if counts_read
+                .get(&resource)
+                .is_none_or(|count| page >= *count)
+            {
+                continue;
             }
+            if page == 0 {
+                out.insert(resource.clone(), decode_facts(&resource, &item)?);
+                continue;
+            }
+            let Some(slot) = out.get_mut(&resource) else {
+                continue;
+            };
+            let known: HashSet<String> = slot.iter().map(|f| f.key.clone()).collect();
+            slot.extend(
+                decode_facts(&resource, &item)?
+                    .into_iter()
+                    .filter(|f| !known.contains(&f.key)),
+            );
         }
         Ok(out.into_iter().collect())
     }

@@ -1078,6 +1078,18 @@ async fn a_hub_spreads_over_bounded_pages_and_a_fresh_instance_knows_its_stored_
         );
         let keys = keys_of(loaded);
         assert_eq!(keys.len(), 2_000 + 3, "{server}: every fact loads back");
+        // Now the instance knows the hub's pages and asks for them with the first ones.
+        counter.reset();
+        let again = fresh
+            .load_facts(&[hub.clone(), instance.clone()], fixture_now())
+            .await
+            .unwrap();
+        assert_eq!(
+            counter.by_operation().get("BatchGetItem"),
+            Some(&1),
+            "{server}: a hub read by a warm instance costs one read"
+        );
+        assert_eq!(keys_of(again), keys, "{server}: the same facts");
         let hub_loaded = fresh
             .load_facts(std::slice::from_ref(&hub), fixture_now())
             .await
