@@ -1055,6 +1055,8 @@ async fn a_hub_spreads_over_bounded_pages_and_a_fresh_instance_knows_its_stored_
             "{server}: one redelivered and one new fact"
         );
 
+        // Another fresh instance, which has not written to the hub either.
+        let fresh = DynamoStore::new(store.client().clone(), store.table());
         counter.reset();
         let loaded = fresh
             .load_facts(std::slice::from_ref(&instance), fixture_now())
