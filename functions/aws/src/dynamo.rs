@@ -2,23 +2,51 @@
 //! `expires_at`.
 //!
 //! Item layout:
-//! - facts of one resource: `pk = "res#<resource id>"`, `sk = "facts"`; the set `fact_keys` holds
-//!   every fact key, each fact is a top-level attribute `"f:<fact key>"` = `{e: N expires_at,
-//!   b: S body}`, and `expires_at` is the newest fact's expiry (the item's TTL).
+//! - facts of one resource: `pk = "res#<resource id>"`, pages `sk = "facts"` (the first),
+//!   `"facts#1"`, `"facts#2"`…; in each page the set `fact_keys` holds the page's fact keys, each
+//!   fact is a top-level attribute `"f:<fact key>"` = `{e: N expires_at, b: S body}`,
+//!   `expires_at` is the newest fact's expiry (the page's TTL) and `bytes` the page's estimated
+//!   size. The first page of a resource with more than one page holds `pages`, their count.
 //! - an alert claim: `pk = "alert#<claim id>"`, `sk = "claim"`, with `claimed_at`, `sent`,
 //!   `expires_at`.
 //!
 //! Every write is one atomic `UpdateItem` (or conditional `DeleteItem`); nothing reads, modifies
 //! and writes back. A fact is written with `if_not_exists`, so the first body of a key wins, and
-//! its key is `ADD`ed to `fact_keys`; the old item that `UpdateItem` returns tells which keys were
+//! its key is `ADD`ed to `fact_keys`; the old page that `UpdateItem` returns tells which keys were
 //! new. Transactions and the TTL API are not used (dynalite has neither). Readers drop facts whose
 //! `expires_at <= now` themselves, since DynamoDB deletes expired items lazily (and moto never).
+//!
+//! Pages (hubs: a golden AMI, a default security group linked to thousands of resources). A
+//! resource's facts would outgrow DynamoDB's 400 KB item, and an update is billed on the larger
+//! of the old and new item, so a write to a big item costs its whole size. Each write therefore
+//! adds its estimated size to the page's `bytes` under the condition that the page is below a
+//! 48 KB budget (writes add at most 16 KB, so a page stays near 64 KB: a hub write costs at most
+//! about 64 write units). The first write that finds the page over budget makes it final: no
+//! write ever changes it again. That writer reads the full page's fact keys, raises the count on
+//! the first page (a guarded "only upwards" update, made before anything goes to the new page, so
+//! readers always find it) and writes to the next page. Idempotency per fact key follows: a writer
+//! only writes to a page after it has seen the final key sets of all the pages before it, and
+//! drops the keys it finds there (not new); within the page, `if_not_exists` and the returned old
+//! page decide as before. So a key is on one page only, and a redelivery counts 0 however old. A
+//! process remembers a hub's final pages' keys (bounded), so a warm writer goes straight to the
+//! last page; a cold one pays a failed write, one read of the first page (count and keys) and one
+//! batch read of the other full pages' keys. An item written before pages existed has no `bytes`,
+//! fails the guard, and is therefore a final first page: read as before, no migration.
+//!
+//! Reads: the first pages in one `BatchGetItem`, plus, in the same request, the further pages of
+//! the hubs this process knows; one more `BatchGetItem` only for pages the first pages' counts
+//! name and it did not ask for (a hub seen for the first time, or grown). Ordinary resources have
+//! one page and cost what they did. The first page's TTL must outlive every page (it holds the
+//! count): before a write to a later page, it is raised to that write's newest expiry plus a day
+//! unless the process knows it is late enough (which recreates a deleted first page with its
+//! count).
 //!
 //! Request economy (the per-event cost): [`DynamoStore::session`] gives a per-invocation view
 //! that remembers the state each `UpdateItem` returned, so the engine's first read of the
 //! resources it just wrote costs no request. That state is exactly what a consistent read right
 //! after our own atomic write would return, so the engine's "the later writer sees both facts"
-//! argument for concurrent events still holds.
+//! argument for concurrent events still holds. A write to a hub's later page returns only that
+//! page, so a hub written is read from the table.
 //!
 //! The engine then walks the chain one level per read. The store remembers, per resource, the
 //! ids of the chains walked through it lately (at most 32 ids; larger walks, hubs, are not
@@ -30,16 +58,14 @@
 //! evaluation (same `now`, no write in between). A stale memory costs read units for items the
 //! walk does not need, never a wrong answer.
 //!
-//! The item's TTL only moves forward (a late event must not make DynamoDB delete newer facts
+//! A page's TTL only moves forward (a late event must not make DynamoDB delete newer facts
 //! early). The usual in-order write raises it under a condition; a late write keeps it with
-//! `if_not_exists`. The store remembers the TTL each of its writes left on an item, so a late
-//! write to a resource this process has written before goes straight to the keeping form: one
+//! `if_not_exists`. The store remembers the TTL each of its writes left on a page, so a late
+//! write to a page this process has written before goes straight to the keeping form: one
 //! request instead of a failed conditional write plus a retry. The memory is only a lower bound
-//! (TTLs never go down while the item lives), so a stale entry at worst costs that retry.
+//! (TTLs never go down while the page lives), so a stale entry at worst costs that retry.
 //!
-//! Limit: one resource's facts live in one item, so a resource is capped by DynamoDB's 400 KB item
-//! size (some hundreds of facts within the chain window). Writes beyond it fail permanently with a
-//! message saying so.
+//! Limit: a single fact must fit in one item (400 KB); the core keeps observations far smaller.
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
@@ -1230,7 +1256,7 @@ where
             .is_some_and(|m| m.to_ascii_lowercase().contains("size"));
     if too_big {
         return StoreError::permanent_from(
-            format!("the facts of {resource:?} exceed DynamoDB's 400 KB item size"),
+            format!("a write of facts of {resource:?} exceeds DynamoDB's 400 KB item size"),
             err,
         );
     }
