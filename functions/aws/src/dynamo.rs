@@ -1280,3 +1280,45 @@ where
         StoreError::permanent_from(message, err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fact_of(key: &str, body_len: usize) -> StoredFact {
+        StoredFact {
+            key: key.to_string(),
+            expires_at: 1,
+            body: "x".repeat(body_len),
+        }
+    }
+
+    #[test]
+    fn updates_stay_within_the_fact_and_byte_limits_and_a_big_fact_goes_alone() {
+        let facts: Vec<StoredFact> = (0..100)
+            .map(|i| fact_of(&format!("k{i}"), if i == 50 { 60_000 } else { 600 }))
+            .collect();
+        let refs: Vec<&StoredFact> = facts.iter().collect();
+        let chunks = update_chunks(&refs);
+        assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), 100);
+        for chunk in &chunks {
+            let bytes: u64 = chunk.iter().map(|f| fact_bytes(f)).sum();
+            assert!(chunk.len() <= FACTS_PER_UPDATE);
+            assert!(bytes <= CHUNK_BYTES || chunk.len() == 1, "{bytes} bytes");
+        }
+        assert!(chunks.iter().any(|c| c.len() == 1 && c[0].key == "k50"));
+        assert!(update_chunks(&[]).is_empty());
+    }
+
+    #[test]
+    fn page_keys_and_sort_keys_round_trip() {
+        for page in [0, 1, 17] {
+            let key = page_key("ami-1", page);
+            assert_eq!(page_of(&key).unwrap(), page);
+            assert_eq!(resource_of(&key).unwrap(), "ami-1");
+        }
+        let odd = HashMap::from([(SK.to_string(), AttributeValue::S("facts#x".into()))]);
+        assert!(page_of(&odd).is_err());
+        assert_eq!(page_count(&HashMap::new()), 1);
+    }
+}
