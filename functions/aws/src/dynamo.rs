@@ -2,23 +2,51 @@
 //! `expires_at`.
 //!
 //! Item layout:
-//! - facts of one resource: `pk = "res#<resource id>"`, `sk = "facts"`; the set `fact_keys` holds
-//!   every fact key, each fact is a top-level attribute `"f:<fact key>"` = `{e: N expires_at,
-//!   b: S body}`, and `expires_at` is the newest fact's expiry (the item's TTL).
+//! - facts of one resource: `pk = "res#<resource id>"`, pages `sk = "facts"` (the first),
+//!   `"facts#1"`, `"facts#2"`…; in each page the set `fact_keys` holds the page's fact keys, each
+//!   fact is a top-level attribute `"f:<fact key>"` = `{e: N expires_at, b: S body}`,
+//!   `expires_at` is the newest fact's expiry (the page's TTL) and `bytes` the page's estimated
+//!   size. The first page of a resource with more than one page holds `pages`, their count.
 //! - an alert claim: `pk = "alert#<claim id>"`, `sk = "claim"`, with `claimed_at`, `sent`,
 //!   `expires_at`.
 //!
 //! Every write is one atomic `UpdateItem` (or conditional `DeleteItem`); nothing reads, modifies
 //! and writes back. A fact is written with `if_not_exists`, so the first body of a key wins, and
-//! its key is `ADD`ed to `fact_keys`; the old item that `UpdateItem` returns tells which keys were
+//! its key is `ADD`ed to `fact_keys`; the old page that `UpdateItem` returns tells which keys were
 //! new. Transactions and the TTL API are not used (dynalite has neither). Readers drop facts whose
 //! `expires_at <= now` themselves, since DynamoDB deletes expired items lazily (and moto never).
+//!
+//! Pages (hubs: a golden AMI, a default security group linked to thousands of resources). A
+//! resource's facts would outgrow DynamoDB's 400 KB item, and an update is billed on the larger
+//! of the old and new item, so a write to a big item costs its whole size. Each write therefore
+//! adds its estimated size to the page's `bytes` under the condition that the page is below a
+//! 48 KB budget (writes add at most 16 KB, so a page stays near 64 KB: a hub write costs at most
+//! about 64 write units). The first write that finds the page over budget makes it final: no
+//! write ever changes it again. That writer reads the full page's fact keys, raises the count on
+//! the first page (a guarded "only upwards" update, made before anything goes to the new page, so
+//! readers always find it) and writes to the next page. Idempotency per fact key follows: a writer
+//! only writes to a page after it has seen the final key sets of all the pages before it, and
+//! drops the keys it finds there (not new); within the page, `if_not_exists` and the returned old
+//! page decide as before. So a key is on one page only, and a redelivery counts 0 however old. A
+//! process remembers a hub's final pages' keys (bounded), so a warm writer goes straight to the
+//! last page; a cold one pays a failed write, one read of the first page (count and keys) and one
+//! batch read of the other full pages' keys. An item written before pages existed has no `bytes`,
+//! fails the guard, and is therefore a final first page: read as before, no migration.
+//!
+//! Reads: the first pages in one `BatchGetItem`, plus, in the same request, the further pages of
+//! the hubs this process knows; one more `BatchGetItem` only for pages the first pages' counts
+//! name and it did not ask for (a hub seen for the first time, or grown). Ordinary resources have
+//! one page and cost what they did. The first page's TTL must outlive every page (it holds the
+//! count): before a write to a later page, it is raised to that write's newest expiry plus a day
+//! unless the process knows it is late enough (which recreates a deleted first page with its
+//! count).
 //!
 //! Request economy (the per-event cost): [`DynamoStore::session`] gives a per-invocation view
 //! that remembers the state each `UpdateItem` returned, so the engine's first read of the
 //! resources it just wrote costs no request. That state is exactly what a consistent read right
 //! after our own atomic write would return, so the engine's "the later writer sees both facts"
-//! argument for concurrent events still holds.
+//! argument for concurrent events still holds. A write to a hub's later page returns only that
+//! page, so a hub written is read from the table.
 //!
 //! The engine then walks the chain one level per read. The store remembers, per resource, the
 //! ids of the chains walked through it lately (at most 32 ids; larger walks, hubs, are not
@@ -30,16 +58,14 @@
 //! evaluation (same `now`, no write in between). A stale memory costs read units for items the
 //! walk does not need, never a wrong answer.
 //!
-//! The item's TTL only moves forward (a late event must not make DynamoDB delete newer facts
+//! A page's TTL only moves forward (a late event must not make DynamoDB delete newer facts
 //! early). The usual in-order write raises it under a condition; a late write keeps it with
-//! `if_not_exists`. The store remembers the TTL each of its writes left on an item, so a late
-//! write to a resource this process has written before goes straight to the keeping form: one
+//! `if_not_exists`. The store remembers the TTL each of its writes left on a page, so a late
+//! write to a page this process has written before goes straight to the keeping form: one
 //! request instead of a failed conditional write plus a retry. The memory is only a lower bound
-//! (TTLs never go down while the item lives), so a stale entry at worst costs that retry.
+//! (TTLs never go down while the page lives), so a stale entry at worst costs that retry.
 //!
-//! Limit: one resource's facts live in one item, so a resource is capped by DynamoDB's 400 KB item
-//! size (some hundreds of facts within the chain window). Writes beyond it fail permanently with a
-//! message saying so.
+//! Limit: a single fact must fit in one item (400 KB); the core keeps observations far smaller.
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
@@ -106,6 +132,9 @@ pub struct DynamoStore {
     chains: Arc<Mutex<HashMap<String, BTreeSet<String>>>>,
     /// Hub resource → what this process knows of its pages (see the module docs).
     hubs: Arc<Mutex<HashMap<String, HubPages>>>,
+    /// Hub resource → the page count its first page showed lately: a read asks for those pages
+    /// with the first ones, so a warm instance reads a hub in one request until it grows.
+    page_counts: Arc<Mutex<HashMap<String, u32>>>,
 }
 
 /// What a process knows of a resource with more than one page. Pages before the last known one
@@ -154,6 +183,7 @@ impl DynamoStore {
             item_ttl: Arc::default(),
             chains: Arc::default(),
             hubs: Arc::default(),
+            page_counts: Arc::default(),
         }
     }
 
@@ -371,6 +401,18 @@ impl DynamoStore {
             let known = hubs.entry(resource.to_string()).or_default();
             known.last = known.last.max(last);
             known.final_keys.extend(final_keys);
+        }
+        self.remember_page_count(resource, last + 1);
+    }
+
+    /// Records that a resource has at least `count` pages, for reads (see `page_counts`).
+    fn remember_page_count(&self, resource: &str, count: u32) {
+        if let Ok(mut counts) = self.page_counts.lock() {
+            if counts.len() >= REMEMBERED_HUBS && !counts.contains_key(resource) {
+                counts.clear();
+            }
+            let known = counts.entry(resource.to_string()).or_insert(count);
+            *known = (*known).max(count);
         }
     }
 
@@ -629,36 +671,73 @@ impl DynamoStore {
                 unique.push(r);
             }
         }
-        let first_pages = self
-            .batch_get(unique.iter().map(|r| page_key(r, 0)).collect(), None)
-            .await?;
-        let mut out: BTreeMap<String, Vec<StoredFact>> = BTreeMap::new();
+        // The pages a hub had lately come along with the first pages: no second request unless
+        // the hub grew since.
+        let mut first_read = Vec::with_capacity(unique.len());
+        if let Ok(counts) = self.page_counts.lock() {
+            for r in &unique {
+                first_read.push(page_key(r, 0));
+                let known = counts.get(*r).copied().unwrap_or(1);
+                first_read.extend((1..known).map(|p| page_key(r, p)));
+            }
+        } else {
+            first_read.extend(unique.iter().map(|r| page_key(r, 0)));
+        }
+        let mut items = self.batch_get(first_read, None).await?;
+        let mut read: HashSet<(String, u32)> = HashSet::new();
+        for item in &items {
+            read.insert((resource_of(item)?, page_of(item)?));
+        }
         let mut more = Vec::new();
-        for item in first_pages {
-            let resource = resource_of(&item)?;
-            let facts = decode_facts(&resource, &item)?;
-            more.extend((1..page_count(&item)).map(|p| page_key(&resource, p)));
-            out.insert(resource, facts);
+        let mut counts_read: HashMap<String, u32> = HashMap::new();
+        for item in &items {
+            if page_of(item)? != 0 {
+                continue;
+            }
+            let resource = resource_of(item)?;
+            let count = page_count(item);
+            counts_read.insert(resource.clone(), count);
+            more.extend(
+                (1..count)
+                    .filter(|p| !read.contains(&(resource.clone(), *p)))
+                    .map(|p| page_key(&resource, p)),
+            );
+            if count > 1 {
+                self.remember_page_count(&resource, count);
+            }
         }
         if !more.is_empty() {
-            let mut pages: Vec<(String, u32, HashMap<String, AttributeValue>)> = self
-                .batch_get(more, None)
-                .await?
-                .into_iter()
-                .map(|item| Ok((resource_of(&item)?, page_of(&item)?, item)))
-                .collect::<Result<_, StoreError>>()?;
-            // A key lives on one page; should it be on two, the earlier page's fact wins, as
-            // the first write of a key does.
-            pages.sort_by_key(|(_, page, _)| *page);
-            for (resource, _, item) in pages {
-                let slot = out.entry(resource.clone()).or_default();
-                let known: HashSet<String> = slot.iter().map(|f| f.key.clone()).collect();
-                slot.extend(
-                    decode_facts(&resource, &item)?
-                        .into_iter()
-                        .filter(|f| !known.contains(&f.key)),
-                );
+            items.extend(self.batch_get(more, None).await?);
+        }
+        let mut out: BTreeMap<String, Vec<StoredFact>> = BTreeMap::new();
+        let mut pages: Vec<(String, u32, HashMap<String, AttributeValue>)> = items
+            .into_iter()
+            .map(|item| Ok((resource_of(&item)?, page_of(&item)?, item)))
+            .collect::<Result<_, StoreError>>()?;
+        // A key lives on one page; should it be on two, the earlier page's fact wins, as the
+        // first write of a key does. A later page without its first (expired and deleted), or
+        // past the count its first page gives, is not the resource's any more.
+        pages.sort_by_key(|(_, page, _)| *page);
+        for (resource, page, item) in pages {
+            if counts_read
+                .get(&resource)
+                .is_none_or(|count| page >= *count)
+            {
+                continue;
             }
+            if page == 0 {
+                out.insert(resource.clone(), decode_facts(&resource, &item)?);
+                continue;
+            }
+            let Some(slot) = out.get_mut(&resource) else {
+                continue;
+            };
+            let known: HashSet<String> = slot.iter().map(|f| f.key.clone()).collect();
+            slot.extend(
+                decode_facts(&resource, &item)?
+                    .into_iter()
+                    .filter(|f| !known.contains(&f.key)),
+            );
         }
         Ok(out.into_iter().collect())
     }
@@ -1177,7 +1256,7 @@ where
             .is_some_and(|m| m.to_ascii_lowercase().contains("size"));
     if too_big {
         return StoreError::permanent_from(
-            format!("the facts of {resource:?} exceed DynamoDB's 400 KB item size"),
+            format!("a write of facts of {resource:?} exceeds DynamoDB's 400 KB item size"),
             err,
         );
     }
@@ -1199,5 +1278,47 @@ where
         StoreError::unavailable_from(message, err)
     } else {
         StoreError::permanent_from(message, err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fact_of(key: &str, body_len: usize) -> StoredFact {
+        StoredFact {
+            key: key.to_string(),
+            expires_at: 1,
+            body: "x".repeat(body_len),
+        }
+    }
+
+    #[test]
+    fn updates_stay_within_the_fact_and_byte_limits_and_a_big_fact_goes_alone() {
+        let facts: Vec<StoredFact> = (0..100)
+            .map(|i| fact_of(&format!("k{i}"), if i == 50 { 60_000 } else { 600 }))
+            .collect();
+        let refs: Vec<&StoredFact> = facts.iter().collect();
+        let chunks = update_chunks(&refs);
+        assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), 100);
+        for chunk in &chunks {
+            let bytes: u64 = chunk.iter().map(|f| fact_bytes(f)).sum();
+            assert!(chunk.len() <= FACTS_PER_UPDATE);
+            assert!(bytes <= CHUNK_BYTES || chunk.len() == 1, "{bytes} bytes");
+        }
+        assert!(chunks.iter().any(|c| c.len() == 1 && c[0].key == "k50"));
+        assert!(update_chunks(&[]).is_empty());
+    }
+
+    #[test]
+    fn page_keys_and_sort_keys_round_trip() {
+        for page in [0, 1, 17] {
+            let key = page_key("ami-1", page);
+            assert_eq!(page_of(&key).unwrap(), page);
+            assert_eq!(resource_of(&key).unwrap(), "ami-1");
+        }
+        let odd = HashMap::from([(SK.to_string(), AttributeValue::S("facts#x".into()))]);
+        assert!(page_of(&odd).is_err());
+        assert_eq!(page_count(&HashMap::new()), 1);
     }
 }

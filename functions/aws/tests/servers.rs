@@ -901,3 +901,342 @@ async fn with_sns_format_ocsf_subscribers_get_an_ocsf_detection_finding() {
         "{ocsf:#}"
     );
 }
+
+/// Alive for the whole test (2099-01-31).
+const HUB_EXPIRY: i64 = 4_073_500_800;
+
+/// `n` facts `<prefix>-<i>#0` of about 600 bytes each, the size of a real observation.
+fn hub_facts(
+    prefix: &str,
+    range: std::ops::Range<usize>,
+) -> Vec<snapwatch_core::ports::StoredFact> {
+    range
+        .map(|i| {
+            let key = format!("{prefix}-{i}#0");
+            let body = format!("{key} {}", "x".repeat(580));
+            snapwatch_testkit::fact(&key, HUB_EXPIRY, &body)
+        })
+        .collect()
+}
+
+/// The fact items of one resource (its pages): sort key → (size in bytes, fact keys).
+async fn hub_pages(store: &DynamoStore, resource: &str) -> BTreeMap<String, (usize, Vec<String>)> {
+    let mut pages = BTreeMap::new();
+    let mut start = None;
+    loop {
+        let out = store
+            .client()
+            .query()
+            .table_name(store.table())
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(format!("res#{resource}")))
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("query the pages");
+        for item in out.items() {
+            let sk = item["sk"].as_s().unwrap().clone();
+            let bytes: usize = item
+                .iter()
+                .map(|(k, v)| {
+                    k.len()
+                        + match v {
+                            AttributeValue::S(s) | AttributeValue::N(s) => s.len(),
+                            AttributeValue::Ss(set) => set.iter().map(String::len).sum(),
+                            AttributeValue::M(m) => m
+                                .values()
+                                .map(|v| v.as_s().or(v.as_n()).map_or(0, String::len) + 4)
+                                .sum(),
+                            _ => 1,
+                        }
+                })
+                .sum();
+            let mut keys: Vec<String> = item
+                .keys()
+                .filter_map(|k| k.strip_prefix("f:").map(str::to_owned))
+                .collect();
+            keys.sort();
+            pages.insert(sk, (bytes, keys));
+        }
+        start = out.last_evaluated_key().cloned();
+        if start.is_none() {
+            return pages;
+        }
+    }
+}
+
+/// A hub (a golden AMI) receives 1.2 MB of facts: it spreads over pages that each stay far
+/// below the 400 KB item limit (so a write costs at most ~64 write units), every key is on one
+/// page only, an ordinary resource still costs one read, the hub two, and a fresh instance (no
+/// memory of the hub's pages) counts a redelivery of a fact on any earlier page as known.
+#[tokio::test]
+async fn a_hub_spreads_over_bounded_pages_and_a_fresh_instance_knows_its_stored_facts() {
+    for (variable, server) in [(MOTO, "moto"), (DYNALITE, "dynalite")] {
+        let counter = RequestCounter::new();
+        let meter = CapacityMeter::default();
+        let store = new_metered_store(variable, Some(&counter), Some(&meter)).await;
+        let hub = unique_name("ami-golden");
+        let instance = unique_name("i-ordinary");
+        let all = hub_facts("launch", 0..2_000);
+        let mut added = 0;
+        for chunk in all.chunks(50) {
+            added += store
+                .add_facts(&[ResourceFacts {
+                    resource: hub.clone(),
+                    facts: chunk.to_vec(),
+                }])
+                .await
+                .unwrap();
+        }
+        assert_eq!(added, 2_000, "{server}: every hub fact is new once");
+        store
+            .add_facts(&facts_of(&instance, "run#0"))
+            .await
+            .unwrap();
+
+        let pages = hub_pages(&store, &hub).await;
+        assert!(pages.len() >= 10, "{server}: {} pages", pages.len());
+        for (sk, (bytes, _)) in &pages {
+            assert!(
+                *bytes < 80 * 1024,
+                "{server}: page {sk} holds {bytes} bytes, over the page budget"
+            );
+        }
+        let mut on_pages: Vec<&String> = pages.values().flat_map(|(_, keys)| keys).collect();
+        on_pages.sort();
+        let before = on_pages.len();
+        on_pages.dedup();
+        assert_eq!(
+            before,
+            on_pages.len(),
+            "{server}: a key stored on two pages"
+        );
+        assert_eq!(on_pages.len(), 2_000, "{server}: facts on the pages");
+
+        // Writing to a grown hub costs about a page, not the whole hub.
+        meter.reset();
+        store
+            .add_facts(&[ResourceFacts {
+                resource: hub.clone(),
+                facts: hub_facts("late", 0..1),
+            }])
+            .await
+            .unwrap();
+        let (write_units, _) = meter.units();
+        eprintln!("FIGURE {server}: one write to a 1.2 MB hub: {write_units} WCU");
+        assert!(
+            write_units <= 80.0,
+            "{server}: {write_units} WCU for one hub write"
+        );
+
+        // A fresh instance: redeliveries of the first, a middle and the last fact are not new.
+        let fresh = DynamoStore::new(store.client().clone(), store.table());
+        let redelivered: Vec<_> = [0, 1_000, 1_999].iter().map(|&i| all[i].clone()).collect();
+        assert_eq!(
+            fresh
+                .add_facts(&[ResourceFacts {
+                    resource: hub.clone(),
+                    facts: redelivered,
+                }])
+                .await
+                .unwrap(),
+            0,
+            "{server}: redelivered facts on earlier pages, to an instance that never saw them"
+        );
+        let fresh = DynamoStore::new(store.client().clone(), store.table());
+        let mut mixed = vec![all[500].clone()];
+        mixed.extend(hub_facts("new", 0..1));
+        assert_eq!(
+            fresh
+                .add_facts(&[ResourceFacts {
+                    resource: hub.clone(),
+                    facts: mixed,
+                }])
+                .await
+                .unwrap(),
+            1,
+            "{server}: one redelivered and one new fact"
+        );
+
+        // Another fresh instance, which has not written to the hub either.
+        let fresh = DynamoStore::new(store.client().clone(), store.table());
+        counter.reset();
+        let loaded = fresh
+            .load_facts(std::slice::from_ref(&instance), fixture_now())
+            .await
+            .unwrap();
+        assert_eq!(keys_of(loaded), ["run#0"], "{server}");
+        assert_eq!(
+            counter.by_operation().get("BatchGetItem"),
+            Some(&1),
+            "{server}: an ordinary resource costs one read"
+        );
+        counter.reset();
+        let loaded = fresh
+            .load_facts(&[hub.clone(), instance.clone()], fixture_now())
+            .await
+            .unwrap();
+        assert_eq!(
+            counter.by_operation().get("BatchGetItem"),
+            Some(&2),
+            "{server}: a hub with an ordinary resource costs two reads"
+        );
+        let keys = keys_of(loaded);
+        assert_eq!(keys.len(), 2_000 + 3, "{server}: every fact loads back");
+        // Now the instance knows the hub's pages and asks for them with the first ones.
+        counter.reset();
+        let again = fresh
+            .load_facts(&[hub.clone(), instance.clone()], fixture_now())
+            .await
+            .unwrap();
+        assert_eq!(
+            counter.by_operation().get("BatchGetItem"),
+            Some(&1),
+            "{server}: a hub read by a warm instance costs one read"
+        );
+        assert_eq!(keys_of(again), keys, "{server}: the same facts");
+        let hub_loaded = fresh
+            .load_facts(std::slice::from_ref(&hub), fixture_now())
+            .await
+            .unwrap();
+        let first = hub_loaded[0]
+            .facts
+            .iter()
+            .find(|f| f.key == all[1_000].key)
+            .unwrap();
+        assert_eq!(first, &all[1_000], "{server}: the first body wins");
+    }
+}
+
+/// An item written before pages existed (no size, no page count) is read as before; it takes no
+/// more writes, a redelivery of one of its facts is known, and new facts go to a second page.
+#[tokio::test]
+async fn an_item_from_before_pages_is_read_as_before_and_new_facts_go_to_a_second_page() {
+    for (variable, server) in [(MOTO, "moto"), (DYNALITE, "dynalite")] {
+        let store = new_store(variable, None).await;
+        let resource = unique_name("ami-legacy");
+        let fact_value = |body: &str| {
+            AttributeValue::M(
+                [
+                    ("e".to_string(), AttributeValue::N(HUB_EXPIRY.to_string())),
+                    ("b".to_string(), AttributeValue::S(body.to_string())),
+                ]
+                .into(),
+            )
+        };
+        store
+            .client()
+            .put_item()
+            .table_name(store.table())
+            .item("pk", AttributeValue::S(format!("res#{resource}")))
+            .item("sk", AttributeValue::S("facts".into()))
+            .item("fact_keys", AttributeValue::Ss(vec!["old#0".into()]))
+            .item("f:old#0", fact_value("old"))
+            .item("expires_at", AttributeValue::N(HUB_EXPIRY.to_string()))
+            .send()
+            .await
+            .unwrap();
+        let write = |key: &str| {
+            vec![ResourceFacts {
+                resource: resource.clone(),
+                facts: vec![snapwatch_testkit::fact(key, HUB_EXPIRY, "new")],
+            }]
+        };
+        assert_eq!(
+            store.add_facts(&write("old#0")).await.unwrap(),
+            0,
+            "{server}"
+        );
+        assert_eq!(
+            store.add_facts(&write("new#0")).await.unwrap(),
+            1,
+            "{server}"
+        );
+        let fresh = DynamoStore::new(store.client().clone(), store.table());
+        assert_eq!(
+            fresh.add_facts(&write("old#0")).await.unwrap(),
+            0,
+            "{server}"
+        );
+        assert_eq!(
+            fresh.add_facts(&write("new#0")).await.unwrap(),
+            0,
+            "{server}"
+        );
+
+        let pages = hub_pages(&store, &resource).await;
+        let layout: Vec<(&str, &[String])> = pages
+            .iter()
+            .map(|(sk, (_, keys))| (sk.as_str(), keys.as_slice()))
+            .collect();
+        assert_eq!(
+            layout,
+            [
+                ("facts", &["old#0".to_string()][..]),
+                ("facts#1", &["new#0".to_string()][..])
+            ],
+            "{server}: the old item is left as it was"
+        );
+        let loaded = fresh
+            .load_facts(std::slice::from_ref(&resource), fixture_now())
+            .await
+            .unwrap();
+        assert_eq!(keys_of(loaded), ["new#0", "old#0"], "{server}");
+    }
+}
+
+/// Eight instances (no shared memory) write overlapping facts to one hub at once while it grows
+/// past several pages: every key is counted new exactly once in total and stored on one page.
+/// On dynalite only: moto serves requests on threads without item locks, so its conditional
+/// writes are not atomic under concurrency (this test counts some facts twice there).
+#[tokio::test]
+async fn concurrent_writers_to_a_growing_hub_count_each_fact_once() {
+    {
+        let (variable, server) = (DYNALITE, "dynalite");
+        let store = new_store(variable, None).await;
+        let hub = unique_name("sg-default");
+        let all = hub_facts("ingress", 0..800);
+        let writers = (0..8).map(|w| {
+            let instance = DynamoStore::new(store.client().clone(), store.table());
+            let mut facts = all.clone();
+            // Each writer its own order, so they meet on every page.
+            facts.rotate_left(w * 100);
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                let mut added = 0;
+                for chunk in facts.chunks(25) {
+                    added += instance
+                        .add_facts(&[ResourceFacts {
+                            resource: hub.clone(),
+                            facts: chunk.to_vec(),
+                        }])
+                        .await
+                        .unwrap();
+                }
+                added
+            })
+        });
+        let mut added = 0;
+        for writer in writers.collect::<Vec<_>>() {
+            added += writer.await.unwrap();
+        }
+        assert_eq!(added, 800, "{server}: facts counted new");
+        let pages = hub_pages(&store, &hub).await;
+        assert!(pages.len() >= 3, "{server}: {} pages", pages.len());
+        let mut on_pages: Vec<&String> = pages.values().flat_map(|(_, keys)| keys).collect();
+        on_pages.sort();
+        let before = on_pages.len();
+        on_pages.dedup();
+        assert_eq!(
+            before,
+            on_pages.len(),
+            "{server}: a key stored on two pages"
+        );
+        let loaded = store
+            .load_facts(std::slice::from_ref(&hub), fixture_now())
+            .await
+            .unwrap();
+        assert_eq!(keys_of(loaded).len(), 800, "{server}: facts loaded");
+    }
+}

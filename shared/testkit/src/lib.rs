@@ -437,7 +437,7 @@ pub async fn case_hub_keeps_every_fact<S: StateStore>(store: &S, ns: &str) {
     let neighbour = case.id("i-neighbour");
     // Every tenth fact expires after a day, the rest stay alive for the whole case.
     let expiry = |i: usize| {
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             BASE_SECS + DAY_SECS
         } else {
             FAR_EXPIRY
