@@ -239,16 +239,23 @@ async fn replay(
     let now = last_event_time(day).unwrap_or_else(Utc::now) + Days::hours(1);
     let sink = MemorySink::named("sns");
     let dead_letter = CountingDeadLetter::default();
-    let app = Arc::new(App {
-        store,
-        config: Config::default(),
-        dead_letter: dead_letter.clone(),
-        sns: Some(sink.clone()),
-        slack: None::<MemorySink>,
-        securityhub: None,
-        responder: None,
-        clock: Arc::new(FixedClock(now)),
-    });
+    // One App per concurrent invocation, as Lambda runs one invocation per instance at a time:
+    // each has its own store memory (the write-returned state, the read-ahead, the page keys), so
+    // the figures are those of N warm instances, not of one instance shared by all of them.
+    let apps: Vec<_> = (0..concurrency)
+        .map(|_| {
+            Arc::new(App {
+                store: DynamoStore::new(client.clone(), table.clone()),
+                config: Config::default(),
+                dead_letter: dead_letter.clone(),
+                sns: Some(sink.clone()),
+                slack: None::<MemorySink>,
+                securityhub: None,
+                responder: None,
+                clock: Arc::new(FixedClock(now)),
+            })
+        })
+        .collect();
 
     let events = Arc::new(day.events.clone());
     let next = Arc::new(AtomicUsize::new(0));
@@ -279,7 +286,7 @@ async fn replay(
         })
     });
     let mut workers = Vec::new();
-    for _ in 0..concurrency {
+    for app in &apps {
         let (app, events, next, done, retries, stats) = (
             app.clone(),
             events.clone(),
@@ -425,7 +432,7 @@ async fn replay(
         passed = false;
         println!("CHECK FAILED: {kept} events dead-lettered (the generator writes none)");
     }
-    let (expected, lost, lost_example) = lost_facts(&app.store, &day.facts, now).await?;
+    let (expected, lost, lost_example) = lost_facts(&store, &day.facts, now).await?;
     if lost == 0 {
         println!(
             "check: zero lost facts ({expected} facts the generator produced are all in the table)"
