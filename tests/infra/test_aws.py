@@ -1203,7 +1203,11 @@ def test_archive_role_reads_only_the_trails_log_files_and_shares_the_detectors_s
     blocks = module_blocks()
     document = blocks["data"][("aws_iam_policy_document", "archive")]
     detector = blocks["data"][("aws_iam_policy_document", "detector")]
-    assert document["source_policy_documents"] == detector["source_policy_documents"]
+    # The detector's state access, and not its response grants: the archive reader never responds.
+    state_access = "${data.aws_iam_policy_document.state_access.json}"
+    assert document["source_policy_documents"] == [state_access]
+    assert "data.aws_iam_policy_document.state_access.json" in str(detector["source_policy_documents"])
+    assert "response" not in str(document["source_policy_documents"])
     own = statements_by_sid(document)
     assert set(own) == {"ArchiveQueue", "ArchiveLogFiles", "Logs"}
     assert {hcl_string(a) for a in own["ArchiveQueue"]["actions"]} == ARCHIVE_QUEUE_ACTIONS
