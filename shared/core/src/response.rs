@@ -273,7 +273,11 @@ fn actor_trusted(o: &Observation, config: &Config) -> bool {
 /// The time the chain itself last added a grant: of its own adds, the latest not made by a
 /// trusted principal (a trusted add after the attacker's is a re-add, not the attack); when a
 /// trusted principal made every one of them, the latest of all (the finding is theirs).
-fn attack_time(adds: &[&Observation], config: &Config, trust_counts: bool) -> Option<DateTime<Utc>> {
+fn attack_time(
+    adds: &[&Observation],
+    config: &Config,
+    trust_counts: bool,
+) -> Option<DateTime<Utc>> {
     let untrusted = adds
         .iter()
         .filter(|o| !(trust_counts && actor_trusted(o, config)))
@@ -303,7 +307,10 @@ fn re_add_reason<'a>(
         latest.event.id,
         latest.event.name,
         by,
-        latest.event.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        latest
+            .event
+            .time
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     ))
 }
 
@@ -695,10 +702,7 @@ fn plan_openings(own: &[&Observation], later: &Later<'_>) -> (Vec<Action>, Vec<S
     let mut actions = Vec::new();
     let mut skipped = Vec::new();
     for (action, adds) in planned {
-        let candidates = later
-            .chain
-            .iter()
-            .filter(|o| reopens(o, &action));
+        let candidates = later.chain.iter().filter(|o| reopens(o, &action));
         match later.re_added(&adds, candidates, true) {
             Some(reason) => skipped.push(Skip { action, reason }),
             None => actions.push(action),
@@ -750,7 +754,9 @@ fn reopens(o: &Observation, action: &Action) -> bool {
         return false;
     }
     match &action.undo {
-        Undo::DisableFirewallRule { firewall: target, .. }
+        Undo::DisableFirewallRule {
+            firewall: target, ..
+        }
         | Undo::DeleteNsgRule { rule: target, .. } => {
             rule_key(o).is_some_and(|(_, _, _, t)| t == *target)
         }

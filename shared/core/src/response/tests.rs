@@ -1017,7 +1017,10 @@ fn automations_later_identical_share_keeps_the_grant() {
 fn a_trusted_principals_later_public_grant_never_keeps_a_public_exposure() {
     let events = [
         share("s1", 0, K::Snapshot, "snap-1", Audience::Public),
-        by(ADMIN, share("s2", 30, K::Snapshot, "snap-1", Audience::Public)),
+        by(
+            ADMIN,
+            share("s2", 30, K::Snapshot, "snap-1", Audience::Public),
+        ),
     ];
     let plan = plan_for(
         &config("snapshot.public=enforce"),
@@ -1178,7 +1181,11 @@ fn the_alert_says_skipped_changed_and_no_call_is_made_for_a_re_add() {
         share("s2", 30, K::Snapshot, "snap-1", accounts(&[OUTSIDE])),
     );
     let findings = handle(&detector, &responder, &sink, &re_add);
-    assert!(responder.executed().is_empty(), "{:?}", responder.executed());
+    assert!(
+        responder.executed().is_empty(),
+        "{:?}",
+        responder.executed()
+    );
     let response = findings
         .iter()
         .find(|f| f.rule == Rule::SnapshotSharedExternal)
@@ -1186,6 +1193,10 @@ fn the_alert_says_skipped_changed_and_no_call_is_made_for_a_re_add() {
         .unwrap();
     assert_eq!(response.actions.len(), 1, "{response:?}");
     assert_eq!(response.actions[0].result, ActionResult::SkippedChanged);
-    assert!(response.actions[0].reason.as_deref().unwrap().contains("s2"));
+    assert!(response.actions[0]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("s2"));
     assert_eq!(response.note, None);
 }
