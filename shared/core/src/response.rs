@@ -315,11 +315,12 @@ fn re_add_reason<'a>(
 }
 
 /// Plans the response to `finding` from `chain`: observations loaded for the finding's
-/// resources (observations of events the finding does not list are ignored, so only what the
+/// resources (observations of events the finding does not list are never undone, so only what the
 /// chain's own events did is undone; so are automation's and the baseline's synthetic ones).
 ///
 /// A grant, member or rule that the chain holds a later event re-adding, made by someone else
-/// (see [`is_re_add_by_other`]), is not planned but listed in [`Plan::skipped`] with that event:
+/// (automation, a trusted principal except for a public grant, or an event the finding does
+/// not list), is not planned but listed in [`Plan::skipped`] with that event:
 /// its removal would undo their change, not the chain's. A re-add the chain does not hold (one
 /// outside its window, or made by a path the detector does not consume) cannot be recognised.
 /// `None` when the rule's mode is `off`.
