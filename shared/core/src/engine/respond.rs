@@ -149,6 +149,17 @@ impl<S: StateStore> Detector<S> {
                 at: now,
             });
         }
+        // Left alone because someone else re-added it after the chain's event: no call made.
+        for skip in &plan.skipped {
+            actions.push(ActionReport {
+                call: skip.action.call().to_owned(),
+                target: skip.action.target().to_owned(),
+                change: skip.action.change(),
+                result: ActionResult::SkippedChanged,
+                reason: Some(skip.reason.clone()),
+                at: now,
+            });
+        }
         let note = actions.is_empty().then(|| NOTHING_TO_UNDO_NOTE.to_owned());
         Some(ResponseReport {
             mode: plan.mode,

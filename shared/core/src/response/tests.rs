@@ -862,3 +862,341 @@ fn a_gcp_rule_is_disabled_once_carrying_every_opening_its_events_recorded() {
     expected.sort();
     assert_eq!(opened, &expected);
 }
+
+// ---- re-adds by someone else after the chain's event (issue 13) -----------------------------
+
+const TRUDY: &str = "arn:aws:iam::111122223333:user/trudy";
+
+/// `event` made by `actor` instead of the attacker.
+fn by(actor: &str, mut event: ParsedEvent) -> ParsedEvent {
+    event.meta.actor = Some(actor.into());
+    event
+}
+
+fn skipped(plan: &Option<Plan>) -> Vec<(&Undo, &str)> {
+    plan.as_ref()
+        .unwrap()
+        .skipped
+        .iter()
+        .map(|s| (&s.action.undo, s.reason.as_str()))
+        .collect()
+}
+
+fn remove_accounts(snapshot: &str, ids: &[&str]) -> Undo {
+    Undo::RemoveSnapshotPermission {
+        snapshot_id: snapshot.into(),
+        grantees: Grantees {
+            public: false,
+            accounts: ids.iter().map(|s| s.to_string()).collect(),
+        },
+    }
+}
+
+#[test]
+fn an_account_a_trusted_principal_re_added_later_is_left_and_named() {
+    // The attacker shares with two outside accounts; an administrator removes the share and
+    // later grants OUTSIDE again (a partner they mean to share with, not yet in the trust list).
+    let events = [
+        share(
+            "s1",
+            0,
+            K::Snapshot,
+            "snap-1",
+            accounts(&[OUTSIDE, "222233334444"]),
+        ),
+        by(
+            ADMIN,
+            share("s2", 30, K::Snapshot, "snap-1", accounts(&[OUTSIDE])),
+        ),
+    ];
+    let plan = plan_for(
+        &config("snapshot.shared-external=enforce"),
+        &events,
+        Rule::SnapshotSharedExternal,
+    );
+    assert_eq!(
+        undos(&plan),
+        vec![&remove_accounts("snap-1", &["222233334444"])]
+    );
+    let skips = skipped(&plan);
+    assert_eq!(skips.len(), 1, "{plan:?}");
+    assert_eq!(skips[0].0, &remove_accounts("snap-1", &[OUTSIDE]));
+    let reason = skips[0].1;
+    for named in ["s2", ADMIN, "2026-03-01T12:30:00Z"] {
+        assert!(reason.contains(named), "{named} not in {reason:?}");
+    }
+}
+
+#[test]
+fn a_re_add_by_another_untrusted_principal_is_undone() {
+    let events = [
+        share("s1", 0, K::Snapshot, "snap-1", accounts(&[OUTSIDE])),
+        by(
+            TRUDY,
+            share("s2", 30, K::Snapshot, "snap-1", accounts(&[OUTSIDE])),
+        ),
+    ];
+    let plan = plan_for(
+        &config("snapshot.shared-external=enforce"),
+        &events,
+        Rule::SnapshotSharedExternal,
+    );
+    assert_eq!(undos(&plan), vec![&remove_accounts("snap-1", &[OUTSIDE])]);
+    assert!(skipped(&plan).is_empty(), "{plan:?}");
+}
+
+#[test]
+fn a_trusted_share_before_the_attackers_does_not_keep_the_grant() {
+    // Only a re-add AFTER the chain's own add keeps it: here the attacker's add is the last.
+    let events = [
+        by(
+            ADMIN,
+            share("s1", 0, K::Snapshot, "snap-1", accounts(&[OUTSIDE])),
+        ),
+        share("s2", 30, K::Snapshot, "snap-1", accounts(&[OUTSIDE])),
+    ];
+    let plan = plan_for(
+        &config("snapshot.shared-external=enforce"),
+        &events,
+        Rule::SnapshotSharedExternal,
+    );
+    assert_eq!(undos(&plan), vec![&remove_accounts("snap-1", &[OUTSIDE])]);
+    assert!(skipped(&plan).is_empty(), "{plan:?}");
+}
+
+#[test]
+fn an_unrelated_later_share_of_another_account_does_not_block_the_undo() {
+    let mut backup = by(
+        ADMIN,
+        share("s2", 30, K::Snapshot, "snap-1", accounts(&["555566667777"])),
+    );
+    backup.meta.automation = Some("aws-backup".into());
+    let events = [
+        share("s1", 0, K::Snapshot, "snap-1", accounts(&[OUTSIDE])),
+        backup,
+    ];
+    let config = config("snapshot.shared-external=enforce");
+    let all = findings_of(&config, &events[..1]);
+    let (finding, mut chain) = all.into_iter().next().unwrap();
+    // Automation's later share of another account, stored under the snapshot.
+    chain.extend(
+        findings_of(&config, &events)
+            .into_iter()
+            .flat_map(|(_, c)| c)
+            .filter(|o| o.event.id == "s2"),
+    );
+    assert!(chain.iter().any(|o| o.event.id == "s2"), "{chain:?}");
+    let plan = Some(plan(&finding, &chain, &config).unwrap());
+    assert_eq!(undos(&plan), vec![&remove_accounts("snap-1", &[OUTSIDE])]);
+    assert!(skipped(&plan).is_empty(), "{plan:?}");
+}
+
+#[test]
+fn automations_later_identical_share_keeps_the_grant() {
+    let mut backup = share("s2", 30, K::Snapshot, "snap-1", accounts(&[OUTSIDE]));
+    backup.meta.actor = Some("backup.amazonaws.com".into());
+    backup.meta.automation = Some("aws-backup".into());
+    let events = [
+        share("s1", 0, K::Snapshot, "snap-1", accounts(&[OUTSIDE])),
+        backup,
+    ];
+    let config = config("snapshot.shared-external=enforce");
+    let all = findings_of(&config, &events);
+    let (finding, chain) = all
+        .iter()
+        .find(|(f, _)| f.rule == Rule::SnapshotSharedExternal)
+        .unwrap();
+    let plan = Some(plan(finding, chain, &config).unwrap());
+    assert!(undos(&plan).is_empty(), "{plan:?}");
+    let skips = skipped(&plan);
+    assert_eq!(skips.len(), 1, "{plan:?}");
+    assert!(skips[0].1.contains("s2") && skips[0].1.contains("aws-backup"));
+}
+
+#[test]
+fn a_trusted_principals_later_public_grant_never_keeps_a_public_exposure() {
+    let events = [
+        share("s1", 0, K::Snapshot, "snap-1", Audience::Public),
+        by(
+            ADMIN,
+            share("s2", 30, K::Snapshot, "snap-1", Audience::Public),
+        ),
+    ];
+    let plan = plan_for(
+        &config("snapshot.public=enforce"),
+        &events,
+        Rule::SnapshotPublic,
+    );
+    assert_eq!(
+        undos(&plan),
+        vec![&Undo::RemoveSnapshotPermission {
+            snapshot_id: "snap-1".into(),
+            grantees: Grantees {
+                public: true,
+                accounts: vec![],
+            },
+        }]
+    );
+    assert!(skipped(&plan).is_empty(), "{plan:?}");
+}
+
+#[test]
+fn a_gcp_member_a_trusted_principal_re_added_later_is_left() {
+    let snapshot = "projects/p1/global/snapshots/s1";
+    let grant = |id: &str, minutes: i64, members: &[&str]| {
+        ev_as(
+            Cloud::Gcp,
+            id,
+            "v1.compute.snapshots.setIamPolicy",
+            minutes,
+            vec![Fact::SnapshotShared {
+                snapshot: Resource::new(K::Snapshot, snapshot),
+                audience: Audience::Principals(members.iter().map(|m| m.to_string()).collect()),
+            }],
+        )
+    };
+    let mut config = config("snapshot.shared-external=enforce");
+    config.trust.principals.push("admin@example.com".into());
+    let events = [
+        by(
+            "mallory@evil.example",
+            grant("g1", 0, &["user:eve@evil.example", "user:joe@evil.example"]),
+        ),
+        by(
+            "admin@example.com",
+            grant("g2", 45, &["user:eve@evil.example"]),
+        ),
+    ];
+    let plan = plan_for(&config, &events, Rule::SnapshotSharedExternal);
+    assert_eq!(
+        undos(&plan),
+        vec![&Undo::RemoveIamMembers {
+            resource: snapshot.into(),
+            members: vec!["user:joe@evil.example".into()],
+        }]
+    );
+    let skips = skipped(&plan);
+    assert_eq!(skips.len(), 1, "{plan:?}");
+    assert_eq!(
+        skips[0].0,
+        &Undo::RemoveIamMembers {
+            resource: snapshot.into(),
+            members: vec!["user:eve@evil.example".into()],
+        }
+    );
+    assert!(skips[0].1.contains("g2") && skips[0].1.contains("admin@example.com"));
+}
+
+/// The exposed-restore chain on Azure, the NSG rule `Open-SSH` opened by the attacker (`e3`),
+/// then `Open-SSH` created again by `actor` (`e4`).
+fn azure_rule_recreated_by(actor: &str) -> Option<Plan> {
+    let nsg =
+        "/subscriptions/s/resourcegroups/rg/providers/microsoft.network/networksecuritygroups/nsg1";
+    let open_ssh = || Fact::IngressOpened {
+        group: Resource::new(K::NetworkGroup, nsg),
+        protocol: Protocol::Tcp,
+        ports: vec![PortRange::single(22)],
+        sources: vec!["0.0.0.0/0".into()],
+        target_tags: vec![],
+        rule: Some("Open-SSH".into()),
+    };
+    let mut events = exposed_restore(vec![open_ssh()]);
+    events.push(by(
+        actor,
+        ev(
+            "e4",
+            "Microsoft.Network/networkSecurityGroups/securityRules/write",
+            50,
+            vec![open_ssh()],
+        ),
+    ));
+    for e in &mut events {
+        e.meta.cloud = Cloud::Azure;
+        for fact in &mut e.facts {
+            if let Fact::NetworkMember { group, .. } = fact {
+                group.id = nsg.into();
+            }
+        }
+    }
+    let mut config = config("chain.exposed-restore=enforce");
+    config.trust.principals.push("admin@example.com".into());
+    plan_for(&config, &events, Rule::ChainExposedRestore)
+}
+
+#[test]
+fn an_azure_rule_a_trusted_principal_re_created_is_not_deleted() {
+    let plan = azure_rule_recreated_by("admin@example.com");
+    assert!(undos(&plan).is_empty(), "{plan:?}");
+    let skips = skipped(&plan);
+    assert_eq!(skips.len(), 1, "{plan:?}");
+    assert!(
+        matches!(skips[0].0, Undo::DeleteNsgRule { rule, .. } if rule.ends_with("/securityrules/open-ssh"))
+    );
+    assert!(skips[0].1.contains("e4") && skips[0].1.contains("admin@example.com"));
+}
+
+#[test]
+fn an_azure_rule_an_untrusted_principal_re_created_is_deleted() {
+    let plan = azure_rule_recreated_by("eve@evil.example");
+    assert_eq!(undos(&plan).len(), 1, "{plan:?}");
+    assert!(matches!(undos(&plan)[0], Undo::DeleteNsgRule { .. }));
+    assert!(skipped(&plan).is_empty(), "{plan:?}");
+}
+
+#[test]
+fn an_ec2_permission_a_trusted_principal_opened_again_is_not_revoked() {
+    let mut events = exposed_restore(vec![opening(22, "0.0.0.0/0", None)]);
+    events.push(by(
+        ADMIN,
+        ev(
+            "e4",
+            "AuthorizeSecurityGroupIngress",
+            50,
+            vec![opening(22, "0.0.0.0/0", None)],
+        ),
+    ));
+    let plan = plan_for(
+        &config("chain.exposed-restore=enforce"),
+        &events,
+        Rule::ChainExposedRestore,
+    );
+    assert!(undos(&plan).is_empty(), "{plan:?}");
+    assert_eq!(skipped(&plan).len(), 1, "{plan:?}");
+}
+
+#[test]
+fn the_alert_says_skipped_changed_and_no_call_is_made_for_a_re_add() {
+    let store = MemoryStore::new();
+    let detector = Detector::new(&store, config("snapshot.shared-external=enforce"));
+    let responder = MemoryResponder::new();
+    let sink = MemorySink::new();
+    // Both events in one record batch's time, responded to after the second: as a late
+    // delivery of the attacker's event would be.
+    block_on(async {
+        let first = share("s1", 0, K::Snapshot, "snap-1", accounts(&[OUTSIDE]));
+        detector.process(&first, first.meta.time).await.unwrap();
+    });
+    let re_add = by(
+        ADMIN,
+        share("s2", 30, K::Snapshot, "snap-1", accounts(&[OUTSIDE])),
+    );
+    let findings = handle(&detector, &responder, &sink, &re_add);
+    assert!(
+        responder.executed().is_empty(),
+        "{:?}",
+        responder.executed()
+    );
+    let response = findings
+        .iter()
+        .find(|f| f.rule == Rule::SnapshotSharedExternal)
+        .and_then(|f| f.response.clone())
+        .unwrap();
+    assert_eq!(response.actions.len(), 1, "{response:?}");
+    assert_eq!(response.actions[0].result, ActionResult::SkippedChanged);
+    assert!(response.actions[0]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("s2"));
+    assert_eq!(response.note, None);
+}
