@@ -5,8 +5,8 @@
 //! - facts of one resource: `pk = "res#<resource id>"`, pages `sk = "facts"` (the first),
 //!   `"facts#1"`, `"facts#2"`…; in each page the set `fact_keys` holds the page's fact keys, each
 //!   fact is a top-level attribute `"f:<fact key>"` = `{e: N expires_at, b: S body}`,
-//!   `expires_at` is the newest fact's expiry (the page's TTL) and `bytes` the page's estimated
-//!   size. The first page of a resource with more than one page holds `pages`, their count.
+//!   `expires_at` is the newest fact's expiry rounded up to the whole hour (the page's TTL) and
+//!   `bytes` the page's estimated size. The first page of a resource with more than one page holds `pages`, their count.
 //! - an alert claim: `pk = "alert#<claim id>"`, `sk = "claim"`, with `claimed_at`, `sent`,
 //!   `expires_at`.
 //!
@@ -29,8 +29,11 @@
 //! drops the keys it finds there (not new); within the page, `if_not_exists` and the returned old
 //! page decide as before. So a key is on one page only, and a redelivery counts 0 however old. A
 //! process remembers a hub's final pages' keys (bounded), so a warm writer goes straight to the
-//! last page; a cold one pays a failed write, one read of the first page (count and keys) and one
-//! batch read of the other full pages' keys. An item written before pages existed has no `bytes`,
+//! last page; a cold one pays a failed write and one batch read of the other full pages' keys.
+//! The failed write asks for the page back (`ReturnValuesOnConditionCheckFailure = ALL_OLD`):
+//! the first page's count, keys and TTL come with the failure, so neither a read nor a raise of
+//! the first page's TTL follows. dynalite returns nothing: there the writer reads the first page
+//! (count, keys and TTL) after the keeping form below has failed too. An item written before pages existed has no `bytes`,
 //! fails the guard, and is therefore a final first page: read as before, no migration.
 //!
 //! Reads: the first pages in one `BatchGetItem`, plus, in the same request, the further pages of
@@ -60,7 +63,11 @@
 //!
 //! A page's TTL only moves forward (a late event must not make DynamoDB delete newer facts
 //! early). The usual in-order write raises it under a condition; a late write keeps it with
-//! `if_not_exists`. The store remembers the TTL each of its writes left on a page, so a late
+//! `if_not_exists`. The TTL is rounded up to the hour, so a write whose facts expire within the
+//! hour of the page's newest passes the raising condition: one request, even from an instance
+//! that never wrote the page. A page lives at most an hour longer; readers still drop each fact
+//! at its own expiry. A failed raise returns the page where the server supports it (DynamoDB,
+//! moto), which tells a late write (retried in the keeping form) from a full page (no retry). The store remembers the TTL each of its writes left on a page, so a late
 //! write to a page this process has written before goes straight to the keeping form: one
 //! request instead of a failed conditional write plus a retry. The memory is only a lower bound
 //! (TTLs never go down while the page lives), so a stale entry at worst costs that retry.
