@@ -5,8 +5,8 @@
 //! - facts of one resource: `pk = "res#<resource id>"`, pages `sk = "facts"` (the first),
 //!   `"facts#1"`, `"facts#2"`…; in each page the set `fact_keys` holds the page's fact keys, each
 //!   fact is a top-level attribute `"f:<fact key>"` = `{e: N expires_at, b: S body}`,
-//!   `expires_at` is the newest fact's expiry (the page's TTL) and `bytes` the page's estimated
-//!   size. The first page of a resource with more than one page holds `pages`, their count.
+//!   `expires_at` is the newest fact's expiry rounded up to the whole hour (the page's TTL) and
+//!   `bytes` the page's estimated size. The first page of a resource with more than one page holds `pages`, their count.
 //! - an alert claim: `pk = "alert#<claim id>"`, `sk = "claim"`, with `claimed_at`, `sent`,
 //!   `expires_at`.
 //!
@@ -29,8 +29,11 @@
 //! drops the keys it finds there (not new); within the page, `if_not_exists` and the returned old
 //! page decide as before. So a key is on one page only, and a redelivery counts 0 however old. A
 //! process remembers a hub's final pages' keys (bounded), so a warm writer goes straight to the
-//! last page; a cold one pays a failed write, one read of the first page (count and keys) and one
-//! batch read of the other full pages' keys. An item written before pages existed has no `bytes`,
+//! last page; a cold one pays a failed write and one batch read of the other full pages' keys.
+//! The failed write asks for the page back (`ReturnValuesOnConditionCheckFailure = ALL_OLD`):
+//! the first page's count, keys and TTL come with the failure, so neither a read nor a raise of
+//! the first page's TTL follows. dynalite returns nothing: there the writer reads the first page
+//! (count, keys and TTL) after the keeping form below has failed too. An item written before pages existed has no `bytes`,
 //! fails the guard, and is therefore a final first page: read as before, no migration.
 //!
 //! Reads: the first pages in one `BatchGetItem`, plus, in the same request, the further pages of
@@ -60,7 +63,11 @@
 //!
 //! A page's TTL only moves forward (a late event must not make DynamoDB delete newer facts
 //! early). The usual in-order write raises it under a condition; a late write keeps it with
-//! `if_not_exists`. The store remembers the TTL each of its writes left on a page, so a late
+//! `if_not_exists`. The TTL is rounded up to the hour, so a write whose facts expire within the
+//! hour of the page's newest passes the raising condition: one request, even from an instance
+//! that never wrote the page. A page lives at most an hour longer; readers still drop each fact
+//! at its own expiry. A failed raise returns the page where the server supports it (DynamoDB,
+//! moto), which tells a late write (retried in the keeping form) from a full page (no retry). The store remembers the TTL each of its writes left on a page, so a late
 //! write to a page this process has written before goes straight to the keeping form: one
 //! request instead of a failed conditional write plus a retry. The memory is only a lower bound
 //! (TTLs never go down while the page lives), so a stale entry at worst costs that retry.
@@ -68,7 +75,10 @@
 //! Limit: a single fact must fit in one item (400 KB); the core keeps observations far smaller.
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure,
+};
 use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use chrono::{DateTime, Utc};
@@ -100,6 +110,10 @@ const PAGE_COUNT: &str = "pages";
 const PAGE_BUDGET: u64 = 48 * 1024;
 /// The estimated size one `UpdateItem` may add (a single larger fact goes alone).
 const CHUNK_BYTES: u64 = 16 * 1024;
+/// A page's TTL is its newest fact's expiry rounded up to this grain: writes of facts expiring
+/// within one grain leave the same TTL, so a late one (another instance's, unknown to this one)
+/// passes the "TTL only moves forward" condition in one request. Facts keep their exact expiry.
+const PAGE_TTL_GRAIN_SECS: i64 = 3_600;
 /// How much later than the facts the first page of a hub expires: its TTL must cover every page
 /// (it holds the page count), and the slack spares raising it at every write.
 const HUB_TTL_SLACK_SECS: i64 = 86_400;
@@ -360,25 +374,34 @@ impl DynamoStore {
             if page > 0 {
                 self.cover_pages_ttl(resource, page + 1, newest).await?;
             }
-            if let Some(old) = self.update_page(resource, page, &pending).await? {
-                let old_facts = decode_facts(resource, &old)?;
-                let old_keys: HashSet<&str> = old_facts.iter().map(|f| f.key.as_str()).collect();
-                let new: Vec<StoredFact> = pending
-                    .iter()
-                    .filter(|f| !old_keys.contains(f.key.as_str()))
-                    .map(|f| (*f).clone())
-                    .collect();
-                let count = new.len();
-                let state = (page == 0).then(|| {
-                    let mut state = old_facts;
-                    state.extend(new);
-                    state
-                });
-                return Ok((count, state));
-            }
+            let page_item = match self.update_page(resource, page, &pending).await? {
+                PageWrite::Written(old) => {
+                    let old_facts = decode_facts(resource, &old)?;
+                    let old_keys: HashSet<&str> =
+                        old_facts.iter().map(|f| f.key.as_str()).collect();
+                    let new: Vec<StoredFact> = pending
+                        .iter()
+                        .filter(|f| !old_keys.contains(f.key.as_str()))
+                        .map(|f| (*f).clone())
+                        .collect();
+                    let count = new.len();
+                    let state = (page == 0).then(|| {
+                        let mut state = old_facts;
+                        state.extend(new);
+                        state
+                    });
+                    return Ok((count, state));
+                }
+                PageWrite::Full(page_item) => page_item,
+            };
             // The page is full, hence final: learn its keys (and, from the first page, how many
-            // pages there are, all but the last of them full too), then go on to the next.
-            let (mut final_keys, count) = self.read_page_keys(resource, page).await?;
+            // pages there are, all but the last of them full too), then go on to the next. The
+            // failed write returned the page where the server supports it (DynamoDB, moto), so
+            // only a server that does not (dynalite) costs a read here.
+            let (mut final_keys, count) = match page_item {
+                Some(item) => (fact_keys(&item), page_count(&item)),
+                None => self.read_page_keys(resource, page).await?,
+            };
             let mut next = page + 1;
             if page == 0 && count > 2 {
                 final_keys.extend(self.read_keys_of_pages(resource, 1..count - 1).await?);
@@ -501,14 +524,19 @@ impl DynamoStore {
             .get_item()
             .table_name(self.table.as_ref())
             .set_key(Some(page_key(resource, page)))
-            .projection_expression("#keys, #pages")
+            .projection_expression("#keys, #pages, #exp")
             .expression_attribute_names("#keys", FACT_KEYS)
             .expression_attribute_names("#pages", PAGE_COUNT)
+            .expression_attribute_names("#exp", EXPIRES_AT)
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| classify("GetItem (full page)", e))?;
         let item = out.item.unwrap_or_default();
+        // A true lower bound of the page's TTL, as the failed write would have returned it.
+        if let Some(ttl) = item_expiry(&item) {
+            remember_ttl(&self.item_ttl, &page_ttl_key(resource, page), ttl);
+        }
         Ok((fact_keys(&item), page_count(&item)))
     }
 
@@ -526,15 +554,15 @@ impl DynamoStore {
         Ok(out)
     }
 
-    /// One atomic update of a resource's page, guarded by the page's byte budget; returns the
-    /// page as it was before, or `None` when the page is full.
+    /// One atomic update of a resource's page, guarded by the page's byte budget: the page as it
+    /// was before, or that it is full.
     async fn update_page(
         &self,
         resource: &str,
         page: u32,
         facts: &[&StoredFact],
-    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
-        let newest = facts.iter().map(|f| f.expires_at).max().unwrap_or(0);
+    ) -> Result<PageWrite, StoreError> {
+        let newest = page_ttl(facts.iter().map(|f| f.expires_at).max().unwrap_or(0));
         let size: u64 = facts.iter().map(|f| fact_bytes(f)).sum();
         let mut sets = Vec::with_capacity(facts.len() + 1);
         let mut names = HashMap::new();
@@ -593,15 +621,30 @@ impl DynamoStore {
                 .set_expression_attribute_names(Some(names.clone()))
                 .set_expression_attribute_values(Some(values.clone()))
                 .return_values(ReturnValue::AllOld)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
                 .send()
                 .await;
             match first {
                 Ok(out) => {
                     remember_ttl(&self.item_ttl, &ttl_key, newest);
-                    return Ok(Some(out.attributes.unwrap_or_default()));
+                    return Ok(PageWrite::Written(out.attributes.unwrap_or_default()));
                 }
-                // Late, or full: the keeping form below tells which.
-                Err(err) if is_condition_failure(&err) => {}
+                // Late, or full. The page the failed write returns tells which; a server that
+                // returns none (dynalite) leaves it to the keeping form below.
+                Err(err) if is_condition_failure(&err) => {
+                    if let Some(item) = failed_write_item(&err) {
+                        // The page as it is: its TTL is a true lower bound, which spares a full
+                        // first page's TTL raise in `cover_pages_ttl`.
+                        if let Some(ttl) = item_expiry(&item) {
+                            remember_ttl(&self.item_ttl, &ttl_key, ttl);
+                        }
+                        if page_is_full(&item) {
+                            return Ok(PageWrite::Full(Some(item)));
+                        }
+                    }
+                }
                 Err(err) => return Err(classify_write(resource, err)),
             }
         }
@@ -621,21 +664,24 @@ impl DynamoStore {
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
             .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         let old = match result {
             Ok(out) => out.attributes.unwrap_or_default(),
-            Err(err) if is_condition_failure(&err) => return Ok(None),
+            Err(err) if is_condition_failure(&err) => {
+                let item = failed_write_item(&err);
+                if let Some(ttl) = item.as_ref().and_then(item_expiry) {
+                    remember_ttl(&self.item_ttl, &ttl_key, ttl);
+                }
+                return Ok(PageWrite::Full(item));
+            }
             Err(err) => return Err(classify_write(resource, err)),
         };
         // What the page holds now, which beats an older memory of it.
-        let ttl_after = old
-            .get(EXPIRES_AT)
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse::<i64>().ok())
-            .unwrap_or(newest);
+        let ttl_after = item_expiry(&old).unwrap_or(newest);
         remember(&self.item_ttl, &ttl_key, ttl_after);
-        Ok(Some(old))
+        Ok(PageWrite::Written(old))
     }
 
     /// Consistent batch read of resource items, with only the facts alive at `now`.
@@ -864,9 +910,7 @@ impl StateStore for DynamoStore {
                 ":stale",
                 AttributeValue::N(now.saturating_sub(lease_secs).to_string()),
             )
-            .return_values_on_condition_check_failure(
-                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
-            )
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
@@ -877,14 +921,7 @@ impl StateStore for DynamoStore {
             Err(err) if is_condition_failure(&err) => {
                 // Lost: someone holds or delivered it. The failure carries the item where the
                 // server supports it; otherwise (dynalite) one read tells which.
-                let returned = match &err {
-                    SdkError::ServiceError(service) => match service.err() {
-                        aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(e) => e.item.clone(),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                let item = match returned {
+                let item = match failed_write_item(&err) {
                     Some(item) => Some(item),
                     None => self.read_claim(finding_id).await?,
                 };
@@ -1144,6 +1181,51 @@ fn page_of(item: &HashMap<String, AttributeValue>) -> Result<u32, StoreError> {
 }
 
 /// How many pages a first page says its resource has (at least one).
+/// The outcome of a guarded write to a page.
+enum PageWrite {
+    /// Written; the page as it was before.
+    Written(HashMap<String, AttributeValue>),
+    /// The page is full (final) and was not changed; the page as the failed write found it,
+    /// where the server returns it.
+    Full(Option<HashMap<String, AttributeValue>>),
+}
+
+/// The TTL a page gets for facts whose newest expires at `newest`: rounded up to the grain.
+fn page_ttl(newest: i64) -> i64 {
+    newest.div_euclid(PAGE_TTL_GRAIN_SECS) * PAGE_TTL_GRAIN_SECS
+        + if newest.rem_euclid(PAGE_TTL_GRAIN_SECS) == 0 {
+            0
+        } else {
+            PAGE_TTL_GRAIN_SECS
+        }
+}
+
+/// The item a failed conditional update returned (`ReturnValuesOnConditionCheckFailure`).
+fn failed_write_item(
+    err: &SdkError<UpdateItemError, HttpResponse>,
+) -> Option<HashMap<String, AttributeValue>> {
+    match err.as_service_error() {
+        Some(UpdateItemError::ConditionalCheckFailedException(e)) => e.item().cloned(),
+        _ => None,
+    }
+}
+
+/// Whether a page fails the byte budget guard: over budget, or written before pages existed
+/// (no size).
+fn page_is_full(item: &HashMap<String, AttributeValue>) -> bool {
+    item.get(PAGE_BYTES)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse::<u64>().ok())
+        .is_none_or(|bytes| bytes >= PAGE_BUDGET)
+}
+
+/// An item's TTL attribute.
+fn item_expiry(item: &HashMap<String, AttributeValue>) -> Option<i64> {
+    item.get(EXPIRES_AT)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse::<i64>().ok())
+}
+
 fn page_count(item: &HashMap<String, AttributeValue>) -> u32 {
     item.get(PAGE_COUNT)
         .and_then(|v| v.as_n().ok())

@@ -600,9 +600,10 @@ async fn a_late_write_keeps_the_item_ttl_in_one_request_when_the_store_knows_the
             .add_facts(&write("evt-newest#0", NEWER + 60))
             .await
             .unwrap();
+        // The page's TTL is rounded up to the hour (see the module docs).
         assert_eq!(
             item_ttl(&store, &resource).await,
-            Some(NEWER + 60),
+            Some(NEWER + 3_600),
             "{server}"
         );
         let loaded = store
@@ -639,6 +640,132 @@ async fn a_late_write_keeps_the_item_ttl_in_one_request_when_the_store_knows_the
             .await
             .unwrap();
         assert_eq!(item_ttl(&store, &resource).await, Some(OLDEST), "{server}");
+    }
+}
+
+/// A page's TTL is rounded up to the hour, so a late write from an instance that never wrote the
+/// page (each Lambda instance has its own memory) costs one `UpdateItem` when its facts expire
+/// within the hour the page's newest do: no failed conditional write first. Facts keep their
+/// exact expiry: a reader drops each one at its own time.
+#[tokio::test]
+async fn a_fresh_instance_s_late_write_within_the_ttl_grain_costs_one_update() {
+    const NEWER: i64 = 4_073_500_800 - 600; // 2099-01-30 23:50
+    const GRAIN_END: i64 = 4_073_500_800; // the next whole hour
+    for (variable, server) in [(MOTO, "moto"), (DYNALITE, "dynalite")] {
+        let counter = RequestCounter::new();
+        let store = new_store(variable, Some(&counter)).await;
+        let resource = unique_name("snap-grain");
+        let write = |key: &str, expires_at: i64| {
+            vec![ResourceFacts {
+                resource: resource.clone(),
+                facts: vec![snapwatch_testkit::fact(key, expires_at, "{}")],
+            }]
+        };
+        store.add_facts(&write("evt-new#0", NEWER)).await.unwrap();
+        counter.reset();
+
+        for (i, late) in [NEWER - 1, NEWER - 1_800, GRAIN_END - 3_599]
+            .into_iter()
+            .enumerate()
+        {
+            let fresh = DynamoStore::new(store.client().clone(), store.table());
+            assert_eq!(
+                fresh
+                    .add_facts(&write(&format!("evt-late-{i}#0"), late))
+                    .await
+                    .unwrap(),
+                1,
+                "{server}"
+            );
+            assert_eq!(
+                counter.by_operation(),
+                BTreeMap::from([("UpdateItem".to_string(), 1)]),
+                "{server}: a fresh instance's late write within the hour, expiring at {late}"
+            );
+            counter.reset();
+        }
+        assert_eq!(
+            item_ttl(&store, &resource).await,
+            Some(GRAIN_END),
+            "{server}"
+        );
+
+        // Each fact still expires at its own time.
+        let at = chrono::DateTime::from_timestamp(NEWER - 1_000, 0).unwrap();
+        let loaded = store
+            .load_facts(std::slice::from_ref(&resource), at)
+            .await
+            .unwrap();
+        let mut keys: Vec<&str> = loaded[0].facts.iter().map(|f| f.key.as_str()).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["evt-late-0#0", "evt-new#0"], "{server}");
+    }
+}
+
+/// A fresh instance's first write to a hub: the guarded write to the full first page fails and,
+/// where the server returns the page with the failure (DynamoDB, moto), that page gives the page
+/// count, the keys and the TTL, so no `GetItem` and no first-page TTL raise follow. dynalite
+/// returns nothing: one `GetItem` of the first page (which gives its TTL too) stands in.
+#[tokio::test]
+async fn a_fresh_instance_s_first_write_to_a_hub_skips_the_reads_the_failed_write_answers() {
+    for (variable, server, expected) in [
+        (
+            MOTO,
+            "moto",
+            [("BatchGetItem", 1), ("UpdateItem", 2)].as_slice(),
+        ),
+        (
+            DYNALITE,
+            "dynalite",
+            [("BatchGetItem", 1), ("GetItem", 1), ("UpdateItem", 3)].as_slice(),
+        ),
+    ] {
+        let counter = RequestCounter::new();
+        let store = new_store(variable, Some(&counter)).await;
+        let hub = unique_name("ami-golden");
+        // Two full pages of 100 facts each and a last one of 50 that takes writes.
+        let all = hub_facts("launch", 0..250);
+        for chunk in all.chunks(50) {
+            store
+                .add_facts(&[ResourceFacts {
+                    resource: hub.clone(),
+                    facts: chunk.to_vec(),
+                }])
+                .await
+                .unwrap();
+        }
+        let pages = hub_pages(&store, &hub).await.len();
+        assert!(pages > 2, "{server}: {pages} pages");
+
+        counter.reset();
+        let fresh = DynamoStore::new(store.client().clone(), store.table());
+        let mut facts = hub_facts("fresh", 0..1);
+        facts.push(all[100].clone());
+        assert_eq!(
+            fresh
+                .add_facts(&[ResourceFacts {
+                    resource: hub.clone(),
+                    facts,
+                }])
+                .await
+                .unwrap(),
+            1,
+            "{server}: one new fact and one on a full page"
+        );
+        let expected: BTreeMap<String, u64> = expected
+            .iter()
+            .map(|(op, n)| (op.to_string(), *n))
+            .collect();
+        assert_eq!(
+            counter.by_operation(),
+            expected,
+            "{server}: requests of a fresh instance's first write to a {pages}-page hub"
+        );
+        let loaded = fresh
+            .load_facts(std::slice::from_ref(&hub), fixture_now())
+            .await
+            .unwrap();
+        assert_eq!(loaded[0].facts.len(), 251, "{server}: every hub fact");
     }
 }
 
