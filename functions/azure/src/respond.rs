@@ -40,35 +40,11 @@ const SECURITY_RULE_WRITE: &str = "Microsoft.Network/networkSecurityGroups/secur
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
     /// The outcome.
-    pub verdict: Verdict,
+    pub verdict: ActionResult,
     /// The call made or that would be made (`POST <id>/endGetAccess`).
     pub call: String,
     /// Why, in a sentence (what the re-read showed).
     pub reason: String,
-}
-
-/// The outcome of one response step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// The call was made and succeeded.
-    Done,
-    /// Dry run: the call would have been made.
-    WouldDo,
-    /// The resource carries the exempt tag.
-    SkippedExempt,
-    /// The resource, or what the chain added, is no longer there.
-    SkippedGone,
-    /// The resource changed after the finding: it no longer holds what the chain added.
-    SkippedChanged,
-}
-
-/// Whether the step may write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Act {
-    /// Re-read and say what would be done.
-    DryRun,
-    /// Re-read and do it.
-    Enforce,
 }
 
 /// A response call that failed.
@@ -165,7 +141,7 @@ impl ArmResponder {
         &self,
         snapshot_id: &str,
         exempt: &str,
-        act: Act,
+        act: ResponseMode,
     ) -> Result<Step, ResponseError> {
         let call = format!("POST {snapshot_id}/endGetAccess");
         let step = |verdict, reason: String| Step {
@@ -175,13 +151,13 @@ impl ArmResponder {
         };
         let Some(snapshot) = self.get(snapshot_id, SNAPSHOT_API_VERSION).await? else {
             return Ok(step(
-                Verdict::SkippedGone,
+                ActionResult::SkippedGone,
                 "the snapshot no longer exists".into(),
             ));
         };
         if is_exempt(&snapshot, exempt) {
             return Ok(step(
-                Verdict::SkippedExempt,
+                ActionResult::SkippedExempt,
                 format!("the snapshot is tagged {exempt}"),
             ));
         }
@@ -191,13 +167,13 @@ impl ArmResponder {
             .unwrap_or("");
         if !disk_state.to_ascii_lowercase().starts_with("activesas") {
             return Ok(step(
-                Verdict::SkippedGone,
+                ActionResult::SkippedGone,
                 format!("the snapshot has no active SAS any more (diskState {disk_state:?})"),
             ));
         }
-        if act == Act::DryRun {
+        if act != ResponseMode::Enforce {
             return Ok(step(
-                Verdict::WouldDo,
+                ActionResult::WouldDo,
                 format!("the snapshot's SAS is still active (diskState {disk_state})"),
             ));
         }
@@ -209,7 +185,7 @@ impl ArmResponder {
         )
         .await?;
         Ok(step(
-            Verdict::Done,
+            ActionResult::Done,
             format!("the active SAS was ended (diskState was {disk_state})"),
         ))
     }
@@ -222,7 +198,7 @@ impl ArmResponder {
         rule: &str,
         opened: &[Opening],
         exempt: &str,
-        act: Act,
+        act: ResponseMode,
     ) -> Result<Step, ResponseError> {
         let rule_id = format!("{nsg_id}/securityRules/{rule}");
         let call = format!("DELETE {rule_id}");
@@ -233,13 +209,13 @@ impl ArmResponder {
         };
         let Some(nsg) = self.get(nsg_id, NETWORK_API_VERSION).await? else {
             return Ok(step(
-                Verdict::SkippedGone,
+                ActionResult::SkippedGone,
                 "the network security group no longer exists".into(),
             ));
         };
         if is_exempt(&nsg, exempt) {
             return Ok(step(
-                Verdict::SkippedExempt,
+                ActionResult::SkippedExempt,
                 format!("the network security group is tagged {exempt}"),
             ));
         }
@@ -255,7 +231,7 @@ impl ArmResponder {
             });
         let Some(current) = current else {
             return Ok(step(
-                Verdict::SkippedGone,
+                ActionResult::SkippedGone,
                 "the rule no longer exists".into(),
             ));
         };
@@ -265,22 +241,22 @@ impl ArmResponder {
             .unwrap_or_default();
         if !opens_only(&current_facts, opened) {
             return Ok(step(
-                Verdict::SkippedChanged,
+                ActionResult::SkippedChanged,
                 "the rule no longer opens what the chain's event opened: it was changed after \
                  the finding and is left as it is"
                     .into(),
             ));
         }
-        if act == Act::DryRun {
+        if act != ResponseMode::Enforce {
             return Ok(step(
-                Verdict::WouldDo,
+                ActionResult::WouldDo,
                 "the rule still opens what the chain's event opened".into(),
             ));
         }
         self.write(reqwest::Method::DELETE, &rule_id, "", NETWORK_API_VERSION)
             .await?;
         Ok(step(
-            Verdict::Done,
+            ActionResult::Done,
             "the rule the chain's event added was deleted".into(),
         ))
     }
@@ -485,19 +461,6 @@ impl ArmResponder {
     }
 }
 
-impl Verdict {
-    /// The core's result for this verdict.
-    pub fn result(self) -> ActionResult {
-        match self {
-            Verdict::Done => ActionResult::Done,
-            Verdict::WouldDo => ActionResult::WouldDo,
-            Verdict::SkippedExempt => ActionResult::SkippedExempt,
-            Verdict::SkippedGone => ActionResult::SkippedGone,
-            Verdict::SkippedChanged => ActionResult::SkippedChanged,
-        }
-    }
-}
-
 /// The core's [`Responder`] port on Azure: the two Azure undos of the plan; any other action
 /// (another cloud's) is refused for good.
 impl Responder for ArmResponder {
@@ -510,11 +473,8 @@ impl Responder for ArmResponder {
         request: ResponseRequest<'_>,
     ) -> Result<ResponseOutcome, ResponderError> {
         let action = request.action;
-        let act = match request.mode {
-            ResponseMode::Enforce => Act::Enforce,
-            // `off` never reaches a responder; treat anything but enforce as a re-read only.
-            ResponseMode::DryRun | ResponseMode::Off => Act::DryRun,
-        };
+        // `off` never reaches a responder; anything but enforce only re-reads.
+        let act = request.mode;
         let refuse = |message: String| ResponderError::Permanent {
             call: action.call(),
             target: action.target().to_owned(),
@@ -540,8 +500,8 @@ impl Responder for ArmResponder {
         };
         match step {
             Ok(step) => {
-                tracing::info!(call = %step.call, result = step.verdict.result().as_str(), reason = %step.reason, "response step");
-                Ok(ResponseOutcome::new(step.verdict.result(), step.reason))
+                tracing::info!(call = %step.call, result = step.verdict.as_str(), reason = %step.reason, "response step");
+                Ok(ResponseOutcome::new(step.verdict, step.reason))
             }
             Err(e) => {
                 let message = snapwatch_http::error_chain(&e);

@@ -13,7 +13,8 @@ mod respond_stub;
 use respond_stub::{nsg_id, snapshot_id, ArmStub, IDENTITY_HEADER};
 use serde_json::{json, Value};
 use snapwatch_azure::identity::ManagedIdentity;
-use snapwatch_azure::respond::{Act, ArmResponder, Polling, Verdict};
+use snapwatch_azure::respond::{ArmResponder, Polling};
+use snapwatch_core::model::{ActionResult, ResponseMode};
 use snapwatch_core::model::{PortRange, Protocol};
 use snapwatch_core::response::Opening;
 use snapwatch_http::{Backoff, Class, RetryPolicy};
@@ -78,10 +79,10 @@ async fn an_active_sas_is_ended_and_the_operation_waited_for() {
     let stub = ArmStub::start().await;
     stub.put_snapshot("exported", "ActiveSAS", json!({"env": "prod"}));
     let step = responder(&stub)
-        .end_snapshot_access(&snapshot_id("exported"), EXEMPT, Act::Enforce)
+        .end_snapshot_access(&snapshot_id("exported"), EXEMPT, ResponseMode::Enforce)
         .await
         .unwrap();
-    assert_eq!(step.verdict, Verdict::Done, "{step:?}");
+    assert_eq!(step.verdict, ActionResult::Done, "{step:?}");
     assert!(
         step.call.starts_with("POST ") && step.call.ends_with("/endGetAccess"),
         "{step:?}"
@@ -101,16 +102,16 @@ async fn a_snapshot_without_an_active_sas_is_left_alone() {
     let stub = ArmStub::start().await;
     stub.put_snapshot("closed", "Unattached", json!({}));
     let step = responder(&stub)
-        .end_snapshot_access(&snapshot_id("closed"), EXEMPT, Act::Enforce)
+        .end_snapshot_access(&snapshot_id("closed"), EXEMPT, ResponseMode::Enforce)
         .await
         .unwrap();
-    assert_eq!(step.verdict, Verdict::SkippedGone, "{step:?}");
+    assert_eq!(step.verdict, ActionResult::SkippedGone, "{step:?}");
     assert!(step.reason.contains("Unattached"), "{step:?}");
     let gone = responder(&stub)
-        .end_snapshot_access(&snapshot_id("deleted"), EXEMPT, Act::Enforce)
+        .end_snapshot_access(&snapshot_id("deleted"), EXEMPT, ResponseMode::Enforce)
         .await
         .unwrap();
-    assert_eq!(gone.verdict, Verdict::SkippedGone, "{gone:?}");
+    assert_eq!(gone.verdict, ActionResult::SkippedGone, "{gone:?}");
     assert!(stub.writes().is_empty(), "{:?}", stub.requests());
 }
 
@@ -125,15 +126,15 @@ async fn an_exempt_snapshot_and_a_dry_run_change_nothing() {
     stub.put_snapshot("watched", "ActiveSAS", json!({}));
     let responder = responder(&stub);
     let exempt = responder
-        .end_snapshot_access(&snapshot_id("kept"), EXEMPT, Act::Enforce)
+        .end_snapshot_access(&snapshot_id("kept"), EXEMPT, ResponseMode::Enforce)
         .await
         .unwrap();
-    assert_eq!(exempt.verdict, Verdict::SkippedExempt, "{exempt:?}");
+    assert_eq!(exempt.verdict, ActionResult::SkippedExempt, "{exempt:?}");
     let dry = responder
-        .end_snapshot_access(&snapshot_id("watched"), EXEMPT, Act::DryRun)
+        .end_snapshot_access(&snapshot_id("watched"), EXEMPT, ResponseMode::DryRun)
         .await
         .unwrap();
-    assert_eq!(dry.verdict, Verdict::WouldDo, "{dry:?}");
+    assert_eq!(dry.verdict, ActionResult::WouldDo, "{dry:?}");
     assert!(
         dry.call.contains("/snapshots/watched/endGetAccess"),
         "{dry:?}"
@@ -153,20 +154,20 @@ async fn throttling_is_waited_out_as_retry_after_asks() {
     let started = Instant::now();
     let snapshot = snapshot_id("exported");
     let step = responder
-        .end_snapshot_access(&snapshot, EXEMPT, Act::Enforce)
+        .end_snapshot_access(&snapshot, EXEMPT, ResponseMode::Enforce)
         .await
         .unwrap();
-    assert_eq!(step.verdict, Verdict::Done, "{step:?}");
+    assert_eq!(step.verdict, ActionResult::Done, "{step:?}");
     assert_eq!(disk_state(&stub, "exported"), "Unattached");
 
     stub.put_snapshot("again", "ActiveSAS", json!({}));
     // …and here twice, asking for a second each time.
     stub.throttle_next(&[1, 1]);
     let step = responder
-        .end_snapshot_access(&snapshot_id("again"), EXEMPT, Act::Enforce)
+        .end_snapshot_access(&snapshot_id("again"), EXEMPT, ResponseMode::Enforce)
         .await
         .unwrap();
-    assert_eq!(step.verdict, Verdict::Done, "{step:?}");
+    assert_eq!(step.verdict, ActionResult::Done, "{step:?}");
     assert!(
         started.elapsed() >= Duration::from_secs(2),
         "Retry-After was not honoured"
@@ -181,7 +182,7 @@ async fn throttling_beyond_the_budget_is_a_transient_failure() {
     stub.put_snapshot("exported", "ActiveSAS", json!({}));
     stub.throttle_next(&[0, 0, 0, 0]);
     let err = responder(&stub)
-        .end_snapshot_access(&snapshot_id("exported"), EXEMPT, Act::Enforce)
+        .end_snapshot_access(&snapshot_id("exported"), EXEMPT, ResponseMode::Enforce)
         .await
         .unwrap_err();
     assert_eq!(err.class, Class::Transient, "{err}");
@@ -195,7 +196,7 @@ async fn a_failed_operation_is_a_permanent_failure_saying_why() {
     stub.put_snapshot("exported", "ActiveSAS", json!({}));
     stub.end_access_ends("Failed");
     let err = responder(&stub)
-        .end_snapshot_access(&snapshot_id("exported"), EXEMPT, Act::Enforce)
+        .end_snapshot_access(&snapshot_id("exported"), EXEMPT, ResponseMode::Enforce)
         .await
         .unwrap_err();
     assert_eq!(err.class, Class::Permanent, "{err}");
@@ -211,7 +212,7 @@ async fn the_token_never_follows_a_monitor_url_off_the_resource_manager_host() {
     stub.put_snapshot("exported", "ActiveSAS", json!({}));
     stub.send_monitors_to("http://127.0.0.2:9");
     let err = responder(&stub)
-        .end_snapshot_access(&snapshot_id("exported"), EXEMPT, Act::Enforce)
+        .end_snapshot_access(&snapshot_id("exported"), EXEMPT, ResponseMode::Enforce)
         .await
         .unwrap_err();
     assert_eq!(err.class, Class::Permanent, "{err}");
@@ -235,11 +236,11 @@ async fn the_opened_rule_is_deleted_and_every_other_rule_stays() {
             "Allow-SSH",
             &ssh_opened(),
             EXEMPT,
-            Act::Enforce,
+            ResponseMode::Enforce,
         )
         .await
         .unwrap();
-    assert_eq!(step.verdict, Verdict::Done, "{step:?}");
+    assert_eq!(step.verdict, ActionResult::Done, "{step:?}");
     assert!(step.call.starts_with("DELETE ") && step.call.ends_with("/securityRules/Allow-SSH"));
     assert_eq!(stub.rule_names("jump-nsg"), ["Allow-HTTPS"]);
     assert_eq!(stub.writes().len(), 1, "{:?}", stub.requests());
@@ -260,11 +261,11 @@ async fn a_rule_changed_after_the_finding_is_left_as_it_is() {
             "Allow-SSH",
             &ssh_opened(),
             EXEMPT,
-            Act::Enforce,
+            ResponseMode::Enforce,
         )
         .await
         .unwrap();
-    assert_eq!(step.verdict, Verdict::SkippedChanged, "{step:?}");
+    assert_eq!(step.verdict, ActionResult::SkippedChanged, "{step:?}");
     assert_eq!(stub.rule_names("jump-nsg"), ["Allow-SSH"]);
     let gone = responder(&stub)
         .delete_security_rule(
@@ -272,11 +273,11 @@ async fn a_rule_changed_after_the_finding_is_left_as_it_is() {
             "Allow-RDP",
             &ssh_opened(),
             EXEMPT,
-            Act::Enforce,
+            ResponseMode::Enforce,
         )
         .await
         .unwrap();
-    assert_eq!(gone.verdict, Verdict::SkippedGone, "{gone:?}");
+    assert_eq!(gone.verdict, ActionResult::SkippedGone, "{gone:?}");
     assert!(stub.writes().is_empty(), "{:?}", stub.requests());
 }
 
@@ -300,22 +301,22 @@ async fn an_exempt_nsg_and_a_dry_run_keep_the_rule() {
             "Allow-SSH",
             &ssh_opened(),
             EXEMPT,
-            Act::Enforce,
+            ResponseMode::Enforce,
         )
         .await
         .unwrap();
-    assert_eq!(exempt.verdict, Verdict::SkippedExempt, "{exempt:?}");
+    assert_eq!(exempt.verdict, ActionResult::SkippedExempt, "{exempt:?}");
     let dry = responder
         .delete_security_rule(
             &nsg_id("web-nsg"),
             "allow-ssh",
             &ssh_opened(),
             EXEMPT,
-            Act::DryRun,
+            ResponseMode::DryRun,
         )
         .await
         .unwrap();
-    assert_eq!(dry.verdict, Verdict::WouldDo, "{dry:?}");
+    assert_eq!(dry.verdict, ActionResult::WouldDo, "{dry:?}");
     assert!(stub.writes().is_empty(), "{:?}", stub.requests());
     assert_eq!(stub.rule_names("jump-nsg"), ["Allow-SSH"]);
     assert_eq!(stub.rule_names("web-nsg"), ["Allow-SSH"]);

@@ -29,35 +29,11 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
     /// The outcome.
-    pub verdict: Verdict,
+    pub verdict: ActionResult,
     /// The call made or that would be made.
     pub call: String,
     /// Why, in a sentence (what the re-read showed).
     pub reason: String,
-}
-
-/// The outcome of one response step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// The call was made and succeeded.
-    Done,
-    /// Dry run: the call would have been made.
-    WouldDo,
-    /// The resource carries the exempt label.
-    SkippedExempt,
-    /// The resource, or what the chain added, is no longer there.
-    SkippedGone,
-    /// The resource changed after the finding: it no longer holds what the chain added.
-    SkippedChanged,
-}
-
-/// Whether the step may write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Act {
-    /// Re-read and say what would be done.
-    DryRun,
-    /// Re-read and do it.
-    Enforce,
 }
 
 /// A response call that failed.
@@ -132,7 +108,7 @@ impl<T: TokenSource> ComputeResponder<T> {
         resource: &str,
         members: &[String],
         exempt: &str,
-        act: Act,
+        act: ResponseMode,
     ) -> Result<Step, ResponseError> {
         let call = format!(
             "POST {resource}/setIamPolicy without {}",
@@ -145,7 +121,7 @@ impl<T: TokenSource> ComputeResponder<T> {
         };
         let Some(current) = self.get(&format!("GET {resource}"), resource).await? else {
             return Ok(step(
-                Verdict::SkippedGone,
+                ActionResult::SkippedGone,
                 "the resource no longer exists".into(),
             ));
         };
@@ -155,7 +131,7 @@ impl<T: TokenSource> ComputeResponder<T> {
             .is_some_and(|labels| labels.contains_key(exempt))
         {
             return Ok(step(
-                Verdict::SkippedExempt,
+                ActionResult::SkippedExempt,
                 format!("the resource is labelled {exempt}"),
             ));
         }
@@ -164,20 +140,20 @@ impl<T: TokenSource> ComputeResponder<T> {
         for _round in 0..self.max_policy_rounds.max(1) {
             let Some(mut policy) = self.get(&what, &read).await? else {
                 return Ok(step(
-                    Verdict::SkippedGone,
+                    ActionResult::SkippedGone,
                     "the resource no longer exists".into(),
                 ));
             };
             let removed = without_members(&mut policy, members);
             if removed.is_empty() {
                 return Ok(step(
-                    Verdict::SkippedGone,
+                    ActionResult::SkippedGone,
                     "none of the added members is in the policy any more".into(),
                 ));
             }
             let reason = format!("{} still in the policy", removed.join(", "));
-            if act == Act::DryRun {
-                return Ok(step(Verdict::WouldDo, reason));
+            if act != ResponseMode::Enforce {
+                return Ok(step(ActionResult::WouldDo, reason));
             }
             let set = format!("{resource}/setIamPolicy");
             match self
@@ -186,7 +162,7 @@ impl<T: TokenSource> ComputeResponder<T> {
             {
                 Ok(_) => {
                     return Ok(step(
-                        Verdict::Done,
+                        ActionResult::Done,
                         format!("removed {}", removed.join(", ")),
                     ))
                 }
@@ -219,7 +195,7 @@ impl<T: TokenSource> ComputeResponder<T> {
         firewall: &str,
         opened: &[Opening],
         exempt: &str,
-        act: Act,
+        act: ResponseMode,
     ) -> Result<Step, ResponseError> {
         let call = format!("PATCH {firewall} {{\"disabled\": true}}");
         let step = |verdict, reason: String| Step {
@@ -229,13 +205,13 @@ impl<T: TokenSource> ComputeResponder<T> {
         };
         let Some(rule) = self.get(&format!("GET {firewall}"), firewall).await? else {
             return Ok(step(
-                Verdict::SkippedGone,
+                ActionResult::SkippedGone,
                 "the firewall rule no longer exists".into(),
             ));
         };
         if rule.get("disabled").and_then(Value::as_bool) == Some(true) {
             return Ok(step(
-                Verdict::SkippedGone,
+                ActionResult::SkippedGone,
                 "the firewall rule is already disabled".into(),
             ));
         }
@@ -245,7 +221,7 @@ impl<T: TokenSource> ComputeResponder<T> {
             .is_some_and(|d| d.contains(exempt))
         {
             return Ok(step(
-                Verdict::SkippedExempt,
+                ActionResult::SkippedExempt,
                 format!("the rule's description names {exempt}"),
             ));
         }
@@ -253,15 +229,15 @@ impl<T: TokenSource> ComputeResponder<T> {
         let current = rule_openings(&rule);
         if current.is_empty() || !current.iter().all(|c| recorded.contains(c)) {
             return Ok(step(
-                Verdict::SkippedChanged,
+                ActionResult::SkippedChanged,
                 "the rule no longer opens what the chain's event opened: it was changed after \
                  the finding and is left as it is"
                     .into(),
             ));
         }
-        if act == Act::DryRun {
+        if act != ResponseMode::Enforce {
             return Ok(step(
-                Verdict::WouldDo,
+                ActionResult::WouldDo,
                 "the rule still opens what the chain's event opened".into(),
             ));
         }
@@ -286,7 +262,7 @@ impl<T: TokenSource> ComputeResponder<T> {
         };
         self.wait(firewall, &operation).await?;
         Ok(step(
-            Verdict::Done,
+            ActionResult::Done,
             "the rule the chain's event added was disabled".into(),
         ))
     }
@@ -418,19 +394,6 @@ impl<T: TokenSource> ComputeResponder<T> {
     }
 }
 
-impl Verdict {
-    /// The core's result for this verdict.
-    pub fn result(self) -> ActionResult {
-        match self {
-            Verdict::Done => ActionResult::Done,
-            Verdict::WouldDo => ActionResult::WouldDo,
-            Verdict::SkippedExempt => ActionResult::SkippedExempt,
-            Verdict::SkippedGone => ActionResult::SkippedGone,
-            Verdict::SkippedChanged => ActionResult::SkippedChanged,
-        }
-    }
-}
-
 /// The core's [`Responder`] port on GCP: the two GCP undos of the plan; any other action
 /// (another cloud's) is refused for good.
 impl<T: TokenSource> Responder for ComputeResponder<T> {
@@ -443,11 +406,8 @@ impl<T: TokenSource> Responder for ComputeResponder<T> {
         request: ResponseRequest<'_>,
     ) -> Result<ResponseOutcome, ResponderError> {
         let action = request.action;
-        let act = match request.mode {
-            ResponseMode::Enforce => Act::Enforce,
-            // `off` never reaches a responder; anything but enforce only re-reads.
-            ResponseMode::DryRun | ResponseMode::Off => Act::DryRun,
-        };
+        // `off` never reaches a responder; anything but enforce only re-reads.
+        let act = request.mode;
         let step = match &action.undo {
             Undo::RemoveIamMembers { resource, members } => {
                 self.remove_members(resource, members, request.exempt_tag, act)
@@ -467,8 +427,8 @@ impl<T: TokenSource> Responder for ComputeResponder<T> {
         };
         match step {
             Ok(step) => {
-                tracing::info!(call = %step.call, result = step.verdict.result().as_str(), reason = %step.reason, "response step");
-                Ok(ResponseOutcome::new(step.verdict.result(), step.reason))
+                tracing::info!(call = %step.call, result = step.verdict.as_str(), reason = %step.reason, "response step");
+                Ok(ResponseOutcome::new(step.verdict, step.reason))
             }
             Err(e) => {
                 let message = snapwatch_http::error_chain(&e);

@@ -12,9 +12,10 @@ mod respond_stub;
 
 use respond_stub::{firewall, image, snapshot, ComputeStub, TOKEN};
 use serde_json::json;
+use snapwatch_core::model::{ActionResult, ResponseMode};
 use snapwatch_core::model::{PortRange, Protocol};
 use snapwatch_core::response::Opening;
-use snapwatch_gcp::respond::{Act, ComputeResponder, Verdict};
+use snapwatch_gcp::respond::ComputeResponder;
 use snapwatch_gcp_inventory::TokenSource;
 use snapwatch_http::{AccessToken, Backoff, Class, Failure, RetryPolicy};
 use std::time::{Duration, Instant};
@@ -60,10 +61,15 @@ async fn exactly_the_added_public_and_outside_members_are_removed() {
     );
     let added = members(&["allUsers", "user:mallory@evil.example"]);
     let step = responder(&stub)
-        .remove_members(&snapshot("db-nightly"), &added, EXEMPT, Act::Enforce)
+        .remove_members(
+            &snapshot("db-nightly"),
+            &added,
+            EXEMPT,
+            ResponseMode::Enforce,
+        )
         .await
         .unwrap();
-    assert_eq!(step.verdict, Verdict::Done, "{step:?}");
+    assert_eq!(step.verdict, ActionResult::Done, "{step:?}");
     assert!(step.call.contains("setIamPolicy"), "{step:?}");
     assert_eq!(
         stub.members(&snapshot("db-nightly")),
@@ -81,16 +87,16 @@ async fn exactly_the_added_public_and_outside_members_are_removed() {
     );
     let added = members(&["allAuthenticatedUsers"]);
     let step = responder(&stub)
-        .remove_members(&image("golden"), &added, EXEMPT, Act::Enforce)
+        .remove_members(&image("golden"), &added, EXEMPT, ResponseMode::Enforce)
         .await
         .unwrap();
-    assert_eq!(step.verdict, Verdict::Done, "{step:?}");
+    assert_eq!(step.verdict, ActionResult::Done, "{step:?}");
     assert!(stub.members(&image("golden")).is_empty());
     let again = responder(&stub)
-        .remove_members(&image("golden"), &added, EXEMPT, Act::Enforce)
+        .remove_members(&image("golden"), &added, EXEMPT, ResponseMode::Enforce)
         .await
         .unwrap();
-    assert_eq!(again.verdict, Verdict::SkippedGone, "{again:?}");
+    assert_eq!(again.verdict, ActionResult::SkippedGone, "{again:?}");
     assert_eq!(stub.writes().len(), 2, "{:?}", stub.requests());
 }
 
@@ -111,11 +117,11 @@ async fn a_zonal_disk_shared_outside_loses_only_that_member() {
             &disk,
             &members(&["user:x@evil.example"]),
             EXEMPT,
-            Act::Enforce,
+            ResponseMode::Enforce,
         )
         .await
         .unwrap();
-    assert_eq!(step.verdict, Verdict::Done, "{step:?}");
+    assert_eq!(step.verdict, ActionResult::Done, "{step:?}");
     assert_eq!(stub.members(&disk), ["user:ops@corp.example"]);
 }
 
@@ -134,10 +140,15 @@ async fn a_concurrent_policy_change_is_read_again_and_kept() {
         &[("roles/compute.storageAdmin", "user:dba@corp.example")],
     );
     let step = responder(&stub)
-        .remove_members(&path, &members(&["allUsers"]), EXEMPT, Act::Enforce)
+        .remove_members(
+            &path,
+            &members(&["allUsers"]),
+            EXEMPT,
+            ResponseMode::Enforce,
+        )
         .await
         .unwrap();
-    assert_eq!(step.verdict, Verdict::Done, "{step:?}");
+    assert_eq!(step.verdict, ActionResult::Done, "{step:?}");
     assert_eq!(stub.members(&path), ["user:dba@corp.example"]);
     let requests = stub.requests();
     let sets = requests
@@ -170,7 +181,12 @@ async fn a_policy_that_keeps_changing_is_given_up_after_a_bounded_number_of_roun
     let adds: Vec<(&str, &str)> = adds.iter().map(|(r, m)| (r.as_str(), m.as_str())).collect();
     stub.change_after_reads(&path, &adds);
     let err = responder(&stub)
-        .remove_members(&path, &members(&["allUsers"]), EXEMPT, Act::Enforce)
+        .remove_members(
+            &path,
+            &members(&["allUsers"]),
+            EXEMPT,
+            ResponseMode::Enforce,
+        )
         .await
         .unwrap_err();
     assert_eq!(err.class, Class::Transient, "{err}");
@@ -199,21 +215,21 @@ async fn an_exempt_label_and_a_dry_run_change_nothing() {
             &snapshot("kept"),
             &members(&["allUsers"]),
             EXEMPT,
-            Act::Enforce,
+            ResponseMode::Enforce,
         )
         .await
         .unwrap();
-    assert_eq!(exempt.verdict, Verdict::SkippedExempt, "{exempt:?}");
+    assert_eq!(exempt.verdict, ActionResult::SkippedExempt, "{exempt:?}");
     let dry = responder
         .remove_members(
             &snapshot("watched"),
             &members(&["allUsers"]),
             EXEMPT,
-            Act::DryRun,
+            ResponseMode::DryRun,
         )
         .await
         .unwrap();
-    assert_eq!(dry.verdict, Verdict::WouldDo, "{dry:?}");
+    assert_eq!(dry.verdict, ActionResult::WouldDo, "{dry:?}");
     assert!(dry.reason.contains("allUsers"), "{dry:?}");
     assert!(stub.writes().is_empty(), "{:?}", stub.requests());
     assert_eq!(stub.members(&snapshot("kept")), ["allUsers"]);
@@ -232,10 +248,15 @@ async fn throttling_is_waited_out_and_a_longer_one_is_transient() {
     stub.throttle_next(&[1]);
     let started = Instant::now();
     let step = responder(&stub)
-        .remove_members(&path, &members(&["allUsers"]), EXEMPT, Act::Enforce)
+        .remove_members(
+            &path,
+            &members(&["allUsers"]),
+            EXEMPT,
+            ResponseMode::Enforce,
+        )
         .await
         .unwrap();
-    assert_eq!(step.verdict, Verdict::Done, "{step:?}");
+    assert_eq!(step.verdict, ActionResult::Done, "{step:?}");
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "Retry-After was not honoured"
@@ -248,7 +269,12 @@ async fn throttling_is_waited_out_and_a_longer_one_is_transient() {
     );
     stub.throttle_next(&[0, 0, 0, 0]);
     let err = responder(&stub)
-        .remove_members(&path, &members(&["allUsers"]), EXEMPT, Act::Enforce)
+        .remove_members(
+            &path,
+            &members(&["allUsers"]),
+            EXEMPT,
+            ResponseMode::Enforce,
+        )
         .await
         .unwrap_err();
     assert_eq!(err.class, Class::Transient, "{err}");
@@ -277,10 +303,15 @@ async fn the_opened_firewall_rule_is_disabled_and_kept() {
     let stub = ComputeStub::start().await;
     stub.put_firewall("open-ssh", ssh_rule("0.0.0.0/0", ""));
     let step = responder(&stub)
-        .disable_firewall(&firewall("open-ssh"), &ssh_opened(), EXEMPT, Act::Enforce)
+        .disable_firewall(
+            &firewall("open-ssh"),
+            &ssh_opened(),
+            EXEMPT,
+            ResponseMode::Enforce,
+        )
         .await
         .unwrap();
-    assert_eq!(step.verdict, Verdict::Done, "{step:?}");
+    assert_eq!(step.verdict, ActionResult::Done, "{step:?}");
     let rule = stub.resource(&firewall("open-ssh"));
     assert_eq!(rule["disabled"], true, "{rule}");
     // Disabled, not deleted: everything else of the rule is as it was.
@@ -292,10 +323,15 @@ async fn the_opened_firewall_rule_is_disabled_and_kept() {
     );
     assert_eq!(stub.writes(), [format!("PATCH {}", firewall("open-ssh"))]);
     let again = responder(&stub)
-        .disable_firewall(&firewall("open-ssh"), &ssh_opened(), EXEMPT, Act::Enforce)
+        .disable_firewall(
+            &firewall("open-ssh"),
+            &ssh_opened(),
+            EXEMPT,
+            ResponseMode::Enforce,
+        )
         .await
         .unwrap();
-    assert_eq!(again.verdict, Verdict::SkippedGone, "{again:?}");
+    assert_eq!(again.verdict, ActionResult::SkippedGone, "{again:?}");
 }
 
 #[tokio::test]
@@ -314,35 +350,55 @@ async fn a_changed_exempt_or_dry_run_firewall_rule_is_left_enabled() {
     stub.put_firewall("widened", widened);
     let responder = responder(&stub);
     let widened = responder
-        .disable_firewall(&firewall("widened"), &ssh_opened(), EXEMPT, Act::Enforce)
+        .disable_firewall(
+            &firewall("widened"),
+            &ssh_opened(),
+            EXEMPT,
+            ResponseMode::Enforce,
+        )
         .await
         .unwrap();
-    assert_eq!(widened.verdict, Verdict::SkippedChanged, "{widened:?}");
+    assert_eq!(widened.verdict, ActionResult::SkippedChanged, "{widened:?}");
     let changed = responder
-        .disable_firewall(&firewall("narrowed"), &ssh_opened(), EXEMPT, Act::Enforce)
+        .disable_firewall(
+            &firewall("narrowed"),
+            &ssh_opened(),
+            EXEMPT,
+            ResponseMode::Enforce,
+        )
         .await
         .unwrap();
-    assert_eq!(changed.verdict, Verdict::SkippedChanged, "{changed:?}");
+    assert_eq!(changed.verdict, ActionResult::SkippedChanged, "{changed:?}");
     let exempt = responder
         .disable_firewall(
             &firewall("break-glass"),
             &ssh_opened(),
             EXEMPT,
-            Act::Enforce,
+            ResponseMode::Enforce,
         )
         .await
         .unwrap();
-    assert_eq!(exempt.verdict, Verdict::SkippedExempt, "{exempt:?}");
+    assert_eq!(exempt.verdict, ActionResult::SkippedExempt, "{exempt:?}");
     let dry = responder
-        .disable_firewall(&firewall("open-ssh"), &ssh_opened(), EXEMPT, Act::DryRun)
+        .disable_firewall(
+            &firewall("open-ssh"),
+            &ssh_opened(),
+            EXEMPT,
+            ResponseMode::DryRun,
+        )
         .await
         .unwrap();
-    assert_eq!(dry.verdict, Verdict::WouldDo, "{dry:?}");
+    assert_eq!(dry.verdict, ActionResult::WouldDo, "{dry:?}");
     let gone = responder
-        .disable_firewall(&firewall("deleted"), &ssh_opened(), EXEMPT, Act::Enforce)
+        .disable_firewall(
+            &firewall("deleted"),
+            &ssh_opened(),
+            EXEMPT,
+            ResponseMode::Enforce,
+        )
         .await
         .unwrap();
-    assert_eq!(gone.verdict, Verdict::SkippedGone, "{gone:?}");
+    assert_eq!(gone.verdict, ActionResult::SkippedGone, "{gone:?}");
     assert!(stub.writes().is_empty(), "{:?}", stub.requests());
     for name in ["narrowed", "break-glass", "open-ssh"] {
         assert_eq!(stub.resource(&firewall(name))["disabled"], false, "{name}");
