@@ -120,9 +120,10 @@ impl fmt::Debug for QueryClient {
     }
 }
 
-/// Why one attempt failed, as the retry loop sees it.
+/// Why one attempt failed, as the retry driver sees it: `E` is the client's own final error
+/// (the Query API's and S3's), so both clients share one shape of attempt.
 #[derive(Debug)]
-enum AttemptFailure {
+pub(crate) enum AttemptFailure<E> {
     Throttled {
         code: String,
     },
@@ -130,10 +131,10 @@ enum AttemptFailure {
         reason: String,
         source: Option<TransportError>,
     },
-    Final(InventoryError),
+    Final(E),
 }
 
-impl fmt::Display for AttemptFailure {
+impl<E: fmt::Display> fmt::Display for AttemptFailure<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AttemptFailure::Throttled { code } => write!(f, "throttled ({code})"),
@@ -143,9 +144,9 @@ impl fmt::Display for AttemptFailure {
     }
 }
 
-impl std::error::Error for AttemptFailure {}
+impl<E: fmt::Debug + fmt::Display> std::error::Error for AttemptFailure<E> {}
 
-impl Classify for AttemptFailure {
+impl<E> Classify for AttemptFailure<E> {
     fn class(&self) -> Class {
         match self {
             AttemptFailure::Throttled { .. } | AttemptFailure::Unavailable { .. } => {
@@ -265,7 +266,7 @@ impl QueryClient {
         action: &str,
         url: &reqwest::Url,
         body: &str,
-    ) -> Result<String, AttemptFailure> {
+    ) -> Result<String, AttemptFailure<InventoryError>> {
         let credentials = self.credentials().await.map_err(AttemptFailure::Final)?;
         let headers = signed_headers(&credentials, service, region, url, body, SystemTime::now())
             .map_err(|source| {
@@ -315,7 +316,7 @@ fn describe_transport_error(error: &reqwest::Error) -> String {
 }
 
 /// Sorts a non-2xx response into retry-or-not, reading the error document when there is one.
-fn classify_failure(action: &str, status: u16, body: &str) -> AttemptFailure {
+fn classify_failure(action: &str, status: u16, body: &str) -> AttemptFailure<InventoryError> {
     let Some(error) = xml::error_document(body) else {
         return match status_class(status) {
             Class::Transient if status == 429 => AttemptFailure::Throttled {

@@ -13,7 +13,7 @@
 //! dots, which do not match the wildcard certificate.
 
 use crate::classify::{classify_code, CodeClass};
-use crate::client::RetryPolicy;
+use crate::client::{AttemptFailure, RetryPolicy};
 use crate::error::TransportError;
 use crate::signing::{signed_s3_headers, CachedCredentials};
 use crate::xml;
@@ -345,42 +345,6 @@ impl fmt::Debug for S3Client {
             )
             .field("retry", &self.retry)
             .finish_non_exhaustive()
-    }
-}
-
-/// Why one attempt failed, as the retry driver sees it.
-#[derive(Debug)]
-enum AttemptFailure {
-    Throttled {
-        code: String,
-    },
-    Unavailable {
-        reason: String,
-        source: Option<TransportError>,
-    },
-    Final(S3Error),
-}
-
-impl fmt::Display for AttemptFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AttemptFailure::Throttled { code } => write!(f, "throttled ({code})"),
-            AttemptFailure::Unavailable { reason, .. } => f.write_str(reason),
-            AttemptFailure::Final(error) => error.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for AttemptFailure {}
-
-impl Classify for AttemptFailure {
-    fn class(&self) -> Class {
-        match self {
-            AttemptFailure::Throttled { .. } | AttemptFailure::Unavailable { .. } => {
-                Class::Transient
-            }
-            AttemptFailure::Final(_) => Class::Permanent,
-        }
     }
 }
 
@@ -780,7 +744,7 @@ impl S3Client {
     ) -> Result<T, S3Error>
     where
         F: Fn(reqwest::Response) -> Fut,
-        Fut: std::future::Future<Output = Result<T, AttemptFailure>>,
+        Fut: std::future::Future<Output = Result<T, AttemptFailure<S3Error>>>,
     {
         self.send_with(reqwest::Method::GET, None, operation, target, url, read)
             .await
@@ -798,7 +762,7 @@ impl S3Client {
     ) -> Result<T, S3Error>
     where
         F: Fn(reqwest::Response) -> Fut,
-        Fut: std::future::Future<Output = Result<T, AttemptFailure>>,
+        Fut: std::future::Future<Output = Result<T, AttemptFailure<S3Error>>>,
     {
         let span = tracing::debug_span!("s3", operation, target);
         let retried = retry(&self.retry.driver(), operation, None, |_| async {
@@ -1007,7 +971,7 @@ fn classify_failure(
     target: &str,
     status: u16,
     body: &str,
-) -> AttemptFailure {
+) -> AttemptFailure<S3Error> {
     let (code, message) = match xml::error_document(body) {
         Some(doc) => (doc.code, doc.message),
         None => (String::new(), String::new()),
