@@ -695,11 +695,7 @@ impl DynamoStore {
             .read_items(resources)
             .await?
             .into_iter()
-            .filter_map(|(resource, facts)| {
-                let facts: Vec<StoredFact> =
-                    facts.into_iter().filter(|f| f.expires_at > now).collect();
-                (!facts.is_empty()).then_some(ResourceFacts { resource, facts })
-            })
+            .filter_map(|(resource, facts)| live_facts(resource, facts, now))
             .collect())
     }
 
@@ -1112,11 +1108,7 @@ impl StateStore for DynamoSession<'_> {
         let now = now.timestamp();
         Ok(found
             .into_iter()
-            .filter_map(|(resource, facts)| {
-                let facts: Vec<StoredFact> =
-                    facts.into_iter().filter(|f| f.expires_at > now).collect();
-                (!facts.is_empty()).then_some(ResourceFacts { resource, facts })
-            })
+            .filter_map(|(resource, facts)| live_facts(resource, facts, now))
             .collect())
     }
 
@@ -1361,6 +1353,13 @@ where
     } else {
         StoreError::permanent_from(message, err)
     }
+}
+
+/// The facts of `resource` still alive at `now` (unix seconds), or `None` when none are: DynamoDB
+/// deletes expired items lazily, so readers drop expired facts themselves.
+fn live_facts(resource: String, facts: Vec<StoredFact>, now: i64) -> Option<ResourceFacts> {
+    let facts: Vec<StoredFact> = facts.into_iter().filter(|f| f.expires_at > now).collect();
+    (!facts.is_empty()).then_some(ResourceFacts { resource, facts })
 }
 
 #[cfg(test)]
