@@ -32,12 +32,15 @@ fmt-infra-aws:
 # The organization load test: a generated day of LOAD_ACCOUNTS × LOAD_REGIONS (the bench's
 # realistic mix, LOAD_RECORDS records of it) replayed through the event function at each of
 # LOAD_CONCURRENCY concurrent invocations, against dynalite that the driver starts with a
-# persistent path and restarts once mid-run. Prints the figures; exits non-zero if a fact is
-# lost or a planted chain does not alert exactly once. Debug build (no release of this crate).
+# persistent path and restarts once mid-run (LOAD_SERVER=moto: against moto instead, without the
+# restart; moto answers a failed conditional write as DynamoDB does, dynalite does not). Prints
+# the figures; exits non-zero if a fact is lost or a planted chain does not alert exactly once.
+# Debug build (no release of this crate).
 LOAD_RECORDS ?= 1000000
 LOAD_ACCOUNTS ?= 1000
 LOAD_REGIONS ?= 17
 LOAD_CONCURRENCY ?= 8,32
+LOAD_SERVER ?= dynalite
 LOAD_DIR ?= target/load
 LOAD_MIX := $(LOAD_DIR)/org-$(LOAD_RECORDS)-$(LOAD_ACCOUNTS)x$(LOAD_REGIONS).jsonl
 
@@ -51,4 +54,5 @@ load-aws:
 	rm -rf $(LOAD_DIR)/dynalite
 	LOAD_CONCURRENCY=$(LOAD_CONCURRENCY) LOAD_DIR=$(LOAD_DIR) \
 		LOAD_DYNALITE=$(CURDIR)/$(TOOLS)/node/node_modules/dynalite/cli.js \
+		LOAD_MOTO=$(if $(filter moto,$(LOAD_SERVER)),$(CURDIR)/$(TOOLS)/venv/bin/moto_server) \
 		target/debug/examples/org_load $(LOAD_MIX)

@@ -10,7 +10,11 @@
 //! - `LOAD_DYNALITE`: dynalite's `cli.js`; the driver starts it with `--path LOAD_DIR/dynalite`
 //!   (persistent, so a restart keeps the table) and restarts it once per run;
 //! - `LOAD_DIR` (default `target/load`): dynalite's data and log;
-//! - `LOAD_RESTART` (default `on`): `off` skips the mid-run restart.
+//! - `LOAD_RESTART` (default `on`): `off` skips the mid-run restart;
+//! - `LOAD_MOTO`: moto's `moto_server`; when set, the runs go to moto instead of dynalite, without
+//!   the restart (moto keeps its tables in memory only). moto, like DynamoDB and unlike dynalite,
+//!   returns the item with a failed conditional write (`ReturnValuesOnConditionCheckFailure`), so
+//!   its request counts are the ones DynamoDB would see; dynalite's include a read in its stead.
 //!
 //! A failed invocation is retried with exponential backoff and jitter until it succeeds: a
 //! retryable error (the store or a sink unavailable) up to [`MAX_ATTEMPTS`] times, a permanent one
@@ -91,12 +95,18 @@ async fn run() -> anyhow::Result<bool> {
                 .context("LOAD_CONCURRENCY: numbers, e.g. 8,32")
         })
         .collect::<anyhow::Result<_>>()?;
-    let dynalite_js =
-        std::env::var("LOAD_DYNALITE").context("LOAD_DYNALITE: the path of dynalite's cli.js")?;
+    let moto = std::env::var("LOAD_MOTO").ok().filter(|m| !m.is_empty());
+    let program = match &moto {
+        Some(moto) => ServerProgram::Moto(moto.clone()),
+        None => ServerProgram::Dynalite(
+            std::env::var("LOAD_DYNALITE")
+                .context("LOAD_DYNALITE: the path of dynalite's cli.js (or LOAD_MOTO)")?,
+        ),
+    };
     let dir = std::path::PathBuf::from(
         std::env::var("LOAD_DIR").unwrap_or_else(|_| "target/load".into()),
     );
-    let restart = std::env::var("LOAD_RESTART").map_or(true, |v| v != "off");
+    let restart = moto.is_none() && std::env::var("LOAD_RESTART").map_or(true, |v| v != "off");
 
     let day = read_day(&input)?;
     let fact_count: usize = day.facts.values().map(BTreeSet::len).sum();
@@ -110,7 +120,8 @@ async fn run() -> anyhow::Result<bool> {
         day.planted.len()
     );
 
-    let server = Dynalite::start(&dynalite_js, &dir.join("dynalite"))?;
+    println!("org_load: server {}", program.name());
+    let server = Dynalite::start(program, &dir.join("dynalite"))?;
     let server = Arc::new(Mutex::new(server));
     let mut passed = true;
     for &c in &concurrency {
@@ -211,10 +222,12 @@ async fn replay(
     let counter = RequestCounter::new();
     let keys = KeyCounter::default();
     let meter = CapacityMeter::default();
+    let purposes = WritePurposes::default();
     let config = aws_sdk_dynamodb::config::Builder::from(&sdk)
         .interceptor(counter.clone())
         .interceptor(keys.clone())
         .interceptor(meter.clone())
+        .interceptor(purposes.clone())
         .build();
     let client = aws_sdk_dynamodb::Client::from_conf(config);
     let table = format!("snapwatch-load-{concurrency}-{}", std::process::id());
@@ -234,6 +247,7 @@ async fn replay(
     keys.set_partition_key(&partition_key, &table);
     counter.reset();
     meter.reset();
+    purposes.reset();
 
     // The clock stands just after the generated day, so every fact is inside the chain window.
     let now = last_event_time(day).unwrap_or_else(Utc::now) + Days::hours(1);
@@ -406,6 +420,18 @@ async fn replay(
         write_units / n,
         read_units / n
     );
+    println!(
+        "UpdateItem and BatchGetItem by purpose (succeeded / condition failed / other error):"
+    );
+    for (purpose, o) in purposes.counts() {
+        println!(
+            "  {purpose}: {} / {} / {} ({:.3} per event)",
+            o.succeeded,
+            o.condition_failed,
+            o.other_error,
+            (o.succeeded + o.condition_failed + o.other_error) as f64 / n
+        );
+    }
     println!("hot keys (partition key: requests naming it, a batch counting once per key):");
     for (key, count) in &hot {
         println!(
@@ -607,21 +633,39 @@ async fn local_sdk(endpoint: &str) -> aws_config::SdkConfig {
 }
 
 /// dynalite as a child process with a persistent path, on a fixed port across restarts.
+/// Which DynamoDB-compatible server a run talks to.
+#[derive(Debug, Clone)]
+enum ServerProgram {
+    /// dynalite's `cli.js`, run by node with a data path (so a restart keeps the tables).
+    Dynalite(String),
+    /// moto's `moto_server` (tables in memory only).
+    Moto(String),
+}
+
+impl ServerProgram {
+    fn name(&self) -> &'static str {
+        match self {
+            ServerProgram::Dynalite(_) => "dynalite",
+            ServerProgram::Moto(_) => "moto",
+        }
+    }
+}
+
 struct Dynalite {
-    cli_js: String,
+    program: ServerProgram,
     path: std::path::PathBuf,
     port: u16,
     child: Option<Child>,
 }
 
 impl Dynalite {
-    fn start(cli_js: &str, path: &std::path::Path) -> anyhow::Result<Dynalite> {
+    fn start(program: ServerProgram, path: &std::path::Path) -> anyhow::Result<Dynalite> {
         std::fs::create_dir_all(path)?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
         let mut server = Dynalite {
-            cli_js: cli_js.to_string(),
+            program,
             path: path.to_path_buf(),
             port,
             child: None,
@@ -639,16 +683,29 @@ impl Dynalite {
             .create(true)
             .append(true)
             .open(self.path.with_extension("log"))?;
-        let child = Command::new("node")
-            .arg(&self.cli_js)
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .arg("--path")
-            .arg(&self.path)
-            .args(["--createTableMs", "0", "--deleteTableMs", "0"])
+        let port = self.port.to_string();
+        let mut command = match &self.program {
+            ServerProgram::Dynalite(cli_js) => {
+                let mut command = Command::new("node");
+                command
+                    .arg(cli_js)
+                    .args(["--host", "127.0.0.1", "--port", &port])
+                    .arg("--path")
+                    .arg(&self.path)
+                    .args(["--createTableMs", "0", "--deleteTableMs", "0"]);
+                command
+            }
+            ServerProgram::Moto(moto) => {
+                let mut command = Command::new(moto);
+                command.args(["-H", "127.0.0.1", "-p", &port]);
+                command
+            }
+        };
+        let child = command
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()
-            .context("starting dynalite (node)")?;
+            .with_context(|| format!("starting {}", self.program.name()))?;
         self.child = Some(child);
         for _ in 0..300 {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
@@ -656,7 +713,11 @@ impl Dynalite {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        bail!("dynalite did not listen on port {} within 30 s", self.port)
+        bail!(
+            "{} did not listen on port {} within 30 s",
+            self.program.name(),
+            self.port
+        )
     }
 
     /// Kills the server (SIGKILL: no chance to flush anything more), waits, starts it again on
@@ -791,6 +852,147 @@ impl Intercept for KeyCounter {
             let table = k.table.clone();
             for key in found.into_iter().filter(|key| key != &table) {
                 *k.counts.entry(key).or_default() += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What each `UpdateItem` was for, read from its key and update expression, and how it ended:
+/// shows where requests beyond one write per linked resource go.
+#[derive(Debug, Clone, Default)]
+struct WritePurposes {
+    counts: Arc<Mutex<BTreeMap<&'static str, Outcomes>>>,
+}
+
+/// How the requests of one purpose ended.
+#[derive(Debug, Clone, Copy, Default)]
+struct Outcomes {
+    succeeded: u64,
+    condition_failed: u64,
+    other_error: u64,
+}
+
+#[derive(Debug)]
+struct WritePurpose(&'static str);
+
+impl aws_smithy_types::config_bag::Storable for WritePurpose {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+impl WritePurposes {
+    fn counts(&self) -> BTreeMap<&'static str, Outcomes> {
+        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn reset(&self) {
+        if let Ok(mut c) = self.counts.lock() {
+            c.clear();
+        }
+    }
+
+    /// The purpose of an update, from the store's key layout and expressions.
+    fn of(input: &aws_sdk_dynamodb::operation::update_item::UpdateItemInput) -> &'static str {
+        let pk = input
+            .key()
+            .and_then(|k| k.get("pk"))
+            .and_then(|v| v.as_s().ok())
+            .map_or("", String::as_str);
+        let sk = input
+            .key()
+            .and_then(|k| k.get("sk"))
+            .and_then(|v| v.as_s().ok())
+            .map_or("", String::as_str);
+        let expression = input.update_expression().unwrap_or("");
+        if pk.starts_with("alert#") {
+            "alert claim"
+        } else if expression.starts_with("SET #pages") {
+            "page count"
+        } else if expression.starts_with("SET #exp = :exp, #pages") {
+            "first page TTL"
+        } else if sk != "facts" {
+            if expression.contains("if_not_exists(#exp") {
+                "facts, later page, keeping TTL"
+            } else {
+                "facts, later page, raising TTL"
+            }
+        } else if expression.contains("if_not_exists(#exp") {
+            "facts, keeping TTL"
+        } else {
+            "facts, raising TTL"
+        }
+    }
+}
+
+impl Intercept for WritePurposes {
+    fn name(&self) -> &'static str {
+        "WritePurposes"
+    }
+
+    fn modify_before_serialization(
+        &self,
+        context: &mut BeforeSerializationInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemInput;
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemInput;
+        if let Some(input) = context.input().downcast_ref::<UpdateItemInput>() {
+            cfg.interceptor_state()
+                .store_put(WritePurpose(Self::of(input)));
+        } else if let Some(input) = context.input().downcast_ref::<BatchGetItemInput>() {
+            let asks = input.request_items().into_iter().flat_map(|m| m.values());
+            let mut purpose = "BatchGetItem: first pages only";
+            for ask in asks {
+                if ask.projection_expression().is_some() {
+                    purpose = "BatchGetItem: full pages' keys (write)";
+                    break;
+                }
+                let later = ask.keys().iter().any(|k| {
+                    k.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str) != Some("facts")
+                });
+                if later {
+                    purpose = "BatchGetItem: with later pages";
+                }
+            }
+            cfg.interceptor_state().store_put(WritePurpose(purpose));
+        }
+        Ok(())
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(purpose) = cfg.load::<WritePurpose>().map(|p| p.0) else {
+            return Ok(());
+        };
+        let failed = match context.output_or_error() {
+            Ok(_) => 0,
+            Err(error) => {
+                use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+                let code = error
+                    .as_operation_error()
+                    .and_then(|e| {
+                        e.downcast_ref::<aws_sdk_dynamodb::operation::update_item::UpdateItemError>(
+                        )
+                    })
+                    .and_then(|e| e.code());
+                if code == Some("ConditionalCheckFailedException") {
+                    1
+                } else {
+                    2
+                }
+            }
+        };
+        if let Ok(mut c) = self.counts.lock() {
+            let slot = c.entry(purpose).or_default();
+            match failed {
+                0 => slot.succeeded += 1,
+                1 => slot.condition_failed += 1,
+                _ => slot.other_error += 1,
             }
         }
         Ok(())
