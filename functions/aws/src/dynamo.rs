@@ -28,18 +28,29 @@
 //! only writes to a page after it has seen the final key sets of all the pages before it, and
 //! drops the keys it finds there (not new); within the page, `if_not_exists` and the returned old
 //! page decide as before. So a key is on one page only, and a redelivery counts 0 however old. A
-//! process remembers a hub's final pages' keys (bounded), so a warm writer goes straight to the
-//! last page; a cold one pays a failed write and one batch read of the other full pages' keys.
-//! The failed write asks for the page back (`ReturnValuesOnConditionCheckFailure = ALL_OLD`):
-//! the first page's count, keys and TTL come with the failure, so neither a read nor a raise of
-//! the first page's TTL follows. dynalite returns nothing: there the writer reads the first page
-//! (count, keys and TTL) after the keeping form below has failed too. An item written before pages existed has no `bytes`,
-//! fails the guard, and is therefore a final first page: read as before, no migration.
+//! process remembers a hub's final pages ([`hubs`]: bounded in hubs, bytes and age), so a warm
+//! writer goes straight to the last page; a cold one pays a failed write and one batch read of
+//! the other full pages' keys. The writer whose write fills a page knows it (the page's old size,
+//! returned, plus its own) and holds the page whole, so its next write goes to the next page
+//! without failing first. The failed write asks for the page back
+//! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`): the page's facts, keys and TTL and the first
+//! page's count come with the failure, so neither a read nor a raise of the first page's TTL
+//! follows. dynalite returns nothing: there the writer reads the page after the keeping form
+//! below has failed too. An item written before pages existed has no `bytes`, fails the guard,
+//! and is therefore a final first page: read as before, no migration. Every later page records
+//! `base`, the digest of the keys on the pages before it (set by its first writer, the same for
+//! every writer since those pages are final).
 //!
 //! Reads: the first pages in one `BatchGetItem`, plus, in the same request, the further pages of
 //! the hubs this process knows; one more `BatchGetItem` only for pages the first pages' counts
 //! name and it did not ask for (a hub seen for the first time, or grown). Ordinary resources have
-//! one page and cost what they did. The first page's TTL must outlive every page (it holds the
+//! one page and cost what they did. A hub whose full pages the process holds (learned from a
+//! read, a failed write or its own filling write; at most 8 MB of facts, an hour) is read by its
+//! last page alone: that page's `base` must match the pages held (a hub that expired and was
+//! rebuilt does not), and it must not be full (else a page may follow it: that one is read next,
+//! once, then the whole hub). A full page never changes, so held pages plus the last page read
+//! are what a consistent read of every page would return; a warm instance reads a 30-page hub
+//! for the read units of one page. The first page's TTL must outlive every page (it holds the
 //! count): before a write to a later page, it is raised to that write's newest expiry plus a day
 //! unless the process knows it is late enough (which recreates a deleted first page with its
 //! count).
@@ -49,7 +60,9 @@
 //! resources it just wrote costs no request. That state is exactly what a consistent read right
 //! after our own atomic write would return, so the engine's "the later writer sees both facts"
 //! argument for concurrent events still holds. A write to a hub's later page returns only that
-//! page, so a hub written is read from the table.
+//! page; with the full pages held and the page's `base` matching them (or the page new), that
+//! page and the held ones are the hub at the write (a page gets a successor only once full), so
+//! a hub written costs no read either. Otherwise it is read from the table.
 //!
 //! The engine then walks the chain one level per read. The store remembers, per resource, the
 //! ids of the chains walked through it lately (at most 32 ids; larger walks, hubs, are not
@@ -89,6 +102,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod hubs;
+use hubs::Hubs;
+
 const PK: &str = "pk";
 const SK: &str = "sk";
 const FACTS_SK: &str = "facts";
@@ -104,6 +120,8 @@ const FACT_BODY: &str = "b";
 const PAGE_BYTES: &str = "bytes";
 /// On the first page of a hub: how many pages the resource has (absent: one).
 const PAGE_COUNT: &str = "pages";
+/// On a later page: the digest of the fact keys on the pages before it (see [`hubs`]).
+const PAGE_BASE: &str = "base";
 /// A page takes writes while its estimated size is below this; the first write past it makes the
 /// page final. With [`CHUNK_BYTES`] per write a page stays near 64 KB, so an update of a hub's
 /// page costs at most about 64 write units and an item never nears the 400 KB limit.
@@ -117,8 +135,6 @@ const PAGE_TTL_GRAIN_SECS: i64 = 3_600;
 /// How much later than the facts the first page of a hub expires: its TTL must cover every page
 /// (it holds the page count), and the slack spares raising it at every write.
 const HUB_TTL_SLACK_SECS: i64 = 86_400;
-/// Hubs whose final pages' fact keys a process remembers; past it the memory is cleared.
-const REMEMBERED_HUBS: usize = 256;
 /// `BatchGetItem` takes at most 100 keys.
 const BATCH_GET_MAX: usize = 100;
 /// Facts per `UpdateItem`: keeps the update expression well under DynamoDB's 4 KB limit.
@@ -144,21 +160,8 @@ pub struct DynamoStore {
     /// Resource → the other resources of the chains walked from or through it lately: which
     /// items to read ahead (see the module docs). Ids only; facts always come from the table.
     chains: Arc<Mutex<HashMap<String, BTreeSet<String>>>>,
-    /// Hub resource → what this process knows of its pages (see the module docs).
-    hubs: Arc<Mutex<HashMap<String, HubPages>>>,
-    /// Hub resource → the page count its first page showed lately: a read asks for those pages
-    /// with the first ones, so a warm instance reads a hub in one request until it grows.
-    page_counts: Arc<Mutex<HashMap<String, u32>>>,
-}
-
-/// What a process knows of a resource with more than one page. Pages before the last known one
-/// are full, and a full page never changes, so their fact keys stay true.
-#[derive(Debug, Clone, Default)]
-struct HubPages {
-    /// Index of the page writes go to (the last one known).
-    last: u32,
-    /// Fact keys of the pages before `last`.
-    final_keys: HashSet<String>,
+    /// What this process knows of hubs' pages (see the module docs).
+    hubs: Arc<Mutex<Hubs>>,
 }
 
 /// A walk of more resources than this is not remembered (a hub: a default security group, a
@@ -197,7 +200,18 @@ impl DynamoStore {
             item_ttl: Arc::default(),
             chains: Arc::default(),
             hubs: Arc::default(),
-            page_counts: Arc::default(),
+        }
+    }
+
+    /// Reads the hub memory; `None` if its lock is poisoned (then the table answers).
+    fn with_hubs<T>(&self, read: impl FnOnce(&Hubs) -> T) -> Option<T> {
+        self.hubs.lock().ok().map(|hubs| read(&hubs))
+    }
+
+    /// Adds to the hub memory (nothing if its lock is poisoned: it is only a shortcut).
+    fn learn_hub(&self, learn: impl FnOnce(&mut Hubs)) {
+        if let Ok(mut hubs) = self.hubs.lock() {
+            learn(&mut hubs);
         }
     }
 
@@ -344,37 +358,49 @@ impl DynamoStore {
     }
 
     /// Writes facts of one resource to its last page, moving on past full pages. Returns the
-    /// number of new facts and, when the write went to the first page (so the resource has only
-    /// that one), the page's facts after the write.
+    /// number of new facts and, where this process can tell, the resource's facts right after
+    /// the write: always for a resource of one page; for a hub, when its full pages are held
+    /// (see [`hubs`]) and the page written is built on them.
     async fn write_chunk(
         &self,
         resource: &str,
         chunk: &[&StoredFact],
     ) -> Result<(usize, Option<Vec<StoredFact>>), StoreError> {
         let newest = chunk.iter().map(|f| f.expires_at).max().unwrap_or(0);
+        let (mut page, mut counted) = self
+            .with_hubs(|h| h.write_target(resource))
+            .unwrap_or((0, 0));
         // Keys on a full page are stored for good: they are not new and need no write.
-        let (mut page, mut pending): (u32, Vec<&StoredFact>) =
-            match self.hubs.lock().ok().and_then(|h| {
-                h.get(resource).map(|known| {
-                    let rest = chunk
-                        .iter()
-                        .filter(|f| !known.final_keys.contains(&f.key))
-                        .copied()
-                        .collect();
-                    (known.last, rest)
-                })
-            }) {
-                Some(known) => known,
-                None => (0, chunk.to_vec()),
-            };
+        let mut pending: Vec<&StoredFact> = self
+            .with_hubs(|h| {
+                chunk
+                    .iter()
+                    .filter(|f| !h.is_final(resource, &f.key))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_else(|| chunk.to_vec());
         loop {
             if pending.is_empty() {
                 return Ok((0, None));
             }
+            let mut base = None;
             if page > 0 {
+                // Readers find pages through the first page's count: it is raised before
+                // anything goes to a new page.
+                if counted < page + 1 {
+                    self.raise_page_count(resource, page + 1, newest).await?;
+                    counted = page + 1;
+                    self.learn_hub(|h| h.learn_counted(resource, counted));
+                }
                 self.cover_pages_ttl(resource, page + 1, newest).await?;
+                base = self.with_hubs(|h| h.base(resource, page)).flatten();
             }
-            let page_item = match self.update_page(resource, page, &pending).await? {
+            let size: u64 = pending.iter().map(|f| fact_bytes(f)).sum();
+            let page_item = match self
+                .update_page(resource, page, &pending, base.as_deref())
+                .await?
+            {
                 PageWrite::Written(old) => {
                     let old_facts = decode_facts(resource, &old)?;
                     let old_keys: HashSet<&str> =
@@ -385,11 +411,23 @@ impl DynamoStore {
                         .map(|f| (*f).clone())
                         .collect();
                     let count = new.len();
-                    let state = (page == 0).then(|| {
-                        let mut state = old_facts;
-                        state.extend(new);
-                        state
-                    });
+                    let mut after = old_facts;
+                    after.extend(new);
+                    if page_bytes(&old) + size >= PAGE_BUDGET {
+                        // This write filled the page: it is final, and known whole. The next
+                        // write goes to the next page without failing on this one first.
+                        let keys = after.iter().map(|f| f.key.clone()).collect();
+                        let whole = after.clone();
+                        self.learn_hub(|h| {
+                            h.learn_final(resource, page, keys, Some(whole));
+                            h.learn_last(resource, page + 1);
+                        });
+                    }
+                    let state = if page == 0 {
+                        Some(after)
+                    } else {
+                        self.hub_after_write(resource, page, &old, base.as_deref(), after)
+                    };
                     return Ok((count, state));
                 }
                 PageWrite::Full(page_item) => page_item,
@@ -398,45 +436,59 @@ impl DynamoStore {
             // pages there are, all but the last of them full too), then go on to the next. The
             // failed write returned the page where the server supports it (DynamoDB, moto), so
             // only a server that does not (dynalite) costs a read here.
-            let (mut final_keys, count) = match page_item {
-                Some(item) => (fact_keys(&item), page_count(&item)),
-                None => self.read_page_keys(resource, page).await?,
+            let item = match page_item {
+                Some(item) => item,
+                None => self.read_full_page(resource, page).await?,
             };
+            let (keys, facts, count) = (
+                fact_keys(&item),
+                Some(decode_facts(resource, &item)?),
+                page_count(&item),
+            );
+            pending.retain(|f| !keys.contains(&f.key));
+            self.learn_hub(|h| h.learn_final(resource, page, keys, facts));
             let mut next = page + 1;
-            if page == 0 && count > 2 {
-                final_keys.extend(self.read_keys_of_pages(resource, 1..count - 1).await?);
-                next = count - 1;
+            if page == 0 {
+                counted = counted.max(count);
+                self.learn_hub(|h| h.learn_counted(resource, count));
+                if count > 2 {
+                    for (full, keys) in self.read_keys_of_pages(resource, 1..count - 1).await? {
+                        pending.retain(|f| !keys.contains(&f.key));
+                        self.learn_hub(|h| h.learn_final(resource, full, keys, None));
+                    }
+                    next = count - 1;
+                }
             }
-            pending.retain(|f| !final_keys.contains(&f.key));
-            if count < next + 1 {
-                self.raise_page_count(resource, next + 1, newest).await?;
-            }
-            self.remember_hub(resource, next, final_keys);
+            self.learn_hub(|h| h.learn_last(resource, next));
             page = next;
         }
     }
 
-    fn remember_hub(&self, resource: &str, last: u32, final_keys: HashSet<String>) {
-        if let Ok(mut hubs) = self.hubs.lock() {
-            if hubs.len() >= REMEMBERED_HUBS && !hubs.contains_key(resource) {
-                hubs.clear();
-            }
-            let known = hubs.entry(resource.to_string()).or_default();
-            known.last = known.last.max(last);
-            known.final_keys.extend(final_keys);
+    /// A hub's facts right after a write to its page `page` (`old`: the page before it,
+    /// `after`: the page after it), as a consistent read then would find them: the full pages
+    /// before it, held by this process, and this page; nothing after it, since a page gets a
+    /// successor only once full. Only when the page's base shows it was built on the pages
+    /// held (or this write made it); otherwise the table is read.
+    fn hub_after_write(
+        &self,
+        resource: &str,
+        page: u32,
+        old: &HashMap<String, AttributeValue>,
+        base: Option<&str>,
+        after: Vec<StoredFact>,
+    ) -> Option<Vec<StoredFact>> {
+        let base = base?;
+        let built_on_held = match old.get(PAGE_BASE).and_then(|v| v.as_s().ok()) {
+            Some(stored) => stored == base,
+            None => old.is_empty(),
+        };
+        if !built_on_held {
+            return None;
         }
-        self.remember_page_count(resource, last + 1);
-    }
-
-    /// Records that a resource has at least `count` pages, for reads (see `page_counts`).
-    fn remember_page_count(&self, resource: &str, count: u32) {
-        if let Ok(mut counts) = self.page_counts.lock() {
-            if counts.len() >= REMEMBERED_HUBS && !counts.contains_key(resource) {
-                counts.clear();
-            }
-            let known = counts.entry(resource.to_string()).or_insert(count);
-            *known = (*known).max(count);
-        }
+        let mut facts = self.with_hubs(|h| h.facts_before(resource, page))??;
+        let held: HashSet<String> = facts.iter().map(|f| f.key.clone()).collect();
+        facts.extend(after.into_iter().filter(|f| !held.contains(&f.key)));
+        Some(facts)
     }
 
     /// Records on the first page that the resource has at least `pages` pages, before anything
@@ -513,21 +565,18 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// The fact keys of one (full) page and, on the first page, the page count (at least 1).
-    async fn read_page_keys(
+    /// One (full) page, read where the failed write did not return it: what DynamoDB's
+    /// failure would have carried (its facts, keys, count on the first page, TTL).
+    async fn read_full_page(
         &self,
         resource: &str,
         page: u32,
-    ) -> Result<(HashSet<String>, u32), StoreError> {
+    ) -> Result<HashMap<String, AttributeValue>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(self.table.as_ref())
             .set_key(Some(page_key(resource, page)))
-            .projection_expression("#keys, #pages, #exp")
-            .expression_attribute_names("#keys", FACT_KEYS)
-            .expression_attribute_names("#pages", PAGE_COUNT)
-            .expression_attribute_names("#exp", EXPIRES_AT)
             .consistent_read(true)
             .send()
             .await
@@ -537,30 +586,35 @@ impl DynamoStore {
         if let Some(ttl) = item_expiry(&item) {
             remember_ttl(&self.item_ttl, &page_ttl_key(resource, page), ttl);
         }
-        Ok((fact_keys(&item), page_count(&item)))
+        Ok(item)
     }
 
-    /// The fact keys of the given (full) pages of a resource, in one batch read.
+    /// The fact keys of each of the given (full) pages of a resource, in one batch read; a page
+    /// not found (expired and deleted) holds none.
     async fn read_keys_of_pages(
         &self,
         resource: &str,
         pages: std::ops::Range<u32>,
-    ) -> Result<HashSet<String>, StoreError> {
-        let keys = pages.map(|p| page_key(resource, p)).collect();
-        let mut out = HashSet::new();
-        for item in self.batch_get(keys, Some(FACT_KEYS)).await? {
-            out.extend(fact_keys(&item));
+    ) -> Result<BTreeMap<u32, HashSet<String>>, StoreError> {
+        let keys = pages.clone().map(|p| page_key(resource, p)).collect();
+        let mut out: BTreeMap<u32, HashSet<String>> = pages.map(|p| (p, HashSet::new())).collect();
+        for item in self.batch_get(keys, &[SK, FACT_KEYS]).await? {
+            let Some(sk) = item.get(SK).and_then(|v| v.as_s().ok()) else {
+                continue;
+            };
+            out.insert(page_of_sk(sk)?, fact_keys(&item));
         }
         Ok(out)
     }
 
     /// One atomic update of a resource's page, guarded by the page's byte budget: the page as it
-    /// was before, or that it is full.
+    /// was before, or that it is full. A later page is given `base` unless it has one.
     async fn update_page(
         &self,
         resource: &str,
         page: u32,
         facts: &[&StoredFact],
+        base: Option<&str>,
     ) -> Result<PageWrite, StoreError> {
         let newest = page_ttl(facts.iter().map(|f| f.expires_at).max().unwrap_or(0));
         let size: u64 = facts.iter().map(|f| fact_bytes(f)).sum();
@@ -592,6 +646,11 @@ impl DynamoStore {
         values.insert(":exp".into(), AttributeValue::N(newest.to_string()));
         values.insert(":size".into(), AttributeValue::N(size.to_string()));
         values.insert(":budget".into(), AttributeValue::N(PAGE_BUDGET.to_string()));
+        if let Some(base) = base {
+            sets.push("#base = if_not_exists(#base, :base)".to_string());
+            names.insert("#base".into(), PAGE_BASE.into());
+            values.insert(":base".into(), AttributeValue::S(base.to_string()));
+        }
         // A page takes writes while under budget. A page written before pages existed has no
         // size, fails the guard and stays as it is: no migration, its facts read as before.
         let not_full = "(attribute_not_exists(#pk) OR #bytes < :budget)";
@@ -700,8 +759,13 @@ impl DynamoStore {
     }
 
     /// Consistent batch read of resources: every fact of each resource found, expired ones
-    /// included. First pages in one `BatchGetItem` (per 100), then the further pages of the
-    /// resources that have any (hubs) in one more.
+    /// included, in as few `BatchGetItem`s as what is known allows. A hub whose full pages this
+    /// process holds is read by its last page alone, which must be built on those pages (its
+    /// base) and not full (a full page may have a successor: then that one is read next, once);
+    /// any other resource by its first page and the pages it had lately. Another round follows
+    /// only for pages a first page's count names that were not read (a hub seen for the first
+    /// time, or grown), or for a held hub that was not as held. What a read shows of a hub's
+    /// full pages is learned for the next read and write.
     async fn read_items(
         &self,
         resources: &[String],
@@ -713,75 +777,138 @@ impl DynamoStore {
                 unique.push(r);
             }
         }
-        // The pages a hub had lately come along with the first pages: no second request unless
-        // the hub grew since.
-        let mut first_read = Vec::with_capacity(unique.len());
-        if let Ok(counts) = self.page_counts.lock() {
-            for r in &unique {
-                first_read.push(page_key(r, 0));
-                let known = counts.get(*r).copied().unwrap_or(1);
-                first_read.extend((1..known).map(|p| page_key(r, p)));
-            }
-        } else {
-            first_read.extend(unique.iter().map(|r| page_key(r, 0)));
-        }
-        let mut items = self.batch_get(first_read, None).await?;
-        let mut read: HashSet<(String, u32)> = HashSet::new();
-        for item in &items {
-            read.insert((resource_of(item)?, page_of(item)?));
-        }
-        let mut more = Vec::new();
-        let mut counts_read: HashMap<String, u32> = HashMap::new();
-        for item in &items {
-            if page_of(item)? != 0 {
-                continue;
-            }
-            let resource = resource_of(item)?;
-            let count = page_count(item);
-            counts_read.insert(resource.clone(), count);
-            more.extend(
-                (1..count)
-                    .filter(|p| !read.contains(&(resource.clone(), *p)))
-                    .map(|p| page_key(&resource, p)),
-            );
-            if count > 1 {
-                self.remember_page_count(&resource, count);
+        let mut held: Vec<(&str, u32)> = Vec::new();
+        let mut general: Vec<&str> = Vec::new();
+        let mut ask: Vec<(&str, u32)> = Vec::with_capacity(unique.len());
+        for r in unique {
+            match self.with_hubs(|h| h.held_last(r)).flatten() {
+                Some(last) => {
+                    held.push((r, last));
+                    ask.push((r, last));
+                }
+                None => {
+                    general.push(r);
+                    let known = self.with_hubs(|h| h.pages_to_read(r)).unwrap_or(1);
+                    ask.extend((0..known).map(|p| (r, p)));
+                }
             }
         }
-        if !more.is_empty() {
-            items.extend(self.batch_get(more, None).await?);
-        }
+        let mut pages: HashMap<(String, u32), HashMap<String, AttributeValue>> = HashMap::new();
+        let mut asked: HashSet<(&str, u32)> = HashSet::new();
         let mut out: BTreeMap<String, Vec<StoredFact>> = BTreeMap::new();
-        let mut pages: Vec<(String, u32, HashMap<String, AttributeValue>)> = items
-            .into_iter()
-            .map(|item| Ok((resource_of(&item)?, page_of(&item)?, item)))
-            .collect::<Result<_, StoreError>>()?;
-        // A key lives on one page; should it be on two, the earlier page's fact wins, as the
-        // first write of a key does. A later page without its first (expired and deleted), or
-        // past the count its first page gives, is not the resource's any more.
-        pages.sort_by_key(|(_, page, _)| *page);
-        for (resource, page, item) in pages {
-            if counts_read
-                .get(&resource)
-                .is_none_or(|count| page >= *count)
-            {
-                continue;
+        let mut probes = 0;
+        while !ask.is_empty() {
+            let keys = ask
+                .drain(..)
+                .filter(|page| asked.insert(*page))
+                .map(|(r, p)| page_key(r, p))
+                .collect::<Vec<_>>();
+            for item in self.batch_get(keys, &[]).await? {
+                pages.insert((resource_of(&item)?, page_of(&item)?), item);
             }
-            if page == 0 {
-                out.insert(resource.clone(), decode_facts(&resource, &item)?);
-                continue;
+            probes += 1;
+            let mut still_held = Vec::new();
+            for (r, last) in held.drain(..) {
+                let page = pages.get(&(r.to_string(), last));
+                match page.map(|page| self.held_hub(r, last, page)).transpose()? {
+                    Some(HeldRead::Whole(facts)) => {
+                        out.insert(r.to_string(), facts);
+                    }
+                    // Filled since: learned as final; its successor, if any, is read once.
+                    Some(HeldRead::Grown) if probes < 2 => {
+                        still_held.push((r, last + 1));
+                        ask.push((r, last + 1));
+                    }
+                    _ => {
+                        general.push(r);
+                        let known = self.with_hubs(|h| h.pages_to_read(r)).unwrap_or(1);
+                        ask.extend((0..known.max(last + 1)).map(|p| (r, p)));
+                    }
+                }
             }
-            let Some(slot) = out.get_mut(&resource) else {
+            held = still_held;
+            for r in &general {
+                if let Some(first) = pages.get(&(r.to_string(), 0)) {
+                    ask.extend((1..page_count(first)).map(|p| (*r, p)));
+                }
+            }
+            ask.retain(|page| !asked.contains(page));
+        }
+
+        for r in general {
+            let Some(first) = pages.get(&(r.to_string(), 0)) else {
+                // No first page: the resource has no facts (a later page without its first
+                // expired with it).
                 continue;
             };
-            let known: HashSet<String> = slot.iter().map(|f| f.key.clone()).collect();
-            slot.extend(
-                decode_facts(&resource, &item)?
-                    .into_iter()
-                    .filter(|f| !known.contains(&f.key)),
-            );
+            let count = page_count(first);
+            let mut facts: Vec<StoredFact> = Vec::new();
+            let mut known: HashSet<String> = HashSet::new();
+            for index in 0..count {
+                let page = pages.get(&(r.to_string(), index));
+                let page_facts = match page {
+                    Some(page) => decode_facts(r, page)?,
+                    None => Vec::new(),
+                };
+                if index + 1 < count {
+                    // A page before the last is full: learn it for the next read and write.
+                    let keys = page.map(fact_keys).unwrap_or_default();
+                    let whole = page_facts.clone();
+                    self.learn_hub(|h| h.learn_final(r, index, keys, Some(whole)));
+                }
+                // A key lives on one page; should it be on two, the earlier page's fact wins,
+                // as the first write of a key does.
+                for fact in page_facts {
+                    if known.insert(fact.key.clone()) {
+                        facts.push(fact);
+                    }
+                }
+            }
+            if count > 1 {
+                self.learn_hub(|h| {
+                    h.learn_counted(r, count);
+                    h.learn_last(r, count - 1);
+                });
+            }
+            out.insert(r.to_string(), facts);
         }
         Ok(out.into_iter().collect())
+    }
+
+    /// What the last page of a held hub, as read, tells: if it is built on the full pages held
+    /// (its base) and not full, no page follows it and the hub is the held pages and this one;
+    /// if it is built on them but full, it is learned as final and the hub has grown by it.
+    fn held_hub(
+        &self,
+        resource: &str,
+        last: u32,
+        page: &HashMap<String, AttributeValue>,
+    ) -> Result<HeldRead, StoreError> {
+        let stored = page.get(PAGE_BASE).and_then(|v| v.as_s().ok());
+        let held = self
+            .with_hubs(|h| {
+                let base = h.base(resource, last)?;
+                if stored != Some(&base) {
+                    return None;
+                }
+                h.facts_before(resource, last)
+            })
+            .flatten();
+        let Some(mut facts) = held else {
+            return Ok(HeldRead::NotAsHeld);
+        };
+        let page_facts = decode_facts(resource, page)?;
+        if page_is_full(page) {
+            let keys = fact_keys(page);
+            self.learn_hub(|h| {
+                h.learn_final(resource, last, keys, Some(page_facts));
+                h.learn_last(resource, last + 1);
+            });
+            return Ok(HeldRead::Grown);
+        }
+        let keys: HashSet<String> = facts.iter().map(|f| f.key.clone()).collect();
+        facts.extend(page_facts.into_iter().filter(|f| !keys.contains(&f.key)));
+        Ok(HeldRead::Whole(facts))
     }
 
     /// Consistent `BatchGetItem` of `keys`, paged by 100 keys and over `UnprocessedKeys`,
@@ -789,17 +916,19 @@ impl DynamoStore {
     async fn batch_get(
         &self,
         keys: Vec<HashMap<String, AttributeValue>>,
-        projection: Option<&str>,
+        projection: &[&str],
     ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
         let mut out = Vec::new();
         for chunk in keys.chunks(BATCH_GET_MAX) {
             let mut request = KeysAndAttributes::builder()
                 .set_keys(Some(chunk.to_vec()))
                 .consistent_read(true);
-            if let Some(attribute) = projection {
-                request = request
-                    .projection_expression("#proj")
-                    .expression_attribute_names("#proj", attribute);
+            if !projection.is_empty() {
+                let names: Vec<String> = (0..projection.len()).map(|i| format!("#p{i}")).collect();
+                request = request.projection_expression(names.join(", "));
+                for (name, attribute) in names.iter().zip(projection) {
+                    request = request.expression_attribute_names(name, *attribute);
+                }
             }
             let mut pending = Some(
                 request
@@ -1160,16 +1289,29 @@ fn page_ttl_key(resource: &str, page: u32) -> String {
 
 /// The page index of a fact item, from its sort key.
 fn page_of(item: &HashMap<String, AttributeValue>) -> Result<u32, StoreError> {
-    let sk = item.get(SK).and_then(|v| v.as_s().ok());
-    match sk.map(String::as_str) {
-        Some(FACTS_SK) => Ok(0),
-        Some(other) => other
-            .strip_prefix(FACTS_SK)
-            .and_then(|rest| rest.strip_prefix('#'))
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| StoreError::permanent(format!("a fact item has sort key {other:?}"))),
+    match item.get(SK).and_then(|v| v.as_s().ok()) {
+        Some(sk) => page_of_sk(sk),
         None => Err(StoreError::permanent("a fact item has no sort key")),
     }
+}
+
+/// The page index a fact item's sort key names.
+fn page_of_sk(sk: &str) -> Result<u32, StoreError> {
+    if sk == FACTS_SK {
+        return Ok(0);
+    }
+    sk.strip_prefix(FACTS_SK)
+        .and_then(|rest| rest.strip_prefix('#'))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| StoreError::permanent(format!("a fact item has sort key {sk:?}")))
+}
+
+/// A page's estimated size (0 for no page).
+fn page_bytes(item: &HashMap<String, AttributeValue>) -> u64 {
+    item.get(PAGE_BYTES)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0)
 }
 
 /// How many pages a first page says its resource has (at least one).
@@ -1180,6 +1322,16 @@ enum PageWrite {
     /// The page is full (final) and was not changed; the page as the failed write found it,
     /// where the server returns it.
     Full(Option<HashMap<String, AttributeValue>>),
+}
+
+/// What a held hub's last page, as read, tells (see `DynamoStore::held_hub`).
+enum HeldRead {
+    /// The hub's facts: the held pages and this one.
+    Whole(Vec<StoredFact>),
+    /// The page filled since: learned as final; its successor tells the rest.
+    Grown,
+    /// Not built on the pages held: read the hub from the table.
+    NotAsHeld,
 }
 
 /// The TTL a page gets for facts whose newest expires at `newest`: rounded up to the grain.

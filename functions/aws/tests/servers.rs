@@ -1367,3 +1367,166 @@ async fn concurrent_writers_to_a_growing_hub_count_each_fact_once() {
         assert_eq!(keys_of(loaded).len(), 800, "{server}: facts loaded");
     }
 }
+
+/// A warm instance keeps a hub's full pages (they never change) and reads the hub by its last
+/// page alone; right after its own write to the last page it reads nothing. What it holds is
+/// checked against the table on every read: another instance's fact on the last page is seen,
+/// a hub grown by pages another instance filled is read whole, and a hub that expired and was
+/// rebuilt with other facts is never answered from the old pages.
+#[tokio::test]
+async fn a_warm_instance_reads_a_hub_by_its_last_page_and_still_sees_every_change() {
+    for (variable, server) in [(MOTO, "moto"), (DYNALITE, "dynalite")] {
+        let counter = RequestCounter::new();
+        let meter = CapacityMeter::default();
+        let store = new_metered_store(variable, Some(&counter), Some(&meter)).await;
+        let hub = unique_name("ami-golden");
+        let now = fixture_now();
+        let all = hub_facts("launch", 0..400);
+        for chunk in all.chunks(50) {
+            store
+                .add_facts(&[ResourceFacts {
+                    resource: hub.clone(),
+                    facts: chunk.to_vec(),
+                }])
+                .await
+                .unwrap();
+        }
+        let pages = hub_pages(&store, &hub).await.len();
+        assert!(pages >= 4, "{server}: {pages} pages");
+        let event = |warm: &DynamoStore, key: String| {
+            let warm = warm.clone();
+            let hub = hub.clone();
+            async move {
+                let session = warm.session();
+                let added = session
+                    .add_facts(&[ResourceFacts {
+                        resource: hub.clone(),
+                        facts: vec![snapwatch_testkit::fact(&key, HUB_EXPIRY, &key)],
+                    }])
+                    .await
+                    .unwrap();
+                let loaded = session
+                    .load_facts(std::slice::from_ref(&hub), now)
+                    .await
+                    .unwrap();
+                (
+                    added,
+                    loaded.into_iter().map(|rf| rf.facts.len()).sum::<usize>(),
+                )
+            }
+        };
+        let warm = DynamoStore::new(store.client().clone(), store.table());
+        // The first event teaches the instance the hub (its pages are read whole once).
+        assert_eq!(event(&warm, "e1#0".into()).await, (1, 401), "{server}");
+
+        counter.reset();
+        meter.reset();
+        assert_eq!(event(&warm, "e2#0".into()).await, (1, 402), "{server}");
+        let requests = counter.by_operation();
+        assert_eq!(
+            requests.get("BatchGetItem"),
+            None,
+            "{server}: the hub as the write left it needs no read: {requests:?}"
+        );
+
+        // Another instance writes to the last page: a read asks for that page alone.
+        let other = DynamoStore::new(store.client().clone(), store.table());
+        other
+            .add_facts(&[ResourceFacts {
+                resource: hub.clone(),
+                facts: hub_facts("other", 0..1),
+            }])
+            .await
+            .unwrap();
+        counter.reset();
+        meter.reset();
+        let loaded = warm
+            .session()
+            .load_facts(std::slice::from_ref(&hub), now)
+            .await
+            .unwrap();
+        assert_eq!(
+            keys_of(loaded).len(),
+            403,
+            "{server}: the other's fact seen"
+        );
+        assert_eq!(
+            counter.by_operation().get("BatchGetItem"),
+            Some(&1),
+            "{server}"
+        );
+        let (_, read_units) = meter.units();
+        eprintln!("FIGURE {server}: warm read of a {pages}-page hub: {read_units} RCU");
+        if server == "dynalite" {
+            assert!(
+                read_units <= 20.0,
+                "{server}: {read_units} RCU: more than the last page was read"
+            );
+        }
+
+        // The other instance fills the last page and the next: the warm read sees it all.
+        let grown = hub_facts("grown", 0..250);
+        for chunk in grown.chunks(50) {
+            other
+                .add_facts(&[ResourceFacts {
+                    resource: hub.clone(),
+                    facts: chunk.to_vec(),
+                }])
+                .await
+                .unwrap();
+        }
+        assert!(hub_pages(&store, &hub).await.len() > pages, "{server}");
+        let loaded = warm
+            .session()
+            .load_facts(std::slice::from_ref(&hub), now)
+            .await
+            .unwrap();
+        assert_eq!(keys_of(loaded).len(), 653, "{server}: the grown hub whole");
+        assert_eq!(event(&warm, "e3#0".into()).await, (1, 654), "{server}");
+
+        // The hub expires and is rebuilt with other facts, as many pages as before (its last
+        // page a little emptier, so not full): none of the old pages may come back from memory.
+        let before = hub_pages(&store, &hub).await;
+        for sk in before.keys().cloned() {
+            store
+                .client()
+                .delete_item()
+                .table_name(store.table())
+                .key("pk", AttributeValue::S(format!("res#{hub}")))
+                .key("sk", AttributeValue::S(sk))
+                .send()
+                .await
+                .unwrap();
+        }
+        // Written by an instance started since, until the hub has as many pages as before:
+        // its last page has just begun.
+        let rebuilder = DynamoStore::new(store.client().clone(), store.table());
+        let rebuilt = hub_facts("rebuilt", 0..2_000);
+        let mut written = 0;
+        while hub_pages(&store, &hub).await.len() < before.len() {
+            rebuilder
+                .add_facts(&[ResourceFacts {
+                    resource: hub.clone(),
+                    facts: rebuilt[written..written + 10].to_vec(),
+                }])
+                .await
+                .unwrap();
+            written += 10;
+        }
+        let loaded = keys_of(
+            warm.session()
+                .load_facts(std::slice::from_ref(&hub), now)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            loaded.len(),
+            written,
+            "{server}: the rebuilt hub, nothing else"
+        );
+        assert!(
+            loaded.iter().all(|k| k.starts_with("rebuilt-")),
+            "{server}: an old fact came back"
+        );
+    }
+}
