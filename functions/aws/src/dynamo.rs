@@ -39,7 +39,12 @@
 //! below has failed too. An item written before pages existed has no `bytes`, fails the guard,
 //! and is therefore a final first page: read as before, no migration. Every later page records
 //! `base`, the digest of the keys on the pages before it (set by its first writer, the same for
-//! every writer since those pages are final).
+//! every writer since those pages are final). A page that exists was counted by its creator, so
+//! a writer that finds a later page full (most often one that another writer filled and moved on
+//! from) writes to the next page only if it exists, and raises the count and creates the page
+//! only when it does not: the writers after the first spare a raise that would fail. DynamoDB
+//! says "no item" by returning none with the failure; dynalite returns none ever, so there a read
+//! of the page stands in (once the server has returned an item, the store trusts its silence).
 //!
 //! Reads: the first pages in one `BatchGetItem`, plus, in the same request, the further pages of
 //! the hubs this process knows; one more `BatchGetItem` only for pages the first pages' counts
@@ -99,6 +104,7 @@ use snapwatch_aws_inventory::classify::sdk_error_class;
 use snapwatch_core::ports::{Claim, ResourceFacts, StateStore, StoreError, StoredFact};
 use snapwatch_http::{Backoff, Class};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -162,6 +168,10 @@ pub struct DynamoStore {
     chains: Arc<Mutex<HashMap<String, BTreeSet<String>>>>,
     /// What this process knows of hubs' pages (see the module docs).
     hubs: Arc<Mutex<Hubs>>,
+    /// The server has returned an item with a failed conditional write: it implements
+    /// `ReturnValuesOnConditionCheckFailure` (DynamoDB, moto; not dynalite), so a failure without
+    /// one means there is no item.
+    failures_return_items: Arc<AtomicBool>,
 }
 
 /// A walk of more resources than this is not remembered (a hub: a default security group, a
@@ -200,7 +210,20 @@ impl DynamoStore {
             item_ttl: Arc::default(),
             chains: Arc::default(),
             hubs: Arc::default(),
+            failures_return_items: Arc::default(),
         }
+    }
+
+    /// The item a failed conditional write returned, noting that the server returns them.
+    fn failed_item(
+        &self,
+        err: &SdkError<UpdateItemError, HttpResponse>,
+    ) -> Option<HashMap<String, AttributeValue>> {
+        let item = failed_write_item(err);
+        if item.is_some() {
+            self.failures_return_items.store(true, Ordering::Relaxed);
+        }
+        item
     }
 
     /// Reads the hub memory; `None` if its lock is poisoned (then the table answers).
@@ -380,27 +403,42 @@ impl DynamoStore {
                     .collect()
             })
             .unwrap_or_else(|| chunk.to_vec());
+        // Whether this call reached `page` by finding the later page before it full: then
+        // another writer most likely moved on first (see below).
+        let mut found_full = false;
         loop {
             if pending.is_empty() {
                 return Ok((0, None));
             }
             let mut base = None;
+            // Readers find pages through the first page's count: it is raised before anything
+            // goes to a new page. A page that exists was therefore counted by its creator, so a
+            // writer that found the page before it full first writes only if the page exists,
+            // and raises the count (then creates the page) only if it does not: the writers that
+            // come after the first spare a raise that would fail.
+            let mut must_exist = false;
             if page > 0 {
-                // Readers find pages through the first page's count: it is raised before
-                // anything goes to a new page.
                 if counted < page + 1 {
-                    self.raise_page_count(resource, page + 1, newest).await?;
-                    counted = page + 1;
-                    self.learn_hub(|h| h.learn_counted(resource, counted));
+                    if found_full {
+                        must_exist = true;
+                    } else {
+                        self.raise_page_count(resource, page + 1, newest).await?;
+                        counted = page + 1;
+                        self.learn_hub(|h| h.learn_counted(resource, counted));
+                    }
                 }
                 self.cover_pages_ttl(resource, page + 1, newest).await?;
                 base = self.with_hubs(|h| h.base(resource, page)).flatten();
             }
             let size: u64 = pending.iter().map(|f| fact_bytes(f)).sum();
             let page_item = match self
-                .update_page(resource, page, &pending, base.as_deref())
+                .update_page(resource, page, &pending, base.as_deref(), must_exist)
                 .await?
             {
+                PageWrite::Missing => {
+                    found_full = false;
+                    continue;
+                }
                 PageWrite::Written(old) => {
                     let old_facts = decode_facts(resource, &old)?;
                     let old_keys: HashSet<&str> =
@@ -411,6 +449,10 @@ impl DynamoStore {
                         .map(|f| (*f).clone())
                         .collect();
                     let count = new.len();
+                    if must_exist {
+                        // The page existed, so its creator counted it.
+                        self.learn_hub(|h| h.learn_counted(resource, page + 1));
+                    }
                     let mut after = old_facts;
                     after.extend(new);
                     if page_bytes(&old) + size >= PAGE_BUDGET {
@@ -433,13 +475,14 @@ impl DynamoStore {
                 PageWrite::Full(page_item) => page_item,
             };
             // The page is full, hence final: learn its keys (and, from the first page, how many
-            // pages there are, all but the last of them full too), then go on to the next. The
-            // failed write returned the page where the server supports it (DynamoDB, moto), so
-            // only a server that does not (dynalite) costs a read here.
-            let item = match page_item {
-                Some(item) => item,
-                None => self.read_full_page(resource, page).await?,
-            };
+            // pages there are, all but the last of them full too), then go on to the next.
+            let item = page_item;
+            // The first page's count tells whether the next page is counted; a later page's
+            // does not (see `must_exist` above).
+            found_full = page > 0;
+            if must_exist {
+                counted = counted.max(page + 1);
+            }
             let (keys, facts, count) = (
                 fact_keys(&item),
                 Some(decode_facts(resource, &item)?),
@@ -608,13 +651,15 @@ impl DynamoStore {
     }
 
     /// One atomic update of a resource's page, guarded by the page's byte budget: the page as it
-    /// was before, or that it is full. A later page is given `base` unless it has one.
+    /// was before, or that it is full. A later page is given `base` unless it has one. With
+    /// `must_exist` the page is not created: [`PageWrite::Missing`] if there is none.
     async fn update_page(
         &self,
         resource: &str,
         page: u32,
         facts: &[&StoredFact],
         base: Option<&str>,
+        must_exist: bool,
     ) -> Result<PageWrite, StoreError> {
         let newest = page_ttl(facts.iter().map(|f| f.expires_at).max().unwrap_or(0));
         let size: u64 = facts.iter().map(|f| fact_bytes(f)).sum();
@@ -653,7 +698,11 @@ impl DynamoStore {
         }
         // A page takes writes while under budget. A page written before pages existed has no
         // size, fails the guard and stays as it is: no migration, its facts read as before.
-        let not_full = "(attribute_not_exists(#pk) OR #bytes < :budget)";
+        let not_full = if must_exist {
+            "(attribute_exists(#pk) AND #bytes < :budget)"
+        } else {
+            "(attribute_not_exists(#pk) OR #bytes < :budget)"
+        };
         let ttl_key = page_ttl_key(resource, page);
 
         // The page's TTL only moves forward (see the module docs): raise it under a condition,
@@ -690,18 +739,35 @@ impl DynamoStore {
                     remember_ttl(&self.item_ttl, &ttl_key, newest);
                     return Ok(PageWrite::Written(out.attributes.unwrap_or_default()));
                 }
-                // Late, or full. The page the failed write returns tells which; a server that
-                // returns none (dynalite) leaves it to the keeping form below.
+                // Late, full, or (`must_exist`) missing. The page the failed write returns tells
+                // which (its TTL, a true lower bound, also spares a full first page's TTL raise
+                // in `cover_pages_ttl`). Where the server returns none (dynalite), a read stands
+                // in for it on a later page, which is most likely full; on a first page, most
+                // likely late, the keeping form below is tried first and the read follows only
+                // if that fails too.
                 Err(err) if is_condition_failure(&err) => {
-                    if let Some(item) = failed_write_item(&err) {
-                        // The page as it is: its TTL is a true lower bound, which spares a full
-                        // first page's TTL raise in `cover_pages_ttl`.
-                        if let Some(ttl) = item_expiry(&item) {
-                            remember_ttl(&self.item_ttl, &ttl_key, ttl);
+                    let item = match self.failed_item(&err) {
+                        Some(item) => {
+                            if let Some(ttl) = item_expiry(&item) {
+                                remember_ttl(&self.item_ttl, &ttl_key, ttl);
+                            }
+                            Some(item)
                         }
-                        if page_is_full(&item) {
-                            return Ok(PageWrite::Full(Some(item)));
+                        // A server known to return items returned none: there is no page.
+                        None if self.failures_return_items.load(Ordering::Relaxed) => {
+                            Some(HashMap::new())
                         }
+                        None if page > 0 => Some(self.read_full_page(resource, page).await?),
+                        None => None,
+                    };
+                    match item {
+                        Some(item) if item.is_empty() && must_exist => {
+                            return Ok(PageWrite::Missing);
+                        }
+                        Some(item) if !item.is_empty() && page_is_full(&item) => {
+                            return Ok(PageWrite::Full(item));
+                        }
+                        _ => {}
                     }
                 }
                 Err(err) => return Err(classify_write(resource, err)),
@@ -728,12 +794,29 @@ impl DynamoStore {
             .await;
         let old = match result {
             Ok(out) => out.attributes.unwrap_or_default(),
+            // Full, or (`must_exist`) missing.
             Err(err) if is_condition_failure(&err) => {
-                let item = failed_write_item(&err);
-                if let Some(ttl) = item.as_ref().and_then(item_expiry) {
-                    remember_ttl(&self.item_ttl, &ttl_key, ttl);
+                let item = match self.failed_item(&err) {
+                    Some(item) => {
+                        if let Some(ttl) = item_expiry(&item) {
+                            remember_ttl(&self.item_ttl, &ttl_key, ttl);
+                        }
+                        item
+                    }
+                    None if self.failures_return_items.load(Ordering::Relaxed) => HashMap::new(),
+                    None => self.read_full_page(resource, page).await?,
+                };
+                if !item.is_empty() {
+                    return Ok(PageWrite::Full(item));
                 }
-                return Ok(PageWrite::Full(item));
+                if must_exist {
+                    return Ok(PageWrite::Missing);
+                }
+                // Full when written, gone when read: it expired in between. Retried, the write
+                // finds the page as it is then.
+                return Err(StoreError::unavailable(format!(
+                    "page {page} of {resource} changed while being written"
+                )));
             }
             Err(err) => return Err(classify_write(resource, err)),
         };
@@ -1314,14 +1397,15 @@ fn page_bytes(item: &HashMap<String, AttributeValue>) -> u64 {
         .unwrap_or(0)
 }
 
-/// How many pages a first page says its resource has (at least one).
 /// The outcome of a guarded write to a page.
 enum PageWrite {
     /// Written; the page as it was before.
     Written(HashMap<String, AttributeValue>),
-    /// The page is full (final) and was not changed; the page as the failed write found it,
-    /// where the server returns it.
-    Full(Option<HashMap<String, AttributeValue>>),
+    /// The page is full (final) and was not changed; the page as the failed write found it
+    /// (returned with the failure, or read where the server does not return it).
+    Full(HashMap<String, AttributeValue>),
+    /// The write required an existing page and there is none.
+    Missing,
 }
 
 /// What a held hub's last page, as read, tells (see `DynamoStore::held_hub`).
@@ -1370,6 +1454,7 @@ fn item_expiry(item: &HashMap<String, AttributeValue>) -> Option<i64> {
         .and_then(|n| n.parse::<i64>().ok())
 }
 
+/// How many pages a first page says its resource has (at least one).
 fn page_count(item: &HashMap<String, AttributeValue>) -> u32 {
     item.get(PAGE_COUNT)
         .and_then(|v| v.as_n().ok())

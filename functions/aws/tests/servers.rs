@@ -705,7 +705,8 @@ async fn a_fresh_instance_s_late_write_within_the_ttl_grain_costs_one_update() {
 /// A fresh instance's first write to a hub: the guarded write to the full first page fails and,
 /// where the server returns the page with the failure (DynamoDB, moto), that page gives the page
 /// count, the keys and the TTL, so no `GetItem` and no first-page TTL raise follow. dynalite
-/// returns nothing: one `GetItem` of the first page (which gives its TTL too) stands in.
+/// returns nothing: one `GetItem` of the first page (which gives its TTL too) stands in, after
+/// the keeping form has failed too (a first page that fails is more often late than full).
 #[tokio::test]
 async fn a_fresh_instance_s_first_write_to_a_hub_skips_the_reads_the_failed_write_answers() {
     for (variable, server, expected) in [
@@ -1528,5 +1529,125 @@ async fn a_warm_instance_reads_a_hub_by_its_last_page_and_still_sees_every_chang
             loaded.iter().all(|k| k.starts_with("rebuilt-")),
             "{server}: an old fact came back"
         );
+    }
+}
+
+/// Two instances write to a growing hub. When one finds that the page it wrote last has been
+/// filled and the other has moved on, it writes to the next page (which exists, so it is counted)
+/// without raising the page count first: one failed write and one write. On dynalite, which does
+/// not return the page with the failure, a `GetItem` stands in for it, and nothing more.
+#[tokio::test]
+async fn a_writer_that_finds_its_page_filled_by_another_spares_the_page_count_raise() {
+    for (variable, server, expected) in [
+        (MOTO, "moto", [("UpdateItem", 2)].as_slice()),
+        (
+            DYNALITE,
+            "dynalite",
+            [("GetItem", 1), ("UpdateItem", 2)].as_slice(),
+        ),
+    ] {
+        let counter = RequestCounter::new();
+        let store = new_store(variable, Some(&counter)).await;
+        let hub = unique_name("sg-default");
+        let mover = DynamoStore::new(store.client().clone(), store.table());
+        let laggard = DynamoStore::new(store.client().clone(), store.table());
+        let write = |instance: &DynamoStore, facts: Vec<snapwatch_core::ports::StoredFact>| {
+            let instance = instance.clone();
+            let hub = hub.clone();
+            async move {
+                instance
+                    .add_facts(&[ResourceFacts {
+                        resource: hub,
+                        facts,
+                    }])
+                    .await
+                    .unwrap()
+            }
+        };
+        let facts = hub_facts("launch", 0..1_000);
+        let mut next = 0;
+        // The mover fills the first page and begins the second.
+        while hub_pages(&store, &hub).await.len() < 2 {
+            write(&mover, facts[next..next + 10].to_vec()).await;
+            next += 10;
+        }
+        // The laggard learns the hub: its writes go to the second page.
+        assert_eq!(write(&laggard, hub_facts("laggard", 0..1)).await, 1);
+        // The mover fills the second page and begins the third.
+        while hub_pages(&store, &hub).await.len() < 3 {
+            write(&mover, facts[next..next + 10].to_vec()).await;
+            next += 10;
+        }
+        counter.reset();
+        assert_eq!(
+            write(&laggard, hub_facts("laggard", 1..2)).await,
+            1,
+            "{server}"
+        );
+        let expected: BTreeMap<String, u64> = expected
+            .iter()
+            .map(|(op, n)| (op.to_string(), *n))
+            .collect();
+        assert_eq!(
+            counter.by_operation(),
+            expected,
+            "{server}: a write that finds its page filled and the next one begun"
+        );
+
+        // The mover fills the third page but has not begun the fourth: the laggard is the first
+        // to move on. Its write that requires the page fails (one more request than a raise
+        // alone would cost; on DynamoDB and moto the failure itself says there is no page), then
+        // it raises the count and creates the page.
+        let page_bytes = |store: &DynamoStore| {
+            let store = store.clone();
+            let hub = hub.clone();
+            async move {
+                let item = store
+                    .client()
+                    .get_item()
+                    .table_name(store.table())
+                    .key("pk", AttributeValue::S(format!("res#{hub}")))
+                    .key("sk", AttributeValue::S("facts#2".into()))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .unwrap()
+                    .item
+                    .unwrap_or_default();
+                item.get("bytes")
+                    .and_then(|v| v.as_n().ok())
+                    .map_or(0, |n| n.parse::<u64>().unwrap())
+            }
+        };
+        while page_bytes(&store).await < 48 * 1024 {
+            write(&mover, facts[next..next + 10].to_vec()).await;
+            next += 10;
+        }
+        assert_eq!(hub_pages(&store, &hub).await.len(), 3, "{server}");
+        let first_mover: BTreeMap<String, u64> = if server == "moto" {
+            [("UpdateItem", 4)].as_slice()
+        } else {
+            [("GetItem", 2), ("UpdateItem", 4)].as_slice()
+        }
+        .iter()
+        .map(|(op, n)| (op.to_string(), *n))
+        .collect();
+        counter.reset();
+        assert_eq!(
+            write(&laggard, hub_facts("laggard", 2..3)).await,
+            1,
+            "{server}"
+        );
+        assert_eq!(
+            counter.by_operation(),
+            first_mover,
+            "{server}: the first to move on to a new page"
+        );
+        assert_eq!(hub_pages(&store, &hub).await.len(), 4, "{server}");
+        let loaded = laggard
+            .load_facts(std::slice::from_ref(&hub), fixture_now())
+            .await
+            .unwrap();
+        assert_eq!(keys_of(loaded).len(), next + 3, "{server}: every fact");
     }
 }
