@@ -411,12 +411,14 @@ impl<S: ScanState> UnitHandler for Scanner<'_, S> {
         for_each_contained_record_prefiltered(text, &mut |o| self.record(o, source, &mut lines));
     }
 
-    fn reject(&mut self, source: &str, line: usize, reason: String) {
+    fn reject(&mut self, source: &str, line: usize, why: input::Rejection) {
         // Whatever was rejected counts as a record, so `rejected` never exceeds `records`.
         self.report.records += 1;
-        Scanner::reject(self, source, line, reason);
+        Scanner::reject(self, source, line, input::reason(&why));
     }
+}
 
+impl<S: ScanState> input::PathHandler for Scanner<'_, S> {
     fn skipped_path(&mut self, path: &str, why: input::PathSkip) {
         let why = match why {
             input::PathSkip::Hidden => return self.report.hidden_paths += 1,

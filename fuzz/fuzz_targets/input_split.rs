@@ -1,8 +1,8 @@
-//! The CLI's input splitting (layouts, containers, limits, BOM, gzip): never a panic, and every
+//! The input splitting (the core's splitter behind the CLI's reader) (layouts, containers, limits, BOM, gzip): never a panic, and every
 //! reported line exists in the input.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use snapwatch_cli::input::{read_stream, Limits, UnitHandler};
+use snapwatch_cli::input::{read_stream, Limits, Rejection, UnitHandler};
 
 struct Check {
     lines: usize,
@@ -24,9 +24,9 @@ impl UnitHandler for Check {
     fn element(&mut self, text: &str, source: &str, line: usize) {
         self.unit(text, source, line);
     }
-    fn reject(&mut self, _source: &str, line: usize, reason: String) {
+    fn reject(&mut self, _source: &str, line: usize, why: Rejection) {
         self.line(line);
-        assert!(!reason.is_empty());
+        assert!(!why.to_string().is_empty());
     }
 }
 

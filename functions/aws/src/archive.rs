@@ -11,15 +11,14 @@
 //! the object key, line and position, and the object still completes.
 
 pub mod ledger;
-pub mod records;
 pub mod s3;
+pub mod split;
 
 use crate::dead_letter::{DeadLetter, DeadLetterError, Rejected};
 use crate::handler::{diagnostic, App, HandlerError, SessionStore};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
 use ledger::ObjectLedger;
-use records::{Element, RecordSplitter, SplitError};
 use serde::{Deserialize, Serialize};
 use snapwatch_core::parse::detect::for_each_contained_record_prefiltered;
 use snapwatch_core::parse::Parsed;
@@ -27,7 +26,6 @@ use snapwatch_core::ports::{AlertSink, StoreError};
 use snapwatch_core::ParsedEvent;
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::io::Write;
 use tracing::Instrument;
 
 /// One S3 object version a notification names.
@@ -493,73 +491,89 @@ where
         Ok(outcome)
     }
 
-    /// Streams the object: each compressed chunk is decompressed into the splitter, and the
-    /// records it completed are handled before the next chunk is read.
+    /// Streams the object. Shape: the async side reads the compressed chunks and hands them
+    /// through a bounded channel to a blocking thread, where gzip and the core's splitter (the
+    /// CLI's) read them as a `Read`; each record comes back through a second bounded channel and
+    /// is handled (facts stored, findings sent) while the next ones are split.
     async fn read(
         &self,
         object: &ObjectRef,
         outcome: &mut ObjectOutcome,
     ) -> Result<(), ArchiveError> {
-        let corrupt = |reason: String| ArchiveError::Corrupt {
+        let read_error = |source| ArchiveError::Read {
             url: object.url(),
-            reason,
+            source,
         };
-        let mut body = self
-            .reader
-            .open(object)
-            .await
-            .map_err(|source| ArchiveError::Read {
+        let mut body = self.reader.open(object).await.map_err(read_error)?;
+        let (chunk_tx, chunk_rx) = tokio::sync::mpsc::channel(split::CHUNKS_IN_FLIGHT);
+        let (record_tx, mut record_rx) = tokio::sync::mpsc::channel(split::RECORDS_IN_FLIGHT);
+        let splitting = tokio::task::spawn_blocking(move || {
+            split::split_object(chunk_rx, record_tx, MAX_RECORD_BYTES)
+        });
+        let pump = async move {
+            while let Some(chunk) = body.next_chunk().await? {
+                if chunk_tx.send(chunk).await.is_err() {
+                    break; // the split ended early: its result says why
+                }
+            }
+            // Dropping the sender ends the splitter's input.
+            Ok::<(), ObjectError>(())
+        };
+        let handle = async move {
+            // Records split before a corrupt stretch are still handled.
+            while let Some(piece) = record_rx.recv().await {
+                // Returning drops the receiver, which stops the splitter.
+                self.piece(object, piece, outcome).await?;
+            }
+            Ok::<(), ArchiveError>(())
+        };
+        let (pumped, handled) = tokio::join!(pump, handle);
+        let split = splitting.await;
+        pumped.map_err(read_error)?;
+        handled?;
+        match split {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(ArchiveError::Corrupt {
                 url: object.url(),
-                source,
-            })?;
-        let mut gunzip = flate2::write::MultiGzDecoder::new(RecordSplitter::new(MAX_RECORD_BYTES));
-        while let Some(chunk) = body
-            .next_chunk()
-            .await
-            .map_err(|source| ArchiveError::Read {
+                reason,
+            }),
+            Err(join) => Err(ArchiveError::Corrupt {
                 url: object.url(),
-                source,
-            })?
-        {
-            let written = gunzip.write_all(&chunk);
-            // Records completed before a corrupt stretch are still handled.
-            let elements = gunzip.get_mut().take_elements();
-            self.elements(object, elements, outcome).await?;
-            written.map_err(|e| corrupt(e.to_string()))?;
+                reason: format!("the splitting thread failed: {join}"),
+            }),
         }
-        let ended = gunzip.try_finish();
-        let elements = gunzip.get_mut().take_elements();
-        self.elements(object, elements, outcome).await?;
-        ended.map_err(|e| corrupt(format!("gzip stream: {e}")))?;
-        let splitter: &mut RecordSplitter = gunzip.get_mut();
-        splitter
-            .finish()
-            .map_err(|e: SplitError| corrupt(e.to_string()))?;
-        Ok(())
     }
 
-    async fn elements(
+    async fn piece(
         &self,
         object: &ObjectRef,
-        elements: Vec<Element>,
+        piece: split::Piece,
         outcome: &mut ObjectOutcome,
     ) -> Result<(), ArchiveError> {
-        for element in elements {
-            outcome.records += 1;
-            let (events, rejects) = parse_element(&element);
-            for (reason, raw) in rejects {
-                self.keep_rejected(object, &element, reason, raw).await?;
-                outcome.dead_lettered += 1;
+        outcome.records += 1;
+        let (line, index, events, rejects) = match piece {
+            split::Piece::Record { text, line, index } => {
+                let (events, rejects) = parse_record(&text);
+                (line, index, events, rejects)
             }
-            for parsed in events {
-                match parsed {
-                    Parsed::Skipped(skip) => {
-                        *outcome.skipped.entry(skip.as_str()).or_default() += 1
-                    }
-                    Parsed::Event(event) => {
-                        outcome.events += 1;
-                        self.detect(object, &event, outcome).await?;
-                    }
+            // Not held, so not kept: the reason says where it is.
+            split::Piece::Skipped { line, index, why } => (
+                line,
+                index,
+                Vec::new(),
+                vec![(why.to_string(), String::new())],
+            ),
+        };
+        for (reason, raw) in rejects {
+            self.keep_rejected(object, line, index, reason, raw).await?;
+            outcome.dead_lettered += 1;
+        }
+        for parsed in events {
+            match parsed {
+                Parsed::Skipped(skip) => *outcome.skipped.entry(skip.as_str()).or_default() += 1,
+                Parsed::Event(event) => {
+                    outcome.events += 1;
+                    self.detect(object, &event, outcome).await?;
                 }
             }
         }
@@ -590,16 +604,12 @@ where
     async fn keep_rejected(
         &self,
         object: &ObjectRef,
-        element: &Element,
+        line: usize,
+        index: usize,
         reason: String,
         raw: String,
     ) -> Result<(), ArchiveError> {
-        let reason = format!(
-            "{} line {} record {}: {reason}",
-            object.url(),
-            element.line,
-            element.index
-        );
+        let reason = format!("{} line {line} record {index}: {reason}", object.url());
         tracing::warn!(reason = %reason, "record cannot be parsed; keeping it in the dead-letter queue");
         let event_id = serde_json::from_str::<EventIdOnly>(&raw)
             .ok()
@@ -621,7 +631,7 @@ where
 
 /// Parses one `Records` element with the core's prefiltered parser: its parsed outcomes, and
 /// its rejects as (reason, record text cut to what a dead-letter message holds).
-fn parse_element(element: &Element) -> (Vec<Parsed>, Vec<(String, String)>) {
+fn parse_record(text: &str) -> (Vec<Parsed>, Vec<(String, String)>) {
     let mut parsed = Vec::new();
     let mut rejects = Vec::new();
     let cut = |text: &str| {
@@ -630,24 +640,6 @@ fn parse_element(element: &Element) -> (Vec<Parsed>, Vec<(String, String)>) {
             end -= 1;
         }
         text[..end].to_string()
-    };
-    if element.oversized {
-        let text = String::from_utf8_lossy(&element.text);
-        rejects.push((
-            format!("record larger than {MAX_RECORD_BYTES} bytes; its start is kept"),
-            cut(&text),
-        ));
-        return (parsed, rejects);
-    }
-    let text = match std::str::from_utf8(&element.text) {
-        Ok(text) => text,
-        Err(e) => {
-            rejects.push((
-                format!("not UTF-8: {e}"),
-                cut(&String::from_utf8_lossy(&element.text)),
-            ));
-            return (parsed, rejects);
-        }
     };
     for_each_contained_record_prefiltered(text, &mut |o| match o.result {
         Ok(p) => parsed.push(p),

@@ -310,3 +310,69 @@ async fn messages_not_started_before_the_deadline_fail_alone_and_are_redelivered
     assert!(in_time.response.batch_item_failures.is_empty());
     assert_eq!(a.reader.opened(), 2);
 }
+
+/// The records are split on a blocking thread while this side ingests them: when ingesting
+/// fails mid-object (a sink down), the object fails and the split stops, without hanging.
+#[tokio::test]
+async fn a_sink_down_mid_object_fails_it_and_stops_the_split() {
+    let a = archive();
+    let key = account_key(ACCOUNT, "us-east-1", "sink down");
+    let text = log_file(&single_instance_chain_records(), 20_000);
+    a.reader.put(BUCKET, &key, gzip(&text), 4096);
+    sns(&a).fail_next(
+        usize::MAX,
+        snapwatch_core::memory::SinkFault::Transient {
+            retry_after_secs: None,
+        },
+    );
+    let batch = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        a.handle(sqs_batch(&[("m", created(BUCKET, &key, "e"))])),
+    )
+    .await
+    .expect("the object ends instead of hanging");
+    assert_eq!(batch.response.batch_item_failures.len(), 1, "{batch:#?}");
+    assert_eq!(batch.messages[0].status, "failed");
+    // Healed, the redelivery reads it whole and alerts.
+    sns(&a).heal();
+    let again = a
+        .handle(sqs_batch(&[("m", created(BUCKET, &key, "e"))]))
+        .await;
+    assert!(again.response.batch_item_failures.is_empty(), "{again:#?}");
+    assert_eq!(again.messages[0].objects[0].records, 20_000 + 3);
+}
+
+/// A record over the 16 MiB limit is skipped unheld, dead-lettered with its place, and the
+/// records after it are read.
+#[tokio::test]
+async fn an_oversized_record_is_dead_lettered_with_its_line_and_position() {
+    let a = archive();
+    let key = account_key(ACCOUNT, "us-east-1", "oversized");
+    let huge = format!(
+        "{{\"eventID\":\"huge\",\"pad\":\"{}\"}}",
+        "x".repeat(snapwatch_aws::archive::MAX_RECORD_BYTES)
+    );
+    let mut records = single_instance_chain_records();
+    records.insert(1, huge);
+    let text = log_file_lines(&records, 4);
+    a.reader.put(BUCKET, &key, gzip(&text), 64 * 1024);
+    let batch = a
+        .handle(sqs_batch(&[("m", created(BUCKET, &key, "e"))]))
+        .await;
+    assert!(batch.response.batch_item_failures.is_empty(), "{batch:#?}");
+    let object = &batch.messages[0].objects[0];
+    assert_eq!(
+        (object.records, object.dead_lettered, object.events),
+        (8, 1, 3)
+    );
+    let kept = a.app.dead_letter.kept.lock().unwrap().clone();
+    assert_eq!(kept.len(), 1);
+    // Two noise records, the first chain record, then the huge one: line 5, record 4.
+    let want = format!(
+        "s3://{BUCKET}/{key} line 5 record 4: record larger than the {}-byte limit",
+        snapwatch_aws::archive::MAX_RECORD_BYTES
+    );
+    assert!(kept[0].reason.starts_with(&want), "{}", kept[0].reason);
+    assert!(kept[0].raw.is_empty(), "not held, so not kept");
+    assert_eq!(sent_rules(sns(&a)), ["chain.exposed-restore"]);
+}

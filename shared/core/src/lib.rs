@@ -11,6 +11,8 @@
 //! With a response mode set, [`response`] plans the undo of what a finding's chain added and
 //! the engine hands it to a [`ports::Responder`] before delivery.
 //!
+//! [`split`] cuts a stream of log text into those raw records, for every reader.
+//!
 //! This crate has no async runtime, cloud SDK or HTTP framework dependency.
 
 #![deny(missing_docs)]
@@ -30,6 +32,7 @@ pub mod render;
 pub mod render_html;
 pub mod response;
 pub mod rules;
+pub mod split;
 
 pub use config::Config;
 pub use model::*;
