@@ -726,15 +726,7 @@ async fn a_fresh_instance_s_first_write_to_a_hub_skips_the_reads_the_failed_writ
         let hub = unique_name("ami-golden");
         // Two full pages of 100 facts each and a last one of 50 that takes writes.
         let all = hub_facts("launch", 0..250);
-        for chunk in all.chunks(50) {
-            store
-                .add_facts(&[ResourceFacts {
-                    resource: hub.clone(),
-                    facts: chunk.to_vec(),
-                }])
-                .await
-                .unwrap();
-        }
+        add_in_calls(&store, &hub, &all, 50).await;
         let pages = hub_pages(&store, &hub).await.len();
         assert!(pages > 2, "{server}: {pages} pages");
 
@@ -1047,6 +1039,26 @@ fn hub_facts(
         .collect()
 }
 
+/// Adds `facts` to `hub` `per_call` at a time, as launches arrive; returns how many were new.
+async fn add_in_calls(
+    store: &DynamoStore,
+    hub: &str,
+    facts: &[snapwatch_core::ports::StoredFact],
+    per_call: usize,
+) -> usize {
+    let mut added = 0;
+    for chunk in facts.chunks(per_call) {
+        added += store
+            .add_facts(&[ResourceFacts {
+                resource: hub.to_string(),
+                facts: chunk.to_vec(),
+            }])
+            .await
+            .unwrap();
+    }
+    added
+}
+
 /// The fact items of one resource (its pages): sort key → (size in bytes, fact keys).
 async fn hub_pages(store: &DynamoStore, resource: &str) -> BTreeMap<String, (usize, Vec<String>)> {
     let mut pages = BTreeMap::new();
@@ -1107,16 +1119,7 @@ async fn a_hub_spreads_over_bounded_pages_and_a_fresh_instance_knows_its_stored_
         let hub = unique_name("ami-golden");
         let instance = unique_name("i-ordinary");
         let all = hub_facts("launch", 0..2_000);
-        let mut added = 0;
-        for chunk in all.chunks(50) {
-            added += store
-                .add_facts(&[ResourceFacts {
-                    resource: hub.clone(),
-                    facts: chunk.to_vec(),
-                }])
-                .await
-                .unwrap();
-        }
+        let added = add_in_calls(&store, &hub, &all, 50).await;
         assert_eq!(added, 2_000, "{server}: every hub fact is new once");
         store
             .add_facts(&facts_of(&instance, "run#0"))
@@ -1331,19 +1334,7 @@ async fn concurrent_writers_to_a_growing_hub_count_each_fact_once() {
             // Each writer its own order, so they meet on every page.
             facts.rotate_left(w * 100);
             let hub = hub.clone();
-            tokio::spawn(async move {
-                let mut added = 0;
-                for chunk in facts.chunks(25) {
-                    added += instance
-                        .add_facts(&[ResourceFacts {
-                            resource: hub.clone(),
-                            facts: chunk.to_vec(),
-                        }])
-                        .await
-                        .unwrap();
-                }
-                added
-            })
+            tokio::spawn(async move { add_in_calls(&instance, &hub, &facts, 25).await })
         });
         let mut added = 0;
         for writer in writers.collect::<Vec<_>>() {
@@ -1383,15 +1374,7 @@ async fn a_warm_instance_reads_a_hub_by_its_last_page_and_still_sees_every_chang
         let hub = unique_name("ami-golden");
         let now = fixture_now();
         let all = hub_facts("launch", 0..400);
-        for chunk in all.chunks(50) {
-            store
-                .add_facts(&[ResourceFacts {
-                    resource: hub.clone(),
-                    facts: chunk.to_vec(),
-                }])
-                .await
-                .unwrap();
-        }
+        add_in_calls(&store, &hub, &all, 50).await;
         let pages = hub_pages(&store, &hub).await.len();
         assert!(pages >= 4, "{server}: {pages} pages");
         let event = |warm: &DynamoStore, key: String| {
@@ -1467,15 +1450,7 @@ async fn a_warm_instance_reads_a_hub_by_its_last_page_and_still_sees_every_chang
 
         // The other instance fills the last page and the next: the warm read sees it all.
         let grown = hub_facts("grown", 0..250);
-        for chunk in grown.chunks(50) {
-            other
-                .add_facts(&[ResourceFacts {
-                    resource: hub.clone(),
-                    facts: chunk.to_vec(),
-                }])
-                .await
-                .unwrap();
-        }
+        add_in_calls(&other, &hub, &grown, 50).await;
         assert!(hub_pages(&store, &hub).await.len() > pages, "{server}");
         let loaded = warm
             .session()
