@@ -35,16 +35,18 @@
 //! without failing first. The failed write asks for the page back
 //! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`): the page's facts, keys and TTL and the first
 //! page's count come with the failure, so neither a read nor a raise of the first page's TTL
-//! follows. dynalite returns nothing: there the writer reads the page after the keeping form
-//! below has failed too. An item written before pages existed has no `bytes`, fails the guard,
-//! and is therefore a final first page: read as before, no migration. Every later page records
+//! follows. dynalite returns nothing: there a read of the page stands in (see below). An item
+//! written before pages existed has no `bytes`, fails the guard, and is therefore a final first
+//! page: read as before, no migration. Every later page records
 //! `base`, the digest of the keys on the pages before it (set by its first writer, the same for
 //! every writer since those pages are final). A page that exists was counted by its creator, so
 //! a writer that finds a later page full (most often one that another writer filled and moved on
 //! from) writes to the next page only if it exists, and raises the count and creates the page
 //! only when it does not: the writers after the first spare a raise that would fail. DynamoDB
-//! says "no item" by returning none with the failure; dynalite returns none ever, so there a read
-//! of the page stands in (once the server has returned an item, the store trusts its silence).
+//! says "no item" by returning none with the failure; dynalite never returns one, so there a
+//! read of the page stands in: at once on a later page (most often full), and on a first page
+//! (more often late than full) only after the keeping form below has failed too. Once the server
+//! has returned an item with a failure, the store trusts its silence.
 //!
 //! Reads: the first pages in one `BatchGetItem`, plus, in the same request, the further pages of
 //! the hubs this process knows; one more `BatchGetItem` only for pages the first pages' counts
