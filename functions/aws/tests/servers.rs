@@ -1319,6 +1319,9 @@ async fn an_item_from_before_pages_is_read_as_before_and_new_facts_go_to_a_secon
 
 /// Eight instances (no shared memory) write overlapping facts to one hub at once while it grows
 /// past several pages: every key is counted new exactly once in total and stored on one page.
+/// Each reads the hub after each of its writes, as the engine does, from what it holds of the
+/// hub's full pages and what the table says: it sees every fact it has written, and never fewer
+/// facts than before; at the end each sees them all.
 /// On dynalite only: moto serves requests on threads without item locks, so its conditional
 /// writes are not atomic under concurrency (this test counts some facts twice there).
 #[tokio::test]
@@ -1328,13 +1331,54 @@ async fn concurrent_writers_to_a_growing_hub_count_each_fact_once() {
         let store = new_store(variable, None).await;
         let hub = unique_name("sg-default");
         let all = hub_facts("ingress", 0..800);
+        let now = fixture_now();
         let writers = (0..8).map(|w| {
             let instance = DynamoStore::new(store.client().clone(), store.table());
             let mut facts = all.clone();
             // Each writer its own order, so they meet on every page.
             facts.rotate_left(w * 100);
             let hub = hub.clone();
-            tokio::spawn(async move { add_in_calls(&instance, &hub, &facts, 25).await })
+            tokio::spawn(async move {
+                let mut added = 0;
+                let mut written = BTreeSet::new();
+                let mut seen_before = 0;
+                for chunk in facts.chunks(25) {
+                    let session = instance.session();
+                    added += session
+                        .add_facts(&[ResourceFacts {
+                            resource: hub.clone(),
+                            facts: chunk.to_vec(),
+                        }])
+                        .await
+                        .unwrap();
+                    written.extend(chunk.iter().map(|f| f.key.clone()));
+                    let seen: BTreeSet<String> = keys_of(
+                        session
+                            .load_facts(std::slice::from_ref(&hub), now)
+                            .await
+                            .unwrap(),
+                    )
+                    .into_iter()
+                    .collect();
+                    let missing = written.difference(&seen).count();
+                    assert_eq!(
+                        missing, 0,
+                        "writer {w}: its own facts missing from its read"
+                    );
+                    assert!(seen.len() >= seen_before, "writer {w}: facts vanished");
+                    seen_before = seen.len();
+                }
+                let last = instance
+                    .load_facts(std::slice::from_ref(&hub), now)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    keys_of(last).len(),
+                    800,
+                    "writer {w}: every fact at the end"
+                );
+                added
+            })
         });
         let mut added = 0;
         for writer in writers.collect::<Vec<_>>() {
