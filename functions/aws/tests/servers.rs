@@ -745,10 +745,7 @@ async fn a_fresh_instance_s_first_write_to_a_hub_skips_the_reads_the_failed_writ
             1,
             "{server}: one new fact and one on a full page"
         );
-        let expected: BTreeMap<String, u64> = expected
-            .iter()
-            .map(|(op, n)| (op.to_string(), *n))
-            .collect();
+        let expected = requests(expected);
         assert_eq!(
             counter.by_operation(),
             expected,
@@ -1037,6 +1034,11 @@ fn hub_facts(
             snapwatch_testkit::fact(&key, HUB_EXPIRY, &body)
         })
         .collect()
+}
+
+/// Requests per operation, as `RequestCounter::by_operation` gives them.
+fn requests(counts: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    counts.iter().map(|(op, n)| (op.to_string(), *n)).collect()
 }
 
 /// Adds `facts` to `hub` `per_call` at a time, as launches arrive; returns how many were new.
@@ -1603,10 +1605,7 @@ async fn a_writer_that_finds_its_page_filled_by_another_spares_the_page_count_ra
             1,
             "{server}"
         );
-        let expected: BTreeMap<String, u64> = expected
-            .iter()
-            .map(|(op, n)| (op.to_string(), *n))
-            .collect();
+        let expected = requests(expected);
         assert_eq!(
             counter.by_operation(),
             expected,
@@ -1643,14 +1642,11 @@ async fn a_writer_that_finds_its_page_filled_by_another_spares_the_page_count_ra
             next += 10;
         }
         assert_eq!(hub_pages(&store, &hub).await.len(), 3, "{server}");
-        let first_mover: BTreeMap<String, u64> = if server == "moto" {
-            [("UpdateItem", 4)].as_slice()
+        let first_mover = requests(if server == "moto" {
+            &[("UpdateItem", 4)]
         } else {
-            [("GetItem", 2), ("UpdateItem", 4)].as_slice()
-        }
-        .iter()
-        .map(|(op, n)| (op.to_string(), *n))
-        .collect();
+            &[("GetItem", 2), ("UpdateItem", 4)]
+        });
         counter.reset();
         assert_eq!(
             write(&laggard, hub_facts("laggard", 2..3)).await,
